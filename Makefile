@@ -1,0 +1,32 @@
+# The one place the project's commands live; CI runs `make check` (see .ci/run).
+SWIFT ?= swift
+
+.PHONY: all deps build release test check clean
+
+all: build
+
+# libevent-dev provides the headers and pkg-config files; a fresh Debian machine has only the runtime.
+deps:
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libevent_pthreads; then \
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "libevent-dev is missing. Install it with:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y libevent-dev pkg-config"; \
+			exit 1; \
+		fi; \
+		apt-get update && apt-get install -y libevent-dev pkg-config; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Serial: some tests count the process's descriptors or lower its RLIMIT_NOFILE.
+test: deps
+	$(SWIFT) test --no-parallel
+
+check: deps build test
+
+clean:
+	rm -rf .build

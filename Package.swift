@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-socketserver",
+    products: [
+        .library(name: "Reactor", targets: ["Reactor"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibevent",
+            path: "CLibevent",
+            pkgConfig: "libevent_pthreads",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        .target(
+            name: "Reactor",
+            dependencies: ["CLibevent"]
+        ),
+        .testTarget(
+            name: "ReactorTests",
+            dependencies: ["Reactor"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

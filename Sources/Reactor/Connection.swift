@@ -1,0 +1,453 @@
+import CLibevent
+import Glibc
+
+/// A stream connection (TCP or Unix) on an ``EventLoop``, with two faces over the same object:
+/// callbacks through a ``ConnectionDelegate``, and `async` reads and writes
+/// (``readLine(maxLength:strippingNewline:)``, ``write(_:)-(UnsafeRawBufferPointer)``...).
+///
+/// Built on libevent's plain events with buffers of its own: a readable socket is read once into
+/// the loop's scratch space and handed to the delegate or a waiting reader from there; only bytes
+/// left unconsumed are copied into the connection's own buffer, so an idle connection holds none.
+/// Writes go to the socket at once and are buffered only when the socket is full.
+///
+/// Loop-bound. Ownership: the connection owns its descriptor and its `struct event *`s and frees
+/// them when it closes; an open connection keeps itself alive until it closes.
+public final class Connection {
+    /// The loop the connection belongs to.
+    public let loop: EventLoop
+    /// The socket; owned, closed when the connection closes.
+    public let fileDescriptor: Int32
+
+    /// The callback face; set it before the accept or connect callback returns.
+    public var delegate: (any ConnectionDelegate)? {
+        didSet { updateReading() }
+    }
+
+    /// Output above this many bytes suspends async writers and pauses reading (backpressure).
+    public var highWatermark = 64 * 1024
+    /// Output at or below this many bytes resumes writers and reading.
+    public var lowWatermark = 16 * 1024
+    /// With no delegate and no waiting reader, reading pauses once this many bytes are buffered.
+    public var inputLimit = 64 * 1024
+
+    /// Closes the connection with ``ReactorError/timedOut`` after this long with no byte read or written.
+    public var idleTimeout: Duration? {
+        didSet {
+            loop.preconditionInEventLoop()
+            lastActivity = Connection.now()
+            updateDeadlineTimer()
+        }
+    }
+    /// An async read waiting longer than this throws ``ReactorError/timedOut``; the connection stays open.
+    public var readTimeout: Duration?
+    /// Output that cannot drain for this long (a suspended writer, ``flush()``, a graceful ``close()``)
+    /// closes the connection with ``ReactorError/timedOut``.
+    public var writeTimeout: Duration?
+
+    enum State { case open, closing, closed }
+    private(set) var state = State.open
+    /// The peer closed its sending side.
+    public private(set) var inputClosed = false
+    private var outputShutdown = OutputShutdown.open
+    private enum OutputShutdown { case open, requested, done }
+
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    private var timerEvent: OpaquePointer?
+    private var reading = false
+    private var writing = false
+    private var pausedForOutput = false
+    private var retainedSelf: Unmanaged<Connection>?
+
+    var reader: PendingRead?
+    var writer: UnsafeContinuation<Void, any Error>?
+    var flushWaiters: [UnsafeContinuation<Void, any Error>] = []
+    private var lastActivity: UInt64 = 0
+    var readDeadline: UInt64?
+    var writeDeadline: UInt64?
+
+    /// The error the connection closed with, if it closed abnormally.
+    public private(set) var closeError: (any Error)?
+
+    /// Adopts a connected stream socket: makes it non-blocking and starts reading. Call on the loop thread.
+    /// - Throws: ``IOError`` if the descriptor cannot be made non-blocking (it is then closed),
+    ///   ``ReactorError/libevent(_:)`` if libevent rejects it.
+    public convenience init(adopting fileDescriptor: Int32, on loop: EventLoop) throws {
+        try self.init(adopting: fileDescriptor, on: loop, nonBlocking: false)
+    }
+
+    init(adopting fileDescriptor: Int32, on loop: EventLoop, nonBlocking: Bool) throws {
+        loop.preconditionInEventLoop()
+        self.loop = loop
+        self.fileDescriptor = fileDescriptor
+        do {
+            if !nonBlocking { try Posix.setNonBlocking(fileDescriptor) }
+        } catch {
+            Posix.close(fileDescriptor)
+            state = .closed
+            throw error
+        }
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        readEvent = event_new(loop.base, fileDescriptor, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+            connection.loop.withCallbackScope { connection.handleReadable() }
+        }, context)
+        guard readEvent != nil else {
+            Posix.close(fileDescriptor)
+            state = .closed
+            throw ReactorError.libevent("event_new(fd \(fileDescriptor))")
+        }
+        retainedSelf = Unmanaged.passRetained(self)
+        updateReading()
+    }
+
+    deinit {
+        // Only reached once closed (an open connection retains itself), so the events are freed already.
+        assert(state == .closed)
+    }
+
+    /// Whether the connection is open (not closing or closed).
+    public var isOpen: Bool { state == .open }
+
+    /// The peer's address (`getpeername`).
+    public var remoteAddress: SocketAddress? { try? SocketAddress.peer(of: fileDescriptor) }
+    /// The local address (`getsockname`).
+    public var localAddress: SocketAddress? { try? SocketAddress.local(of: fileDescriptor) }
+
+    /// Bytes written and not yet accepted by the kernel.
+    public var bufferedOutputBytes: Int { output.readableBytes }
+
+    /// Memory held by the connection's own buffers, for tests of buffering bounds.
+    var bufferedMemory: Int { input.allocatedBytes + output.allocatedBytes }
+
+    // MARK: Reading
+
+    private func handleReadable() {
+        guard state != .closed else { return }
+        if idleTimeout != nil { lastActivity = Connection.now() }
+        if input.isEmpty {
+            readIntoScratch()
+        } else {
+            readIntoInput()
+        }
+    }
+
+    /// The common case: read into the loop's scratch space; nothing is copied unless left unconsumed.
+    private func readIntoScratch() {
+        let count: Int
+        do {
+            guard let read = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else { return }
+            count = read
+        } catch {
+            return finishClose(error)
+        }
+        if count == 0 { return handleEndOfInput() }
+        var buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
+        deliver(&buffer)
+        guard state != .closed else { return }
+        input = buffer.takeOwned()
+        updateReading()
+    }
+
+    /// Bytes are already waiting: read straight after them, into the connection's own buffer.
+    private func readIntoInput() {
+        var buffer = input.take()
+        buffer.reserveWritable(16 * 1024)
+        let count: Int
+        do {
+            guard let read = try Posix.read(fileDescriptor, buffer.writableSpace, buffer.writableBytes) else {
+                input = buffer
+                return
+            }
+            count = read
+        } catch {
+            input = buffer
+            return finishClose(error)
+        }
+        if count == 0 {
+            input = buffer
+            return handleEndOfInput()
+        }
+        buffer.didWrite(count)
+        deliver(&buffer)
+        guard state != .closed else { return }
+        input = buffer.takeOwned()
+        updateReading()
+    }
+
+    private func deliver(_ buffer: inout ByteBuffer) {
+        if let delegate {
+            delegate.connection(self, didReceive: &buffer)
+        } else {
+            completeReader(&buffer)
+        }
+    }
+
+    private func handleEndOfInput() {
+        inputClosed = true
+        updateReading()
+        if let delegate {
+            delegate.connectionDidReachEnd(self)
+        } else if reader != nil {
+            var buffer = input.take()
+            completeReader(&buffer)
+            if state != .closed { input = buffer }
+        }
+    }
+
+    /// Reads while someone will consume what arrives and nothing says to pause.
+    func updateReading() {
+        let wanted = state == .open && !inputClosed && !pausedForOutput
+            && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
+        guard wanted != reading, let readEvent else { return }
+        reading = wanted
+        if wanted { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    // MARK: Writing
+
+    /// Sends `bytes`, buffering what the socket does not take at once. Writes after ``close()`` or
+    /// ``shutdownOutput()`` are discarded; a failed send closes the connection with the error.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        loop.preconditionInEventLoop()
+        enqueue(bytes)
+    }
+
+    /// Sends `bytes` (see ``write(_:)-(UnsafeRawBufferPointer)``).
+    public func write(_ bytes: some Sequence<UInt8>) {
+        loop.preconditionInEventLoop()
+        enqueue(bytes)
+    }
+
+    /// Sends the UTF-8 bytes of `string`.
+    public func write(_ string: String) {
+        loop.preconditionInEventLoop()
+        enqueue(string.utf8)
+    }
+
+    func enqueue(_ bytes: some Sequence<UInt8>) {
+        if bytes.withContiguousStorageIfAvailable({ enqueue(UnsafeRawBufferPointer($0)) }) == nil {
+            Array(bytes).withUnsafeBytes { enqueue($0) }
+        }
+    }
+
+    func enqueue(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .open, outputShutdown == .open, bytes.count > 0 else { return }
+        if idleTimeout != nil { lastActivity = Connection.now() }
+        var sent = 0
+        if output.isEmpty {
+            do {
+                sent = try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
+            } catch {
+                return finishClose(error)
+            }
+            if sent == bytes.count { return }
+        }
+        output.append(UnsafeRawBufferPointer(rebasing: bytes[sent...]))
+        if output.readableBytes > highWatermark && !pausedForOutput {
+            pausedForOutput = true
+            updateReading()
+        }
+        setWriting(true)
+    }
+
+    private func setWriting(_ wanted: Bool) {
+        guard wanted != writing else { return }
+        if writeEvent == nil {
+            writeEvent = event_new(loop.base, fileDescriptor, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
+                let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+                connection.loop.withCallbackScope { connection.handleWritable() }
+            }, Unmanaged.passUnretained(self).toOpaque())
+            precondition(writeEvent != nil, "event_new failed: out of memory")
+        }
+        writing = wanted
+        if wanted { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+    }
+
+    private func handleWritable() {
+        guard state != .closed else { return }
+        if idleTimeout != nil { lastActivity = Connection.now() }
+        do {
+            let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
+                try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count)
+            }
+            if let sent { output.moveReaderIndex(forwardBy: sent) }
+        } catch {
+            return finishClose(error)
+        }
+        outputProgressed()
+    }
+
+    /// After bytes left the output buffer: wake writers, resume reading, finish a pending shutdown or close.
+    private func outputProgressed() {
+        if output.isEmpty {
+            output.clear()
+            setWriting(false)
+            let waiters = flushWaiters
+            flushWaiters = []
+            for waiter in waiters { waiter.resume() }
+            if outputShutdown == .requested {
+                outputShutdown = .done
+                try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
+            }
+            if state == .closing { return finishClose(nil) }
+            if writer == nil && flushWaiters.isEmpty && writeDeadline != nil {
+                writeDeadline = nil
+                updateDeadlineTimer()
+            }
+        }
+        guard output.readableBytes <= lowWatermark else { return }
+        if let writer {
+            self.writer = nil
+            if flushWaiters.isEmpty { writeDeadline = nil }
+            writer.resume()
+        }
+        if pausedForOutput {
+            pausedForOutput = false
+            updateReading()
+            delegate?.connectionDidBecomeWritable(self)
+        }
+    }
+
+    // MARK: Closing
+
+    /// Closes gracefully: stops reading, sends what was written, then closes (bounded by ``writeTimeout``).
+    /// Safe to call more than once.
+    public func close() {
+        loop.preconditionInEventLoop()
+        guard state == .open else { return }
+        if output.isEmpty { return finishClose(nil) }
+        state = .closing
+        updateReading()
+        if let writeTimeout, writeDeadline == nil {
+            writeDeadline = Connection.now() + writeTimeout.nanoseconds
+            updateDeadlineTimer()
+        }
+    }
+
+    /// Closes at once with a TCP reset (`SO_LINGER` of zero), discarding unsent output.
+    public func reset() {
+        loop.preconditionInEventLoop()
+        guard state != .closed else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        finishClose(nil)
+    }
+
+    /// Half-closes: after what was written is sent, shuts down the sending side (`shutdown(SHUT_WR)`).
+    /// Reading continues.
+    public func shutdownOutput() {
+        loop.preconditionInEventLoop()
+        guard state == .open, outputShutdown == .open else { return }
+        if output.isEmpty {
+            outputShutdown = .done
+            try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
+        } else {
+            outputShutdown = .requested
+        }
+    }
+
+    /// Whether writes are accepted (open, and the sending side not shut down).
+    var acceptsWrites: Bool { state == .open && outputShutdown == .open }
+
+    /// Closes now: frees the events and the descriptor, fails waiting tasks, tells the delegate.
+    func finishClose(_ error: (any Error)?) {
+        guard state != .closed else { return }
+        state = .closed
+        closeError = error
+        reading = false
+        writing = false
+        for event in [readEvent, writeEvent, timerEvent] {
+            if let event { event_free(event) }
+        }
+        readEvent = nil
+        writeEvent = nil
+        timerEvent = nil
+        Posix.close(fileDescriptor)
+        input.clear()
+        output.clear()
+        let failure = error ?? ReactorError.alreadyClosed
+        if let reader {
+            self.reader = nil
+            reader.continuation.resume(throwing: failure)
+        }
+        if let writer {
+            self.writer = nil
+            writer.resume(throwing: failure)
+        }
+        let waiters = flushWaiters
+        flushWaiters = []
+        for waiter in waiters { waiter.resume(throwing: failure) }
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connection(self, didCloseWith: error)
+        loop.descriptorReleased()
+        let retained = retainedSelf
+        retainedSelf = nil
+        retained?.release()
+    }
+
+    // MARK: Timeouts
+
+    /// Monotonic nanoseconds.
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Arms the one timer for the earliest of the idle, read and write deadlines.
+    func updateDeadlineTimer() {
+        guard state != .closed else { return }
+        var earliest = [readDeadline, writeDeadline].compactMap { $0 }.min()
+        if let idleTimeout {
+            let idleDeadline = lastActivity + idleTimeout.nanoseconds
+            earliest = min(earliest ?? idleDeadline, idleDeadline)
+        }
+        guard let earliest else {
+            if let timerEvent { event_del(timerEvent) }
+            return
+        }
+        if timerEvent == nil {
+            timerEvent = clibevent_evtimer_new(loop.base, { _, _, context in
+                let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+                connection.loop.withCallbackScope { connection.handleDeadline() }
+            }, Unmanaged.passUnretained(self).toOpaque())
+            precondition(timerEvent != nil, "event_new failed: out of memory")
+        }
+        let now = Connection.now()
+        var tv = timeval(.nanoseconds(earliest > now ? earliest - now : 0))
+        event_add(timerEvent, &tv)
+    }
+
+    private func handleDeadline() {
+        guard state != .closed else { return }
+        let now = Connection.now()
+        if let idleTimeout, lastActivity + idleTimeout.nanoseconds <= now {
+            return finishClose(ReactorError.timedOut)
+        }
+        if let writeDeadline, writeDeadline <= now {
+            return finishClose(ReactorError.timedOut)
+        }
+        if let readDeadline, readDeadline <= now {
+            self.readDeadline = nil
+            if let reader {
+                self.reader = nil
+                reader.continuation.resume(throwing: ReactorError.timedOut)
+                updateReading()
+            }
+        }
+        updateDeadlineTimer()
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped at zero.
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0 else { return 0 }
+        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,169 @@
+import CLibevent
+import Glibc
+
+/// A UDP (IPv4 or IPv6) or Unix datagram socket on a loop; loop-bound.
+///
+/// Datagrams arrive through ``onReceive`` (callback face) or ``receive()`` (async face); while
+/// neither is waiting the socket is not read and the kernel queues what arrives.
+/// Ownership: the socket owns its descriptor and `struct event *`, and for a Unix address the
+/// socket file (removed on ``close()`` if still its own). An open socket keeps itself alive until ``close()``.
+public final class DatagramSocket {
+    /// The loop the socket belongs to.
+    public let loop: EventLoop
+    /// The socket (owned).
+    public let fileDescriptor: Int32
+    /// The bound address (for port 0, the port chosen), or `nil` for an unbound Unix socket.
+    public let localAddress: SocketAddress?
+    /// Called on the loop thread with each datagram, valid only during the call, and its sender.
+    /// Setting it starts reading; `nil` stops.
+    public var onReceive: ((UnsafeRawBufferPointer, SocketAddress?) -> Void)? {
+        didSet { updateReading() }
+    }
+
+    private var event: OpaquePointer?
+    private var reading = false
+    private var receiver: UnsafeContinuation<(bytes: [UInt8], sender: SocketAddress?), any Error>?
+    private var unixFile: UnixSocketFile?
+    private var retainedSelf: Unmanaged<DatagramSocket>?
+
+    /// Most datagrams read per readiness callback, so one busy socket cannot starve the loop.
+    static let receivesPerWakeup = 32
+
+    /// A socket bound to `address` (port 0 picks a free port). Call on the loop thread.
+    /// - Throws: ``IOError`` if the socket cannot be created or bound (it is then closed).
+    public convenience init(binding address: SocketAddress, reuseAddress: Bool = false, on loop: EventLoop) throws {
+        loop.preconditionInEventLoop()
+        let (fd, unixFile) = try Socket.bound(to: address, type: Socket.datagram, reuseAddress: reuseAddress)
+        let local: SocketAddress
+        do {
+            local = try address.family == .unix ? address : SocketAddress.local(of: fd)
+        } catch {
+            unixFile?.remove()
+            Posix.close(fd)
+            throw error
+        }
+        try self.init(fd: fd, localAddress: local, unixFile: unixFile, loop: loop)
+    }
+
+    /// An unbound socket of `family`, for sending (an IP socket gets a port on its first send).
+    /// - Throws: ``IOError`` if the socket cannot be created.
+    public convenience init(family: SocketAddress.Family, on loop: EventLoop) throws {
+        loop.preconditionInEventLoop()
+        let fd = try Posix.socket(domain: family.rawValue, type: Socket.datagram)
+        try self.init(fd: fd, localAddress: nil, unixFile: nil, loop: loop)
+    }
+
+    private init(fd: Int32, localAddress: SocketAddress?, unixFile: UnixSocketFile?, loop: EventLoop) throws {
+        self.loop = loop
+        self.fileDescriptor = fd
+        self.localAddress = localAddress
+        self.unixFile = unixFile
+        event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            let socket = Unmanaged<DatagramSocket>.fromOpaque(context!).takeUnretainedValue()
+            socket.loop.withCallbackScope { socket.readReady() }
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard event != nil else {
+            unixFile?.remove()
+            Posix.close(fd)
+            throw ReactorError.libevent("event_new(fd \(fd))")
+        }
+        retainedSelf = Unmanaged.passRetained(self)
+    }
+
+    /// Sends one datagram to `address`.
+    /// - Throws: ``ReactorError/alreadyClosed``, or ``IOError`` (`EAGAIN` when the send buffer is full:
+    ///   datagrams are never queued in user space).
+    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws {
+        loop.preconditionInEventLoop()
+        guard event != nil else { throw ReactorError.alreadyClosed }
+        _ = try address.withSockAddr { (pointer, length) throws(IOError) in
+            try Posix.syscall("sendto \(address)", { sendto(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
+        }
+    }
+
+    /// Sends one datagram to `address`.
+    public func send(_ bytes: some Sequence<UInt8>, to address: SocketAddress) throws {
+        try Array(bytes).withUnsafeBytes { try send($0, to: address) }
+    }
+
+    /// Waits for the next datagram; call from a task on the socket's loop.
+    /// - Returns: its bytes and sender (`nil` for an unbound Unix sender).
+    /// - Throws: ``ReactorError/alreadyClosed``, ``ReactorError/concurrentOperation``, or an ``IOError``.
+    public func receive() async throws -> (bytes: [UInt8], sender: SocketAddress?) {
+        loop.preconditionInEventLoop()
+        guard event != nil else { throw ReactorError.alreadyClosed }
+        guard receiver == nil else { throw ReactorError.concurrentOperation }
+        return try await withUnsafeThrowingContinuation { continuation in
+            receiver = continuation
+            updateReading()
+        }
+    }
+
+    private func updateReading() {
+        let wanted = event != nil && (onReceive != nil || receiver != nil)
+        guard wanted != reading, let event else { return }
+        reading = wanted
+        if wanted { event_add(event, nil) } else { event_del(event) }
+    }
+
+    private func readReady() {
+        for _ in 0..<Self.receivesPerWakeup {
+            guard event != nil, onReceive != nil || receiver != nil else { break }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let scratch = loop.scratch
+            let result = withUnsafeMutableBytes(of: &storage) { raw in
+                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+                return Result { () throws(IOError) -> (Int, SocketAddress?)? in
+                    guard let count = try Posix.nonBlocking("recvfrom", { recvfrom(fileDescriptor, scratch.baseAddress, scratch.count, 0, pointer, &length) }) else {
+                        return nil
+                    }
+                    return (count, length > 0 ? SocketAddress(pointer, length: length) : nil)
+                }
+            }
+            switch result {
+            case .success(nil):
+                break
+            case .success(let (count, sender)?):
+                let bytes = UnsafeRawBufferPointer(start: scratch.baseAddress, count: count)
+                if let receiver {
+                    self.receiver = nil
+                    receiver.resume(returning: ([UInt8](bytes), sender))
+                } else {
+                    onReceive?(bytes, sender)
+                }
+                continue
+            case .failure(let error):
+                if let receiver {
+                    self.receiver = nil
+                    receiver.resume(throwing: error)
+                }
+                // ICMP errors (ECONNREFUSED from an earlier send) are reported once and reading goes on.
+                continue
+            }
+            break
+        }
+        updateReading()
+    }
+
+    /// Closes the socket and removes its Unix socket file. A waiting ``receive()`` throws
+    /// ``ReactorError/alreadyClosed``. Safe to call more than once.
+    public func close() {
+        loop.preconditionInEventLoop()
+        guard let event else { return }
+        event_free(event)
+        self.event = nil
+        reading = false
+        Posix.close(fileDescriptor)
+        unixFile?.remove()
+        onReceive = nil
+        if let receiver {
+            self.receiver = nil
+            receiver.resume(throwing: ReactorError.alreadyClosed)
+        }
+        loop.descriptorReleased()
+        let retained = retainedSelf
+        retainedSelf = nil
+        retained?.release()
+    }
+}

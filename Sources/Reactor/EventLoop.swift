@@ -1,0 +1,311 @@
+import CLibevent
+import Glibc
+import Synchronization
+
+/// One libevent `event_base`, run by one thread: the reactor.
+///
+/// Everything created on a loop (connections, listeners, timers, watchers) is *loop-bound*: it must
+/// be used only on the loop's thread, which is the thread that created the loop until ``run()`` or
+/// ``runOnce(timeout:)`` is called, and the thread running it from then on. Loop-bound methods
+/// check this with a precondition.
+///
+/// Three entry points are thread-safe and wake the loop at once: ``stop()``, ``execute(_:)`` and
+/// the executor's `enqueue` (so `Task(executorPreference: loop)` and actors on the loop work).
+///
+/// Ownership: the loop owns its `event_base` and frees it in `deinit`. Objects created on the loop
+/// keep it alive; open connections, listeners, pending timers and active watchers keep themselves
+/// alive until closed or cancelled.
+public final class EventLoop: @unchecked Sendable {
+    /// The I/O multiplexing method libevent uses.
+    public enum Backend: String, Sendable, CaseIterable {
+        /// libevent's choice (epoll on Linux).
+        case automatic
+        /// Linux `epoll`.
+        case epoll
+        /// `poll(2)`.
+        case poll
+        /// `select(2)`; limited to descriptors below `FD_SETSIZE` (1024).
+        case select
+    }
+
+    /// Cross-thread work waiting for the loop.
+    private enum RemoteWork {
+        case job(UnownedJob)
+        case closure(@Sendable () -> Void)
+    }
+
+    private struct RemoteQueue {
+        var work: [RemoteWork] = []
+        /// The wake-up event was activated and has not run yet.
+        var wakePending = false
+    }
+
+    /// The underlying `struct event_base *`, owned by this loop.
+    let base: OpaquePointer
+    /// The method libevent chose, e.g. `"epoll"`.
+    public let backendName: String
+
+    private let owner: Atomic<UInt>
+    private let running = Atomic<Bool>(false)
+    private let stopRequested = Atomic<Bool>(false)
+    private let remote = Mutex(RemoteQueue())
+    private var wakeEvent: OpaquePointer?
+    private var runOnceTimer: OpaquePointer?
+
+    // Loop-thread state.
+    /// Jobs enqueued on the loop thread during a callback, run when the outermost callback returns.
+    private var localJobs: [UnownedJob] = []
+    /// How many callbacks (or job drains) are on the stack.
+    private var callbackDepth = 0
+    /// Listeners that stopped accepting on EMFILE/ENFILE; resumed when a connection closes.
+    var pausedListeners: [Listener] = []
+    /// Scratch space every connection reads into first, so an idle connection holds no buffer.
+    let scratch: UnsafeMutableRawBufferPointer
+    static let scratchSize = 64 * 1024
+
+    /// The backends this libevent build offers, in its order of preference (e.g. `["epoll", "poll", "select"]`).
+    public static var supportedBackends: [String] {
+        guard var method = event_get_supported_methods() else { return [] }
+        var names: [String] = []
+        while let name = method.pointee {
+            names.append(String(cString: name))
+            method += 1
+        }
+        return names
+    }
+
+    /// Creates a loop on the calling thread.
+    /// - Parameter backend: the multiplexing method; other methods are avoided through `event_config_avoid_method`.
+    /// - Throws: ``ReactorError/unsupportedBackend(_:)`` if the method is not available,
+    ///   ``ReactorError/libevent(_:)`` if libevent cannot create the base.
+    public init(backend: Backend = .automatic) throws(ReactorError) {
+        EventLoop.processSetUp()
+        guard let config = event_config_new() else { throw .libevent("event_config_new") }
+        defer { event_config_free(config) }
+        if backend != .automatic {
+            let supported = EventLoop.supportedBackends
+            guard supported.contains(backend.rawValue) else { throw .unsupportedBackend(backend.rawValue) }
+            for method in supported where method != backend.rawValue {
+                event_config_avoid_method(config, method)
+            }
+        }
+        guard let base = event_base_new_with_config(config) else { throw .libevent("event_base_new_with_config") }
+        self.base = base
+        self.backendName = String(cString: event_base_get_method(base))
+        self.owner = Atomic(UInt(pthread_self()))
+        self.scratch = .allocate(byteCount: EventLoop.scratchSize, alignment: 16)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        wakeEvent = clibevent_evuser_new(base, { _, _, context in
+            Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue().handleWake()
+        }, context)
+        runOnceTimer = clibevent_evtimer_new(base, { _, _, _ in }, nil)
+        guard wakeEvent != nil, runOnceTimer != nil else { throw .libevent("event_new") }
+    }
+
+    deinit {
+        if let wakeEvent { event_free(wakeEvent) }
+        if let runOnceTimer { event_free(runOnceTimer) }
+        event_base_free(base)
+        scratch.deallocate()
+    }
+
+    /// Once per process: libevent's pthread locking (so other threads can wake the loop), and
+    /// SIGPIPE ignored (a write to a closed peer must be an error, not the death of the process).
+    private static let processSetUpDone: Bool = {
+        evthread_use_pthreads()
+        signal(SIGPIPE, SIG_IGN)
+        return true
+    }()
+
+    static func processSetUp() {
+        _ = processSetUpDone
+    }
+
+    // MARK: Thread identity
+
+    /// Whether the calling thread is this loop's thread.
+    public var inEventLoop: Bool {
+        owner.load(ordering: .relaxed) == UInt(pthread_self())
+    }
+
+    /// Stops the program unless called on the loop's thread.
+    @inline(__always)
+    public func preconditionInEventLoop(file: StaticString = #fileID, line: UInt = #line) {
+        precondition(inEventLoop, "\(ReactorError.notOnLoopThread)", file: file, line: line)
+    }
+
+    // MARK: Running
+
+    /// Runs the loop on the calling thread until ``stop()`` is called.
+    ///
+    /// If ``stop()`` was called before `run()` started, `run()` returns at once. Each `stop()` ends one `run()`.
+    /// - Throws: ``ReactorError/libevent(_:)`` if `event_base_loop` fails.
+    public func run() throws(ReactorError) {
+        try enter()
+        defer { leave() }
+        while !stopRequested.exchange(false, ordering: .acquiringAndReleasing) {
+            if event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY) < 0 { throw .libevent("event_base_loop") }
+        }
+    }
+
+    /// Runs one pass of the loop on the calling thread, for a host program that drives it from its own loop.
+    ///
+    /// - Parameter timeout: how long to wait for something to happen: `nil` waits until at least one
+    ///   event runs, `.zero` only runs what is ready now.
+    /// - Throws: ``ReactorError/libevent(_:)`` if `event_base_loop` fails.
+    public func runOnce(timeout: Duration? = nil) throws(ReactorError) {
+        try enter()
+        defer { leave() }
+        let flags: Int32
+        if timeout == .zero {
+            flags = EVLOOP_NONBLOCK
+        } else {
+            flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY
+            if let timeout {
+                var tv = timeval(timeout)
+                event_add(runOnceTimer, &tv)
+            }
+        }
+        defer { if timeout != nil { event_del(runOnceTimer) } }
+        if event_base_loop(base, flags) < 0 { throw .libevent("event_base_loop") }
+    }
+
+    private func enter() throws(ReactorError) {
+        guard running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            preconditionFailure("EventLoop.run() called while the loop is already running")
+        }
+        owner.store(UInt(pthread_self()), ordering: .releasing)
+    }
+
+    private func leave() {
+        running.store(false, ordering: .releasing)
+    }
+
+    /// Makes the running ``run()`` return, or the next one return at once. Thread-safe; wakes the loop immediately.
+    public func stop() {
+        stopRequested.store(true, ordering: .releasing)
+        wake()
+    }
+
+    /// Runs `body` on the loop's thread soon, waking the loop if it is waiting. Thread-safe.
+    ///
+    /// Closures run in the order they were submitted.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        let needsWake = remote.withLock { queue in
+            queue.work.append(.closure(body))
+            return Self.claimWake(&queue)
+        }
+        if needsWake { event_active(wakeEvent, 0, 0) }
+    }
+
+    private func wake() {
+        if remote.withLock({ Self.claimWake(&$0) }) { event_active(wakeEvent, 0, 0) }
+    }
+
+    private static func claimWake(_ queue: inout RemoteQueue) -> Bool {
+        if queue.wakePending { return false }
+        queue.wakePending = true
+        return true
+    }
+
+    private func handleWake() {
+        let work = remote.withLock { queue -> [RemoteWork] in
+            queue.wakePending = false
+            let work = queue.work
+            queue.work = []
+            return work
+        }
+        withCallbackScope {
+            for item in work {
+                switch item {
+                case .job(let job): runJob(job)
+                case .closure(let body): body()
+                }
+            }
+        }
+        if stopRequested.load(ordering: .acquiring) {
+            event_base_loopbreak(base)
+        }
+    }
+
+    // MARK: Callbacks and local jobs
+
+    /// Wraps every callback from libevent: jobs that the callback enqueued (a continuation resumed,
+    /// say) run when the outermost callback returns, before the loop polls again, with no lock.
+    @inline(__always)
+    func withCallbackScope(_ body: () -> Void) {
+        callbackDepth += 1
+        body()
+        callbackDepth -= 1
+        if callbackDepth == 0 && !localJobs.isEmpty {
+            drainLocalJobs()
+        }
+    }
+
+    private func drainLocalJobs() {
+        callbackDepth += 1
+        defer { callbackDepth -= 1 }
+        var rounds = 0
+        while !localJobs.isEmpty {
+            rounds += 1
+            if rounds > 1024 {
+                // A task that keeps re-enqueueing itself must not starve I/O: finish on the next pass.
+                let rest = localJobs
+                localJobs = []
+                let needsWake = remote.withLock { queue in
+                    queue.work.append(contentsOf: rest.map { RemoteWork.job($0) })
+                    return Self.claimWake(&queue)
+                }
+                if needsWake { event_active(wakeEvent, 0, 0) }
+                return
+            }
+            let jobs = localJobs
+            localJobs = []
+            for job in jobs { runJob(job) }
+        }
+    }
+
+    @inline(__always)
+    private func runJob(_ job: UnownedJob) {
+        job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+    }
+
+    /// Adds a job from the executor. On the loop thread inside a callback it joins the lock-free local
+    /// queue; from anywhere else it goes through the locked remote queue and wakes the loop.
+    func enqueueJob(_ job: UnownedJob) {
+        if callbackDepth > 0 && inEventLoop {
+            localJobs.append(job)
+            return
+        }
+        let needsWake = remote.withLock { queue in
+            queue.work.append(.job(job))
+            return Self.claimWake(&queue)
+        }
+        if needsWake { event_active(wakeEvent, 0, 0) }
+    }
+
+    // MARK: Accept back-off
+
+    /// A connection closed: descriptors are free again, so paused listeners may accept.
+    @inline(__always)
+    func descriptorReleased() {
+        if !pausedListeners.isEmpty {
+            let listeners = pausedListeners
+            pausedListeners = []
+            for listener in listeners { listener.resumeAccepting() }
+        }
+    }
+}
+
+extension timeval {
+    /// A `timeval` for a non-negative duration, rounded up to the microsecond.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        if seconds < 0 {
+            self.init(tv_sec: 0, tv_usec: 0)
+            return
+        }
+        let micros = (attoseconds + 999_999_999_999) / 1_000_000_000_000
+        self.init(tv_sec: Int(seconds) + Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
+    }
+}

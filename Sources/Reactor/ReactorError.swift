@@ -1,0 +1,38 @@
+/// Errors about the state of a Reactor object rather than a failed system call.
+///
+/// Failed system calls throw ``IOError``. Using a loop-bound object from another thread is a
+/// programmer error and stops the program with a precondition naming ``notOnLoopThread``.
+public enum ReactorError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The object was already closed.
+    case alreadyClosed
+    /// A loop-bound object was used from a thread other than its loop's (reported by preconditions).
+    case notOnLoopThread
+    /// A line exceeded the given limit before its newline arrived; the connection is closed.
+    case lineTooLong(limit: Int)
+    /// A read, write, connect or idle timeout expired.
+    case timedOut
+    /// The peer closed its side before the requested number of bytes arrived.
+    case unexpectedEOF
+    /// Another task is already waiting to read (or to write) on this connection.
+    case concurrentOperation
+    /// An address string could not be parsed or resolved.
+    case invalidAddress(String)
+    /// The requested event backend is not available in this libevent build.
+    case unsupportedBackend(String)
+    /// libevent refused an operation (it reports no errno).
+    case libevent(String)
+
+    public var description: String {
+        switch self {
+        case .alreadyClosed: return "already closed"
+        case .notOnLoopThread: return "used from a thread other than its event loop's"
+        case .lineTooLong(let limit): return "line longer than \(limit) bytes"
+        case .timedOut: return "timed out"
+        case .unexpectedEOF: return "unexpected end of input"
+        case .concurrentOperation: return "another operation of the same kind is already waiting"
+        case .invalidAddress(let text): return "invalid address: \(text)"
+        case .unsupportedBackend(let name): return "event backend not available: \(name)"
+        case .libevent(let what): return "libevent: \(what) failed"
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Glibc
+import Reactor
+import Synchronization
+import Testing
+
+@Suite struct EventLoopTests {
+    @Test(arguments: ["epoll", "poll", "select"])
+    func backendIsSelectableAndReported(name: String) throws {
+        let loop = try EventLoop(backend: EventLoop.Backend(rawValue: name)!)
+        #expect(loop.backendName == name)
+    }
+
+    @Test func automaticBackendIsEpollOnLinux() throws {
+        #expect(try EventLoop().backendName == "epoll")
+        #expect(EventLoop.supportedBackends.contains("epoll"))
+    }
+
+    @Test func stopBeforeRunMakesRunReturnAtOnce() throws {
+        let loop = try EventLoop()
+        loop.stop()
+        let start = ContinuousClock.now
+        try loop.run()
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    /// Starts `loop.run()` on a new thread; returns once the loop has run a first callback, and a
+    /// semaphore signalled when `run()` returns.
+    private func startOnThread(_ loop: EventLoop) -> DispatchSemaphore {
+        let started = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        loop.execute { started.signal() }
+        Thread.detachNewThread {
+            try? loop.run()
+            finished.signal()
+        }
+        started.wait()
+        return finished
+    }
+
+    @Test func stopFromAnotherThreadWakesAnIdleLoop() throws {
+        let loop = try EventLoop()
+        let finished = startOnThread(loop)
+        // The loop now waits in epoll_wait with no event and no timeout: only a wake-up can end it.
+        let start = ContinuousClock.now
+        loop.stop()
+        #expect(finished.wait(timeout: .now() + 5) == .success, "stop() did not wake the loop")
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test func executeFromAnotherThreadRunsOnTheLoopThreadInOrder() throws {
+        let loop = try EventLoop()
+        let finished = startOnThread(loop)
+        let seen = Mutex<[Int]>([])
+        let onLoop = Atomic<Int>(0)
+        let done = DispatchSemaphore(value: 0)
+        for i in 0..<100 {
+            loop.execute {
+                seen.withLock { $0.append(i) }
+                if loop.inEventLoop { onLoop.add(1, ordering: .relaxed) }
+                if i == 99 { done.signal() }
+            }
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success, "execute() did not wake the loop")
+        #expect(seen.withLock { $0 } == Array(0..<100))
+        #expect(onLoop.load(ordering: .relaxed) == 100)
+        #expect(!loop.inEventLoop)
+        loop.stop()
+        #expect(finished.wait(timeout: .now() + 5) == .success)
+    }
+
+    @Test func runOnceWithTimeoutReturnsWhenNothingHappens() throws {
+        let loop = try EventLoop()
+        let start = ContinuousClock.now
+        try loop.runOnce(timeout: .milliseconds(50))
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .milliseconds(45) && elapsed < .seconds(2))
+        try loop.runOnce(timeout: .zero)
+    }
+
+    @Test func runOnceRunsReadyCallbacks() throws {
+        let loop = try EventLoop()
+        var fired = 0
+        loop.schedule(after: .milliseconds(1)) { fired += 1 }
+        while fired == 0 { try loop.runOnce(timeout: .seconds(2)) }
+        #expect(fired == 1)
+    }
+
+    @Test func tasksWithTheLoopAsExecutorRunOnTheLoopThread() throws {
+        try runLoop { loop in
+            loop.test {
+                #expect(loop.inEventLoop)
+                await Task.yield()
+                #expect(loop.inEventLoop)
+                let value = await Counter(loop: loop).increment()
+                #expect(value == 1)
+                #expect(loop.inEventLoop)
+            }
+        }
+    }
+
+    @Test func signalsAreHandledOnTheLoop() throws {
+        var received: [Int32] = []
+        try runLoop { loop in
+            var watcher: SignalWatcher?
+            watcher = try loop.onSignal(SIGUSR1) { signal in
+                #expect(loop.inEventLoop)
+                received.append(signal)
+                watcher?.cancel()
+                loop.stop()
+            }
+            loop.schedule(after: .milliseconds(1)) { kill(getpid(), SIGUSR1) }
+        }
+        #expect(received == [SIGUSR1])
+    }
+
+    @Test func ioWatcherSeesAPipeBecomeReadable() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        var got: [UInt8] = []
+        try runLoop { loop in
+            var watcher: IOWatcher?
+            watcher = try IOWatcher(fileDescriptor: fds[0], events: .readable, on: loop) { events in
+                #expect(events.contains(.readable))
+                var byte: UInt8 = 0
+                if read(fds[0], &byte, 1) == 1 { got.append(byte) }
+                if got.count == 3 {
+                    watcher?.cancel()
+                    loop.stop()
+                }
+            }
+            loop.schedule(after: .milliseconds(1)) { _ = write(fds[1], "abc", 3) }
+        }
+        #expect(got == Array("abc"))
+    }
+}
+
+/// An actor whose executor is the loop.
+actor Counter {
+    let loop: EventLoop
+    var value = 0
+    init(loop: EventLoop) { self.loop = loop }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+    func increment() -> Int {
+        loop.preconditionInEventLoop()
+        value += 1
+        return value
+    }
+}
