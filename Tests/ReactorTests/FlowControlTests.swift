@@ -1,0 +1,150 @@
+import Glibc
+import Reactor
+import Testing
+
+/// Backpressure, line limits and timeouts.
+@Suite struct FlowControlTests {
+    @Test(arguments: Face.allCases)
+    func aPeerThatNeverReadsDoesNotGrowTheServersBuffer(face: Face) throws {
+        var serverSide: Connection?
+        var peakOutput = 0
+        var clientBacklog = 0
+        try runLoop(timeout: .seconds(30)) { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                serverSide = connection
+                serveEcho(connection, face: face)
+            }
+            Connection.connect(to: listener.localAddress, on: loop) { result in
+                guard case .success(let client) = result else { Issue.record("connect: \(result)"); return loop.stop() }
+                // The client writes without ever reading: no delegate and no reader, so it reads at most
+                // its input limit and then leaves the rest in the kernel.
+                let line = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024 - 1) + [10]
+                let chunk = Array([[UInt8]](repeating: line, count: 8).joined())
+                var stable = 0
+                loop.scheduleRepeating(every: .milliseconds(20)) { timer in
+                    if client.bufferedOutputBytes < 8 * 1024 * 1024 { client.write(chunk) }
+                    let output = serverSide?.bufferedOutputBytes ?? 0
+                    peakOutput = max(peakOutput, output)
+                    // Done once the server has stopped reading for a while and the client still has output waiting.
+                    stable = client.bufferedOutputBytes > 1024 * 1024 ? stable + 1 : 0
+                    if stable == 10 {
+                        timer.cancel()
+                        clientBacklog = client.bufferedOutputBytes
+                        client.reset()
+                        serverSide?.close()
+                        listener.close()
+                        loop.stop()
+                    }
+                }
+            }
+        }
+        let watermark = 64 * 1024
+        #expect(clientBacklog > 1024 * 1024, "the client could not get rid of its bytes: the server stopped reading")
+        #expect(peakOutput > 0)
+        // One read (64 KiB) or one line beyond the high watermark, no more.
+        #expect(peakOutput <= watermark + 64 * 1024, "server buffered \(peakOutput) bytes")
+    }
+
+    @Test func aLineLongerThanTheLimitIsATypedErrorAndCloses() throws {
+        var serverError: (any Error)?
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.unix.listenAddress(), on: loop) { connection in
+                loop.spawn {
+                    do {
+                        _ = try await connection.readLine(maxLength: 100)
+                    } catch {
+                        serverError = error
+                    }
+                    #expect(!connection.isOpen)
+                }
+            }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                try await client.write([UInt8](repeating: 65, count: 5000))
+                // The server closes: end of input (or a reset) on the client side.
+                let reply = try? await client.read(upTo: 10)
+                #expect(reply == nil || reply == [])
+                client.close()
+                listener.close()
+            }
+        }
+        #expect(serverError as? ReactorError == .lineTooLong(limit: 100))
+    }
+
+    @Test func aLineOfExactlyTheLimitIsAccepted() throws {
+        var buffer = ByteBuffer()
+        buffer.append(Array(String(repeating: "b", count: 100) + "\r\n"))
+        #expect(try buffer.readLine(maxLength: 100) == Array(String(repeating: "b", count: 100)))
+        buffer.append(Array(String(repeating: "c", count: 101) + "\n"))
+        #expect(throws: ReactorError.lineTooLong(limit: 100)) { try buffer.readLine(maxLength: 100) }
+    }
+
+    @Test func anIdleConnectionIsClosedByItsIdleTimeout() throws {
+        final class CloseRecorder: ConnectionDelegate {
+            var error: (any Error)?
+            var closed = false
+            func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) { buffer.clear() }
+            func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
+                closed = true
+                self.error = error
+            }
+        }
+        let recorder = CloseRecorder()
+        let start = ContinuousClock.now
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                connection.delegate = recorder
+                connection.idleTimeout = .milliseconds(100)
+            }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                // Activity postpones the timeout; silence then ends it.
+                for _ in 0..<3 {
+                    try await Task.sleep(for: .milliseconds(40))
+                    try await client.write("ping\n")
+                }
+                #expect(try await client.read(upTo: 10) == [], "the server closed the idle connection")
+                client.close()
+                listener.close()
+            }
+        }
+        #expect(recorder.closed)
+        #expect(recorder.error as? ReactorError == .timedOut)
+        #expect(ContinuousClock.now - start >= .milliseconds(200))
+    }
+
+    @Test func aReadTimeoutThrowsAndLeavesTheConnectionOpen() throws {
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { serveEcho($0, face: .callback) }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                client.readTimeout = .milliseconds(50)
+                await #expect(throws: ReactorError.timedOut) { _ = try await client.readLine() }
+                #expect(client.isOpen)
+                try await client.write("still here\n")
+                #expect(try await client.readLine() == Array("still here"))
+                client.close()
+                listener.close()
+            }
+        }
+    }
+
+    @Test func aWriteTimeoutClosesAConnectionWhoseOutputCannotDrain() throws {
+        try runLoop(timeout: .seconds(30)) { loop in
+            var serverSide: Connection?
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                serverSide = connection  // never reads
+            }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                client.writeTimeout = .milliseconds(100)
+                await #expect(throws: ReactorError.timedOut) {
+                    while true { try await client.write([UInt8](repeating: 1, count: 1 << 20)) }
+                }
+                #expect(!client.isOpen)
+                serverSide?.reset()
+                listener.close()
+            }
+        }
+    }
+}
