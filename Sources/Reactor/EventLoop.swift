@@ -273,7 +273,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Adds a job from the executor. On the loop thread inside a callback it joins the lock-free local
     /// queue; from anywhere else it goes through the locked remote queue and wakes the loop.
     func enqueueJob(_ job: UnownedJob) {
-        if callbackDepth > 0 && inEventLoop {
+        // `inEventLoop` first: only the loop thread may read `callbackDepth`.
+        if inEventLoop && callbackDepth > 0 {
             localJobs.append(job)
             return
         }
