@@ -17,6 +17,11 @@ let package = Package(
             name: "Reactor",
             dependencies: ["CLibevent"]
         ),
+        .executableTarget(
+            name: "reactor-echo",
+            dependencies: ["Reactor"],
+            path: "Examples/ReactorEcho"
+        ),
         .testTarget(
             name: "ReactorTests",
             dependencies: ["Reactor"]
