@@ -130,6 +130,108 @@ import Testing
         }
     }
 
+    /// `count` bytes of a pattern that repeats every 251 bytes, so misordered or lost chunks show.
+    private func pattern(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for i in 0..<count { buffer[i] = UInt8(i % 251) }
+            initialized = count
+        }
+    }
+
+    @Test func closeSendsEverythingWrittenFirst() throws {
+        let size = 4 * 1024 * 1024
+        var flushed = false
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                loop.spawn {
+                    let payload = pattern(size)
+                    connection.highWatermark = .max  // buffer it all: close() must still deliver every byte
+                    try? await connection.write(payload)
+                    #expect(connection.bufferedOutputBytes > 0, "the test needs output still buffered at close()")
+                    connection.close()
+                }
+            }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                var received: [UInt8] = []
+                while case let bytes = try await client.read(upTo: 65536), !bytes.isEmpty { received += bytes }
+                #expect(received.count == size)
+                #expect(received == pattern(size))
+                try await client.write("done")
+                try await client.flush()
+                flushed = client.bufferedOutputBytes == 0
+                client.close()
+                listener.close()
+            }
+        }
+        #expect(flushed)
+    }
+
+    @Test func delegateHearsWritableAgainAfterBackpressure() throws {
+        final class Blaster: ConnectionDelegate {
+            var writableAgain = 0
+            func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
+                buffer.clear()
+                connection.write([UInt8](repeating: 9, count: 16 << 20))  // more than the kernel takes at once
+            }
+            func connectionDidBecomeWritable(_ connection: Connection) {
+                writableAgain += 1
+                connection.close()
+            }
+        }
+        let blaster = Blaster()
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { $0.delegate = blaster }
+            loop.test {
+                let client = try await Connection.connect(to: listener.localAddress, on: loop)
+                try await client.write("go\n")
+                var total = 0
+                while case let bytes = try await client.read(upTo: 65536), !bytes.isEmpty { total += bytes.count }
+                #expect(total == 16 << 20)
+                client.close()
+                listener.close()
+            }
+        }
+        #expect(blaster.writableAgain == 1)
+    }
+
+    @Test func connectTimesOutWhenTheAcceptQueueIsFull() throws {
+        // A listening socket nobody accepts from, with the smallest queue: once it is full the kernel drops SYNs.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = bind(fd, $0, length)
+                _ = getsockname(fd, $0, &length)
+            }
+        }
+        #expect(listen(fd, 0) == 0)
+        let target = try SocketAddress(ipv4: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port)))
+        var outcomes: [String] = []
+        try runLoop { loop in
+            var clients: [Connection] = []
+            for _ in 0..<4 {
+                Connection.connect(to: target, on: loop, timeout: .milliseconds(300)) { result in
+                    switch result {
+                    case .success(let connection): clients.append(connection); outcomes.append("connected")
+                    case .failure(let error as ReactorError): outcomes.append("\(error)")
+                    case .failure(let error): outcomes.append("other: \(error)")
+                    }
+                    if outcomes.count == 4 {
+                        clients.forEach { $0.reset() }
+                        loop.stop()
+                    }
+                }
+            }
+        }
+        #expect(outcomes.contains("timed out"), "\(outcomes)")
+        #expect(outcomes.allSatisfy { $0 == "connected" || $0 == "timed out" }, "\(outcomes)")
+    }
+
     @Test func thousandConcurrentClientsEachGetTheirOwnBytes() throws {
         let clients = 1000
         var verified = 0

@@ -99,19 +99,21 @@ import Testing
         }
     }
 
-    @Test func signalsAreHandledOnTheLoop() throws {
+    @Test(arguments: [SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+    func signalsAreHandledOnTheLoop(signalNumber: Int32) throws {
         var received: [Int32] = []
         try runLoop { loop in
             var watcher: SignalWatcher?
-            watcher = try loop.onSignal(SIGUSR1) { signal in
+            watcher = try loop.onSignal(signalNumber) { signal in
                 #expect(loop.inEventLoop)
                 received.append(signal)
                 watcher?.cancel()
                 loop.stop()
             }
-            loop.schedule(after: .milliseconds(1)) { kill(getpid(), SIGUSR1) }
+            // Without the watcher, each of these signals would end the test process.
+            loop.schedule(after: .milliseconds(1)) { kill(getpid(), signalNumber) }
         }
-        #expect(received == [SIGUSR1])
+        #expect(received == [signalNumber])
     }
 
     @Test func ioWatcherSeesAPipeBecomeReadable() throws {
@@ -133,6 +135,34 @@ import Testing
             loop.schedule(after: .milliseconds(1)) { _ = write(fds[1], "abc", 3) }
         }
         #expect(got == Array("abc"))
+    }
+
+    @Test func ioWatcherSeesAPipeBecomeWritableAgain() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+        defer { close(fds[0]); close(fds[1]) }
+        // Fill the pipe so it is not writable.
+        let block = [UInt8](repeating: 1, count: 4096)
+        while write(fds[1], block, block.count) > 0 {}
+        var writableSeen = false
+        try runLoop { loop in
+            var watcher: IOWatcher?
+            watcher = try IOWatcher(fileDescriptor: fds[1], events: .writable, on: loop) { events in
+                #expect(events == .writable)
+                writableSeen = true
+                watcher?.cancel()
+                loop.stop()
+            }
+            // Drain it: only then may the watcher fire.
+            loop.schedule(after: .milliseconds(20)) {
+                #expect(!writableSeen)
+                var sink = [UInt8](repeating: 0, count: 65536)
+                while read(fds[0], &sink, sink.count) > 0 {}
+            }
+        }
+        #expect(writableSeen)
     }
 }
 
