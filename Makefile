@@ -1,7 +1,7 @@
 # The one place the project's commands live; CI runs `make check` (see .ci/run).
 SWIFT ?= swift
 
-.PHONY: all deps build release test check clean
+.PHONY: all deps build release test check bench clean
 
 all: build
 
@@ -27,6 +27,13 @@ test: deps
 	$(SWIFT) test --no-parallel
 
 check: deps build test
+
+# Side by side on this machine: the Reactor against libevent's own bufferevent echo server (C, -O2).
+BENCH_BIN = .build/release
+bench: release
+	cc -O2 -o $(BENCH_BIN)/echo_bufferevent Benchmarks/baselines/echo_bufferevent.c $$(pkg-config --cflags --libs libevent)
+	cc -O2 -o $(BENCH_BIN)/echo_client Benchmarks/baselines/echo_client.c
+	python3 Benchmarks/reactor_vs_libevent.py $(BENCH_BIN)
 
 clean:
 	rm -rf .build
