@@ -5,6 +5,7 @@ let package = Package(
     name: "swift-socketserver",
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "SocketServer", targets: ["SocketServer"]),
     ],
     targets: [
         .systemLibrary(
@@ -17,6 +18,10 @@ let package = Package(
             name: "Reactor",
             dependencies: ["CLibevent"]
         ),
+        .target(
+            name: "SocketServer",
+            dependencies: ["Reactor"]
+        ),
         .executableTarget(
             name: "reactor-echo",
             dependencies: ["Reactor"],
@@ -25,6 +30,10 @@ let package = Package(
         .testTarget(
             name: "ReactorTests",
             dependencies: ["Reactor"]
+        ),
+        .testTarget(
+            name: "SocketServerTests",
+            dependencies: ["SocketServer", "Reactor"]
         ),
     ],
     swiftLanguageModes: [.v6]

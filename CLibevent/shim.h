@@ -44,4 +44,8 @@ static inline int clibevent_accept4(int fd, int flags) {
     return accept4(fd, NULL, NULL, flags);
 }
 
+static inline int clibevent_accept4_address(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
+    return accept4(fd, addr, addrlen, flags);
+}
+
 #endif

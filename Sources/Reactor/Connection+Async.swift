@@ -159,3 +159,29 @@ extension Connection {
         }
     }
 }
+
+extension Connection {
+    /// The connection's lines as an async sequence: `for try await line in connection.lines() { ... }`.
+    public func lines(maxLength: Int = 64 * 1024, strippingNewline: Bool = true) -> Lines {
+        Lines(connection: self, maxLength: maxLength, strippingNewline: strippingNewline)
+    }
+
+    /// Lines read with ``readLine(maxLength:strippingNewline:)`` until end of input.
+    public struct Lines: AsyncSequence {
+        public typealias Element = [UInt8]
+        let connection: Connection
+        let maxLength: Int
+        let strippingNewline: Bool
+
+        public func makeAsyncIterator() -> AsyncIterator {
+            AsyncIterator(lines: self)
+        }
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let lines: Lines
+            public mutating func next() async throws -> [UInt8]? {
+                try await lines.connection.readLine(maxLength: lines.maxLength, strippingNewline: lines.strippingNewline)
+            }
+        }
+    }
+}

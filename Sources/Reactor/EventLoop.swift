@@ -134,6 +134,22 @@ public final class EventLoop: @unchecked Sendable {
         precondition(inEventLoop, "\(ReactorError.notOnLoopThread)", file: file, line: line)
     }
 
+    /// Makes the calling thread the loop's thread, so loop-bound objects can be set up on it before
+    /// ``run()`` or ``runOnce(timeout:)``. The loop must not be running on another thread.
+    public func takeOwnership() {
+        precondition(!running.load(ordering: .acquiring), "EventLoop.takeOwnership() while the loop runs")
+        owner.store(UInt(pthread_self()), ordering: .releasing)
+    }
+
+    /// In a forked child, re-creates the kernel state libevent shares with the parent (`event_reinit`),
+    /// so the child's use of the loop cannot disturb the parent's. Call first thing in the child.
+    /// - Throws: ``ReactorError/libevent(_:)`` if libevent cannot reinitialize.
+    public func reinitAfterFork() throws(ReactorError) {
+        owner.store(UInt(pthread_self()), ordering: .releasing)
+        running.store(false, ordering: .releasing)
+        guard event_reinit(base) == 0 else { throw .libevent("event_reinit") }
+    }
+
     // MARK: Running
 
     /// Runs the loop on the calling thread until ``stop()`` is called.

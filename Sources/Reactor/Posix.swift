@@ -30,8 +30,9 @@ enum Posix {
         }
     }
 
-    static func socket(domain: Int32, type: Int32) throws(IOError) -> Int32 {
-        try syscall("socket", { Glibc.socket(domain, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+    static func socket(domain: Int32, type: Int32, nonBlocking: Bool = true) throws(IOError) -> Int32 {
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        return try syscall("socket", { Glibc.socket(domain, type | flags, 0) })
     }
 
     static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32, _ operation: String) throws(IOError) {

@@ -1,19 +1,234 @@
 import CLibevent
 import Glibc
 
-/// Creating and binding sockets, shared by listeners, datagram sockets and outbound connections.
-enum Socket {
+/// A plain socket that owns its descriptor: the blocking I/O that Python's `socket` object offers,
+/// for code that runs outside the loop (a handler on its own thread or in a forked child), and the
+/// setup shared by listeners, datagram sockets and outbound connections.
+///
+/// Not loop-bound: a `Socket` may be used from any one thread at a time. Ownership: the socket owns
+/// its descriptor and closes it in ``close()`` or `deinit`, unless ``detach()`` handed it over.
+public final class Socket: @unchecked Sendable {
     static let stream = Int32(SOCK_STREAM.rawValue)
     static let datagram = Int32(SOCK_DGRAM.rawValue)
+
+    /// The kind of socket; the corresponding C constants are `SOCK_STREAM` and `SOCK_DGRAM`.
+    public enum Kind: Sendable {
+        case stream
+        case datagram
+        var rawValue: Int32 { self == .stream ? Socket.stream : Socket.datagram }
+    }
+
+    /// The descriptor, or -1 once closed or detached.
+    public private(set) var fileDescriptor: Int32
+    /// For a bound Unix socket: the file to remove on close.
+    private var unixFile: UnixSocketFile?
+
+    /// Adopts a descriptor; the socket now owns it.
+    public init(adopting fileDescriptor: Int32) {
+        self.fileDescriptor = fileDescriptor
+    }
+
+    /// A new blocking (or non-blocking) close-on-exec socket.
+    /// - Throws: ``IOError`` if `socket(2)` fails.
+    public convenience init(family: SocketAddress.Family, kind: Kind, nonBlocking: Bool = false) throws(IOError) {
+        let fd = try Posix.socket(domain: family.rawValue, type: kind.rawValue, nonBlocking: nonBlocking)
+        self.init(adopting: fd)
+    }
+
+    /// A socket bound to `address`, closed again if binding fails. A Unix socket file left by a dead
+    /// process is replaced; a live one, or a path that is not a socket, is `EADDRINUSE`. The socket
+    /// removes its own Unix socket file on ``close()``.
+    /// - Throws: ``IOError`` naming the failed step.
+    public convenience init(
+        binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false, reusePort: Bool = false
+    ) throws(IOError) {
+        let (fd, unixFile) = try Socket.bound(
+            to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort, nonBlocking: nonBlocking)
+        self.init(adopting: fd)
+        self.unixFile = unixFile
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Closes the descriptor (and removes a Unix socket file this socket bound). Safe to call more than once.
+    public func close() {
+        guard fileDescriptor >= 0 else { return }
+        Posix.close(fileDescriptor)
+        fileDescriptor = -1
+        unixFile?.remove()
+        unixFile = nil
+    }
+
+    /// Gives up ownership: returns the descriptor, which this socket will no longer close.
+    public func detach() -> Int32 {
+        let fd = fileDescriptor
+        fileDescriptor = -1
+        unixFile = nil
+        return fd
+    }
+
+    /// Binds to `address`. For a Unix address, a socket file left by a dead process is replaced, a live
+    /// one or a path that is not a socket is `EADDRINUSE`, and the file is removed again on ``close()``.
+    public func bind(to address: SocketAddress) throws(IOError) {
+        let fd = fileDescriptor
+        if address.family == .unix {
+            var type: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = try Posix.syscall("getsockopt SO_TYPE", { getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) })
+            try Socket.removeStaleSocketFile(address, type: type)
+        }
+        try address.withSockAddr { (pointer, length) throws(IOError) in
+            _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
+        }
+        unixFile = address.path.map { UnixSocketFile(path: $0) }
+    }
+
+    /// Puts a bound stream socket in listening state.
+    public func listen(backlog: Int32) throws(IOError) {
+        try Posix.listen(fileDescriptor, backlog: backlog)
+    }
+
+    /// Accepts one connection as a blocking (or non-blocking) close-on-exec socket.
+    /// - Returns: the connection and the peer's address, or `nil` when none is waiting on a non-blocking socket.
+    public func accept(nonBlocking: Bool = false) throws(IOError) -> (socket: Socket, address: SocketAddress?)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        let fd = fileDescriptor
+        return try withUnsafeMutableBytes(of: &storage) { (raw) throws(IOError) -> (Socket, SocketAddress?)? in
+            let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            guard let accepted = try Posix.nonBlocking("accept", { clibevent_accept4_address(fd, pointer, &length, flags) }) else {
+                return nil
+            }
+            return (Socket(adopting: accepted), SocketAddress(pointer, length: length))
+        }
+    }
+
+    /// Connects, blocking until connected.
+    public func connect(to address: SocketAddress) throws(IOError) {
+        let fd = fileDescriptor
+        try address.withSockAddr { (pointer, length) throws(IOError) in
+            _ = try Posix.syscall("connect \(address)", { Glibc.connect(fd, pointer, length) })
+        }
+    }
+
+    /// Receives up to `maxCount` bytes; empty at end of input.
+    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first, or an ``IOError``.
+    public func receive(maxCount: Int) throws -> [UInt8] {
+        let fd = fileDescriptor
+        return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
+            guard let received = try Posix.nonBlocking("recv", { recv(fd, buffer.baseAddress, maxCount, 0) }) else {
+                throw ReactorError.timedOut
+            }
+            count = received
+        }
+    }
+
+    /// Receives up to `maxCount` bytes of one datagram, with its sender.
+    /// - Returns: `nil` when nothing is waiting on a non-blocking socket.
+    public func receiveFrom(maxCount: Int) throws(IOError) -> (bytes: [UInt8], sender: SocketAddress?)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = fileDescriptor
+        var sender: SocketAddress?
+        var received: Int? = 0
+        let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { (buffer, count) throws(IOError) in
+            try withUnsafeMutableBytes(of: &storage) { (raw) throws(IOError) in
+                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+                received = try Posix.nonBlocking("recvfrom", { recvfrom(fd, buffer.baseAddress, maxCount, 0, pointer, &length) })
+                if received != nil, length > 0 { sender = SocketAddress(pointer, length: length) }
+            }
+            count = received ?? 0
+        }
+        return received == nil ? nil : (bytes, sender)
+    }
+
+    /// Sends all of `bytes`, looping over partial sends (Python's `sendall`).
+    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first, or an ``IOError`` (`EPIPE`, ...).
+    public func sendAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            guard let sent = try Posix.send(fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset) else {
+                throw ReactorError.timedOut
+            }
+            offset += sent
+        }
+    }
+
+    /// Sends all of `bytes` (see ``sendAll(_:)-(UnsafeRawBufferPointer)``).
+    public func sendAll(_ bytes: some Sequence<UInt8>) throws {
+        try Array(bytes).withUnsafeBytes { try sendAll($0) }
+    }
+
+    /// Sends one datagram to `address`.
+    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(IOError) {
+        let fd = fileDescriptor
+        _ = try address.withSockAddr { (pointer, length) throws(IOError) in
+            try Posix.syscall("sendto \(address)", { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
+        }
+    }
+
+    /// Which direction ``shutdown(_:)`` closes.
+    public enum Direction: Sendable {
+        /// The corresponding C constant is `SHUT_RD`.
+        case read
+        /// The corresponding C constant is `SHUT_WR`.
+        case write
+        /// The corresponding C constant is `SHUT_RDWR`.
+        case both
+    }
+
+    /// Shuts down one or both directions (`shutdown(2)`).
+    public func shutdown(_ direction: Direction) throws(IOError) {
+        let how: Int32
+        switch direction {
+        case .read: how = Int32(SHUT_RD)
+        case .write: how = Int32(SHUT_WR)
+        case .both: how = Int32(SHUT_RDWR)
+        }
+        try Posix.shutdown(fileDescriptor, how: how)
+    }
+
+    /// How long a blocking receive or send may wait (`SO_RCVTIMEO` and `SO_SNDTIMEO`); `nil` waits forever.
+    public var timeout: Duration? = nil {
+        didSet {
+            var tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
+            let size = socklen_t(MemoryLayout<timeval>.size)
+            _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_RCVTIMEO, &tv, size)
+            _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_SNDTIMEO, &tv, size)
+        }
+    }
+
+    /// Sets `TCP_NODELAY` (a no-op on Unix sockets).
+    public func disableNagleAlgorithm() {
+        Socket.disableNagle(fileDescriptor)
+    }
+
+    /// Sets `TCP_NODELAY` on any TCP descriptor, a ``Connection``'s say (a no-op on Unix sockets).
+    public static func disableNagleAlgorithm(_ fileDescriptor: Int32) {
+        disableNagle(fileDescriptor)
+    }
+
+    /// Sets an integer socket option.
+    public func setOption(level: Int32, name: Int32, value: Int32) throws(IOError) {
+        try Posix.setOption(fileDescriptor, level: level, name: name, value: value, "setsockopt \(name)")
+    }
+
+    /// The local address (`getsockname`).
+    public var localAddress: SocketAddress? { try? SocketAddress.local(of: fileDescriptor) }
+    /// The peer's address (`getpeername`).
+    public var peerAddress: SocketAddress? { try? SocketAddress.peer(of: fileDescriptor) }
 
     /// A non-blocking, close-on-exec socket bound to `address`; closed again if any step fails.
     ///
     /// For a Unix address, a socket file left by a dead process is replaced; a live one, or a file
     /// that is not a socket, is `EADDRINUSE`.
     static func bound(
-        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false
+        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false, nonBlocking: Bool = true
     ) throws(IOError) -> (fd: Int32, unixFile: UnixSocketFile?) {
-        let fd = try Posix.socket(domain: address.family.rawValue, type: type)
+        let fd = try Posix.socket(domain: address.family.rawValue, type: type, nonBlocking: nonBlocking)
         do {
             switch address.family {
             case .ipv4, .ipv6:
@@ -26,7 +241,7 @@ enum Socket {
                 try removeStaleSocketFile(address, type: type)
             }
             try address.withSockAddr { (pointer, length) throws(IOError) in
-                _ = try Posix.syscall("bind \(address)", { bind(fd, pointer, length) })
+                _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
             }
             let unixFile = address.path.map { UnixSocketFile(path: $0) }
             return (fd, unixFile)
@@ -37,7 +252,7 @@ enum Socket {
     }
 
     /// Removes a Unix socket file nobody listens on; throws `EADDRINUSE` if someone does or it is not a socket.
-    private static func removeStaleSocketFile(_ address: SocketAddress, type: Int32) throws(IOError) {
+    static func removeStaleSocketFile(_ address: SocketAddress, type: Int32) throws(IOError) {
         let path = address.path!
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
@@ -46,7 +261,7 @@ enum Socket {
         }
         let probe = try Posix.socket(domain: AF_UNIX, type: type)
         defer { Posix.close(probe) }
-        let result = address.withSockAddr { connect(probe, $0, $1) }
+        let result = address.withSockAddr { Glibc.connect(probe, $0, $1) }
         let code = errno
         guard result != 0 && code == ECONNREFUSED else {
             throw IOError(errnoCode: EADDRINUSE, operation: "bind \(address) (another socket is listening there)")

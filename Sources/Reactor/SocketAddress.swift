@@ -67,6 +67,13 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         storage = .unix(path)
     }
 
+    /// The address of an unbound (unnamed) Unix socket, printed `unix:`.
+    public static let unnamedUnix = SocketAddress(storage: .unix(""))
+
+    private init(storage: Storage) {
+        self.storage = storage
+    }
+
     /// Parses `host:port`, `[v6]:port`, `unix:PATH` or a path starting with `/` or `.`.
     ///
     /// A host that is not an IP literal is resolved with `getaddrinfo`, and the first result is used.

@@ -1,0 +1,307 @@
+import Dispatch
+import Glibc
+import Reactor
+import Synchronization
+
+/// The template every server follows: Python's `BaseServer`, served on a Reactor ``Reactor/EventLoop``.
+///
+/// ```
+/// serveForever ─▶ handleRequestNoBlock ─▶ getRequest ─▶ verifyRequest ─▶ processRequest
+///                                                        └▶ finishRequest (the handler) ─▶ shutdownRequest ─▶ closeRequest
+///                                          error ─▶ handleError ─▶ shutdownRequest
+/// ```
+///
+/// Methods for the caller: ``serveForever(pollInterval:)``, ``handleRequest()``, ``shutdown()``,
+/// ``serverClose()``, ``closing(_:)``, ``fileno``.
+///
+/// Methods that may be overridden: ``serverBind()``, ``serverActivate()``, ``getRequest()``,
+/// ``verifyRequest(_:clientAddress:)``, ``processRequest(_:clientAddress:)``,
+/// ``finishRequest(_:clientAddress:)``, ``shutdownRequest(_:)``, ``closeRequest(_:)``,
+/// ``handleError(_:clientAddress:error:)``, ``handleTimeout()``, ``serviceActions()``.
+///
+/// Attributes: ``serverAddress``, ``requestHandler``, ``timeout``, ``loop``, ``mixIn``.
+///
+/// Unlike Python's, ``shutdown()`` wakes the loop at once instead of waiting out `pollInterval`.
+/// Thread safety: ``shutdown()`` may be called from any thread but the serving one; in threading
+/// mode the request hooks and ``handleError(_:clientAddress:error:)`` run on worker threads.
+open class BaseServer: @unchecked Sendable {
+    /// The address the server is bound to; after binding, the real one (so port 0 shows the port chosen).
+    public internal(set) var serverAddress: SocketAddress
+    /// The handler class instantiated for each request.
+    public let requestHandler: RequestHandlerType
+    /// How requests are processed: sequentially (``ProcessingMixIn``), or by a ``ThreadingMixIn``,
+    /// ``ForkingMixIn`` or ``ReactorMixIn``.
+    public let mixIn: ProcessingMixIn
+    /// The loop the server waits on; serving runs it on the calling thread.
+    public let loop: EventLoop
+    /// How long ``handleRequest()`` waits for a request before ``handleTimeout()``; `nil` waits forever.
+    open var timeout: Duration?
+    /// Python's socket timeout of the listening socket: ``handleRequest()`` waits at most the smaller of the two.
+    open var socketTimeout: Duration?
+
+    private struct ServeState {
+        var serving = false
+        var servingThread: pthread_t?
+        var waiters: [DispatchSemaphore] = []
+    }
+    private let serveState = Mutex(ServeState())
+    private let shutdownRequested = Atomic<Bool>(false)
+    private var readiness: IOWatcher?
+    private var serviceTimer: LoopTimer?
+    private var acceptRetry: LoopTimer?
+
+    /// Creates a server; subclasses create their socket and bind it.
+    /// - Parameters:
+    ///   - serverAddress: where to listen.
+    ///   - requestHandler: the handler class per request; must suit the mode (async for reactor mode).
+    ///   - mixIn: the processing mode; sequential by default.
+    ///   - loop: the loop to wait on; a new one by default.
+    /// - Throws: ``ServerError/handlerDoesNotMatchMode(_:)``, or a ``Reactor/ReactorError`` if no loop can be made.
+    public init(
+        serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn = ProcessingMixIn(),
+        loop: EventLoop? = nil
+    ) throws {
+        guard requestHandler.isAsync == mixIn.handlesAsync else {
+            throw ServerError.handlerDoesNotMatchMode(
+                "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async" : "a blocking") request handler")
+        }
+        self.serverAddress = serverAddress
+        self.requestHandler = requestHandler
+        self.mixIn = mixIn
+        self.loop = try loop ?? EventLoop()
+    }
+
+    // MARK: Methods for the caller
+
+    /// The descriptor the server waits on. Subclasses provide it.
+    open var fileno: Int32 {
+        preconditionFailure("\(type(of: self)) must override fileno")
+    }
+
+    /// Handles requests until ``shutdown()``, running the loop on the calling thread.
+    ///
+    /// ``serviceActions()`` runs after each request and at least every `pollInterval`. If ``shutdown()``
+    /// was called before, returns at once.
+    /// - Throws: a ``Reactor/ReactorError`` if the loop fails.
+    public func serveForever(pollInterval: Duration = .milliseconds(500)) throws {
+        let start = serveState.withLock { state -> Bool in
+            precondition(!state.serving, "serveForever() called while the server is already serving")
+            if shutdownRequested.load(ordering: .acquiring) { return false }
+            state.serving = true
+            state.servingThread = pthread_self()
+            return true
+        }
+        defer {
+            let waiters = serveState.withLock { state -> [DispatchSemaphore] in
+                state.serving = false
+                state.servingThread = nil
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            shutdownRequested.store(false, ordering: .releasing)
+            waiters.forEach { $0.signal() }
+        }
+        guard start else { return }
+        loop.takeOwnership()
+        try startServing(pollInterval: pollInterval)
+        defer { stopServing() }
+        try loop.run()
+    }
+
+    /// Starts waiting for requests on ``loop`` without running it, for a program that runs the loop
+    /// itself with other servers, timers and watchers. Call on the loop thread; ``stopServing()`` undoes it.
+    public func startServing(pollInterval: Duration = .milliseconds(500)) throws {
+        readiness = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { [unowned self] _ in
+            for _ in 0..<mixIn.requestsPerWakeup {
+                guard handleRequestNoBlock() else { break }
+                serviceActions()
+            }
+        }
+        serviceTimer = loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in serviceActions() }
+    }
+
+    /// Stops waiting for requests on ``loop``; requests being served go on.
+    public func stopServing() {
+        readiness?.cancel()
+        readiness = nil
+        serviceTimer?.cancel()
+        serviceTimer = nil
+        acceptRetry?.cancel()
+        acceptRetry = nil
+    }
+
+    /// Asks ``serveForever(pollInterval:)`` to stop, wakes its loop, and waits until it has stopped.
+    ///
+    /// No request is accepted after this is called. Called before serving starts, it makes the next
+    /// ``serveForever(pollInterval:)`` return at once. Calling it from the serving thread (a handler
+    /// in sequential or reactor mode) would wait for itself: that is a precondition failure; use
+    /// ``requestShutdown()`` there.
+    public func shutdown() {
+        let waiter = serveState.withLock { state -> DispatchSemaphore? in
+            if let thread = state.servingThread {
+                precondition(
+                    pthread_equal(thread, pthread_self()) == 0,
+                    "shutdown() called from the thread running serveForever() would deadlock; use requestShutdown()")
+            }
+            shutdownRequested.store(true, ordering: .releasing)
+            guard state.serving else { return nil }
+            let waiter = DispatchSemaphore(value: 0)
+            state.waiters.append(waiter)
+            loop.stop()
+            return waiter
+        }
+        waiter?.wait()
+    }
+
+    /// Asks ``serveForever(pollInterval:)`` to stop without waiting; safe from any thread, the serving one included.
+    public func requestShutdown() {
+        serveState.withLock { state in
+            shutdownRequested.store(true, ordering: .releasing)
+            if state.serving { loop.stop() }
+        }
+    }
+
+    /// Handles one request, waiting at most the smaller of ``timeout`` and ``socketTimeout``; calls
+    /// ``handleTimeout()`` if none came. In reactor mode, returns once that request's handler has finished.
+    public func handleRequest() throws {
+        var wait = socketTimeout
+        if let timeout { wait = min(wait ?? timeout, timeout) }
+        let deadline = wait.map { ContinuousClock.now + $0 }
+        loop.takeOwnership()
+        var ready = false
+        let watcher = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { _ in ready = true }
+        defer { watcher.cancel() }
+        while true {
+            let remaining = deadline.map { max(.zero, $0 - ContinuousClock.now) }
+            if remaining == .zero { return handleTimeout() }
+            try loop.runOnce(timeout: remaining)
+            // Readiness can be spurious (another process took the request): keep waiting until the deadline.
+            if ready {
+                ready = false
+                if handleRequestNoBlock() { break }
+            }
+        }
+        while mixIn.hasRequestsInProgress { try loop.runOnce(timeout: .milliseconds(100)) }
+    }
+
+    /// Closes the server: Python's `server_close`. Modes wait here for their threads or children
+    /// (see ``ThreadingMixIn/blockOnClose``). May be overridden; overrides call `super.serverClose()`.
+    open func serverClose() {
+        stopServing()
+        mixIn.serverClose(self)
+    }
+
+    /// Runs `body` with the server and closes it afterwards on every path: Python's `with server:`.
+    public func closing<R>(_ body: (BaseServer) throws -> R) rethrows -> R {
+        defer { serverClose() }
+        return try body(self)
+    }
+
+    // MARK: The request chain
+
+    /// Accepts and processes one request if one is waiting; false if none was.
+    @discardableResult
+    final func handleRequestNoBlock() -> Bool {
+        guard !shutdownRequested.load(ordering: .acquiring) else { return false }
+        let accepted: (Request, SocketAddress)?
+        do {
+            accepted = try getRequest()
+        } catch let error as IOError where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) {
+            pauseAccepting(error)
+            return false
+        } catch {
+            return false
+        }
+        guard let (request, clientAddress) = accepted else { return false }
+        if verifyRequest(request, clientAddress: clientAddress) {
+            do {
+                try processRequest(request, clientAddress: clientAddress)
+            } catch {
+                handleError(request, clientAddress: clientAddress, error: error)
+                shutdownRequest(request)
+            }
+        } else {
+            shutdownRequest(request)
+        }
+        return true
+    }
+
+    /// Out of descriptors: stop waiting for 100 ms rather than spin on a socket that stays readable.
+    private func pauseAccepting(_ error: IOError) {
+        guard let readiness, readiness.isActive else { return }
+        readiness.stop()
+        reportToStandardError("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms\n")
+        acceptRetry = loop.schedule(after: .milliseconds(100)) { [weak self] in
+            try? self?.readiness?.start()
+            self?.acceptRetry = nil
+        }
+    }
+
+    /// Binds the socket to ``serverAddress``. Called by the constructor. May be overridden.
+    open func serverBind() throws {}
+
+    /// Starts listening. Called by the constructor after ``serverBind()``. May be overridden.
+    open func serverActivate() throws {}
+
+    /// Takes one request from the socket; `nil` if none is waiting. Subclasses provide it.
+    open func getRequest() throws -> (Request, SocketAddress)? {
+        preconditionFailure("\(type(of: self)) must override getRequest()")
+    }
+
+    /// Whether to serve the request; false drops it (``shutdownRequest(_:)`` is called once).
+    /// The default accepts everything. May be overridden.
+    open func verifyRequest(_ request: Request, clientAddress: SocketAddress) -> Bool {
+        true
+    }
+
+    /// Serves the request according to the mode (``mixIn``): sequentially by default, which calls
+    /// ``finishRequest(_:clientAddress:)`` then ``shutdownRequest(_:)``. May be overridden.
+    open func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        try mixIn.processRequest(request, clientAddress: clientAddress, server: self)
+    }
+
+    /// Instantiates the blocking handler class and runs its setup, handle and finish. May be overridden.
+    open func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        guard case .blocking(let handlerType) = requestHandler else {
+            throw ServerError.handlerDoesNotMatchMode("finishRequest needs a blocking handler")
+        }
+        try handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
+    }
+
+    /// Instantiates the async handler class and runs its setup, handle and finish (reactor mode). May be overridden.
+    open func finishRequest(_ request: Request, clientAddress: SocketAddress) async throws {
+        guard case .async(let handlerType) = requestHandler else {
+            throw ServerError.handlerDoesNotMatchMode("an async finishRequest needs an async handler")
+        }
+        try await handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
+    }
+
+    /// Ends one request: by default just ``closeRequest(_:)``. May be overridden.
+    open func shutdownRequest(_ request: Request) {
+        closeRequest(request)
+    }
+
+    /// Releases one request's resources. The default does nothing. May be overridden.
+    open func closeRequest(_ request: Request) {}
+
+    /// Reports a handler's error; the server goes on. The default writes
+    /// "Exception occurred during processing of request from ADDR" and the error to standard error.
+    /// May be overridden; may run on worker threads.
+    open func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+        let rule = String(repeating: "-", count: 40)
+        reportToStandardError(
+            "\(rule)\nException occurred during processing of request from \(clientAddress)\n\(error)\n\(rule)\n")
+    }
+
+    /// Called by ``handleRequest()`` when no request came in time. The default lets the mode reap
+    /// (forking mode collects children). May be overridden.
+    open func handleTimeout() {
+        mixIn.handleTimeout(self)
+    }
+
+    /// Runs after each request and at least every poll interval while serving. The default lets the
+    /// mode do its housekeeping (forking mode collects children). May be overridden.
+    open func serviceActions() {
+        mixIn.serviceActions(self)
+    }
+}

@@ -1,0 +1,126 @@
+import Glibc
+import Reactor
+
+// Python's combined names: a server class with its mode set. One file, because each is three lines.
+
+/// A server in threading mode: ``daemonThreads`` and ``blockOnClose`` forward to its ``ThreadingMixIn``.
+public protocol ThreadingServer: BaseServer {}
+
+extension ThreadingServer {
+    /// The server's ``ThreadingMixIn``.
+    public var threading: ThreadingMixIn { mixIn as! ThreadingMixIn }
+    /// See ``ThreadingMixIn/daemonThreads``.
+    public var daemonThreads: Bool {
+        get { threading.daemonThreads }
+        set { threading.daemonThreads = newValue }
+    }
+    /// See ``ThreadingMixIn/blockOnClose``.
+    public var blockOnClose: Bool {
+        get { threading.blockOnClose }
+        set { threading.blockOnClose = newValue }
+    }
+}
+
+/// A server in forking mode: ``maxChildren``, ``blockOnClose`` and ``activeChildren`` forward to its ``ForkingMixIn``.
+public protocol ForkingServer: BaseServer {}
+
+extension ForkingServer {
+    /// The server's ``ForkingMixIn``.
+    public var forking: ForkingMixIn { mixIn as! ForkingMixIn }
+    /// See ``ForkingMixIn/maxChildren``.
+    public var maxChildren: Int {
+        get { forking.maxChildren }
+        set { forking.maxChildren = newValue }
+    }
+    /// See ``ForkingMixIn/blockOnClose``.
+    public var blockOnClose: Bool {
+        get { forking.blockOnClose }
+        set { forking.blockOnClose = newValue }
+    }
+    /// See ``ForkingMixIn/activeChildren``.
+    public var activeChildren: Set<pid_t> { forking.activeChildren }
+}
+
+/// A TCP server that serves each request on its own thread.
+open class ThreadingTCPServer: TCPServer, ThreadingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A UDP server that serves each packet on its own thread.
+open class ThreadingUDPServer: UDPServer, ThreadingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix stream server that serves each request on its own thread.
+open class ThreadingUnixStreamServer: UnixStreamServer, ThreadingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix datagram server that serves each packet on its own thread.
+open class ThreadingUnixDatagramServer: UnixDatagramServer, ThreadingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A TCP server that serves each request in a child process.
+open class ForkingTCPServer: TCPServer, ForkingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A UDP server that serves each packet in a child process.
+open class ForkingUDPServer: UDPServer, ForkingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix stream server that serves each request in a child process.
+open class ForkingUnixStreamServer: UnixStreamServer, ForkingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix datagram server that serves each packet in a child process.
+open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A TCP server that serves every connection on its loop thread, concurrently, with an async handler.
+open class ReactorTCPServer: TCPServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A UDP server that serves every packet on its loop thread, concurrently, with an async handler.
+open class ReactorUDPServer: UDPServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix stream server that serves every connection on its loop thread, concurrently, with an async handler.
+open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}
+
+/// A Unix datagram server that serves every packet on its loop thread, concurrently, with an async handler.
+open class ReactorUnixDatagramServer: UnixDatagramServer, @unchecked Sendable {
+    public convenience init(_ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+}

@@ -1,0 +1,79 @@
+import Glibc
+import Reactor
+
+/// Serves each request in a forked child process: Python's `ForkingMixIn`.
+///
+/// The child re-initializes the loop's kernel state (`event_reinit`), serves the request with
+/// blocking I/O, and leaves with `_exit` (status 0, or 1 after a handler error). The parent reaps
+/// its children in ``BaseServer/serviceActions()`` and ``BaseServer/handleTimeout()``, waits when
+/// ``maxChildren`` are running, and waits for all on close unless ``blockOnClose`` is cleared. It
+/// only ever waits for children it started: other children of the process keep their status.
+open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
+    /// The most children at once; at this number the server waits for one to end. Default 40.
+    public var maxChildren = 40
+    /// Whether ``BaseServer/serverClose()`` waits for the children. Default true.
+    public var blockOnClose = true
+    /// The children started and not yet reaped.
+    public private(set) var activeChildren: Set<pid_t> = []
+
+    public override init() {}
+
+    /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
+    open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        let pid = fork()
+        if pid < 0 { throw IOError(errnoCode: errno, operation: "fork") }
+        if pid > 0 {
+            activeChildren.insert(pid)
+            server.closeRequest(request)
+            return
+        }
+        // The child: nothing of the parent's loop may be touched before this.
+        try? server.loop.reinitAfterFork()
+        signal(SIGCHLD, SIG_DFL)
+        var status: Int32 = 1
+        do {
+            try server.finishRequest(request, clientAddress: clientAddress)
+            status = 0
+        } catch {
+            server.handleError(request, clientAddress: clientAddress, error: error)
+        }
+        server.shutdownRequest(request)
+        fflush(nil)
+        _exit(status)
+    }
+
+    /// Reaps children that have ended; `blocking` waits for all of them. Above ``maxChildren``, waits
+    /// for the oldest first.
+    public func collectChildren(blocking: Bool = false) {
+        while activeChildren.count >= maxChildren, let oldest = activeChildren.min() {
+            reap(oldest, flags: 0)
+        }
+        for pid in activeChildren {
+            reap(pid, flags: blocking ? 0 : WNOHANG)
+        }
+    }
+
+    private func reap(_ pid: pid_t, flags: Int32) {
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, flags)
+            if result == -1 && errno == EINTR { continue }
+            // Reaped, or not ours to wait for any more (ECHILD): forget it. 0 means still running.
+            if result == pid || result == -1 { activeChildren.remove(pid) }
+            return
+        }
+    }
+
+    open override func serviceActions(_ server: BaseServer) {
+        collectChildren()
+    }
+
+    open override func handleTimeout(_ server: BaseServer) {
+        collectChildren()
+    }
+
+    /// Waits for every child unless ``blockOnClose`` is cleared.
+    open override func serverClose(_ server: BaseServer) {
+        if blockOnClose { collectChildren(blocking: true) }
+    }
+}

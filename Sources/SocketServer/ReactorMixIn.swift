@@ -1,0 +1,45 @@
+import Reactor
+
+/// Serves every request on the server's loop thread, concurrently: the mode Python never had.
+///
+/// Each accepted connection becomes a ``Reactor/Connection`` and its async handler a task on the
+/// loop; a handler that awaits lets every other request proceed. One thread serves thousands of clients.
+open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
+    /// Whether ``BaseServer/serverClose()`` runs the loop until handlers in progress finish. Default true.
+    public var blockOnClose = true
+    /// Requests whose handler has not finished.
+    public private(set) var activeRequests = 0
+
+    public override init() {}
+
+    open override var handlesAsync: Bool { true }
+    open override var requestsPerWakeup: Int { 64 }
+    open override var hasRequestsInProgress: Bool { activeRequests > 0 }
+
+    /// Starts a task on the loop that runs the async handler, reports its error and shuts the request down.
+    open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        var request = request
+        if case .stream(let socket) = request {
+            request = .connection(try Connection(adopting: socket.detach(), on: server.loop))
+        }
+        activeRequests += 1
+        server.loop.spawn { [self] in
+            do {
+                try await server.finishRequest(request, clientAddress: clientAddress)
+            } catch {
+                server.handleError(request, clientAddress: clientAddress, error: error)
+            }
+            server.shutdownRequest(request)
+            activeRequests -= 1
+        }
+    }
+
+    /// Runs the loop until the handlers in progress have finished, unless ``blockOnClose`` is cleared.
+    open override func serverClose(_ server: BaseServer) {
+        guard blockOnClose, activeRequests > 0 else { return }
+        server.loop.takeOwnership()
+        while activeRequests > 0 {
+            do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { return }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+/// Errors about how a server is used, as opposed to failed system calls (``Reactor/IOError``).
+public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The address's family does not suit the server (a Unix path for a `TCPServer`, say).
+    case wrongAddressFamily(String)
+    /// The handler type does not suit the processing mode: reactor mode needs an async handler, the
+    /// other modes a blocking one.
+    case handlerDoesNotMatchMode(String)
+    /// The request is not of the kind this handler serves (a datagram for a stream handler).
+    case wrongRequestKind
+
+    public var description: String {
+        switch self {
+        case .wrongAddressFamily(let detail): return "wrong address family: \(detail)"
+        case .handlerDoesNotMatchMode(let detail): return "handler does not match the processing mode: \(detail)"
+        case .wrongRequestKind: return "the request is not of the kind this handler serves"
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Reactor
+
+/// A blocking handler for stream requests with file-like ``rfile`` and ``wfile``: Python's `StreamRequestHandler`.
+///
+/// Class attributes (override as computed properties): ``timeout``, ``disableNagleAlgorithm``,
+/// ``writeBufferSize``. ``finish()`` flushes ``wfile``.
+open class StreamRequestHandler: BaseRequestHandler {
+    /// The accepted socket (Python's `connection`).
+    public let connection: Socket
+    /// Buffered reads from the client.
+    public let rfile: SocketReader
+    /// Writes to the client; sent whole.
+    public private(set) var wfile: SocketWriter
+
+    /// Each blocking read or write waits at most this long, then throws ``Reactor/ReactorError/timedOut``; `nil` waits forever.
+    open var timeout: Duration? { nil }
+    /// Set `TCP_NODELAY` on the connection.
+    open var disableNagleAlgorithm: Bool { false }
+    /// 0 sends each write at once; a positive size buffers writes until it is exceeded or ``finish()``.
+    open var writeBufferSize: Int { 0 }
+
+    public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        guard case .stream(let socket) = request else { throw ServerError.wrongRequestKind }
+        connection = socket
+        rfile = SocketReader(socket: socket)
+        wfile = SocketWriter(socket: socket)
+        try super.init(request: request, clientAddress: clientAddress, server: server)
+    }
+
+    /// Applies ``timeout``, ``disableNagleAlgorithm`` and ``writeBufferSize``. Overrides call `super.setup()`.
+    open override func setup() throws {
+        if let timeout { connection.timeout = timeout }
+        if disableNagleAlgorithm { connection.disableNagleAlgorithm() }
+        if writeBufferSize > 0 { wfile = SocketWriter(socket: connection, bufferSize: writeBufferSize) }
+    }
+
+    /// Flushes ``wfile``. Overrides call `super.finish()`.
+    open override func finish() throws {
+        try wfile.flush()
+    }
+}

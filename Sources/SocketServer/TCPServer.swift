@@ -1,0 +1,168 @@
+import Glibc
+import Reactor
+
+/// A stream server over TCP (IPv4 or IPv6, from the address): Python's `TCPServer`.
+///
+/// The constructor creates the socket and, with `bindAndActivate`, calls ``serverBind()`` and
+/// ``serverActivate()``; if either fails the socket is closed before the error propagates.
+/// Class attributes (override as `class var`): ``requestQueueSize`` (5), ``allowReuseAddress`` (false),
+/// ``allowReusePort`` (false), ``addressFamilies``, ``socketKind``; each is copied to an instance
+/// property of the same name that may be changed before binding.
+open class TCPServer: BaseServer, @unchecked Sendable {
+    /// The families this server accepts.
+    open class var addressFamilies: [SocketAddress.Family] { [.ipv4, .ipv6] }
+    /// Stream or datagram.
+    open class var socketKind: Socket.Kind { .stream }
+    /// The default backlog passed to `listen`.
+    open class var requestQueueSize: Int32 { 5 }
+    /// Whether to set `SO_REUSEADDR` before binding by default.
+    open class var allowReuseAddress: Bool { false }
+    /// Whether to set `SO_REUSEPORT` before binding by default (IP families only).
+    open class var allowReusePort: Bool { false }
+
+    /// The server's socket.
+    public let socket: Socket
+    /// The backlog passed to `listen` by ``serverActivate()``.
+    public var requestQueueSize: Int32 = 5
+    /// Set `SO_REUSEADDR` in ``serverBind()``.
+    public var allowReuseAddress = false
+    /// Set `SO_REUSEPORT` in ``serverBind()`` (IP families only).
+    public var allowReusePort = false
+    /// The family of ``BaseServer/serverAddress``.
+    public var addressFamily: SocketAddress.Family { serverAddress.family }
+
+    /// A sequential server with a blocking handler.
+    /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the ``Reactor/IOError`` of a failed bind or listen.
+    public convenience init(
+        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+
+    /// A server in any mode.
+    /// - Throws: ``ServerError/wrongAddressFamily(_:)``, ``ServerError/handlerDoesNotMatchMode(_:)``, or the
+    ///   ``Reactor/IOError`` of a failed bind or listen (the socket is then closed).
+    public init(
+        _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
+        bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        guard Self.addressFamilies.contains(serverAddress.family) else {
+            throw ServerError.wrongAddressFamily("\(Self.self) serves \(Self.addressFamilies), not \(serverAddress)")
+        }
+        socket = try Socket(family: serverAddress.family, kind: Self.socketKind, nonBlocking: true)
+        try super.init(serverAddress: serverAddress, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        requestQueueSize = Self.requestQueueSize
+        allowReuseAddress = Self.allowReuseAddress
+        allowReusePort = Self.allowReusePort
+        if bindAndActivate {
+            do {
+                try serverBind()
+                try serverActivate()
+            } catch {
+                serverClose()
+                throw error
+            }
+        }
+    }
+
+    open override var fileno: Int32 { socket.fileDescriptor }
+
+    /// Sets the reuse options and binds; ``BaseServer/serverAddress`` becomes the bound address.
+    open override func serverBind() throws {
+        if serverAddress.family != .unix {
+            if allowReuseAddress { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) }
+            if allowReusePort { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+        }
+        try socket.bind(to: serverAddress)
+        if serverAddress.family != .unix, let bound = socket.localAddress { serverAddress = bound }
+    }
+
+    /// Listens with ``requestQueueSize``.
+    open override func serverActivate() throws {
+        try socket.listen(backlog: requestQueueSize)
+    }
+
+    /// Closes the socket (a Unix server also removes its socket file), then lets the mode finish.
+    open override func serverClose() {
+        socket.close()
+        super.serverClose()
+    }
+
+    /// Accepts one connection: blocking for the blocking modes, non-blocking for the reactor.
+    open override func getRequest() throws -> (Request, SocketAddress)? {
+        guard let (connection, address) = try socket.accept(nonBlocking: mixIn.handlesAsync) else { return nil }
+        return (.stream(connection), address ?? .unnamedUnix)
+    }
+
+    /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``.
+    open override func shutdownRequest(_ request: Request) {
+        switch request {
+        case .stream(let socket): try? socket.shutdown(.write)
+        case .connection(let connection): connection.shutdownOutput()
+        case .datagram: break
+        }
+        closeRequest(request)
+    }
+
+    /// Closes the connection (a reactor connection sends what is buffered first).
+    open override func closeRequest(_ request: Request) {
+        switch request {
+        case .stream(let socket): socket.close()
+        case .connection(let connection): connection.close()
+        case .datagram: break
+        }
+    }
+}
+
+/// A datagram server over UDP: Python's `UDPServer`. Requests are single packets of up to
+/// ``maxPacketSize`` bytes; there is no connection to shut down or close.
+open class UDPServer: TCPServer, @unchecked Sendable {
+    open override class var socketKind: Socket.Kind { .datagram }
+    /// The default largest packet received.
+    open class var maxPacketSize: Int { 8192 }
+    /// The largest packet received; longer ones are truncated.
+    public var maxPacketSize = 8192
+
+    /// A sequential server with a blocking datagram handler.
+    public convenience init(
+        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+
+    public override init(
+        _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
+        bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try super.init(serverAddress, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: bindAndActivate, loop: loop)
+        maxPacketSize = Self.maxPacketSize
+    }
+
+    /// Nothing to do: datagram sockets do not listen.
+    open override func serverActivate() throws {}
+
+    /// Receives one packet and its sender.
+    open override func getRequest() throws -> (Request, SocketAddress)? {
+        guard let (packet, sender) = try socket.receiveFrom(maxCount: maxPacketSize) else { return nil }
+        return (.datagram(packet: packet, socket: socket), sender ?? .unnamedUnix)
+    }
+
+    /// Nothing to shut down.
+    open override func shutdownRequest(_ request: Request) {
+        closeRequest(request)
+    }
+
+    /// Nothing to close.
+    open override func closeRequest(_ request: Request) {}
+}
+
+/// A stream server on a Unix socket path: Python's `UnixStreamServer`. A stale socket file is replaced
+/// (Python fails with `EADDRINUSE`); the server removes its file on close.
+open class UnixStreamServer: TCPServer, @unchecked Sendable {
+    open override class var addressFamilies: [SocketAddress.Family] { [.unix] }
+}
+
+/// A datagram server on a Unix socket path: Python's `UnixDatagramServer`.
+open class UnixDatagramServer: UDPServer, @unchecked Sendable {
+    open override class var addressFamilies: [SocketAddress.Family] { [.unix] }
+}

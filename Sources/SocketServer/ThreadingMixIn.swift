@@ -1,0 +1,52 @@
+import Dispatch
+import Foundation
+import Reactor
+import Synchronization
+
+/// Serves each request on a new thread: Python's `ThreadingMixIn`.
+///
+/// ``BaseServer/serverClose()`` waits for the request threads unless ``daemonThreads`` is set or
+/// ``blockOnClose`` is cleared. Finished threads are forgotten as they end, so a long-running server
+/// accumulates nothing.
+open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
+    /// Threads the server does not wait for on close (Python's `daemon_threads`). Default false.
+    public var daemonThreads = false
+    /// Whether ``BaseServer/serverClose()`` waits for request threads (Python's `block_on_close`). Default true.
+    public var blockOnClose = true
+
+    private let running = Atomic<Int>(0)
+    private let joinable = DispatchGroup()
+
+    public override init() {}
+
+    /// Request threads still running.
+    public var activeThreads: Int { running.load(ordering: .acquiring) }
+
+    /// Starts a thread that runs ``processRequestThread(_:clientAddress:server:)``.
+    open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        let waitedFor = !daemonThreads && blockOnClose
+        if waitedFor { joinable.enter() }
+        running.add(1, ordering: .acquiringAndReleasing)
+        Thread.detachNewThread { [self] in
+            processRequestThread(request, clientAddress: clientAddress, server: server)
+            running.subtract(1, ordering: .acquiringAndReleasing)
+            if waitedFor { joinable.leave() }
+        }
+    }
+
+    /// Runs on the request's thread: finish the request, report an error, shut the request down.
+    /// May be overridden.
+    open func processRequestThread(_ request: Request, clientAddress: SocketAddress, server: BaseServer) {
+        do {
+            try server.finishRequest(request, clientAddress: clientAddress)
+        } catch {
+            server.handleError(request, clientAddress: clientAddress, error: error)
+        }
+        server.shutdownRequest(request)
+    }
+
+    /// Waits for the request threads (see ``blockOnClose`` and ``daemonThreads``).
+    open override func serverClose(_ server: BaseServer) {
+        if blockOnClose { joinable.wait() }
+    }
+}
