@@ -1,0 +1,105 @@
+import Foundation
+import Glibc
+import Reactor
+import SocketServer
+import Testing
+
+/// Writes each handled error as one line to a file, so a forked child's report reaches the test too
+/// (CPython's `ErrorHandlerTest` does the same).
+final class ErrorLog: Sendable {
+    let path = temporaryPath("errors")
+    func append(_ line: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+    }
+    var lines: [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+    deinit { unlink(path) }
+}
+
+/// A line "fail" makes the handler throw; any other line is echoed.
+struct FailOnRequest: Error {}
+
+final class FailingStreamHandler: StreamRequestHandler {
+    override func handle() throws {
+        guard let line = try rfile.readLine(strippingNewline: false) else { return }
+        if line == Array("fail\n".utf8) { throw FailOnRequest() }
+        try wfile.write(line)
+    }
+}
+
+final class AsyncFailingStreamHandler: AsyncStreamRequestHandler {
+    override func handle() async throws {
+        guard let line = try await rfile.readLine(strippingNewline: false) else { return }
+        if line == Array("fail\n".utf8) { throw FailOnRequest() }
+        try await wfile.write(line)
+    }
+}
+
+@Suite struct ErrorHandlingTests {
+    /// A TCP server in `mode` whose `handleError` records to `log`.
+    final class RecordingServer: TCPServer, @unchecked Sendable {
+        var log: ErrorLog?
+        override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+            log?.append("handled \(error) from \(clientAddress.family)\n")
+        }
+    }
+
+    @Test(arguments: Mode.allCases)
+    func handlerErrorsGoToHandleErrorAndTheServerGoesOn(mode: Mode) throws {
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let server: RecordingServer
+        switch mode {
+        case .sequential: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ProcessingMixIn())
+        case .threading: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ThreadingMixIn())
+        case .forking: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ForkingMixIn())
+        case .reactor: server = try RecordingServer(address, requestHandler: .async(AsyncFailingStreamHandler.self), mixIn: ReactorMixIn())
+        }
+        let log = ErrorLog()
+        server.log = log
+        try withServing(server) { () throws in
+            // handleError runs before the request is shut down, so the client's end of input follows it.
+            #expect(try streamExchange(server.serverAddress, Array("fail\n".utf8)) == [])
+            #expect(try streamExchange(server.serverAddress) == testLine, "the server goes on serving")
+        }
+        #expect(log.lines == ["handled FailOnRequest() from ipv4"])
+    }
+
+    @Test func theDefaultHandleErrorReportsTheClientOnStandardError() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: FailingStreamHandler.self)
+            let address = server.serverAddress
+            Thread.detachNewThread { _ = try? streamExchange(address, Array("fail\n".utf8)) }
+            try server.handleRequest()
+            server.serverClose()
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("Exception occurred during processing of request from 127.0.0.1:"))
+        #expect(stderr.contains("FailOnRequest"))
+    }
+
+    @Test func shutdownFromTheServingThreadIsAPreconditionFailureNotADeadlock() async {
+        await #expect(processExitsWith: .failure) {
+            final class ShutsDown: StreamRequestHandler {
+                override func handle() throws { server.shutdown() }
+            }
+            let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: ShutsDown.self)
+            let address = server.serverAddress
+            Thread.detachNewThread { _ = try? streamExchange(address) }
+            try server.serveForever()
+        }
+    }
+
+    @Test func requestShutdownFromAHandlerStopsServing() throws {
+        final class AsksToStop: StreamRequestHandler {
+            override func handle() throws { server.requestShutdown() }
+        }
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsksToStop.self)
+        defer { server.serverClose() }
+        let finished = serveInBackground(server)
+        _ = try streamExchange(server.serverAddress)
+        #expect(finished.wait(timeout: .now() + 5) == .success)
+    }
+}
