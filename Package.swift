@@ -27,6 +27,11 @@ let package = Package(
             dependencies: ["Reactor"],
             path: "Examples/ReactorEcho"
         ),
+        .executableTarget(
+            name: "thank-you",
+            dependencies: ["SocketServer", "Reactor"],
+            path: "Examples/ThankYou"
+        ),
         .testTarget(
             name: "ReactorTests",
             dependencies: ["Reactor"]
