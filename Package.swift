@@ -22,6 +22,9 @@ let package = Package(
             name: "SocketServer",
             dependencies: ["Reactor"]
         ),
+        .target(
+            name: "Protocols"
+        ),
         .executableTarget(
             name: "reactor-echo",
             dependencies: ["Reactor"],
@@ -35,6 +38,10 @@ let package = Package(
         .testTarget(
             name: "ReactorTests",
             dependencies: ["Reactor"]
+        ),
+        .testTarget(
+            name: "ProtocolsTests",
+            dependencies: ["Protocols"]
         ),
         .testTarget(
             name: "SocketServerTests",

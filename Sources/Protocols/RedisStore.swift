@@ -1,0 +1,127 @@
+import Synchronization
+
+/// A key-value store that executes the commands of a small Redis: PING, ECHO, SET (EX/PX), GET, DEL,
+/// EXISTS, INCR, DECR, DBSIZE, FLUSHALL, COMMAND, CONFIG GET, QUIT. Thread-safe; keys expire lazily.
+public final class RedisStore: Sendable {
+    private struct Entry {
+        var value: [UInt8]
+        /// Monotonic milliseconds after which the key no longer exists.
+        var expiresAt: UInt64?
+    }
+
+    private let entries = Mutex<[[UInt8]: Entry]>([:])
+
+    public init() {}
+
+    /// What a command produced: the reply, and whether to close the connection after sending it (QUIT).
+    public struct Outcome: Equatable, Sendable {
+        public let reply: RESP.Reply
+        public let close: Bool
+
+        public init(reply: RESP.Reply, close: Bool) {
+            self.reply = reply
+            self.close = close
+        }
+    }
+
+    /// Executes one command. `now` is monotonic milliseconds, for expiry.
+    public func execute(_ arguments: [[UInt8]], now: UInt64) -> Outcome {
+        guard let first = arguments.first else { return Outcome(reply: .error("ERR empty command"), close: false) }
+        let name = String(decoding: first, as: UTF8.self).lowercased()
+        let args = arguments.dropFirst()
+        func reply(_ reply: RESP.Reply) -> Outcome { Outcome(reply: reply, close: false) }
+        func arity(_ valid: Bool) -> RESP.Reply? {
+            valid ? nil : .error("ERR wrong number of arguments for '\(name)' command")
+        }
+        switch name {
+        case "ping":
+            if let error = arity(args.count <= 1) { return reply(error) }
+            return reply(args.first.map { .bulk($0) } ?? .simple("PONG"))
+        case "echo":
+            if let error = arity(args.count == 1) { return reply(error) }
+            return reply(.bulk(args.first!))
+        case "quit":
+            return Outcome(reply: .ok, close: true)
+        case "command":
+            return reply(.array([]))
+        case "config":
+            // Enough for redis-benchmark's start-up probe (CONFIG GET save / appendonly).
+            guard args.count >= 2, String(decoding: args.first!, as: UTF8.self).lowercased() == "get" else {
+                return reply(.error("ERR only CONFIG GET is supported"))
+            }
+            return reply(.array(args.dropFirst().flatMap { [RESP.Reply.bulk($0), .bulk([])] }))
+        case "set":
+            return reply(set(Array(args), name: name, now: now))
+        case "get":
+            if let error = arity(args.count == 1) { return reply(error) }
+            return reply(.bulk(entries.withLock { Self.live(&$0, args.first!, now)?.value }))
+        case "del", "exists":
+            if let error = arity(!args.isEmpty) { return reply(error) }
+            let count = entries.withLock { entries in
+                args.reduce(0) { count, key in
+                    guard Self.live(&entries, key, now) != nil else { return count }
+                    if name == "del" { entries[key] = nil }
+                    return count + 1
+                }
+            }
+            return reply(.integer(count))
+        case "incr", "decr":
+            if let error = arity(args.count == 1) { return reply(error) }
+            return reply(increment(args.first!, by: name == "incr" ? 1 : -1, now: now))
+        case "dbsize":
+            return reply(.integer(entries.withLock { entries in
+                entries.keys.filter { Self.live(&entries, $0, now) != nil }.count
+            }))
+        case "flushall":
+            entries.withLock { $0.removeAll() }
+            return reply(.ok)
+        default:
+            let preview = args.prefix(3).map { "'\(String(decoding: $0, as: UTF8.self))'" }.joined(separator: " ")
+            return reply(.error("ERR unknown command '\(String(decoding: first, as: UTF8.self))', with args beginning with: \(preview)"))
+        }
+    }
+
+    private func set(_ args: [[UInt8]], name: String, now: UInt64) -> RESP.Reply {
+        guard args.count == 2 || args.count == 4 else { return .error("ERR wrong number of arguments for 'set' command") }
+        var expiresAt: UInt64?
+        if args.count == 4 {
+            let option = String(decoding: args[2], as: UTF8.self).uppercased()
+            guard option == "EX" || option == "PX" else { return .error("ERR syntax error") }
+            guard let amount = Int(String(decoding: args[3], as: UTF8.self)), amount > 0 else {
+                return .error("ERR invalid expire time in 'set' command")
+            }
+            expiresAt = now + UInt64(amount) * (option == "EX" ? 1000 : 1)
+        }
+        entries.withLock { $0[args[0]] = Entry(value: args[1], expiresAt: expiresAt) }
+        return .ok
+    }
+
+    private func increment(_ key: [UInt8], by delta: Int, now: UInt64) -> RESP.Reply {
+        entries.withLock { entries in
+            let current = Self.live(&entries, key, now)
+            let value: Int
+            if let current {
+                guard let parsed = Int(String(decoding: current.value, as: UTF8.self)) else {
+                    return .error("ERR value is not an integer or out of range")
+                }
+                value = parsed
+            } else {
+                value = 0
+            }
+            let (result, overflow) = value.addingReportingOverflow(delta)
+            if overflow { return .error("ERR increment or decrement would overflow") }
+            entries[key] = Entry(value: Array(String(result).utf8), expiresAt: current?.expiresAt)
+            return .integer(result)
+        }
+    }
+
+    /// The entry for `key` unless it has expired (then it is removed).
+    private static func live(_ entries: inout [[UInt8]: Entry], _ key: [UInt8], _ now: UInt64) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        if let expiresAt = entry.expiresAt, expiresAt <= now {
+            entries[key] = nil
+            return nil
+        }
+        return entry
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Protocols
+import Testing
+
+/// Parses every request head in `input` fed in two chunks cut at `split`, skipping bodies.
+func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead] {
+    var buffer: [UInt8] = []
+    var heads: [HTTP.RequestHead] = []
+    var skip = 0
+    let chunks = split.map { [Array(input[..<$0]), Array(input[$0...])] } ?? [input]
+    for chunk in chunks {
+        buffer += chunk
+        while true {
+            if skip > 0 {
+                let n = min(skip, buffer.count)
+                buffer.removeFirst(n)
+                skip -= n
+                if skip > 0 { break }
+            }
+            guard let (head, consumed) = try buffer.withUnsafeBytes({ try HTTP.parseRequestHead($0) }) else { break }
+            buffer.removeFirst(consumed)
+            skip = head.bodyLength
+            heads.append(head)
+        }
+    }
+    return heads
+}
+
+@Suite struct HTTPTests {
+    @Test func parsesPipelinedRequestsAtEverySplit() throws {
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nX-Long:  spaced value \r\n\r\nHEAD /x?y=1 HTTP/1.0\nConnection: keep-alive\n\nGET /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        let bytes = Array(text.utf8)
+        let expected = try parseHeads(bytes)
+        #expect(expected.map(\.target) == ["/", "/x?y=1", "/b", "/c"])
+        #expect(expected.map(\.method) == ["GET", "HEAD", "GET", "GET"])
+        #expect(expected.map(\.keepAlive) == [true, true, true, false])
+        #expect(expected[0].header("x-long") == "spaced value")
+        #expect(expected[1].minorVersion == 0)
+        for split in 0...bytes.count {
+            #expect(try parseHeads(bytes, split: split) == expected, "split at \(split)")
+        }
+    }
+
+    @Test(arguments: [
+        "GET /\r\n\r\n",
+        "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        "GET noslash HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ])
+    func malformedRequestsAre400(text: String) {
+        #expect {
+            _ = try parseHeads(Array(text.utf8))
+        } throws: { ($0 as? HTTP.ParseError)?.status == 400 }
+    }
+
+    @Test func oversizedHeadsAre413() {
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: HTTP.maxHeadLength) + "\r\n\r\n"
+        #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(Array(text.utf8)) }
+        // Also before the end of the head has arrived.
+        let partial = Array(text.utf8.prefix(HTTP.maxHeadLength + 10))
+        #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(partial) }
+    }
+
+    @Test func responsesEncodeByteExactly() {
+        let response = HTTP.Response(status: 200, headers: [("Content-Type", "text/plain")], body: Array("hi".utf8))
+        #expect(String(decoding: response.encoded(), as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(String(decoding: response.encoded(headOnly: true), as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n")
+        var closing = response
+        closing.close = true
+        #expect(String(decoding: closing.encoded(), as: UTF8.self).contains("Connection: close\r\n"))
+    }
+
+    @Test func responderAnswersMethodsAndPaths() throws {
+        let responder = HTTPResponder(root: nil)
+        func head(_ method: String, _ target: String) throws -> HTTP.RequestHead {
+            try parseHeads(Array("\(method) \(target) HTTP/1.1\r\nHost: a\r\n\r\n".utf8))[0]
+        }
+        #expect(responder.respond(to: try head("GET", "/")).body == HTTPResponder.defaultBody)
+        #expect(responder.respond(to: try head("GET", "/nope")).status == 404)
+        let post = responder.respond(to: try head("POST", "/"))
+        #expect(post.status == 405)
+        #expect(post.headers.contains { $0.name == "Allow" && $0.value == "GET, HEAD" })
+    }
+
+    @Test func filesAreServedAndNoPathEscapesTheRoot() throws {
+        let root = NSTemporaryDirectory() + "sockserv-root-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/sub", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "file body".write(toFile: root + "/a.txt", atomically: true, encoding: .utf8)
+        try "secret".write(toFile: root + "/../sockserv-secret-\(UUID().uuidString)", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: root + "/escape", withDestinationPath: "/etc")
+        let responder = HTTPResponder(root: root)
+        func get(_ target: String) throws -> HTTP.Response {
+            responder.respond(to: try parseHeads(Array("GET \(target) HTTP/1.1\r\nHost: a\r\n\r\n".utf8))[0])
+        }
+        #expect(try get("/a.txt").body == Array("file body".utf8))
+        #expect(try get("/sub/../a.txt").body == Array("file body".utf8))
+        #expect(try get("/%61.txt").body == Array("file body".utf8))
+        #expect(try get("/../etc/passwd").status == 404)
+        #expect(try get("/%2e%2e/%2e%2e/etc/passwd").status == 404)
+        #expect(try get("/escape/passwd").status == 404, "a symbolic link may not lead out of the root")
+        #expect(try get("/sub").status == 301)
+        let listing = try get("/")
+        #expect(listing.status == 200)
+        #expect(String(decoding: listing.body, as: UTF8.self).contains("<a href=\"a.txt\">a.txt</a>"))
+    }
+}

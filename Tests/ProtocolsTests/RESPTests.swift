@@ -1,0 +1,109 @@
+import Protocols
+import Testing
+
+/// Feeds `input` to the RESP parser cut at `split`, as a connection would see it, and collects commands.
+func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
+    var buffer: [UInt8] = []
+    var commands: [[String]] = []
+    let chunks = split.map { [Array(input[..<$0]), Array(input[$0...])] } ?? [input]
+    for chunk in chunks {
+        buffer += chunk
+        while let (arguments, consumed) = try buffer.withUnsafeBytes({ try RESP.parseCommand($0) }) {
+            buffer.removeFirst(consumed)
+            if !arguments.isEmpty { commands.append(arguments.map { String(decoding: $0, as: UTF8.self) }) }
+        }
+    }
+    #expect(buffer.isEmpty, "bytes left over: \(buffer)")
+    return commands
+}
+
+@Suite struct RESPTests {
+    static let cases: [(String, [[String]])] = [
+        ("*1\r\n$4\r\nPING\r\n", [["PING"]]),
+        ("*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n", [["SET", "key", "va\r\nl"]]),
+        ("PING\r\n", [["PING"]]),
+        ("ECHO  hello\tworld\n", [["ECHO", "hello", "world"]]),
+        ("\r\nPING\r\n", [["PING"]]),
+        ("*2\r\n$3\r\nGET\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\nPING\r\n", [["GET", ""], ["PING"], ["PING"]]),
+        ("*0\r\n*1\r\n$6\r\nDBSIZE\r\n", [["DBSIZE"]]),
+    ]
+
+    @Test(arguments: cases.indices)
+    func parsesAtEverySplit(index: Int) throws {
+        let (text, expected) = Self.cases[index]
+        let bytes = Array(text.utf8)
+        #expect(try parseAll(bytes) == expected)
+        for split in 0...bytes.count {
+            #expect(try parseAll(bytes, split: split) == expected, "split at \(split)")
+        }
+    }
+
+    @Test(arguments: [
+        ("*x\r\n", "Protocol error: invalid length"),
+        ("*1\r\n+PING\r\n", "Protocol error: expected '$', got '+'"),
+        ("*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+        ("*1\r\n$4\r\nPINGxx", "Protocol error: bulk string not terminated by CRLF"),
+        ("*99999999\r\n", "Protocol error: invalid multibulk length"),
+    ])
+    func malformedInputIsAProtocolError(text: String, message: String) {
+        #expect(throws: RESP.ProtocolError(message)) { _ = try parseAll(Array(text.utf8)) }
+    }
+
+    @Test func anOverlongInlineLineIsAnError() {
+        let line = [UInt8](repeating: UInt8(ascii: "a"), count: RESP.maxInlineLength + 1)
+        #expect(throws: RESP.ProtocolError("Protocol error: too big inline request")) {
+            _ = try line.withUnsafeBytes { try RESP.parseCommand($0) }
+        }
+    }
+
+    @Test func repliesEncodeByteExactly() {
+        #expect(RESP.Reply.simple("PONG").encoded == Array("+PONG\r\n".utf8))
+        #expect(RESP.Reply.error("ERR x").encoded == Array("-ERR x\r\n".utf8))
+        #expect(RESP.Reply.integer(-3).encoded == Array(":-3\r\n".utf8))
+        #expect(RESP.Reply.bulk(nil).encoded == Array("$-1\r\n".utf8))
+        #expect(RESP.Reply.bulk(Array("hi".utf8)).encoded == Array("$2\r\nhi\r\n".utf8))
+        #expect(RESP.Reply.array([.integer(1), .bulk([])]).encoded == Array("*2\r\n:1\r\n$0\r\n\r\n".utf8))
+    }
+}
+
+@Suite struct RedisStoreTests {
+    func run(_ store: RedisStore, _ command: String, at now: UInt64 = 0) -> RESP.Reply {
+        store.execute(command.split(separator: " ").map { Array($0.utf8) }, now: now).reply
+    }
+
+    @Test func commands() {
+        let store = RedisStore()
+        #expect(run(store, "PING") == .simple("PONG"))
+        #expect(run(store, "ping hi") == .bulk(Array("hi".utf8)))
+        #expect(run(store, "ECHO x") == .bulk(Array("x".utf8)))
+        #expect(run(store, "SET k v") == .ok)
+        #expect(run(store, "GET k") == .bulk(Array("v".utf8)))
+        #expect(run(store, "GET missing") == .bulk(nil))
+        #expect(run(store, "EXISTS k missing k") == .integer(2))
+        #expect(run(store, "INCR n") == .integer(1))
+        #expect(run(store, "INCR n") == .integer(2))
+        #expect(run(store, "DECR n") == .integer(1))
+        #expect(run(store, "INCR k") == .error("ERR value is not an integer or out of range"))
+        #expect(run(store, "DBSIZE") == .integer(2))
+        #expect(run(store, "DEL k n missing") == .integer(2))
+        #expect(run(store, "SET a 1") == .ok)
+        #expect(run(store, "FLUSHALL") == .ok)
+        #expect(run(store, "DBSIZE") == .integer(0))
+        #expect(run(store, "COMMAND") == .array([]))
+        #expect(run(store, "GET") == .error("ERR wrong number of arguments for 'get' command"))
+        #expect(run(store, "NOPE a b") == .error("ERR unknown command 'NOPE', with args beginning with: 'a' 'b'"))
+        #expect(store.execute([Array("QUIT".utf8)], now: 0) == .init(reply: .ok, close: true))
+    }
+
+    @Test func keysExpire() {
+        let store = RedisStore()
+        #expect(run(store, "SET a 1 EX 2", at: 1000) == .ok)
+        #expect(run(store, "SET b 1 PX 10", at: 1000) == .ok)
+        #expect(run(store, "GET b", at: 1009) == .bulk(Array("1".utf8)))
+        #expect(run(store, "GET b", at: 1010) == .bulk(nil))
+        #expect(run(store, "DBSIZE", at: 2999) == .integer(1))
+        #expect(run(store, "EXISTS a", at: 3000) == .integer(0))
+        #expect(run(store, "SET c 1 EX 0") == .error("ERR invalid expire time in 'set' command"))
+        #expect(run(store, "SET c 1 XX 5") == .error("ERR syntax error"))
+    }
+}
