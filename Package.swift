@@ -6,6 +6,11 @@ let package = Package(
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "SocketServer", targets: ["SocketServer"]),
+        .executable(name: "sockserv", targets: ["sockserv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -24,6 +29,14 @@ let package = Package(
         ),
         .target(
             name: "Protocols"
+        ),
+        .executableTarget(
+            name: "sockserv",
+            dependencies: [
+                "Reactor", "SocketServer", "Protocols",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
         ),
         .executableTarget(
             name: "reactor-echo",

@@ -1,0 +1,134 @@
+import Glibc
+import Reactor
+import SocketServer
+
+/// The blocking shell around a ``Session``: sequential, threading and forking modes.
+final class BlockingSessionHandler: StreamRequestHandler {
+    /// How often a handler waiting for input looks at the stop flag and the idle timeout.
+    static let pollInterval: Int32 = 250
+
+    override func handle() throws {
+        do {
+            try serve()
+        } catch let error as IOError where isPeerGone(error) {
+            return  // the client reset or vanished: an end like any other
+        }
+    }
+
+    private func serve() throws {
+        let stats = ServeContext.stats
+        stats.add(.connections)
+        stats.add(.open)
+        defer { stats.add(.open, -1) }
+        var session = ServeContext.makeSession()
+        var input = ByteBuffer()
+        var output: [UInt8] = []
+        var idleSince = ContinuousClock.now
+        while !ServeContext.stopping.load(ordering: .relaxed) {
+            guard waitReadable() else {
+                if let idle = ServeContext.idleTimeout, ContinuousClock.now - idleSince >= idle { return }
+                continue
+            }
+            let chunk = try connection.receive(maxCount: 16 * 1024)
+            if chunk.isEmpty { return }
+            idleSince = .now
+            stats.add(.bytesIn, chunk.count)
+            input.append(chunk)
+            let (requests, keepOpen) = session.consume(&input, into: &output)
+            stats.add(.requests, requests)
+            if !output.isEmpty {
+                try wfile.write(output)
+                stats.add(.bytesOut, output.count)
+                output.removeAll(keepingCapacity: true)
+            }
+            if !keepOpen { return }
+        }
+    }
+
+    /// Waits up to the poll interval for input (or end of input).
+    private func waitReadable() -> Bool {
+        var entry = pollfd(fd: connection.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, Self.pollInterval) > 0
+    }
+}
+
+/// The async shell around a ``Session``: reactor mode, on the loop thread.
+final class AsyncSessionHandler: AsyncStreamRequestHandler {
+    /// Handlers waiting for input, closed when the server stops. Loop thread only.
+    nonisolated(unsafe) static var idle: [ObjectIdentifier: Connection] = [:]
+
+    override func handle() async throws {
+        do {
+            try await serve()
+        } catch let error as IOError where isPeerGone(error) {
+            return  // the client reset or vanished: an end like any other
+        }
+    }
+
+    private func serve() async throws {
+        let stats = ServeContext.stats
+        stats.add(.connections)
+        stats.add(.open)
+        defer { stats.add(.open, -1) }
+        connection.readTimeout = ServeContext.idleTimeout
+        var session = ServeContext.makeSession()
+        var input = ByteBuffer()
+        var output: [UInt8] = []
+        let id = ObjectIdentifier(self)
+        defer { Self.idle[id] = nil }
+        while !ServeContext.stopping.load(ordering: .relaxed) {
+            Self.idle[id] = connection
+            let chunk: [UInt8]
+            do {
+                chunk = try await rfile.read(upTo: 64 * 1024)
+            } catch ReactorError.timedOut {
+                return  // idle timeout
+            } catch ReactorError.alreadyClosed where ServeContext.stopping.load(ordering: .relaxed) {
+                return  // closed while idle by a graceful stop
+            }
+            Self.idle[id] = nil
+            if chunk.isEmpty { return }
+            stats.add(.bytesIn, chunk.count)
+            input.append(chunk)
+            let (requests, keepOpen) = session.consume(&input, into: &output)
+            stats.add(.requests, requests)
+            if !output.isEmpty {
+                try await wfile.write(output)
+                stats.add(.bytesOut, output.count)
+                output.removeAll(keepingCapacity: true)
+            }
+            if !keepOpen { return }
+        }
+    }
+
+    /// Closes the connections of handlers waiting for input (loop thread).
+    static func closeIdle() {
+        for connection in idle.values { connection.close() }
+        idle = [:]
+    }
+}
+
+/// Each datagram back (blocking modes).
+final class EchoDatagramHandler: DatagramRequestHandler {
+    override func handle() throws {
+        ServeContext.stats.add(.requests)
+        ServeContext.stats.add(.bytesIn, packet.count)
+        ServeContext.stats.add(.bytesOut, packet.count)
+        try wfile.write(packet)
+    }
+}
+
+/// Each datagram back (reactor mode).
+final class AsyncEchoDatagramHandler: AsyncDatagramRequestHandler {
+    override func handle() async throws {
+        ServeContext.stats.add(.requests)
+        ServeContext.stats.add(.bytesIn, packet.count)
+        ServeContext.stats.add(.bytesOut, packet.count)
+        try wfile.write(packet)
+    }
+}
+
+/// Whether an error only means the client went away (reset, or closed while we wrote).
+func isPeerGone(_ error: IOError) -> Bool {
+    error.errnoCode == ECONNRESET || error.errnoCode == EPIPE
+}

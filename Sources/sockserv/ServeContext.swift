@@ -1,0 +1,48 @@
+import Glibc
+import Synchronization
+
+/// What the handlers of one `sockserv serve` process share. Set once before serving starts and only
+/// read afterwards, which is why the plain static variables are safe.
+enum ServeContext {
+    /// Makes the protocol state for a new connection.
+    nonisolated(unsafe) static var makeSession: () -> any Session = { EchoSession() }
+    /// Close connections idle this long; `nil` never.
+    nonisolated(unsafe) static var idleTimeout: Duration?
+    /// Counters shared with forked children.
+    static let stats = SharedCounters()
+    /// Set by SIGINT or SIGTERM: finish what was read, accept nothing new.
+    static let stopping = Atomic<Bool>(false)
+    /// Written by the signal handler to wake the loop (the self-pipe trick).
+    nonisolated(unsafe) static var wakeFD: Int32 = -1
+}
+
+/// Counters in shared anonymous memory, so forked children's requests and bytes count too.
+final class SharedCounters: @unchecked Sendable {
+    enum Counter: Int, CaseIterable {
+        case connections, open, requests, bytesIn, bytesOut, errors
+    }
+
+    private let base: UnsafeMutablePointer<Atomic<Int>>
+
+    init() {
+        let size = MemoryLayout<Atomic<Int>>.stride * Counter.allCases.count
+        guard let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else {
+            fatalError("mmap of \(size) shared bytes failed: errno \(errno)")
+        }
+        base = memory.bindMemory(to: Atomic<Int>.self, capacity: Counter.allCases.count)
+        for counter in Counter.allCases { (base + counter.rawValue).initialize(to: Atomic(0)) }
+    }
+
+    func add(_ counter: Counter, _ amount: Int = 1) {
+        (base + counter.rawValue).pointee.add(amount, ordering: .relaxed)
+    }
+
+    subscript(_ counter: Counter) -> Int {
+        (base + counter.rawValue).pointee.load(ordering: .relaxed)
+    }
+
+    /// The one-line summary printed on exit.
+    var summary: String {
+        "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, \(self[.bytesOut]) bytes out, \(self[.errors]) errors"
+    }
+}
