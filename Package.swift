@@ -57,6 +57,10 @@ let package = Package(
             dependencies: ["Protocols"]
         ),
         .testTarget(
+            name: "SockservTests",
+            dependencies: ["sockserv", "Reactor"]
+        ),
+        .testTarget(
             name: "SocketServerTests",
             dependencies: ["SocketServer", "Reactor"]
         ),

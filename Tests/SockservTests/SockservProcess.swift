@@ -1,0 +1,97 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The built `sockserv` binary, next to the test bundle.
+let sockservPath: String = {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+        Bundle.main.bundleURL.deletingLastPathComponent(),
+        Bundle.main.bundleURL,
+    ]
+    for directory in candidates {
+        let path = directory.appendingPathComponent("sockserv").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return candidates[0].appendingPathComponent("sockserv").path
+}()
+
+/// A real `sockserv` child process, with its standard output and error captured.
+final class SockservProcess {
+    let process = Process()
+    private let stdout = Pipe()
+    private let stderr = Pipe()
+    /// The first line of standard output.
+    private(set) var firstLine = ""
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: sockservPath)
+        process.arguments = arguments
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+    }
+
+    /// Reads the first line of standard output (waiting up to 10 s) and returns it.
+    func readFirstLine() -> String {
+        let fd = stdout.fileHandleForReading.fileDescriptor
+        var bytes: [UInt8] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, 100) > 0 else { continue }
+            var byte: UInt8 = 0
+            guard read(fd, &byte, 1) == 1 else { break }
+            if byte == UInt8(ascii: "\n") { break }
+            bytes.append(byte)
+        }
+        firstLine = String(decoding: bytes, as: UTF8.self)
+        return firstLine
+    }
+
+    /// The port from a `listening on HOST:PORT` line.
+    var port: Int? { Int(firstLine.split(separator: ":").last ?? "") }
+
+    /// Sends `signal` and waits up to 10 s for the exit; returns the status, or `nil` if it did not exit.
+    func stop(with signal: Int32 = SIGTERM) -> Int32? {
+        kill(process.processIdentifier, signal)
+        return waitForExit()
+    }
+
+    func waitForExit() -> Int32? {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    /// Everything written to standard error (after exit).
+    var standardError: String {
+        String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+}
+
+/// Runs a command from the machine (a real client) and returns its exit status and output, or `nil`
+/// when the command is not installed.
+func runClient(_ command: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String)? {
+    guard let path = ["/usr/bin/", "/bin/", "/usr/local/bin/"].map({ $0 + command }).first(where: FileManager.default.isExecutableFile) else {
+        return nil
+    }
+    let process = Process()
+    let output = Pipe()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    process.standardOutput = output
+    process.standardError = output
+    let inputPipe = Pipe()
+    process.standardInput = inputPipe
+    try process.run()
+    if let input { inputPipe.fileHandleForWriting.write(Data(input.utf8)) }
+    try inputPipe.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
