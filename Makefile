@@ -1,7 +1,7 @@
 # The one place the project's commands live; CI runs `make check` (see .ci/run).
 SWIFT ?= swift
 
-.PHONY: all deps build release test check bench clean
+.PHONY: all deps clients build release test check demo bench clean
 
 all: build
 
@@ -16,6 +16,16 @@ deps:
 		apt-get update && apt-get install -y libevent-dev pkg-config; \
 	fi
 
+# Real clients for the end-to-end tests (redis-cli, redis-benchmark, curl); the tests skip, saying so, without them.
+clients:
+	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ]; then \
+			apt-get install -y redis-tools curl || (apt-get update && apt-get install -y redis-tools curl) || true; \
+		else \
+			echo "note: without redis-tools and curl the real-client tests are skipped (sudo apt-get install -y redis-tools curl)"; \
+		fi; \
+	fi
+
 build: deps
 	$(SWIFT) build
 
@@ -26,7 +36,11 @@ release: deps
 test: deps
 	$(SWIFT) test --no-parallel
 
-check: deps build test
+check: deps clients build test
+
+# The main job: every concurrency mode side by side, about a minute on two cores.
+demo: release
+	.build/release/sockserv bench --connections 1,10,100,1000 --duration 2 --output bench-results
 
 # Side by side on this machine: the Reactor against libevent's own bufferevent echo server (C, -O2).
 BENCH_BIN = .build/release

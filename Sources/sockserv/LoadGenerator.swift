@@ -1,0 +1,169 @@
+import Glibc
+import Histogram
+import Reactor
+
+/// Where one reply ends, per protocol: the load generator's only protocol knowledge.
+enum ReplyFramer {
+    case fixed(Int)
+    case line
+    case http
+
+    /// The length of the first complete reply in `bytes`, or `nil`.
+    func replyLength(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        switch self {
+        case .fixed(let length):
+            return bytes.count >= length ? length : nil
+        case .line:
+            return bytes.firstIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }
+        case .http:
+            let terminator = Array("\r\n\r\n".utf8)
+            guard bytes.count >= 4 else { return nil }
+            for end in 3..<bytes.count where bytes[end] == 10 && Array(bytes[(end - 3)...end]) == terminator {
+                let head = String(decoding: bytes[..<end], as: UTF8.self).lowercased()
+                let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                return bytes.count >= end + 1 + length ? end + 1 + length : nil
+            }
+            return nil
+        }
+    }
+}
+
+/// A closed-loop load on one Reactor loop: each client sends a request (or a pipelined batch),
+/// waits for the replies, and sends again, until the loop is told to stop.
+final class LoadGenerator {
+    struct Workload {
+        var address: SocketAddress
+        var request: [UInt8]
+        var framer: ReplyFramer
+        var connections: Int
+        var pipeline: Int
+        var connectPerRequest: Bool
+    }
+
+    let loop: EventLoop
+    let workload: Workload
+    private(set) var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private(set) var completed = 0
+    private(set) var errors = 0
+    private(set) var connected = 0
+    /// Clients (connections) that received at least one reply.
+    private(set) var answeredClients = 0
+    private var running = true
+    private var clients: [Client] = []
+    private let batch: [UInt8]
+
+    init(loop: EventLoop, workload: Workload) {
+        self.loop = loop
+        self.workload = workload
+        batch = Array([[UInt8]](repeating: workload.request, count: workload.pipeline).joined())
+    }
+
+    /// Starts every client; the load runs while the loop does.
+    func start() {
+        for _ in 0..<workload.connections { startClient() }
+    }
+
+    /// Stops sending and closes every connection.
+    func stop() {
+        running = false
+        for client in clients { client.connection?.reset() }
+        clients = []
+    }
+
+    private func startClient() {
+        guard running else { return }
+        let client = Client(generator: self)
+        clients.append(client)
+        client.connect()
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    fileprivate func record(latency nanoseconds: UInt64) {
+        completed += 1
+        _ = histogram.record(max(1, nanoseconds / 1000))
+    }
+
+    fileprivate func failed(_ client: Client) {
+        errors += 1
+        clients.removeAll { $0 === client }
+        // Keep the load closed-loop: a failed client is replaced, after a pause so a refusing server is not hammered.
+        if running { loop.schedule(after: .milliseconds(50)) { [weak self] in self?.startClient() } }
+    }
+
+    fileprivate func finished(_ client: Client) {
+        clients.removeAll { $0 === client }
+        startClient()
+    }
+
+    /// One virtual client.
+    fileprivate final class Client: ConnectionDelegate {
+        unowned let generator: LoadGenerator
+        var connection: Connection?
+        var sentAt: UInt64 = 0
+        var outstanding = 0
+        var answered = false
+
+        init(generator: LoadGenerator) {
+            self.generator = generator
+        }
+
+        func connect() {
+            sentAt = LoadGenerator.now()
+            Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) { [self] result in
+                switch result {
+                case .success(let connection):
+                    generator.connected += 1
+                    self.connection = connection
+                    connection.delegate = self
+                    send()
+                case .failure:
+                    generator.failed(self)
+                }
+            }
+        }
+
+        func send() {
+            guard generator.running, let connection else { return }
+            if !generator.workload.connectPerRequest { sentAt = LoadGenerator.now() }
+            outstanding = generator.workload.pipeline
+            connection.write(generator.batch)
+        }
+
+        func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
+            let framer = generator.workload.framer
+            while outstanding > 0, let length = buffer.withUnsafeReadableBytes({ framer.replyLength($0) }) {
+                buffer.moveReaderIndex(forwardBy: length)
+                outstanding -= 1
+                generator.record(latency: LoadGenerator.now() - sentAt)
+                if !answered {
+                    answered = true
+                    generator.answeredClients += 1
+                }
+            }
+            guard outstanding == 0 else { return }
+            if generator.workload.connectPerRequest {
+                connection.delegate = nil
+                connection.close()
+                self.connection = nil
+                generator.finished(self)
+            } else {
+                send()
+            }
+        }
+
+        func connectionDidReachEnd(_ connection: Connection) {
+            connection.close()
+        }
+
+        func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
+            self.connection = nil
+            if generator.running { generator.failed(self) }
+        }
+    }
+}
