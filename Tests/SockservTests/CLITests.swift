@@ -31,6 +31,51 @@ import Testing
         #expect(server.stop(with: SIGINT) == 0, "an idle client must not keep the server from stopping")
     }
 
+    @Test(arguments: ["epoll", "poll", "select"])
+    func everyBackendServes(backend: String) throws {
+        let server = try SockservProcess(["serve", "resp", "--backend", backend])
+        _ = server.readFirstLine()
+        let client = try Socket(family: .ipv4, kind: .stream)
+        client.timeout = .seconds(10)
+        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        try client.sendAll(Array("PING\r\n".utf8))
+        #expect(try client.receive(maxCount: 100) == Array("+PONG\r\n".utf8))
+        client.close()
+        #expect(server.stop() == 0)
+    }
+
+    @Test(arguments: ["reactor", "threading", "sequential"])
+    func idleTimeoutClosesSilentClients(mode: String) throws {
+        let server = try SockservProcess(["serve", "echo", "--mode", mode, "--idle-timeout", "0.2"])
+        _ = server.readFirstLine()
+        let client = try Socket(family: .ipv4, kind: .stream)
+        client.timeout = .seconds(10)
+        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        let start = ContinuousClock.now
+        #expect(try client.receive(maxCount: 10) == [], "the server closes the idle connection")
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(server.stop() == 0)
+    }
+
+    @Test(arguments: ["reactor", "threading"])
+    func maxConnectionsRefusesTheExtraOne(mode: String) throws {
+        let server = try SockservProcess(["serve", "echo", "--mode", mode, "--max-connections", "1"])
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        let first = try Socket(family: .ipv4, kind: .stream)
+        first.timeout = .seconds(10)
+        try first.connect(to: address)
+        try first.sendAll(Array("a\n".utf8))
+        #expect(try first.receive(maxCount: 10) == Array("a\n".utf8))  // the first is being served
+        let second = try Socket(family: .ipv4, kind: .stream)
+        second.timeout = .seconds(10)
+        try second.connect(to: address)
+        #expect((try? second.receive(maxCount: 10)) ?? [] == [], "the second connection is closed unanswered")
+        try first.sendAll(Array("b\n".utf8))
+        #expect(try first.receive(maxCount: 10) == Array("b\n".utf8))
+        #expect(server.stop() == 0)
+    }
+
     @Test func ipv6ListeningLine() throws {
         let server = try SockservProcess(["serve", "echo", "--host", "::1"])
         #expect(server.readFirstLine().hasPrefix("listening on [::1]:"))
