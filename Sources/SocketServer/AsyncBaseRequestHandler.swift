@@ -88,13 +88,7 @@ open class AsyncDatagramRequestHandler: AsyncBaseRequestHandler {
     public let wfile: SocketWriter
 
     public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        guard case .datagram(let packet, let socket) = request else { throw ServerError.wrongRequestKind }
-        self.packet = packet
-        self.socket = socket
-        rfile = SocketReader(bytes: packet)
-        wfile = SocketWriter(bufferSize: .max) { bytes in
-            try bytes.withUnsafeBytes { try socket.send($0, to: clientAddress) }
-        }
+        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress)
         try super.init(request: request, clientAddress: clientAddress, server: server)
     }
 

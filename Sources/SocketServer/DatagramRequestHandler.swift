@@ -15,13 +15,7 @@ open class DatagramRequestHandler: BaseRequestHandler {
     public let wfile: SocketWriter
 
     public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        guard case .datagram(let packet, let socket) = request else { throw ServerError.wrongRequestKind }
-        self.packet = packet
-        self.socket = socket
-        rfile = SocketReader(bytes: packet)
-        wfile = SocketWriter(bufferSize: .max) { bytes in
-            try bytes.withUnsafeBytes { try socket.send($0, to: clientAddress) }
-        }
+        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress)
         try super.init(request: request, clientAddress: clientAddress, server: server)
     }
 
@@ -29,4 +23,16 @@ open class DatagramRequestHandler: BaseRequestHandler {
     open override func finish() throws {
         try wfile.flush()
     }
+}
+
+/// The packet, the server socket, a reader over the packet and a writer that collects the reply and
+/// sends it to the client as one datagram when flushed: what both datagram handlers are made of.
+func datagramFiles(_ request: Request, replyingTo clientAddress: SocketAddress) throws
+    -> (packet: [UInt8], socket: Socket, rfile: SocketReader, wfile: SocketWriter)
+{
+    guard case .datagram(let packet, let socket) = request else { throw ServerError.wrongRequestKind }
+    let wfile = SocketWriter(bufferSize: .max) { bytes in
+        try bytes.withUnsafeBytes { try socket.send($0, to: clientAddress) }
+    }
+    return (packet, socket, SocketReader(bytes: packet), wfile)
 }
