@@ -53,7 +53,7 @@ open class BaseServer: @unchecked Sendable {
     /// Creates a server; subclasses create their socket and bind it.
     /// - Parameters:
     ///   - serverAddress: where to listen.
-    ///   - requestHandler: the handler class per request; must suit the mode (async for reactor mode).
+    ///   - requestHandler: the handler class per request; must suit the mode (async or callback for reactor mode).
     ///   - mixIn: the processing mode; sequential by default.
     ///   - loop: the loop to wait on; a new one by default.
     /// - Throws: ``ServerError/handlerDoesNotMatchMode(_:)``, or a ``Reactor/ReactorError`` if no loop can be made.
@@ -61,9 +61,9 @@ open class BaseServer: @unchecked Sendable {
         serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn = ProcessingMixIn(),
         loop: EventLoop? = nil
     ) throws {
-        guard requestHandler.isAsync == mixIn.handlesAsync else {
+        guard requestHandler.runsOnLoop == mixIn.handlesAsync else {
             throw ServerError.handlerDoesNotMatchMode(
-                "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async" : "a blocking") request handler")
+                "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async or callback" : "a blocking") request handler")
         }
         self.serverAddress = serverAddress
         self.requestHandler = requestHandler

@@ -97,10 +97,14 @@ open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchec
     }
 }
 
-/// A TCP server that serves every connection on its loop thread, concurrently, with an async handler.
+/// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorTCPServer: TCPServer, @unchecked Sendable {
     public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
         try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+
+    public convenience init(_ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
@@ -111,10 +115,14 @@ open class ReactorUDPServer: UDPServer, @unchecked Sendable {
     }
 }
 
-/// A Unix stream server that serves every connection on its loop thread, concurrently, with an async handler.
+/// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
     public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
         try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    }
+
+    public convenience init(_ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
+        try self.init(address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 

@@ -2,8 +2,9 @@ import Reactor
 
 /// Serves every request on the server's loop thread, concurrently: the mode Python never had.
 ///
-/// Each accepted connection becomes a ``Reactor/Connection`` and its async handler a task on the
-/// loop; a handler that awaits lets every other request proceed. One thread serves thousands of clients.
+/// Each accepted connection becomes a ``Reactor/Connection``, served either by an async handler (a task
+/// on the loop; a handler that awaits lets every other request proceed) or by a
+/// ``CallbackRequestHandler`` called as bytes arrive. One thread serves thousands of clients.
 open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Whether ``BaseServer/serverClose()`` runs the loop until handlers in progress finish. Default true.
     public var blockOnClose = true
@@ -22,6 +23,14 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
         if case .stream(let socket) = request {
             request = .connection(try Connection(adopting: socket.detach(), on: server.loop))
         }
+        if case .callback(let handlerType) = server.requestHandler, case .connection(let connection) = request {
+            let handler = handlerType.init(connection: connection, clientAddress: clientAddress, server: server)
+            activeRequests += 1
+            handler.reactor = self
+            connection.delegate = handler
+            handler.setup()
+            return
+        }
         activeRequests += 1
         server.loop.spawn { [self] in
             do {
@@ -32,6 +41,11 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
             server.shutdownRequest(request)
             activeRequests -= 1
         }
+    }
+
+    /// A callback handler's connection closed.
+    func requestFinished() {
+        activeRequests -= 1
     }
 
     /// Runs the loop until the handlers in progress have finished, unless ``blockOnClose`` is cleared.

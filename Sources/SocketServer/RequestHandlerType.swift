@@ -4,9 +4,12 @@ public enum RequestHandlerType: Sendable {
     case blocking(BaseRequestHandler.Type)
     /// A handler whose `handle()` is `async`: reactor mode.
     case async(AsyncBaseRequestHandler.Type)
+    /// A handler called back as bytes arrive, with no task per connection: reactor mode, stream servers.
+    case callback(CallbackRequestHandler.Type)
 
-    var isAsync: Bool {
-        if case .async = self { return true }
-        return false
+    /// Whether the handler runs on the server's loop (reactor mode).
+    var runsOnLoop: Bool {
+        if case .blocking = self { return false }
+        return true
     }
 }

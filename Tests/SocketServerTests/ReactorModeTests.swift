@@ -97,3 +97,44 @@ final class BigBacklogReactorServer: ReactorTCPServer, @unchecked Sendable {
         }
     }
 }
+
+/// Echoes lines with the callback face.
+final class CallbackEcho: CallbackRequestHandler {
+    static let finished = Atomic<Int>(0)
+    override func handle(_ buffer: inout ByteBuffer) {
+        while let line = try? buffer.readLine(maxLength: 1024, strippingNewline: false) { connection.write(line) }
+    }
+    override func finish(error: (any Error)?) {
+        Self.finished.add(1, ordering: .relaxed)
+    }
+}
+
+@Suite struct CallbackHandlerTests {
+    @Test(arguments: ["tcp", "unix"])
+    func callbackHandlersServeOnTheLoop(transport: String) throws {
+        let server: BaseServer = transport == "tcp"
+            ? try ReactorTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackEcho.self)
+            : try ReactorUnixStreamServer(try SocketAddress(unixPath: temporaryPath()), handler: CallbackEcho.self)
+        let before = CallbackEcho.finished.load(ordering: .relaxed)
+        try withServing(server) { () throws in
+            for _ in 0..<3 {
+                let client = try Socket(family: server.serverAddress.family, kind: .stream)
+                client.timeout = .seconds(10)
+                try client.connect(to: server.serverAddress)
+                try client.sendAll(Array("one\ntwo\n".utf8))
+                var reply: [UInt8] = []
+                while reply.count < 8 { reply += try client.receive(maxCount: 100) }
+                #expect(reply == Array("one\ntwo\n".utf8))
+            }
+            // The clients are gone (closed on deinit): each handler hears the end and finishes.
+            #expect(eventually { CallbackEcho.finished.load(ordering: .relaxed) - before == 3 })
+            #expect(eventually { !(server.mixIn as! ReactorMixIn).hasRequestsInProgress })
+        }
+    }
+
+    @Test func aCallbackHandlerNeedsReactorMode() {
+        #expect(throws: ServerError.self) {
+            _ = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .callback(CallbackEcho.self), mixIn: ThreadingMixIn())
+        }
+    }
+}
