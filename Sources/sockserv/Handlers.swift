@@ -108,6 +108,41 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
     }
 }
 
+/// The callback shell around a ``Session``: reactor mode with no task per connection, the cheapest.
+final class CallbackSessionHandler: CallbackRequestHandler {
+    private var session = ServeContext.makeSession()
+    private var output: [UInt8] = []
+
+    override func setup() {
+        ServeContext.stats.add(.connections)
+        ServeContext.stats.add(.open)
+        if let idle = ServeContext.idleTimeout { connection.idleTimeout = idle }
+        AsyncSessionHandler.idle[ObjectIdentifier(connection)] = connection
+    }
+
+    override func handle(_ buffer: inout ByteBuffer) {
+        let stats = ServeContext.stats
+        stats.add(.bytesIn, buffer.readableBytes)
+        let (requests, keepOpen) = session.consume(&buffer, into: &output)
+        stats.add(.requests, requests)
+        if !output.isEmpty {
+            connection.write(output)
+            stats.add(.bytesOut, output.count)
+            output.removeAll(keepingCapacity: true)
+        }
+        if !keepOpen || ServeContext.stopping.load(ordering: .relaxed) { connection.close() }
+    }
+
+    override func finish(error: (any Error)?) {
+        ServeContext.stats.add(.open, -1)
+        AsyncSessionHandler.idle[ObjectIdentifier(connection)] = nil
+        if let error = error as? IOError, !isPeerGone(error) {
+            ServeContext.stats.add(.errors)
+            reportError(clientAddress, error)
+        }
+    }
+}
+
 /// Each datagram back (blocking modes).
 final class EchoDatagramHandler: DatagramRequestHandler {
     override func handle() throws {

@@ -28,6 +28,11 @@ enum Mode: String, CaseIterable, ExpressibleByArgument {
     }
 }
 
+/// Reactor mode's two handler faces.
+enum HandlerStyle: String, CaseIterable, ExpressibleByArgument {
+    case callback, async
+}
+
 /// The protocols `serve` speaks.
 enum Service: String, CaseIterable, ExpressibleByArgument {
     case echo, resp, http
@@ -57,6 +62,9 @@ struct Serve: ParsableCommand {
 
     @Option(help: "How requests are processed: sequential, threading, forking or reactor.")
     var mode: Mode = .reactor
+
+    @Option(help: "Reactor mode's handler: callback (no task per connection) or async (a task per connection).")
+    var handler: HandlerStyle = .callback
 
     @Option(help: "The address to listen on.")
     var host = "127.0.0.1"
@@ -106,8 +114,13 @@ struct Serve: ParsableCommand {
             let handler: RequestHandlerType = mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
             server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, loop: loop)
         } else {
-            let handler: RequestHandlerType = mode == .reactor ? .async(AsyncSessionHandler.self) : .blocking(BlockingSessionHandler.self)
-            let stream = try SockservStreamServer(address, requestHandler: handler, mixIn: mixIn, loop: loop)
+            let requestHandler: RequestHandlerType
+            switch (mode, handler) {
+            case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
+            case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
+            default: requestHandler = .blocking(BlockingSessionHandler.self)
+            }
+            let stream = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
             stream.maxConnections = maxConnections
             server = stream
         }

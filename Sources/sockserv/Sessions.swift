@@ -15,16 +15,21 @@ struct EchoSession: Session {
     static let maxLineLength = 64 * 1024
 
     mutating func consume(_ input: inout ByteBuffer, into output: inout [UInt8]) -> (requests: Int, keepOpen: Bool) {
-        var requests = 0
-        do {
-            while let line = try input.readLine(maxLength: Self.maxLineLength, strippingNewline: false) {
-                output += line
-                requests += 1
+        // Copy every complete line straight from the input to the output, checking each line's length.
+        let (lines, end, tooLong) = input.withUnsafeReadableBytes { bytes -> (Int, Int, Bool) in
+            var lines = 0
+            var start = 0
+            while start < bytes.count, let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                if newline - start > Self.maxLineLength { return (lines, start, true) }
+                lines += 1
+                start = newline + 1
             }
-        } catch {
-            return (requests, false)
+            if bytes.count - start > Self.maxLineLength { return (lines, start, true) }
+            output.append(contentsOf: bytes[..<start])
+            return (lines, start, false)
         }
-        return (requests, true)
+        input.moveReaderIndex(forwardBy: end)
+        return (lines, !tooLong)
     }
 }
 

@@ -4,9 +4,9 @@ import Reactor
 import Testing
 
 @Suite struct CLITests {
-    @Test(arguments: ["sequential", "threading", "forking", "reactor"])
-    func listeningLineThenGracefulStopWithASummary(mode: String) throws {
-        let server = try SockservProcess(["serve", "echo", "--mode", mode])
+    @Test(arguments: [["sequential"], ["threading"], ["forking"], ["reactor"], ["reactor", "--handler", "async"]])
+    func listeningLineThenGracefulStopWithASummary(mode: [String]) throws {
+        let server = try SockservProcess(["serve", "echo", "--mode"] + mode)
         let line = server.readFirstLine()
         #expect(line.hasPrefix("listening on 127.0.0.1:"), "first line: \(line)")
         let port = try #require(server.port)
@@ -138,9 +138,9 @@ import Testing
 }
 
 @Suite struct RealClientTests {
-    @Test(arguments: ["reactor", "threading", "forking", "sequential"])
-    func redisCLI(mode: String) throws {
-        let server = try SockservProcess(["serve", "resp", "--mode", mode])
+    @Test(arguments: [["reactor"], ["reactor", "--handler", "async"], ["threading"], ["forking"], ["sequential"]])
+    func redisCLI(mode: [String]) throws {
+        let server = try SockservProcess(["serve", "resp", "--mode"] + mode)
         _ = server.readFirstLine()
         let port = String(try #require(server.port))
         defer { #expect(server.stop() == 0) }
