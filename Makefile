@@ -42,12 +42,20 @@ check: deps clients build test
 demo: release
 	.build/release/sockserv bench --connections 1,10,100,1000 --duration 2 --output bench-results
 
-# Side by side on this machine: the Reactor against libevent's own bufferevent echo server (C, -O2).
-BENCH_BIN = .build/release
+# Side by side on this machine (about 10 minutes): sockserv in each mode, C libevent and epoll echo servers,
+# SwiftNIO on one loop, Python's socketserver and asyncio; sockserv resp against redis-server; idle memory.
+BENCH_DIR = .build/bench
 bench: release
-	cc -O2 -o $(BENCH_BIN)/echo_bufferevent Benchmarks/baselines/echo_bufferevent.c $$(pkg-config --cflags --libs libevent)
-	cc -O2 -o $(BENCH_BIN)/echo_client Benchmarks/baselines/echo_client.c
-	python3 Benchmarks/reactor_vs_libevent.py $(BENCH_BIN)
+	mkdir -p $(BENCH_DIR)
+	for name in echo_bufferevent echo_libevent echo_epoll echo_client; do \
+		cc -O2 -Wall -o $(BENCH_DIR)/$$name Benchmarks/baselines/$$name.c $$(pkg-config --cflags --libs libevent) || exit 1; \
+	done
+	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ] || apt-get install -y redis-server redis-tools \
+		|| echo "note: redis-server is missing, the redis rows are skipped"
+	@if [ "$$(id -u)" -eq 0 ] && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server; fi
+	$(SWIFT) build -c release --package-path Benchmarks/nio-echo --scratch-path .build-nio \
+		|| echo "note: the SwiftNIO baseline did not build, its rows are skipped"
+	python3 Benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -24,6 +24,7 @@ int main(int argc, char **argv) {
   struct sockaddr_in sin; memset(&sin, 0, sizeof sin); sin.sin_family = AF_INET; sin.sin_port = htons(atoi(argv[1])); sin.sin_addr.s_addr = htonl(0x7f000001);
   struct evconnlistener *l = evconnlistener_new_bind(base, acceptcb, NULL, LEV_OPT_CLOSE_ON_FREE|LEV_OPT_REUSEABLE, 4096, (struct sockaddr*)&sin, sizeof sin);
   if (!l) { perror("bind"); return 1; }
-  printf("listening on 127.0.0.1:%s\n", argv[1]); fflush(stdout);
+  socklen_t slen = sizeof sin; getsockname(evconnlistener_get_fd(l), (struct sockaddr*)&sin, &slen);  // PORT may be 0
+  printf("listening on 127.0.0.1:%d\n", ntohs(sin.sin_port)); fflush(stdout);
   event_base_dispatch(base);
 }

@@ -1,35 +1,236 @@
-// Closed-loop echo load: N connections, each sends a 32-byte line and waits for it back, for D seconds.
-// Usage: echo_client PORT CONNECTIONS SECONDS   prints: REQUESTS REQUESTS_PER_SECOND
+// Closed-loop echo load generator: one thread, epoll, non-blocking sockets.
+// Usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] [--connect-per-request] [--idle]
+//   default                CONNECTIONS persistent connections (all connected first); each sends N requests of BYTES
+//                          (BYTES-1 'x' then '\n') back to back, waits for N*BYTES bytes back, repeats for SECONDS.
+//                          A request's latency runs from sending its batch to the end of its own reply.
+//   --connect-per-request  CONNECTIONS concurrent virtual clients: connect, send one request, read the reply, close,
+//                          repeat; the latency includes the connect.
+//   --idle                 open CONNECTIONS connections, print "connected K", hold them without sending until SECONDS
+//                          have passed or stdin reaches EOF, close them, exit 0.
+// Otherwise prints one JSON line at the end:
+//   {"requests": R, "seconds": S, "requests_per_second": X, "p50_us": A, "p99_us": B, "p999_us": C, "errors": E,
+//    "connected": K}
+// ("connected" counts successful connects: the live connections, or with --connect-per-request all of them.)
+// Bounded by time: connecting takes at most CONNECT_LIMIT seconds, then the run lasts SECONDS, whatever the server does.
+#define _GNU_SOURCE
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <fcntl.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <errno.h>
+
+#define LAT_CAP 50000000L  // latencies kept for percentiles (float us, 200 MB of address space, touched as used)
+#define CONNECT_LIMIT 4.0  // seconds allowed for the initial connects of the persistent mode
+
+enum { DEAD, CONNECTING, ACTIVE };
+struct conn { int fd, state; unsigned events; size_t sent, got; double t0; };
+
+static struct sockaddr_in addr;
+static int ep, nconn, per_request, idle;
+static size_t payload = 32, pipeline = 1, batch;  // batch = pipeline * payload bytes, all in req
+static char *req, rbuf[65536];
+static struct conn *c;
+static float *lat; static long lat_cap = LAT_CAP, nlat;
+static long requests, errors, connected;
+static double end;  // end of the measured run
+
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+
+static void interest(struct conn *x, int i, unsigned events) {
+  if (x->events == events) return;
+  struct epoll_event ev = { .events = events, .data.u32 = (unsigned)i };
+  epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &ev); x->events = events;
+}
+
+static void open_conn(int i);
+
+// A connection failed (refused, reset, EOF, too many bytes): count it; a virtual client starts over.
+static void fail(int i) {
+  errors++; close(c[i].fd); c[i].state = DEAD;
+  if (per_request && now() < end) open_conn(i);
+}
+
+static void open_conn(int i) {
+  struct conn *x = &c[i];
+  x->state = DEAD; x->t0 = now();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+  if (fd < 0) { errors++; return; }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) && errno != EINPROGRESS) { errors++; close(fd); return; }
+  // Completion (or failure) shows up as EPOLLOUT; an already-connected socket reports it at once.
+  struct epoll_event ev = { .events = EPOLLOUT, .data.u32 = (unsigned)i };
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) { errors++; close(fd); return; }
+  x->fd = fd; x->state = CONNECTING; x->events = EPOLLOUT;
+}
+
+// Write as much of the batch as the socket takes; keep reading meanwhile so big batches cannot deadlock.
+static void do_write(int i) {
+  struct conn *x = &c[i];
+  while (x->sent < batch) {
+    ssize_t w = send(x->fd, req + x->sent, batch - x->sent, MSG_NOSIGNAL);
+    if (w > 0) x->sent += (size_t)w;
+    else if (w < 0 && errno == EINTR) continue;
+    else if (w < 0 && errno == EAGAIN) break;
+    else { fail(i); return; }
+  }
+  interest(x, i, EPOLLIN | (x->sent < batch ? EPOLLOUT : 0));
+}
+
+static void send_batch(int i) { c[i].sent = c[i].got = 0; c[i].t0 = now(); do_write(i); }
+
+static void record(double us) { if (nlat < lat_cap) lat[nlat++] = (float)us; requests++; }
+
+static void do_read(int i) {
+  struct conn *x = &c[i];
+  ssize_t r = read(x->fd, rbuf, sizeof rbuf);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (r <= 0 || x->got + (size_t)r > x->sent) { fail(i); return; }  // EOF, error, or more bytes than were sent
+  double t = now(), us = (t - x->t0) * 1e6;
+  size_t done = x->got / payload;
+  x->got += (size_t)r;
+  for (size_t k = x->got / payload; done < k; done++) record(us);  // every request whose reply just completed
+  if (x->got < batch) return;
+  if (per_request) {  // reply complete: close and start the next request with a fresh connection
+    close(x->fd); x->state = DEAD;
+    if (t < end) open_conn(i);
+  } else if (t < end) {
+    send_batch(i);
+  }
+}
+
+static void finish_connect(int i) {
+  struct conn *x = &c[i];
+  int err = 0; socklen_t len = sizeof err;
+  if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) { fail(i); return; }
+  x->state = ACTIVE; connected++;
+  if (per_request) send_batch(i);
+  else if (idle) { epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL); x->events = 0; }
+  else interest(x, i, EPOLLIN);  // the run sends once everyone is connected
+}
+
+// Handle events until `until`, or (if stop_when_connected) until no connect is pending.
+static void loop(double until, int stop_when_connected) {
+  struct epoll_event evs[512];
+  long pending = 0;
+  if (stop_when_connected) for (int i = 0; i < nconn; i++) pending += c[i].state == CONNECTING;
+  double t;
+  while ((t = now()) < until && !(stop_when_connected && pending == 0)) {
+    int ms = (int)((until - t) * 1000) + 1;
+    int k = epoll_wait(ep, evs, 512, ms < 100 ? ms : 100);
+    for (int j = 0; j < k; j++) {
+      int i = (int)evs[j].data.u32; struct conn *x = &c[i]; unsigned e = evs[j].events;
+      if (x->state == CONNECTING) { finish_connect(i); pending--; continue; }
+      if (x->state != ACTIVE) continue;
+      if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) do_read(i);  // read reports EOF and errors
+      if (x->state == ACTIVE && (e & EPOLLOUT) && x->sent < batch) do_write(i);
+    }
+  }
+}
+
+// k-th smallest of a[lo..hi] moves to a[k] (Hoare quickselect): linear time, so percentiles of 50M values are quick.
+static void select_nth(float *a, long lo, long hi, long k) {
+  while (lo < hi) {
+    float p = a[lo + (hi - lo) / 2];
+    long i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < p) i++;
+      while (a[j] > p) j--;
+      if (i <= j) { float tmp = a[i]; a[i] = a[j]; a[j] = tmp; i++; j--; }
+    }
+    if (k <= j) hi = j; else if (k >= i) lo = i; else return;
+  }
+}
+
+// Nearest-rank percentiles; each selection leaves everything above its rank to the right for the next, higher one.
+static void percentiles(double *out, const double *ps, int n) {
+  long from = 0;
+  for (int q = 0; q < n; q++) {
+    if (nlat == 0) { out[q] = 0; continue; }
+    double rank = ps[q] * nlat; long k = (long)rank;  // ceil(rank) - 1, without libm
+    if (k < rank) k++;
+    k--;
+    if (k < from) k = from;
+    if (k >= nlat) k = nlat - 1;
+    select_nth(lat, from, nlat - 1, k); out[q] = lat[k]; from = k;
+  }
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] "
+                  "[--connect-per-request] [--idle]\n");
+  return 2;
+}
+
 int main(int argc, char **argv) {
-  int port = atoi(argv[1]), n = atoi(argv[2]); double dur = atof(argv[3]);
-  const char *msg = "0123456789abcdefghijklmnopqrstu\n"; int len = 32;
-  int ep = epoll_create1(0); int *got = calloc(n, sizeof(int)); int *fds = calloc(n, sizeof(int));
-  for (int i = 0; i < n; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0); struct sockaddr_in a = {0}; a.sin_family = AF_INET; a.sin_port = htons(port); a.sin_addr.s_addr = htonl(0x7f000001);
-    if (connect(fd, (void*)&a, sizeof a)) { perror("connect"); return 1; }
-    int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); fcntl(fd, F_SETFL, O_NONBLOCK);
-    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i }; epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev); fds[i] = fd;
+  if (argc < 4) return usage();
+  int port = atoi(argv[1]); nconn = atoi(argv[2]); double seconds = atof(argv[3]);
+  for (int a = 4; a < argc; a++) {
+    if (!strcmp(argv[a], "--payload") && a + 1 < argc) payload = strtoul(argv[++a], NULL, 10);
+    else if (!strcmp(argv[a], "--pipeline") && a + 1 < argc) pipeline = strtoul(argv[++a], NULL, 10);
+    else if (!strcmp(argv[a], "--connect-per-request")) per_request = 1;
+    else if (!strcmp(argv[a], "--idle")) idle = 1;
+    else return usage();
   }
-  for (int i = 0; i < n; i++) write(fds[i], msg, len);
-  long requests = 0; double start = now(), end = start + dur; char buf[4096]; struct epoll_event evs[256];
-  while (now() < end) {
-    int k = epoll_wait(ep, evs, 256, 100);
-    for (int j = 0; j < k; j++) { int i = evs[j].data.u32; ssize_t r = read(fds[i], buf, sizeof buf); if (r <= 0) { fprintf(stderr, "read %zd\n", r); return 1; }
-      got[i] += r; while (got[i] >= len) { got[i] -= len; requests++; write(fds[i], msg, len); } }
+  if (nconn < 1 || payload < 1 || pipeline < 1 || seconds <= 0) return usage();
+  if (per_request) pipeline = 1;  // one request per connection
+
+  signal(SIGPIPE, SIG_IGN);
+  struct rlimit rl; if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
+  addr.sin_family = AF_INET; addr.sin_port = htons(port); addr.sin_addr.s_addr = htonl(0x7f000001);
+  ep = epoll_create1(0);
+  c = calloc(nconn, sizeof *c);
+  batch = payload * pipeline; req = malloc(batch);
+  for (size_t b = 0; b < batch; b++) req[b] = (b % payload == payload - 1) ? '\n' : 'x';
+  while (!(lat = malloc(lat_cap * sizeof *lat))) lat_cap /= 2;
+  double start = now();
+
+  if (idle) {
+    end = start + seconds;
+    for (int i = 0; i < nconn; i++) open_conn(i);
+    loop(end, 1);
+    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING) { errors++; close(c[i].fd); c[i].state = DEAD; }
+    printf("connected %ld\n", connected); fflush(stdout);
+    if (errors) fprintf(stderr, "%ld connections failed\n", errors);
+    // Hold until SECONDS have passed or stdin is at EOF (a /dev/null stdin is at EOF at once).
+    double t;
+    while ((t = now()) < end) {
+      struct pollfd p = { .fd = 0, .events = POLLIN };
+      int ms = (int)((end - t) * 1000) + 1;
+      if (poll(&p, 1, ms < 1000 ? ms : 1000) > 0) {
+        ssize_t r = read(0, rbuf, sizeof rbuf);
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) break;
+      }
+    }
+    for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) close(c[i].fd);
+    return 0;
   }
-  printf("%ld %.0f\n", requests, requests / (now() - start));
+
+  if (per_request) {
+    end = start + seconds;
+    for (int i = 0; i < nconn; i++) open_conn(i);
+  } else {
+    end = start + CONNECT_LIMIT + seconds;  // lets connects that finish in time proceed; reset below
+    for (int i = 0; i < nconn; i++) open_conn(i);
+    loop(start + CONNECT_LIMIT, 1);
+    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING) { errors++; close(c[i].fd); c[i].state = DEAD; }
+    start = now(); end = start + seconds;
+    for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) send_batch(i);
+  }
+  loop(end, 0);
+  double elapsed = now() - start;
+
+  static const double ps[3] = { 0.50, 0.99, 0.999 };
+  double pv[3]; percentiles(pv, ps, 3);
+  printf("{\"requests\": %ld, \"seconds\": %.3f, \"requests_per_second\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
+         "\"p999_us\": %.1f, \"errors\": %ld, \"connected\": %ld}\n",
+         requests, elapsed, requests / elapsed, pv[0], pv[1], pv[2], errors, connected);
   return 0;
 }

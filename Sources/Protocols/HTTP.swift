@@ -91,8 +91,10 @@ public enum HTTP {
             head.headers.append((String(decoding: name, as: UTF8.self), value))
         }
         if head.header("Transfer-Encoding") != nil { throw .badRequest("request bodies with Transfer-Encoding are not supported") }
-        if let length = head.header("Content-Length") {
-            guard let value = Int(length), value >= 0 else { throw .badRequest("invalid Content-Length") }
+        let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
+        if let length = lengths.first {
+            guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18, length.utf8.allSatisfy({ (48...57).contains($0) }),
+                  let value = Int(length) else { throw .badRequest("invalid Content-Length") }
             head.bodyLength = value
         }
         if head.minorVersion == 1 && head.header("Host") == nil { throw .badRequest("HTTP/1.1 request without Host") }

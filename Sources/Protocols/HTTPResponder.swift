@@ -53,19 +53,24 @@ public struct HTTPResponder: Sendable {
         guard let path = Self.translatePath(target, root: root) else { return .error(404, close: false) }
         // A symbolic link must not lead outside the root either.
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        guard resolved == root || resolved.hasPrefix(root + "/") else { return .error(404, close: false) }
+        guard isInside(resolved, root) else { return .error(404, close: false) }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) else { return .error(404, close: false) }
         if isDirectory.boolValue {
             let bare = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             guard bare.hasSuffix("/") else {
-                return HTTP.Response(status: 301, headers: [("Location", bare + "/")])
+                // Never `//host/...`: a browser would take that for another site (CVE-2021-28861 in Python).
+                return HTTP.Response(status: 301, headers: [("Location", "/" + bare.drop { $0 == "/" } + "/")])
             }
-            let index = resolved + "/index.html"
-            if FileManager.default.fileExists(atPath: index) { return fileResponse(index) }
+            let index = URL(fileURLWithPath: resolved + "/index.html").resolvingSymlinksInPath().path
+            if isInside(index, root) && FileManager.default.fileExists(atPath: index) { return fileResponse(index) }
             return listing(resolved, displayPath: bare)
         }
         return fileResponse(resolved)
+    }
+
+    private func isInside(_ path: String, _ root: String) -> Bool {
+        root == "/" || path == root || path.hasPrefix(root + "/")
     }
 
     private func fileResponse(_ path: String) -> HTTP.Response {
@@ -81,7 +86,8 @@ public struct HTTPResponder: Sendable {
             var isDirectory: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory)
             let shown = name + (isDirectory.boolValue ? "/" : "")
-            let link = shown.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? shown
+            // "./" first, so a name like `javascript:...` is a relative path, never a scheme.
+            let link = "./" + (shown.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? shown)
             html += "<li><a href=\"\(link)\">\(Self.escape(shown))</a></li>\n"
         }
         html += "</ul><hr></body></html>\n"

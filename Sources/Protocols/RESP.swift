@@ -40,9 +40,11 @@ public enum RESP {
     private static func parseMultibulk(_ bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let (count, afterCount) = try readNumber(bytes, from: 1) else { return nil }
         guard count <= maxArguments else { throw ProtocolError("Protocol error: invalid multibulk length") }
-        var arguments: [[UInt8]] = []
-        arguments.reserveCapacity(max(0, count))
+        // First find where the command ends without copying, so a command arriving in many reads is
+        // only copied once, when complete.
         var index = afterCount
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(min(max(0, count), bytes.count / 4))
         for _ in 0..<max(0, count) {
             guard index < bytes.count else { return nil }
             guard bytes[index] == UInt8(ascii: "$") else {
@@ -54,10 +56,10 @@ public enum RESP {
             guard bytes[afterLength + length] == UInt8(ascii: "\r"), bytes[afterLength + length + 1] == UInt8(ascii: "\n") else {
                 throw ProtocolError("Protocol error: bulk string not terminated by CRLF")
             }
-            arguments.append([UInt8](bytes[afterLength..<(afterLength + length)]))
+            ranges.append(afterLength..<(afterLength + length))
             index = afterLength + length + 2
         }
-        return (arguments, index)
+        return (ranges.map { [UInt8](bytes[$0]) }, index)
     }
 
     /// Reads a decimal number ending in CRLF at `start`: the number and the index after the CRLF,
@@ -104,10 +106,10 @@ public enum RESP {
             switch self {
             case .simple(let text):
                 output.append(UInt8(ascii: "+"))
-                output.append(contentsOf: text.utf8)
+                output.append(contentsOf: Self.singleLine(text))
             case .error(let text):
                 output.append(UInt8(ascii: "-"))
-                output.append(contentsOf: text.utf8)
+                output.append(contentsOf: Self.singleLine(text))
             case .integer(let value):
                 output.append(UInt8(ascii: ":"))
                 output.append(contentsOf: String(value).utf8)
@@ -126,6 +128,12 @@ public enum RESP {
                 return
             }
             output.append(contentsOf: [13, 10])
+        }
+
+        /// A simple string or error must stay one line (an argument echoed in an error could otherwise
+        /// forge replies): CR and LF become spaces, as Redis does.
+        private static func singleLine(_ text: String) -> [UInt8] {
+            text.utf8.map { $0 == 13 || $0 == 10 ? UInt8(ascii: " ") : $0 }
         }
 
         /// The encoding as bytes.

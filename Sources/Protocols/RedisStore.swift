@@ -87,10 +87,13 @@ public final class RedisStore: Sendable {
         if args.count == 4 {
             let option = String(decoding: args[2], as: UTF8.self).uppercased()
             guard option == "EX" || option == "PX" else { return .error("ERR syntax error") }
-            guard let amount = Int(String(decoding: args[3], as: UTF8.self)), amount > 0 else {
+            guard let amount = UInt64(String(decoding: args[3], as: UTF8.self)), amount > 0 else {
                 return .error("ERR invalid expire time in 'set' command")
             }
-            expiresAt = now + UInt64(amount) * (option == "EX" ? 1000 : 1)
+            let (milliseconds, overflow) = amount.multipliedReportingOverflow(by: option == "EX" ? 1000 : 1)
+            let (deadline, late) = now.addingReportingOverflow(milliseconds)
+            guard !overflow, !late else { return .error("ERR invalid expire time in 'set' command") }
+            expiresAt = deadline
         }
         entries.withLock { $0[args[0]] = Entry(value: args[1], expiresAt: expiresAt) }
         return .ok

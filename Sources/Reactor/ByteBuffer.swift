@@ -85,7 +85,7 @@ public struct ByteBuffer: ~Copyable {
     public mutating func readLine(maxLength: Int, strippingNewline: Bool = true) throws(ReactorError) -> [UInt8]? {
         guard let newline = firstIndex(of: UInt8(ascii: "\n")) else {
             // Allow a `\r` beyond the limit, for a `\r\n` not yet complete.
-            if readableBytes > maxLength + 1 { throw .lineTooLong(limit: maxLength) }
+            if readableBytes > maxLength && readableBytes - 1 > maxLength { throw .lineTooLong(limit: maxLength) }
             return nil
         }
         let hasCR = newline > 0 && base!.load(fromByteOffset: readerIndex + newline - 1, as: UInt8.self) == UInt8(ascii: "\r")
@@ -114,7 +114,16 @@ public struct ByteBuffer: ~Copyable {
 
     /// Drops every readable byte and frees owned memory.
     public mutating func clear() {
-        self = ByteBuffer()  // the old value's deinit frees its memory
+        if ownsMemory {
+            self = ByteBuffer()  // the old value's deinit frees its memory
+        } else {
+            readerIndex = writerIndex  // a view stays a view: its connection checks that after the callback
+        }
+    }
+
+    /// Whether this is (still) a view of `memory`, or owns its own.
+    func isOwnedOrViews(_ memory: UnsafeMutableRawPointer) -> Bool {
+        ownsMemory || base == memory
     }
 
     /// Moves the contents out, leaving this buffer empty.

@@ -70,7 +70,7 @@ extension Connection {
         return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8]?, any Error>) in
             reader = PendingRead(kind: kind, continuation: continuation)
             if let readTimeout {
-                readDeadline = Connection.now() + readTimeout.nanoseconds
+                readDeadline = Connection.now() &+ readTimeout.nanoseconds
                 updateDeadlineTimer()
             }
             updateReading()
@@ -99,6 +99,7 @@ extension Connection {
     /// Reads exactly `count` bytes.
     /// - Throws: ``ReactorError/unexpectedEOF`` if input ends first.
     public func readExactly(_ count: Int) async throws -> [UInt8] {
+        precondition(count >= 0, "readExactly(_:) needs a count of zero or more")
         if count == 0 { return [] }
         return try await read(.exactly(count)) ?? []
     }
@@ -154,7 +155,7 @@ extension Connection {
 
     private func armWriteDeadline() {
         if let writeTimeout, writeDeadline == nil {
-            writeDeadline = Connection.now() + writeTimeout.nanoseconds
+            writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
             updateDeadlineTimer()
         }
     }

@@ -146,6 +146,10 @@ public final class Connection {
         if count == 0 { return handleEndOfInput() }
         var buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
         deliver(&buffer)
+        // The scratch space is the loop's: a view moved out of the callback would see other connections' bytes.
+        precondition(
+            buffer.isOwnedOrViews(loop.scratch.baseAddress!),
+            "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead")
         guard state != .closed else { return }
         input = buffer.takeOwned()
         updateReading()
@@ -293,7 +297,7 @@ public final class Connection {
                 try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
             }
             if state == .closing { return finishClose(nil) }
-            if writer == nil && flushWaiters.isEmpty && writeDeadline != nil {
+            if state == .open && writer == nil && flushWaiters.isEmpty && writeDeadline != nil {
                 writeDeadline = nil
                 updateDeadlineTimer()
             }
@@ -301,7 +305,8 @@ public final class Connection {
         guard output.readableBytes <= lowWatermark else { return }
         if let writer {
             self.writer = nil
-            if flushWaiters.isEmpty { writeDeadline = nil }
+            // A graceful close() still needs its bound.
+            if flushWaiters.isEmpty && state == .open { writeDeadline = nil }
             writer.resume()
         }
         if pausedForOutput {
@@ -322,7 +327,7 @@ public final class Connection {
         state = .closing
         updateReading()
         if let writeTimeout, writeDeadline == nil {
-            writeDeadline = Connection.now() + writeTimeout.nanoseconds
+            writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
             updateDeadlineTimer()
         }
     }
@@ -403,7 +408,7 @@ public final class Connection {
         guard state != .closed else { return }
         var earliest = [readDeadline, writeDeadline].compactMap { $0 }.min()
         if let idleTimeout {
-            let idleDeadline = lastActivity + idleTimeout.nanoseconds
+            let idleDeadline = lastActivity &+ idleTimeout.nanoseconds
             earliest = min(earliest ?? idleDeadline, idleDeadline)
         }
         guard let earliest else {
@@ -425,7 +430,7 @@ public final class Connection {
     private func handleDeadline() {
         guard state != .closed else { return }
         let now = Connection.now()
-        if let idleTimeout, lastActivity + idleTimeout.nanoseconds <= now {
+        if let idleTimeout, lastActivity &+ idleTimeout.nanoseconds <= now {
             return finishClose(ReactorError.timedOut)
         }
         if let writeDeadline, writeDeadline <= now {
@@ -444,10 +449,11 @@ public final class Connection {
 }
 
 extension Duration {
-    /// Whole nanoseconds, clamped at zero.
+    /// Whole nanoseconds, clamped to zero below and to about 292 years above (so `.seconds(.max)` means "never").
     var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
-        guard seconds >= 0 else { return 0 }
-        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        guard seconds >= 0, attoseconds >= 0 || seconds > 0 else { return 0 }
+        guard seconds < 9_000_000_000 else { return UInt64(Int64.max) }
+        return UInt64(Int64(seconds) * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -174,7 +174,8 @@ public final class EventLoop: @unchecked Sendable {
         defer { leave() }
         let flags: Int32
         if timeout == .zero {
-            flags = EVLOOP_NONBLOCK
+            // NONBLOCK alone would keep looping while a level-triggered descriptor stays ready.
+            flags = EVLOOP_NONBLOCK | EVLOOP_ONCE
         } else {
             flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY
             if let timeout {
@@ -318,11 +319,13 @@ extension timeval {
     /// A `timeval` for a non-negative duration, rounded up to the microsecond.
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        if seconds < 0 {
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) {
             self.init(tv_sec: 0, tv_usec: 0)
             return
         }
-        let micros = (attoseconds + 999_999_999_999) / 1_000_000_000_000
-        self.init(tv_sec: Int(seconds) + Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
+        // Far futures are capped at about 30 years: libevent adds the timeout to the current time.
+        let cappedSeconds = min(seconds, 1_000_000_000)
+        let micros = max(0, (attoseconds + 999_999_999_999) / 1_000_000_000_000)
+        self.init(tv_sec: Int(cappedSeconds) + Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
     }
 }

@@ -95,17 +95,20 @@ open class BaseServer: @unchecked Sendable {
             let waiters = serveState.withLock { state -> [DispatchSemaphore] in
                 state.serving = false
                 state.servingThread = nil
+                shutdownRequested.store(false, ordering: .releasing)
                 defer { state.waiters = [] }
                 return state.waiters
             }
-            shutdownRequested.store(false, ordering: .releasing)
             waiters.forEach { $0.signal() }
         }
         guard start else { return }
         loop.takeOwnership()
         try startServing(pollInterval: pollInterval)
         defer { stopServing() }
-        try loop.run()
+        // The flag decides, not the loop: a stop meant for an earlier run only costs one more pass.
+        repeat {
+            try loop.run()
+        } while !shutdownRequested.load(ordering: .acquiring)
     }
 
     /// Starts waiting for requests on ``loop`` without running it, for a program that runs the loop
@@ -113,7 +116,7 @@ open class BaseServer: @unchecked Sendable {
     public func startServing(pollInterval: Duration = .milliseconds(500)) throws {
         readiness = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { [unowned self] _ in
             for _ in 0..<mixIn.requestsPerWakeup {
-                guard handleRequestNoBlock() else { break }
+                guard handleRequestNoBlock(honoringShutdown: true) == .handled else { break }
                 serviceActions()
             }
         }
@@ -143,11 +146,11 @@ open class BaseServer: @unchecked Sendable {
                     pthread_equal(thread, pthread_self()) == 0,
                     "shutdown() called from the thread running serveForever() would deadlock; use requestShutdown()")
             }
-            shutdownRequested.store(true, ordering: .releasing)
+            let alreadyAsked = shutdownRequested.exchange(true, ordering: .acquiringAndReleasing)
             guard state.serving else { return nil }
             let waiter = DispatchSemaphore(value: 0)
             state.waiters.append(waiter)
-            loop.stop()
+            if !alreadyAsked { loop.stop() }
             return waiter
         }
         waiter?.wait()
@@ -156,8 +159,8 @@ open class BaseServer: @unchecked Sendable {
     /// Asks ``serveForever(pollInterval:)`` to stop without waiting; safe from any thread, the serving one included.
     public func requestShutdown() {
         serveState.withLock { state in
-            shutdownRequested.store(true, ordering: .releasing)
-            if state.serving { loop.stop() }
+            let alreadyAsked = shutdownRequested.exchange(true, ordering: .acquiringAndReleasing)
+            if state.serving && !alreadyAsked { loop.stop() }
         }
     }
 
@@ -172,14 +175,19 @@ open class BaseServer: @unchecked Sendable {
         let watcher = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { _ in ready = true }
         defer { watcher.cancel() }
         while true {
-            let remaining = deadline.map { max(.zero, $0 - ContinuousClock.now) }
-            if remaining == .zero { return handleTimeout() }
-            try loop.runOnce(timeout: remaining)
+            // A zero timeout still looks once, as Python's does.
+            try loop.runOnce(timeout: deadline.map { max(.zero, $0 - ContinuousClock.now) })
             // Readiness can be spurious (another process took the request): keep waiting until the deadline.
             if ready {
                 ready = false
-                if handleRequestNoBlock() { break }
+                switch handleRequestNoBlock(honoringShutdown: false) {
+                case .handled: break
+                case .failed: return
+                case .none: continue
+                }
+                break
             }
+            if let deadline, ContinuousClock.now >= deadline { return handleTimeout() }
         }
         while mixIn.hasRequestsInProgress { try loop.runOnce(timeout: .milliseconds(100)) }
     }
@@ -199,20 +207,22 @@ open class BaseServer: @unchecked Sendable {
 
     // MARK: The request chain
 
-    /// Accepts and processes one request if one is waiting; false if none was.
-    @discardableResult
-    final func handleRequestNoBlock() -> Bool {
-        guard !shutdownRequested.load(ordering: .acquiring) else { return false }
+    enum Attempt { case handled, none, failed }
+
+    /// Accepts and processes one request if one is waiting: Python's `_handle_request_noblock`.
+    /// While serving, nothing is accepted once a shutdown was asked.
+    final func handleRequestNoBlock(honoringShutdown: Bool) -> Attempt {
+        if honoringShutdown && shutdownRequested.load(ordering: .acquiring) { return .none }
         let accepted: (Request, SocketAddress)?
         do {
             accepted = try getRequest()
         } catch let error as IOError where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) {
             pauseAccepting(error)
-            return false
+            return .failed
         } catch {
-            return false
+            return .failed
         }
-        guard let (request, clientAddress) = accepted else { return false }
+        guard let (request, clientAddress) = accepted else { return .none }
         if verifyRequest(request, clientAddress: clientAddress) {
             do {
                 try processRequest(request, clientAddress: clientAddress)
@@ -223,7 +233,7 @@ open class BaseServer: @unchecked Sendable {
         } else {
             shutdownRequest(request)
         }
-        return true
+        return .handled
     }
 
     /// Out of descriptors: stop waiting for 100 ms rather than spin on a socket that stays readable.

@@ -42,14 +42,16 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         _exit(status)
     }
 
-    /// Reaps children that have ended; `blocking` waits for all of them. Above ``maxChildren``, waits
-    /// for the oldest first.
+    /// Reaps children that have ended; `blocking` waits for all of them. At ``maxChildren``, waits
+    /// until one of them ends. Only this server's children are ever waited for (no `waitpid(-1)`).
     public func collectChildren(blocking: Bool = false) {
-        while activeChildren.count >= maxChildren, let oldest = activeChildren.min() {
-            reap(oldest, flags: 0)
-        }
         for pid in activeChildren {
             reap(pid, flags: blocking ? 0 : WNOHANG)
+        }
+        // Whichever child ends first frees a place; polling our own children keeps foreign ones untouched.
+        while activeChildren.count >= maxChildren {
+            usleep(5_000)
+            for pid in activeChildren { reap(pid, flags: WNOHANG) }
         }
     }
 

@@ -82,10 +82,10 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         try socket.listen(backlog: requestQueueSize)
     }
 
-    /// Closes the socket (a Unix server also removes its socket file), then lets the mode finish.
+    /// Lets the mode finish, then closes the socket (a Unix server also removes its socket file).
     open override func serverClose() {
+        super.serverClose()  // stop watching and let the mode finish before the socket goes
         socket.close()
-        super.serverClose()
     }
 
     /// Accepts one connection: blocking for the blocking modes, non-blocking for the reactor.

@@ -50,6 +50,8 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
         "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
     ])
     func malformedRequestsAre400(text: String) {
         #expect {
@@ -104,8 +106,14 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         #expect(try get("/%2e%2e/%2e%2e/etc/passwd").status == 404)
         #expect(try get("/escape/passwd").status == 404, "a symbolic link may not lead out of the root")
         #expect(try get("/sub").status == 301)
+        let redirect = try get("//evil.example/..")
+        #expect(redirect.status == 301)
+        #expect(redirect.headers.first { $0.name == "Location" }?.value.hasPrefix("//") == false, "no redirect to another host")
+        try FileManager.default.createSymbolicLink(atPath: root + "/sub/index.html", withDestinationPath: "/etc/passwd")
+        #expect(try get("/sub/").body != (FileManager.default.contents(atPath: "/etc/passwd").map { [UInt8]($0) } ?? []),
+                "an index.html linking out of the root is not served")
         let listing = try get("/")
         #expect(listing.status == 200)
-        #expect(String(decoding: listing.body, as: UTF8.self).contains("<a href=\"a.txt\">a.txt</a>"))
+        #expect(String(decoding: listing.body, as: UTF8.self).contains("<a href=\"./a.txt\">a.txt</a>"))
     }
 }

@@ -63,6 +63,8 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         #expect(RESP.Reply.bulk(nil).encoded == Array("$-1\r\n".utf8))
         #expect(RESP.Reply.bulk(Array("hi".utf8)).encoded == Array("$2\r\nhi\r\n".utf8))
         #expect(RESP.Reply.array([.integer(1), .bulk([])]).encoded == Array("*2\r\n:1\r\n$0\r\n\r\n".utf8))
+        // An echoed argument cannot forge a second reply.
+        #expect(RESP.Reply.error("ERR x\r\n+OK").encoded == Array("-ERR x  +OK\r\n".utf8))
     }
 }
 
@@ -104,6 +106,8 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         #expect(run(store, "DBSIZE", at: 2999) == .integer(1))
         #expect(run(store, "EXISTS a", at: 3000) == .integer(0))
         #expect(run(store, "SET c 1 EX 0") == .error("ERR invalid expire time in 'set' command"))
+        #expect(run(store, "SET c 1 EX 100000000000000000") == .error("ERR invalid expire time in 'set' command"))
+        #expect(run(store, "SET c 1 PX 18446744073709551615", at: 1000) == .error("ERR invalid expire time in 'set' command"))
         #expect(run(store, "SET c 1 XX 5") == .error("ERR syntax error"))
     }
 }

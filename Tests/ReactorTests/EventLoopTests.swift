@@ -178,3 +178,19 @@ actor Counter {
         return value
     }
 }
+
+@Suite struct RunOnceTests {
+    @Test func runOnceWithZeroTimeoutReturnsWhileADescriptorStaysReady() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        _ = write(fds[1], "x", 1)  // readable, and never drained
+        let loop = try EventLoop()
+        var calls = 0
+        let watcher = try IOWatcher(fileDescriptor: fds[0], events: .readable, on: loop) { _ in calls += 1 }
+        try loop.runOnce(timeout: .zero)
+        try loop.runOnce(timeout: .zero)
+        watcher.cancel()
+        #expect(calls == 2, "one pass per runOnce, not a spin")
+    }
+}

@@ -110,6 +110,44 @@ import Testing
         #expect(reply.withLock { $0 } == testLine)
     }
 
+    @Test func handleRequestStillServesAfterAShutdownRequest() throws {
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
+        defer { server.serverClose() }
+        server.requestShutdown()  // meant for serveForever; handleRequest must neither spin nor refuse
+        server.timeout = .seconds(10)
+        let address = server.serverAddress
+        let done = DispatchSemaphore(value: 0)
+        let reply = Mutex<[UInt8]>([])
+        Thread.detachNewThread {
+            let bytes = (try? streamExchange(address)) ?? []
+            reply.withLock { $0 = bytes }
+            done.signal()
+        }
+        try server.handleRequest()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(reply.withLock { $0 } == testLine)
+    }
+
+    @Test func handleRequestWithAZeroTimeoutStillLooksOnce() throws {
+        final class TimeoutServer: TCPServer, @unchecked Sendable {
+            var timeouts = 0
+            override func handleTimeout() { timeouts += 1 }
+        }
+        let server = try TimeoutServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
+        defer { server.serverClose() }
+        server.timeout = .zero
+        try server.handleRequest()
+        #expect(server.timeouts == 1, "nothing was waiting")
+        let client = try Socket(family: .ipv4, kind: .stream)
+        client.timeout = .seconds(10)
+        try client.connect(to: server.serverAddress)  // now waiting in the backlog
+        try client.sendAll(testLine)
+        try server.handleRequest()
+        #expect(server.timeouts == 1, "the waiting request was served, not timed out")
+        #expect(try client.receive(maxCount: 100) == testLine)
+    }
+
     @Test func handleRequestTimesOutAndCallsHandleTimeout() throws {
         final class TimeoutServer: TCPServer, @unchecked Sendable {
             var timeouts = 0
