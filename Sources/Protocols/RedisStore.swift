@@ -9,7 +9,16 @@ public final class RedisStore: Sendable {
         var expiresAt: UInt64?
     }
 
-    private let entries = Mutex<[[UInt8]: Entry]>([:])
+    /// A key, hashed in one call over its bytes (an array of bytes would feed the hasher byte by byte).
+    private struct Key: Hashable {
+        let bytes: [UInt8]
+
+        func hash(into hasher: inout Hasher) {
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+    }
+
+    private let entries = Mutex<[Key: Entry]>([:])
 
     public init() {}
 
@@ -27,7 +36,8 @@ public final class RedisStore: Sendable {
     /// Executes one command. `now` is monotonic milliseconds, for expiry.
     public func execute(_ arguments: [[UInt8]], now: UInt64) -> Outcome {
         guard let first = arguments.first else { return Outcome(reply: .error("ERR empty command"), close: false) }
-        let name = String(decoding: first, as: UTF8.self).lowercased()
+        // Matching on the lowercased name packed into a word: no String per command on the hot path.
+        let name = Self.commandName(first)
         let args = arguments.dropFirst()
         func reply(_ reply: RESP.Reply) -> Outcome { Outcome(reply: reply, close: false) }
         func arity(_ valid: Bool) -> RESP.Reply? {
@@ -54,11 +64,12 @@ public final class RedisStore: Sendable {
             return reply(set(Array(args), name: name, now: now))
         case "get":
             if let error = arity(args.count == 1) { return reply(error) }
-            return reply(.bulk(entries.withLock { Self.live(&$0, args.first!, now)?.value }))
+            return reply(.bulk(entries.withLock { Self.live(&$0, Key(bytes: args.first!), now)?.value }))
         case "del", "exists":
             if let error = arity(!args.isEmpty) { return reply(error) }
             let count = entries.withLock { entries in
-                args.reduce(0) { count, key in
+                args.reduce(0) { count, bytes in
+                    let key = Key(bytes: bytes)
                     guard Self.live(&entries, key, now) != nil else { return count }
                     if name == "del" { entries[key] = nil }
                     return count + 1
@@ -70,7 +81,7 @@ public final class RedisStore: Sendable {
             return reply(increment(args.first!, by: name == "incr" ? 1 : -1, now: now))
         case "dbsize":
             return reply(.integer(entries.withLock { entries in
-                entries.keys.filter { Self.live(&entries, $0, now) != nil }.count
+                Array(entries.keys).filter { Self.live(&entries, $0, now) != nil }.count
             }))
         case "flushall":
             entries.withLock { $0.removeAll() }
@@ -79,6 +90,14 @@ public final class RedisStore: Sendable {
             let preview = args.prefix(3).map { "'\(String(decoding: $0, as: UTF8.self))'" }.joined(separator: " ")
             return reply(.error("ERR unknown command '\(String(decoding: first, as: UTF8.self))', with args beginning with: \(preview)"))
         }
+    }
+
+    /// The command's name in lowercase ASCII (names longer than 16 bytes are never known commands).
+    private static func commandName(_ bytes: [UInt8]) -> String {
+        guard bytes.count <= 16 else { return "" }
+        var lowered = bytes
+        for index in lowered.indices where (65...90).contains(lowered[index]) { lowered[index] |= 0x20 }
+        return String(decoding: lowered, as: UTF8.self)
     }
 
     private func set(_ args: [[UInt8]], name: String, now: UInt64) -> RESP.Reply {
@@ -95,16 +114,17 @@ public final class RedisStore: Sendable {
             guard !overflow, !late else { return .error("ERR invalid expire time in 'set' command") }
             expiresAt = deadline
         }
-        entries.withLock { $0[args[0]] = Entry(value: args[1], expiresAt: expiresAt) }
+        entries.withLock { $0[Key(bytes: args[0])] = Entry(value: args[1], expiresAt: expiresAt) }
         return .ok
     }
 
-    private func increment(_ key: [UInt8], by delta: Int, now: UInt64) -> RESP.Reply {
-        entries.withLock { entries in
+    private func increment(_ bytes: [UInt8], by delta: Int, now: UInt64) -> RESP.Reply {
+        let key = Key(bytes: bytes)
+        return entries.withLock { entries in
             let current = Self.live(&entries, key, now)
             let value: Int
             if let current {
-                guard let parsed = Int(String(decoding: current.value, as: UTF8.self)) else {
+                guard let parsed = Self.integer(current.value) else {
                     return .error("ERR value is not an integer or out of range")
                 }
                 value = parsed
@@ -118,8 +138,25 @@ public final class RedisStore: Sendable {
         }
     }
 
+    /// A decimal integer as Redis stores it (optional `-`, digits, no spaces), or `nil`.
+    private static func integer(_ bytes: [UInt8]) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+        let negative = bytes[0] == UInt8(ascii: "-")
+        let digits = negative ? bytes.dropFirst() : bytes[...]
+        guard !digits.isEmpty else { return nil }
+        var value = 0
+        for byte in digits {
+            guard (48...57).contains(byte) else { return nil }
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow2) = negative ? shifted.subtractingReportingOverflow(Int(byte - 48)) : shifted.addingReportingOverflow(Int(byte - 48))
+            if overflow1 || overflow2 { return nil }
+            value = next
+        }
+        return value
+    }
+
     /// The entry for `key` unless it has expired (then it is removed).
-    private static func live(_ entries: inout [[UInt8]: Entry], _ key: [UInt8], _ now: UInt64) -> Entry? {
+    private static func live(_ entries: inout [Key: Entry], _ key: Key, _ now: UInt64) -> Entry? {
         guard let entry = entries[key] else { return nil }
         if let expiresAt = entry.expiresAt, expiresAt <= now {
             entries[key] = nil
