@@ -35,6 +35,7 @@ def servers():
     py = sys.executable
     table = {
         "sockserv reactor, callback": [SOCKSERV, "serve", "echo", "--mode", "reactor", "--port", "{port}"],
+        "sockserv reactor, callback, 2 loops": [SOCKSERV, "serve", "echo", "--mode", "reactor", "--loops", "2", "--port", "{port}"],
         "sockserv reactor, async": [SOCKSERV, "serve", "echo", "--mode", "reactor", "--handler", "async", "--port", "{port}"],
         "sockserv threading": [SOCKSERV, "serve", "echo", "--mode", "threading", "--port", "{port}"],
         "sockserv forking": [SOCKSERV, "serve", "echo", "--mode", "forking", "--port", "{port}"],

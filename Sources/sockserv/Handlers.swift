@@ -54,8 +54,6 @@ final class BlockingSessionHandler: StreamRequestHandler {
 
 /// The async shell around a ``Session``: reactor mode, on the loop thread.
 final class AsyncSessionHandler: AsyncStreamRequestHandler {
-    /// Handlers waiting for input, closed when the server stops. Loop thread only.
-    nonisolated(unsafe) static var idle: [ObjectIdentifier: Connection] = [:]
 
     override func handle() async throws {
         do {
@@ -75,9 +73,10 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
         var input = ByteBuffer()
         var output: [UInt8] = []
         let id = ObjectIdentifier(self)
-        defer { Self.idle[id] = nil }
+        let idle = ServeContext.idle(on: connection.loop)
+        defer { idle.connections[id] = nil }
         while !ServeContext.stopping.load(ordering: .relaxed) {
-            Self.idle[id] = connection
+            idle.connections[id] = connection
             let chunk: [UInt8]
             do {
                 chunk = try await rfile.read(upTo: 64 * 1024)
@@ -86,7 +85,7 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             } catch ReactorError.alreadyClosed where ServeContext.stopping.load(ordering: .relaxed) {
                 return  // closed while idle by a graceful stop
             }
-            Self.idle[id] = nil
+            idle.connections[id] = nil
             if chunk.isEmpty { return }
             stats.add(.bytesIn, chunk.count)
             input.append(chunk)
@@ -100,12 +99,6 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             if !keepOpen { return }
         }
     }
-
-    /// Closes the connections of handlers waiting for input (loop thread).
-    static func closeIdle() {
-        for connection in idle.values { connection.close() }
-        idle = [:]
-    }
 }
 
 /// The callback shell around a ``Session``: reactor mode with no task per connection, the cheapest.
@@ -117,7 +110,7 @@ final class CallbackSessionHandler: CallbackRequestHandler {
         ServeContext.stats.add(.connections)
         ServeContext.stats.add(.open)
         if let idle = ServeContext.idleTimeout { connection.idleTimeout = idle }
-        AsyncSessionHandler.idle[ObjectIdentifier(connection)] = connection
+        ServeContext.idle(on: connection.loop).connections[ObjectIdentifier(connection)] = connection
     }
 
     override func handle(_ buffer: inout ByteBuffer) {
@@ -135,7 +128,7 @@ final class CallbackSessionHandler: CallbackRequestHandler {
 
     override func finish(error: (any Error)?) {
         ServeContext.stats.add(.open, -1)
-        AsyncSessionHandler.idle[ObjectIdentifier(connection)] = nil
+        ServeContext.idle(on: connection.loop).connections[ObjectIdentifier(connection)] = nil
         if let error = error as? IOError, !isPeerGone(error) {
             ServeContext.stats.add(.errors)
             reportError(clientAddress, error)

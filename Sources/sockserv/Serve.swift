@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import Protocols
 import Reactor
@@ -66,6 +67,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Reactor mode's handler: callback (no task per connection) or async (a task per connection).")
     var handler: HandlerStyle = .callback
 
+    @Option(help: "Reactor mode: this many loops, each on its own thread with its own SO_REUSEPORT listener.")
+    var loops = 1
+
     @Option(help: "The address to listen on.")
     var host = "127.0.0.1"
 
@@ -96,6 +100,10 @@ struct Serve: ParsableCommand {
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0-65535") }
         if let idleTimeout, idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive") }
         if let maxConnections, maxConnections <= 0 { throw ValidationError("--max-connections must be positive") }
+        if !(1...64).contains(loops) { throw ValidationError("--loops must be 1-64") }
+        if loops > 1 && (mode != .reactor || udp || unix != nil) {
+            throw ValidationError("--loops is for reactor mode over TCP")
+        }
         if let root {
             guard directoryExists(root) else { throw ValidationError("--root \(root) is not a directory") }
         }
@@ -103,40 +111,69 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let wake = try installStopSignals()
-        let loop = try EventLoop(backend: backend)
         let address = try listenAddress()
         configureSessions()
+        var servers: [TCPServer] = []
+        for index in 0..<loops {
+            let loop = try EventLoop(backend: backend)
+            ServeContext.idleRegistries[ObjectIdentifier(loop)] = IdleRegistry()
+            // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
+            servers.append(try makeServer(index == 0 ? address : servers[0].serverAddress, loop: loop))
+        }
+        print("listening on \(servers[0].serverAddress)")
+        fflush(nil)
+
+        let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
+            var byte: UInt8 = 0
+            while read(wake, &byte, 1) > 0 {}
+            for server in servers { server.requestShutdown() }
+        }
+        let others = DispatchGroup()
+        for server in servers.dropFirst() {
+            others.enter()
+            Thread.detachNewThread {
+                defer { others.leave() }
+                do { try serve(server) } catch { writeToStandardError("sockserv: \(error)\n") }
+            }
+        }
+        try serve(servers[0])
+        stopWatcher.cancel()
+        others.wait()
+        writeToStandardError("sockserv: \(ServeContext.stats.summary)\n")
+    }
+
+    /// Serves until stopped, lets requests in progress finish, closes. Runs on the server's loop thread.
+    private func serve(_ server: TCPServer) throws {
+        try server.serveForever(pollInterval: .milliseconds(250))
+        try finishRequestsInProgress(server, deadline: ContinuousClock.now + .seconds(5))
+        server.serverClose()
+    }
+
+    private func makeServer(_ address: SocketAddress, loop: EventLoop) throws -> TCPServer {
         let mixIn = mode.makeMixIn()
         // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be open.
         (mixIn as? ForkingMixIn)?.maxChildren = maxConnections ?? 4096
-        let server: TCPServer
         if udp {
             let handler: RequestHandlerType = mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
-            server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, loop: loop)
-        } else {
-            let requestHandler: RequestHandlerType
-            switch (mode, handler) {
-            case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
-            case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
-            default: requestHandler = .blocking(BlockingSessionHandler.self)
-            }
-            let stream = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
-            stream.maxConnections = maxConnections
-            server = stream
+            return try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, loop: loop)
         }
-        print("listening on \(server.serverAddress)")
-        fflush(nil)
-
-        let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: loop) { _ in
-            var byte: UInt8 = 0
-            while read(wake, &byte, 1) > 0 {}
-            server.requestShutdown()
+        let requestHandler: RequestHandlerType
+        switch (mode, handler) {
+        case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
+        case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
+        default: requestHandler = .blocking(BlockingSessionHandler.self)
         }
-        try server.serveForever(pollInterval: .milliseconds(250))
-        stopWatcher.cancel()
-        try finishRequestsInProgress(server, deadline: ContinuousClock.now + .seconds(5))
-        server.serverClose()
-        writeToStandardError("sockserv: \(ServeContext.stats.summary)\n")
+        let server = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+        server.maxConnections = maxConnections
+        server.allowReusePort = loops > 1
+        do {
+            try server.serverBind()
+            try server.serverActivate()
+        } catch {
+            server.serverClose()
+            throw error
+        }
+        return server
     }
 
     private func listenAddress() throws -> SocketAddress {
@@ -166,10 +203,11 @@ struct Serve: ParsableCommand {
     private func finishRequestsInProgress(_ server: TCPServer, deadline: ContinuousClock.Instant) throws {
         switch server.mixIn {
         case let reactor as ReactorMixIn:
-            AsyncSessionHandler.closeIdle()
+            let idle = ServeContext.idle(on: server.loop)
+            idle.closeAll()
             while reactor.activeRequests > 0 && ContinuousClock.now < deadline {
                 try server.loop.runOnce(timeout: .milliseconds(50))
-                AsyncSessionHandler.closeIdle()
+                idle.closeAll()
             }
         case let threading as ThreadingMixIn:
             while threading.activeThreads > 0 && ContinuousClock.now < deadline { usleep(10_000) }

@@ -1,4 +1,5 @@
 import Glibc
+import Reactor
 import Synchronization
 
 /// What the handlers of one `sockserv serve` process share. Set once before serving starts and only
@@ -14,6 +15,24 @@ enum ServeContext {
     static let stopping = Atomic<Bool>(false)
     /// Written by the signal handler to wake the loop (the self-pipe trick).
     nonisolated(unsafe) static var wakeFD: Int32 = -1
+    /// One registry per loop, filled before serving starts.
+    nonisolated(unsafe) static var idleRegistries: [ObjectIdentifier: IdleRegistry] = [:]
+
+    /// The registry of connections waiting for input on `loop`.
+    static func idle(on loop: EventLoop) -> IdleRegistry {
+        idleRegistries[ObjectIdentifier(loop)]!
+    }
+}
+
+/// Connections of one loop that wait for input, closed when the server stops. Touched only on that loop's thread.
+final class IdleRegistry: @unchecked Sendable {
+    var connections: [ObjectIdentifier: Connection] = [:]
+
+    func closeAll() {
+        let waiting = connections.values
+        connections = [:]
+        for connection in waiting { connection.close() }
+    }
 }
 
 /// Counters in shared anonymous memory, so forked children's requests and bytes count too.

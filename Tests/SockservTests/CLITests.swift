@@ -76,6 +76,28 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    @Test func twoLoopsShareThePortAndBothServe() throws {
+        let server = try SockservProcess(["serve", "echo", "--loops", "2"])
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        var clients: [Socket] = []
+        for index in 0..<20 {
+            let client = try Socket(family: .ipv4, kind: .stream)
+            client.timeout = .seconds(10)
+            try client.connect(to: address)
+            try client.sendAll(Array("client \(index)\n".utf8))
+            clients.append(client)
+        }
+        for (index, client) in clients.enumerated() {
+            let expected = Array("client \(index)\n".utf8)
+            var reply: [UInt8] = []
+            while reply.count < expected.count { reply += try client.receive(maxCount: 100) }
+            #expect(reply == expected)
+        }
+        #expect(server.stop() == 0, "SIGTERM stops every loop, idle connections included")
+        #expect(server.standardError.contains("sockserv: 20 connections, 20 requests"))
+    }
+
     @Test func ipv6ListeningLine() throws {
         let server = try SockservProcess(["serve", "echo", "--host", "::1"])
         #expect(server.readFirstLine().hasPrefix("listening on [::1]:"))
@@ -129,6 +151,7 @@ import Testing
         ["serve", "echo", "--port", "70000"],
         ["serve", "echo", "--idle-timeout", "-1"],
         ["serve", "echo", "--bogus"],
+        ["serve", "echo", "--loops", "2", "--mode", "threading"],
     ])
     func badOptionsAreAUsageErrorWithExit64(arguments: [String]) throws {
         let server = try SockservProcess(arguments)
