@@ -72,11 +72,12 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
         var session = ServeContext.makeSession()
         var input = ByteBuffer()
         var output: [UInt8] = []
+        // Registered once: a graceful stop closes it, which still sends what was written.
         let id = ObjectIdentifier(self)
         let idle = ServeContext.idle(on: connection.loop)
+        idle.connections[id] = connection
         defer { idle.connections[id] = nil }
         while !ServeContext.stopping.load(ordering: .relaxed) {
-            idle.connections[id] = connection
             let chunk: [UInt8]
             do {
                 chunk = try await rfile.read(upTo: 64 * 1024)
@@ -85,7 +86,6 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             } catch ReactorError.alreadyClosed where ServeContext.stopping.load(ordering: .relaxed) {
                 return  // closed while idle by a graceful stop
             }
-            idle.connections[id] = nil
             if chunk.isEmpty { return }
             stats.add(.bytesIn, chunk.count)
             input.append(chunk)

@@ -6,6 +6,27 @@ import SocketServer
 import Synchronization
 import Testing
 
+/// Counts handleTimeout() calls.
+final class TimeoutServer: TCPServer, @unchecked Sendable {
+    var timeouts = 0
+    override func handleTimeout() { timeouts += 1 }
+}
+
+/// `streamExchange` on a thread of its own: wait on `done`, then read `reply`.
+final class BackgroundExchange: Sendable {
+    let done = DispatchSemaphore(value: 0)
+    private let bytes = Mutex<[UInt8]>([])
+    var reply: [UInt8] { bytes.withLock { $0 } }
+
+    init(_ address: SocketAddress) {
+        Thread.detachNewThread { [self] in
+            let received = (try? streamExchange(address)) ?? []
+            bytes.withLock { $0 = received }
+            done.signal()
+        }
+    }
+}
+
 /// CPython's `test_socketserver.py`, case by case, parameterized over transports and modes.
 @Suite struct ServerTests {
     @Test(arguments: Transport.allCases, Mode.allCases)
@@ -97,17 +118,10 @@ import Testing
     @Test func handleRequestServesOneRequest() throws {
         let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
         defer { server.serverClose() }
-        let reply = Mutex<[UInt8]>([])
-        let done = DispatchSemaphore(value: 0)
-        let address = server.serverAddress
-        Thread.detachNewThread {
-            let bytes = (try? streamExchange(address)) ?? []
-            reply.withLock { $0 = bytes }
-            done.signal()
-        }
+        let client = BackgroundExchange(server.serverAddress)
         try server.handleRequest()
-        #expect(done.wait(timeout: .now() + 10) == .success)
-        #expect(reply.withLock { $0 } == testLine)
+        #expect(client.done.wait(timeout: .now() + 10) == .success)
+        #expect(client.reply == testLine)
     }
 
     @Test func handleRequestStillServesAfterAShutdownRequest() throws {
@@ -115,24 +129,13 @@ import Testing
         defer { server.serverClose() }
         server.requestShutdown()  // meant for serveForever; handleRequest must neither spin nor refuse
         server.timeout = .seconds(10)
-        let address = server.serverAddress
-        let done = DispatchSemaphore(value: 0)
-        let reply = Mutex<[UInt8]>([])
-        Thread.detachNewThread {
-            let bytes = (try? streamExchange(address)) ?? []
-            reply.withLock { $0 = bytes }
-            done.signal()
-        }
+        let client = BackgroundExchange(server.serverAddress)
         try server.handleRequest()
-        #expect(done.wait(timeout: .now() + 10) == .success)
-        #expect(reply.withLock { $0 } == testLine)
+        #expect(client.done.wait(timeout: .now() + 10) == .success)
+        #expect(client.reply == testLine)
     }
 
     @Test func handleRequestWithAZeroTimeoutStillLooksOnce() throws {
-        final class TimeoutServer: TCPServer, @unchecked Sendable {
-            var timeouts = 0
-            override func handleTimeout() { timeouts += 1 }
-        }
         let server = try TimeoutServer(
             try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
         defer { server.serverClose() }
@@ -149,10 +152,6 @@ import Testing
     }
 
     @Test func handleRequestTimesOutAndCallsHandleTimeout() throws {
-        final class TimeoutServer: TCPServer, @unchecked Sendable {
-            var timeouts = 0
-            override func handleTimeout() { timeouts += 1 }
-        }
         let server = try TimeoutServer(
             try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
         defer { server.serverClose() }
