@@ -180,7 +180,4 @@ public struct ByteBuffer: ~Copyable {
     mutating func didWrite(_ count: Int) {
         writerIndex += count
     }
-
-    /// The memory held, for tests of buffering bounds.
-    var allocatedBytes: Int { ownsMemory ? capacity : 0 }
 }

@@ -119,9 +119,6 @@ public final class Connection {
     /// Bytes written and not yet accepted by the kernel.
     public var bufferedOutputBytes: Int { output.readableBytes }
 
-    /// Memory held by the connection's own buffers, for tests of buffering bounds.
-    var bufferedMemory: Int { input.allocatedBytes + output.allocatedBytes }
-
     // MARK: Reading
 
     private func handleReadable() {

@@ -40,7 +40,8 @@ struct BenchReport {
             ])
         }
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        let workload = "\(protocolName), \(payload)-byte requests, pipeline \(pipeline)\(connectPerRequest ? ", a connection per request" : ""), \(duration) s per run"
+        let size = protocolName == "echo" ? "\(payload)-byte requests" : "one request per round trip"
+        let workload = "\(protocolName), \(size), pipeline \(pipeline)\(connectPerRequest ? ", a connection per request" : ""), \(duration) s per run"
         return ([workload] + rows.map { row in
             row.indices.map { column in
                 column == 0 || column == row.count - 1

@@ -16,16 +16,41 @@ enum ReplyFramer {
         case .line:
             return bytes.firstIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }
         case .http:
-            let terminator = Array("\r\n\r\n".utf8)
             guard bytes.count >= 4 else { return nil }
-            for end in 3..<bytes.count where bytes[end] == 10 && Array(bytes[(end - 3)...end]) == terminator {
-                let head = String(decoding: bytes[..<end], as: UTF8.self).lowercased()
-                let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            for end in 3..<bytes.count
+            where bytes[end] == 10 && bytes[end - 1] == 13 && bytes[end - 2] == 10 && bytes[end - 3] == 13 {
+                let length = Self.contentLength(UnsafeRawBufferPointer(rebasing: bytes[..<end]))
                 return bytes.count >= end + 1 + length ? end + 1 + length : nil
             }
             return nil
         }
+    }
+
+    /// The value of a response head's `Content-Length` (0 if absent), read without copying the head.
+    private static let contentLengthName = Array("\r\ncontent-length:".utf8)
+
+    private static func contentLength(_ head: UnsafeRawBufferPointer) -> Int {
+        let name = contentLengthName
+        var index = 0
+        while index + name.count <= head.count {
+            var matches = true
+            for offset in name.indices where head[index + offset] | (offset >= 2 ? 0x20 : 0) != name[offset] {
+                matches = false
+                break
+            }
+            if matches {
+                var value = 0
+                var position = index + name.count
+                while position < head.count && head[position] == UInt8(ascii: " ") { position += 1 }
+                while position < head.count, (48...57).contains(head[position]) {
+                    value = value * 10 + Int(head[position] - 48)
+                    position += 1
+                }
+                return value
+            }
+            index += 1
+        }
+        return 0
     }
 }
 
@@ -50,7 +75,7 @@ final class LoadGenerator {
     /// Clients (connections) that received at least one reply.
     private(set) var answeredClients = 0
     private var running = true
-    private var clients: [Client] = []
+    private var clients: [ObjectIdentifier: Client] = [:]
     private let batch: [UInt8]
 
     init(loop: EventLoop, workload: Workload) {
@@ -67,14 +92,14 @@ final class LoadGenerator {
     /// Stops sending and closes every connection.
     func stop() {
         running = false
-        for client in clients { client.connection?.reset() }
-        clients = []
+        for client in clients.values { client.connection?.reset() }
+        clients = [:]
     }
 
     private func startClient() {
         guard running else { return }
         let client = Client(generator: self)
-        clients.append(client)
+        clients[ObjectIdentifier(client)] = client
         client.connect()
     }
 
@@ -91,13 +116,13 @@ final class LoadGenerator {
 
     fileprivate func failed(_ client: Client) {
         errors += 1
-        clients.removeAll { $0 === client }
+        clients[ObjectIdentifier(client)] = nil
         // Keep the load closed-loop: a failed client is replaced, after a pause so a refusing server is not hammered.
         if running { loop.schedule(after: .milliseconds(50)) { [weak self] in self?.startClient() } }
     }
 
     fileprivate func finished(_ client: Client) {
-        clients.removeAll { $0 === client }
+        clients[ObjectIdentifier(client)] = nil
         startClient()
     }
 

@@ -10,9 +10,7 @@ import Testing
         let line = server.readFirstLine()
         #expect(line.hasPrefix("listening on 127.0.0.1:"), "first line: \(line)")
         let port = try #require(server.port)
-        let client = try Socket(family: .ipv4, kind: .stream)
-        client.timeout = .seconds(10)
-        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: port))
+        let client = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: port))
         try client.sendAll(Array("one\ntwo\n".utf8))
         var reply: [UInt8] = []
         while reply.count < 8 { reply += try client.receive(maxCount: 100) }
@@ -26,8 +24,8 @@ import Testing
     @Test func sigintStopsAnIdleConnectionToo() throws {
         let server = try SockservProcess(["serve", "echo"])
         _ = server.readFirstLine()
-        let client = try Socket(family: .ipv4, kind: .stream)
-        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        let client = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        defer { client.close() }  // open and silent while the server stops
         #expect(server.stop(with: SIGINT) == 0, "an idle client must not keep the server from stopping")
     }
 
@@ -35,9 +33,7 @@ import Testing
     func everyBackendServes(backend: String) throws {
         let server = try SockservProcess(["serve", "resp", "--backend", backend])
         _ = server.readFirstLine()
-        let client = try Socket(family: .ipv4, kind: .stream)
-        client.timeout = .seconds(10)
-        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        let client = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
         try client.sendAll(Array("PING\r\n".utf8))
         #expect(try client.receive(maxCount: 100) == Array("+PONG\r\n".utf8))
         client.close()
@@ -48,9 +44,7 @@ import Testing
     func idleTimeoutClosesSilentClients(mode: String) throws {
         let server = try SockservProcess(["serve", "echo", "--mode", mode, "--idle-timeout", "0.2"])
         _ = server.readFirstLine()
-        let client = try Socket(family: .ipv4, kind: .stream)
-        client.timeout = .seconds(10)
-        try client.connect(to: try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
+        let client = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port)))
         let start = ContinuousClock.now
         #expect(try client.receive(maxCount: 10) == [], "the server closes the idle connection")
         #expect(ContinuousClock.now - start < .seconds(5))
@@ -62,14 +56,10 @@ import Testing
         let server = try SockservProcess(["serve", "echo", "--mode", mode, "--max-connections", "1"])
         _ = server.readFirstLine()
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
-        let first = try Socket(family: .ipv4, kind: .stream)
-        first.timeout = .seconds(10)
-        try first.connect(to: address)
+        let first = try connectedClient(address)
         try first.sendAll(Array("a\n".utf8))
         #expect(try first.receive(maxCount: 10) == Array("a\n".utf8))  // the first is being served
-        let second = try Socket(family: .ipv4, kind: .stream)
-        second.timeout = .seconds(10)
-        try second.connect(to: address)
+        let second = try connectedClient(address)
         #expect((try? second.receive(maxCount: 10)) ?? [] == [], "the second connection is closed unanswered")
         try first.sendAll(Array("b\n".utf8))
         #expect(try first.receive(maxCount: 10) == Array("b\n".utf8))
@@ -82,9 +72,7 @@ import Testing
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
         var clients: [Socket] = []
         for index in 0..<20 {
-            let client = try Socket(family: .ipv4, kind: .stream)
-            client.timeout = .seconds(10)
-            try client.connect(to: address)
+            let client = try connectedClient(address)
             try client.sendAll(Array("client \(index)\n".utf8))
             clients.append(client)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Reactor
 import Testing
 
 /// The built `sockserv` binary, next to the test bundle.
@@ -72,6 +73,14 @@ final class SockservProcess {
     var standardError: String {
         String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
+}
+
+/// A blocking client connected to `address`, each receive and send bounded by `timeout`.
+func connectedClient(_ address: SocketAddress, timeout: Duration = .seconds(10)) throws -> Socket {
+    let client = try Socket(family: address.family, kind: .stream)
+    client.timeout = timeout
+    try client.connect(to: address)
+    return client
 }
 
 /// Runs a command from the machine (a real client) and returns its exit status and output, or `nil`
