@@ -75,8 +75,9 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         _ = server.readFirstLine()
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
         let pid = server.process.processIdentifier
-        #expect(try echoOnce(address))
+        // The baseline before any connection: a handler still finishing a warm-up request would inflate it.
         let baseline = descriptorCount(of: pid)
+        #expect(try echoOnce(address))
         for index in 0..<2_000 {  // issue 6 asks 10,000; 2,000 keeps make check short (same paths)
             let client = try connectedClient(address)
             switch index % 4 {
