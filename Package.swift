@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -25,7 +26,7 @@ let package = Package(
         ),
         .target(
             name: "SocketServer",
-            dependencies: ["Reactor"]
+            dependencies: ["Reactor", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "Protocols"
@@ -62,7 +63,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SocketServerTests",
-            dependencies: ["SocketServer", "Reactor"]
+            dependencies: ["SocketServer", "Reactor", .product(name: "Logging", package: "swift-log")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,18 +1,28 @@
 /// HTTP/1.x request heads parsed from bytes and responses encoded to bytes, sans I/O.
 public enum HTTP {
-    /// The largest request head (request line and headers) accepted; larger is 413.
-    public static let maxHeadLength = 8 * 1024
-
     /// Why a request could not be parsed; answered with ``status`` and the connection closed.
     public enum ParseError: Error, Equatable, Sendable {
         case badRequest(String)
+        /// The head is over ``Limits/headLength``.
         case headTooLarge
+        /// The body announced is over ``Limits/requestLength``.
+        case bodyTooLarge
 
         /// The status code to answer with.
         public var status: Int {
             switch self {
             case .badRequest: return 400
-            case .headTooLarge: return 413
+            case .headTooLarge: return 431
+            case .bodyTooLarge: return 413
+            }
+        }
+
+        /// The plain-text response to send before closing: the status and what was wrong.
+        public var response: Response {
+            switch self {
+            case .badRequest(let detail): return .error(status, detail)
+            case .headTooLarge: return .error(status, "the request head is over the limit")
+            case .bodyTooLarge: return .error(status, "the request body is over the limit")
             }
         }
     }
@@ -49,8 +59,11 @@ public enum HTTP {
 
     /// Parses the request head at the start of `bytes`.
     /// - Returns: the head and the bytes it took (not counting the body), or `nil` if incomplete.
-    /// - Throws: ``ParseError`` for malformed or oversized heads.
-    public static func parseRequestHead(_ bytes: UnsafeRawBufferPointer) throws(ParseError) -> (head: RequestHead, consumed: Int)? {
+    /// - Throws: ``ParseError`` for malformed heads, or heads or bodies over `limits`.
+    public static func parseRequestHead(
+        _ bytes: UnsafeRawBufferPointer, limits: Limits = .default
+    ) throws(ParseError) -> (head: RequestHead, consumed: Int)? {
+        let maxHeadLength = limits.headLength
         // Find the blank line ending the head; bare LF line ends are accepted too.
         var lines: [Slice<UnsafeRawBufferPointer>] = []
         var lineStart = 0
@@ -87,6 +100,8 @@ public enum HTTP {
             }
             let name = line[line.startIndex..<colon]
             guard name.allSatisfy(isTokenByte) else { throw .badRequest("invalid header name") }
+            // RFC 9110 5.5: CR, LF and NUL in a field value are invalid (LF already ended the line).
+            guard !line[(colon + 1)...].contains(where: { $0 == 0 || $0 == 13 }) else { throw .badRequest("invalid header value") }
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
             head.headers.append((String(decoding: name, as: UTF8.self), value))
         }
@@ -95,6 +110,7 @@ public enum HTTP {
         if let length = lengths.first {
             guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18, length.utf8.allSatisfy({ (48...57).contains($0) }),
                   let value = Int(length) else { throw .badRequest("invalid Content-Length") }
+            guard value <= limits.requestLength else { throw .bodyTooLarge }
             head.bodyLength = value
         }
         if head.minorVersion == 1 && head.header("Host") == nil { throw .badRequest("HTTP/1.1 request without Host") }
@@ -178,6 +194,7 @@ public enum HTTP {
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 413: return "Content Too Large"
+        case 431: return "Request Header Fields Too Large"
         case 500: return "Internal Server Error"
         default: return "Status"
         }

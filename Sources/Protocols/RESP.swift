@@ -7,28 +7,26 @@ public enum RESP {
         public var description: String { message }
     }
 
-    /// The longest inline command line accepted.
-    public static let maxInlineLength = 64 * 1024
-    /// The most arguments in one multibulk command.
-    public static let maxArguments = 1024 * 1024
-    /// The largest bulk argument accepted.
-    public static let maxBulkLength = 64 * 1024 * 1024
-
     /// Parses the command at the start of `bytes`, inline (`PING\r\n`) or multibulk (`*1\r\n$4\r\nPING\r\n`).
     ///
     /// - Returns: the arguments (empty for a blank inline line, which Redis ignores) and how many bytes
     ///   they took, or `nil` when the command is not complete yet.
-    /// - Throws: ``ProtocolError`` with Redis's wording for malformed input.
-    public static func parseCommand(_ bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
+    /// - Throws: ``ProtocolError`` with Redis's wording for malformed input or input over `limits`.
+    public static func parseCommand(
+        _ bytes: UnsafeRawBufferPointer, limits: Limits = .default
+    ) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let first = bytes.first else { return nil }
-        return first == UInt8(ascii: "*") ? try parseMultibulk(bytes) : try parseInline(bytes)
+        return first == UInt8(ascii: "*") ? try parseMultibulk(bytes, limits) : try parseInline(bytes, limits)
     }
 
-    private static func parseInline(_ bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
+    private static func parseInline(
+        _ bytes: UnsafeRawBufferPointer, _ limits: Limits
+    ) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else {
-            if bytes.count > maxInlineLength { throw ProtocolError("Protocol error: too big inline request") }
+            if bytes.count > limits.lineLength { throw ProtocolError("Protocol error: too big inline request") }
             return nil
         }
+        if newline > limits.lineLength { throw ProtocolError("Protocol error: too big inline request") }
         var end = newline
         if end > 0 && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
         let arguments = bytes[..<end]
@@ -37,21 +35,26 @@ public enum RESP {
         return (arguments, newline + 1)
     }
 
-    private static func parseMultibulk(_ bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
+    private static func parseMultibulk(
+        _ bytes: UnsafeRawBufferPointer, _ limits: Limits
+    ) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let (count, afterCount) = try readNumber(bytes, from: 1) else { return nil }
-        guard count <= maxArguments else { throw ProtocolError("Protocol error: invalid multibulk length") }
+        guard count <= limits.arguments else { throw ProtocolError("Protocol error: invalid multibulk length") }
         // First find where the command ends without copying, so a command arriving in many reads is
         // only copied once, when complete.
         var index = afterCount
         var ranges: [Range<Int>] = []
         ranges.reserveCapacity(min(max(0, count), bytes.count / 4))
         for _ in 0..<max(0, count) {
-            guard index < bytes.count else { return nil }
+            guard index < bytes.count else { return try incomplete(bytes, limits) }
             guard bytes[index] == UInt8(ascii: "$") else {
                 throw ProtocolError("Protocol error: expected '$', got '\(Character(UnicodeScalar(bytes[index])))'")
             }
-            guard let (length, afterLength) = try readNumber(bytes, from: index + 1) else { return nil }
-            guard (0...maxBulkLength).contains(length) else { throw ProtocolError("Protocol error: invalid bulk length") }
+            guard let (length, afterLength) = try readNumber(bytes, from: index + 1) else { return try incomplete(bytes, limits) }
+            guard (0...limits.bulkLength).contains(length) else { throw ProtocolError("Protocol error: invalid bulk length") }
+            guard afterLength + length + 2 <= limits.requestLength else {
+                throw ProtocolError("Protocol error: too big request")
+            }
             guard afterLength + length + 2 <= bytes.count else { return nil }
             guard bytes[afterLength + length] == UInt8(ascii: "\r"), bytes[afterLength + length + 1] == UInt8(ascii: "\n") else {
                 throw ProtocolError("Protocol error: bulk string not terminated by CRLF")
@@ -60,6 +63,12 @@ public enum RESP {
             index = afterLength + length + 2
         }
         return (ranges.map { [UInt8](bytes[$0]) }, index)
+    }
+
+    /// A command not complete yet: `nil`, unless what has come is already over the request limit.
+    private static func incomplete(_ bytes: UnsafeRawBufferPointer, _ limits: Limits) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
+        if bytes.count > limits.requestLength { throw ProtocolError("Protocol error: too big request") }
+        return nil
     }
 
     /// Reads a decimal number ending in CRLF at `start`: the number and the index after the CRLF,

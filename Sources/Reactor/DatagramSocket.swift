@@ -29,11 +29,15 @@ public final class DatagramSocket {
     /// Most datagrams read per readiness callback, so one busy socket cannot starve the loop.
     static let receivesPerWakeup = 32
 
-    /// A socket bound to `address` (port 0 picks a free port). Call on the loop thread.
+    /// A socket bound to `address` (port 0 picks a free port; a Unix socket file gets `unixPermissions`,
+    /// default `0o600`). Call on the loop thread.
     /// - Throws: ``IOError`` if the socket cannot be created or bound (it is then closed).
-    public convenience init(binding address: SocketAddress, reuseAddress: Bool = false, on loop: EventLoop) throws {
+    public convenience init(
+        binding address: SocketAddress, reuseAddress: Bool = false, unixPermissions: mode_t = 0o600, on loop: EventLoop
+    ) throws {
         loop.preconditionInEventLoop()
-        let (fd, unixFile) = try Socket.bound(to: address, type: Socket.datagram, reuseAddress: reuseAddress)
+        let (fd, unixFile) = try Socket.bound(
+            to: address, type: Socket.datagram, reuseAddress: reuseAddress, unixPermissions: unixPermissions)
         let local: SocketAddress
         do {
             local = try address.family == .unix ? address : SocketAddress.local(of: fd)

@@ -1,3 +1,5 @@
+import Glibc
+
 /// How a ``Listener`` sets up its socket.
 public struct ListenOptions: Sendable {
     /// The accept queue length passed to `listen(2)` (the kernel caps it at `net.core.somaxconn`).
@@ -9,9 +11,16 @@ public struct ListenOptions: Sendable {
     public var reusePort: Bool
     /// Set `TCP_NODELAY` on accepted TCP connections, so small replies are not delayed.
     public var noDelay: Bool
+    /// The permission bits of a Unix socket file, set before listening; connecting needs write
+    /// permission. Default `0o600`: only the owner's processes may connect.
+    public var unixPermissions: mode_t
 
-    public init(backlog: Int32 = 511, reuseAddress: Bool = true, reusePort: Bool = false, noDelay: Bool = true) {
+    public init(
+        backlog: Int32 = 511, reuseAddress: Bool = true, reusePort: Bool = false, noDelay: Bool = true,
+        unixPermissions: mode_t = 0o600
+    ) {
         self.backlog = backlog
+        self.unixPermissions = unixPermissions
         self.reuseAddress = reuseAddress
         self.reusePort = reusePort
         self.noDelay = noDelay

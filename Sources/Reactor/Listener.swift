@@ -49,7 +49,8 @@ public final class Listener {
         self.options = options
         self.onAccept = onAccept
         let (fd, unixFile) = try Socket.bound(
-            to: address, type: Socket.stream, reuseAddress: options.reuseAddress, reusePort: options.reusePort)
+            to: address, type: Socket.stream, reuseAddress: options.reuseAddress, reusePort: options.reusePort,
+            unixPermissions: options.unixPermissions)
         do {
             try Posix.listen(fd, backlog: options.backlog)
             localAddress = try address.family == .unix ? address : SocketAddress.local(of: fd)

@@ -36,14 +36,17 @@ public final class Socket: @unchecked Sendable {
     }
 
     /// A socket bound to `address`, closed again if binding fails. A Unix socket file left by a dead
-    /// process is replaced; a live one, or a path that is not a socket, is `EADDRINUSE`. The socket
+    /// process is replaced; a live one, or a path that is not a socket, is `EADDRINUSE`. A new Unix
+    /// socket file gets `unixPermissions` (default `0o600`: only the owner may connect). The socket
     /// removes its own Unix socket file on ``close()``.
     /// - Throws: ``IOError`` naming the failed step.
     public convenience init(
-        binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false, reusePort: Bool = false
+        binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false, reusePort: Bool = false,
+        unixPermissions: mode_t = 0o600
     ) throws(IOError) {
         let (fd, unixFile) = try Socket.bound(
-            to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort, nonBlocking: nonBlocking)
+            to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort, nonBlocking: nonBlocking,
+            unixPermissions: unixPermissions)
         self.init(adopting: fd)
         self.unixFile = unixFile
     }
@@ -70,8 +73,9 @@ public final class Socket: @unchecked Sendable {
     }
 
     /// Binds to `address`. For a Unix address, a socket file left by a dead process is replaced, a live
-    /// one or a path that is not a socket is `EADDRINUSE`, and the file is removed again on ``close()``.
-    public func bind(to address: SocketAddress) throws(IOError) {
+    /// one or a path that is not a socket is `EADDRINUSE`, the new file gets `unixPermissions` (default
+    /// `0o600`), and it is removed again on ``close()``.
+    public func bind(to address: SocketAddress, unixPermissions: mode_t = 0o600) throws(IOError) {
         let fd = fileDescriptor
         if address.family == .unix {
             var type: Int32 = 0
@@ -83,6 +87,15 @@ public final class Socket: @unchecked Sendable {
             _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
         }
         unixFile = address.path.map { UnixSocketFile(path: $0) }
+        if let unixFile {
+            do throws(IOError) {
+                try Socket.setPermissions(of: unixFile, unixPermissions)
+            } catch {
+                unixFile.remove()
+                self.unixFile = nil
+                throw error
+            }
+        }
     }
 
     /// Puts a bound stream socket in listening state.
@@ -226,10 +239,11 @@ public final class Socket: @unchecked Sendable {
     /// For a Unix address, a socket file left by a dead process is replaced; a live one, or a file
     /// that is not a socket, is `EADDRINUSE`.
     static func bound(
-        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false, nonBlocking: Bool = true
+        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false, nonBlocking: Bool = true,
+        unixPermissions: mode_t = 0o600
     ) throws(IOError) -> (fd: Int32, unixFile: UnixSocketFile?) {
         let fd = try Posix.socket(domain: address.family.rawValue, type: type, nonBlocking: nonBlocking)
-        do {
+        do throws(IOError) {
             switch address.family {
             case .ipv4, .ipv6:
                 if reuseAddress { try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1, "setsockopt SO_REUSEADDR") }
@@ -244,6 +258,14 @@ public final class Socket: @unchecked Sendable {
                 _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
             }
             let unixFile = address.path.map { UnixSocketFile(path: $0) }
+            if let unixFile {
+                do throws(IOError) {
+                    try setPermissions(of: unixFile, unixPermissions)
+                } catch {
+                    unixFile.remove()
+                    throw error
+                }
+            }
             return (fd, unixFile)
         } catch {
             Posix.close(fd)
@@ -269,6 +291,15 @@ public final class Socket: @unchecked Sendable {
         unlink(path)
     }
 
+    /// Sets the permission bits of a socket file just bound, before anyone can connect (connecting to a
+    /// socket not yet listening is refused). Never follows a symlink: if the path was swapped for one, fails.
+    static func setPermissions(of file: UnixSocketFile, _ mode: mode_t) throws(IOError) {
+        guard file.isStillOurs else {
+            throw IOError(errnoCode: EEXIST, operation: "chmod \(file.path) (the socket file was replaced)")
+        }
+        _ = try Posix.syscall("chmod \(file.path)", { fchmodat(AT_FDCWD, file.path, mode, AT_SYMLINK_NOFOLLOW) })
+    }
+
     /// Sets `TCP_NODELAY` on a TCP socket; a no-op for other families.
     static func disableNagle(_ fd: Int32) {
         var on: Int32 = 1
@@ -290,11 +321,15 @@ struct UnixSocketFile {
         inode = UInt(info.st_ino)
     }
 
-    /// Unlinks the path if it is still the file this socket created (not one a later server bound).
-    func remove() {
+    /// Whether the path still names the file this socket created (not one a later server bound).
+    var isStillOurs: Bool {
         var info = stat()
-        if lstat(path, &info) == 0 && UInt(info.st_dev) == device && UInt(info.st_ino) == inode {
-            unlink(path)
-        }
+        return lstat(path, &info) == 0 && UInt(info.st_dev) == device && UInt(info.st_ino) == inode
+            && info.st_mode & S_IFMT == S_IFSOCK
+    }
+
+    /// Unlinks the path if it is still the file this socket created.
+    func remove() {
+        if isStillOurs { unlink(path) }
     }
 }

@@ -174,6 +174,15 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The IP address in network byte order: 4 bytes for IPv4, 16 for IPv6; `nil` for a Unix address.
+    public var ipAddressBytes: [UInt8]? {
+        switch storage {
+        case .inet(let a): return withUnsafeBytes(of: a.sin_addr) { Array($0) }
+        case .inet6(let a): return withUnsafeBytes(of: a.sin6_addr) { Array($0) }
+        case .unix: return nil
+        }
+    }
+
     /// The path of a Unix address; `nil` for an IP address.
     public var path: String? {
         if case .unix(let path) = storage { return path }

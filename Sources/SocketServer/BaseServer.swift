@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Logging
 import Reactor
 import Synchronization
 
@@ -38,6 +39,16 @@ open class BaseServer: @unchecked Sendable {
     open var timeout: Duration?
     /// Python's socket timeout of the listening socket: ``handleRequest()`` waits at most the smaller of the two.
     open var socketTimeout: Duration?
+    /// Where the server reports: ``handleError(_:clientAddress:error:)``'s default, accept failures,
+    /// crashed children. Label `SocketServer`, with the server's address as `server` metadata. Set it
+    /// before serving; the mode (``mixIn``) reports through the same logger.
+    public var logger: Logger {
+        didSet { mixIn.logger = logger }
+    }
+    /// When set, the default ``verifyRequest(_:clientAddress:)`` accepts only IP clients in one of
+    /// these ranges and refuses (and logs at `notice`) the rest; Unix clients, which have no IP
+    /// address, are accepted (the socket file's permissions guard them). `nil` accepts everyone.
+    public var allowedClients: [AddressRange]?
 
     private struct ServeState {
         var serving = false
@@ -69,6 +80,10 @@ open class BaseServer: @unchecked Sendable {
         self.requestHandler = requestHandler
         self.mixIn = mixIn
         self.loop = try loop ?? EventLoop()
+        var logger = Logger(label: "SocketServer")
+        logger[metadataKey: "server"] = "\(serverAddress)"
+        self.logger = logger
+        mixIn.logger = logger
     }
 
     // MARK: Methods for the caller
@@ -240,7 +255,7 @@ open class BaseServer: @unchecked Sendable {
     private func pauseAccepting(_ error: IOError) {
         guard let readiness, readiness.isActive else { return }
         readiness.stop()
-        reportToStandardError("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms\n")
+        logger.warning("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms")
         acceptRetry = loop.schedule(after: .milliseconds(100)) { [weak self] in
             try? self?.readiness?.start()
             self?.acceptRetry = nil
@@ -259,9 +274,13 @@ open class BaseServer: @unchecked Sendable {
     }
 
     /// Whether to serve the request; false drops it (``shutdownRequest(_:)`` is called once).
-    /// The default accepts everything. May be overridden.
+    /// The default accepts everything, or with ``allowedClients`` set, the clients in those ranges.
+    /// May be overridden; an override that keeps the allow-list calls `super`.
     open func verifyRequest(_ request: Request, clientAddress: SocketAddress) -> Bool {
-        true
+        guard let allowedClients, clientAddress.family != .unix else { return true }
+        if allowedClients.contains(where: { $0.contains(clientAddress) }) { return true }
+        logger.notice("refused \(clientAddress): not in the allowed ranges")
+        return false
     }
 
     /// Serves the request according to the mode (``mixIn``): sequentially by default, which calls
@@ -294,13 +313,12 @@ open class BaseServer: @unchecked Sendable {
     /// Releases one request's resources. The default does nothing. May be overridden.
     open func closeRequest(_ request: Request) {}
 
-    /// Reports a handler's error; the server goes on. The default writes
-    /// "Exception occurred during processing of request from ADDR" and the error to standard error.
-    /// May be overridden; may run on worker threads.
+    /// Reports a handler's error; the server goes on. The default logs "Exception occurred during
+    /// processing of request from ADDR" at `error` level through ``logger``, with the error as `error`
+    /// metadata. May be overridden; may run on worker threads.
     open func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
-        let rule = String(repeating: "-", count: 40)
-        reportToStandardError(
-            "\(rule)\nException occurred during processing of request from \(clientAddress)\n\(error)\n\(rule)\n")
+        logger.error(
+            "Exception occurred during processing of request from \(clientAddress)", metadata: ["error": "\(error)"])
     }
 
     /// Called by ``handleRequest()`` when no request came in time. The default lets the mode reap

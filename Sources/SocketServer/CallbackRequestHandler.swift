@@ -9,6 +9,10 @@ import Reactor
 ///
 /// Methods that may be overridden: ``setup()``, ``handle(_:)``, ``handleEndOfInput()``,
 /// ``handleWritable()``, ``finish(error:)``.
+///
+/// An error thrown by ``setup()``, ``handle(_:)`` or ``handleEndOfInput()`` goes to the server's
+/// ``BaseServer/handleError(_:clientAddress:error:)`` and the connection is shut down (what was
+/// written is still sent); ``finish(error:)`` then gets that error. Other connections go on.
 open class CallbackRequestHandler: ConnectionDelegate {
     /// The connection served.
     public let connection: Connection
@@ -27,16 +31,16 @@ open class CallbackRequestHandler: ConnectionDelegate {
     }
 
     /// The connection is open and reading. The default does nothing. May be overridden.
-    open func setup() {}
+    open func setup() throws {}
 
     /// Bytes arrived: `buffer` holds all that is unconsumed; consume what you can use, the rest is
     /// kept for the next call. The default discards everything. Override this.
-    open func handle(_ buffer: inout ByteBuffer) {
+    open func handle(_ buffer: inout ByteBuffer) throws {
         buffer.clear()
     }
 
     /// The client closed its sending side. The default closes once what was written is sent. May be overridden.
-    open func handleEndOfInput() {
+    open func handleEndOfInput() throws {
         connection.close()
     }
 
@@ -47,14 +51,32 @@ open class CallbackRequestHandler: ConnectionDelegate {
     /// May be overridden.
     open func finish(error: (any Error)?) {}
 
+    /// The error a hook threw, passed on to ``finish(error:)``.
+    private var hookError: (any Error)?
+
+    /// Called by the server once the handler is the connection's delegate.
+    func start() {
+        do { try setup() } catch { fail(error) }
+    }
+
+    /// A hook threw: report it, then shut the connection down; once is enough.
+    private func fail(_ error: any Error) {
+        guard hookError == nil else { return }
+        hookError = error
+        server.handleError(.connection(connection), clientAddress: clientAddress, error: error)
+        server.shutdownRequest(.connection(connection))
+    }
+
     // ConnectionDelegate: forwards to the hooks above. Do not override.
 
     public final func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
-        handle(&buffer)
+        guard hookError == nil else { return buffer.clear() }
+        do { try handle(&buffer) } catch { fail(error) }
     }
 
     public final func connectionDidReachEnd(_ connection: Connection) {
-        handleEndOfInput()
+        guard hookError == nil else { return }
+        do { try handleEndOfInput() } catch { fail(error) }
     }
 
     public final func connectionDidBecomeWritable(_ connection: Connection) {
@@ -62,7 +84,7 @@ open class CallbackRequestHandler: ConnectionDelegate {
     }
 
     public final func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
-        finish(error: error)
+        finish(error: hookError ?? error)
         reactor?.requestFinished()
         reactor = nil
     }

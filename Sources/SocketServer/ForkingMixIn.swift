@@ -62,7 +62,20 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
             if result == -1 && errno == EINTR { continue }
             // Reaped, or not ours to wait for any more (ECHILD): forget it. 0 means still running.
             if result == pid || result == -1 { activeChildren.remove(pid) }
+            if result == pid { childExited(pid, status: status) }
             return
+        }
+    }
+
+    /// A child was reaped. The default logs one that was killed by a signal (a trap, say) at `error`
+    /// level, and one that exited with a status other than 0 at `warning` (1 follows a handler error
+    /// already reported). May be overridden.
+    open func childExited(_ pid: pid_t, status: Int32) {
+        let signal = status & 0x7F
+        if signal != 0 {
+            logger.error("child \(pid) was killed by signal \(signal) (\(String(cString: strsignal(signal))))")
+        } else if case let code = (status >> 8) & 0xFF, code != 0 {
+            logger.warning("child \(pid) exited with status \(code)")
         }
     }
 

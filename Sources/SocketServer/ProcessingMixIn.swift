@@ -1,3 +1,4 @@
+import Logging
 import Reactor
 
 /// How a server processes a request once accepted. This base class is the sequential mode:
@@ -7,6 +8,10 @@ import Reactor
 /// mix-in's methods, which subclasses override (``ThreadingMixIn``, ``ForkingMixIn``, ``ReactorMixIn``).
 /// Methods that may be overridden: all of them.
 open class ProcessingMixIn: @unchecked Sendable {
+    /// Where the mode reports (forking mode: children that crashed). The server sets it to its own
+    /// ``BaseServer/logger``.
+    public var logger = Logger(label: "SocketServer")
+
     public init() {}
 
     /// Whether the mode serves requests with async handlers (reactor mode).

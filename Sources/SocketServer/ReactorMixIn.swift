@@ -1,4 +1,5 @@
 import Reactor
+import Synchronization
 
 /// Serves every request on the server's loop thread, concurrently: the mode Python never had.
 ///
@@ -8,8 +9,9 @@ import Reactor
 open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Whether ``BaseServer/serverClose()`` runs the loop until handlers in progress finish. Default true.
     public var blockOnClose = true
-    /// Requests whose handler has not finished.
-    public private(set) var activeRequests = 0
+    /// Requests whose handler has not finished. Readable from any thread.
+    public var activeRequests: Int { active.load(ordering: .relaxed) }
+    private let active = Atomic<Int>(0)
 
     public override init() {}
 
@@ -25,13 +27,13 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
         }
         if case .callback(let handlerType) = server.requestHandler, case .connection(let connection) = request {
             let handler = handlerType.init(connection: connection, clientAddress: clientAddress, server: server)
-            activeRequests += 1
+            active.add(1, ordering: .relaxed)
             handler.reactor = self
             connection.delegate = handler
-            handler.setup()
+            handler.start()
             return
         }
-        activeRequests += 1
+        active.add(1, ordering: .relaxed)
         server.loop.spawn { [self] in
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
@@ -39,13 +41,13 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 server.handleError(request, clientAddress: clientAddress, error: error)
             }
             server.shutdownRequest(request)
-            activeRequests -= 1
+            active.subtract(1, ordering: .relaxed)
         }
     }
 
     /// A callback handler's connection closed.
     func requestFinished() {
-        activeRequests -= 1
+        active.subtract(1, ordering: .relaxed)
     }
 
     /// Runs the loop until the handlers in progress have finished, unless ``blockOnClose`` is cleared.

@@ -7,12 +7,15 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     case handlerDoesNotMatchMode(String)
     /// The request is not of the kind this handler serves (a datagram for a stream handler).
     case wrongRequestKind
+    /// Text that is not an IP address range in CIDR notation.
+    case invalidAddressRange(String)
 
     public var description: String {
         switch self {
         case .wrongAddressFamily(let detail): return "wrong address family: \(detail)"
         case .handlerDoesNotMatchMode(let detail): return "handler does not match the processing mode: \(detail)"
         case .wrongRequestKind: return "the request is not of the kind this handler serves"
+        case .invalidAddressRange(let detail): return "invalid address range: \(detail)"
         }
     }
 }

@@ -6,7 +6,7 @@ import Reactor
 /// The constructor creates the socket and, with `bindAndActivate`, calls ``serverBind()`` and
 /// ``serverActivate()``; if either fails the socket is closed before the error propagates.
 /// Class attributes (override as `class var`): ``requestQueueSize`` (5), ``allowReuseAddress`` (false),
-/// ``allowReusePort`` (false), ``addressFamilies``, ``socketKind``; each is copied to an instance
+/// ``allowReusePort`` (false), ``unixSocketPermissions`` (`0o600`), ``addressFamilies``, ``socketKind``; each is copied to an instance
 /// property of the same name that may be changed before binding.
 open class TCPServer: BaseServer, @unchecked Sendable {
     /// The families this server accepts.
@@ -19,6 +19,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     open class var allowReuseAddress: Bool { false }
     /// Whether to set `SO_REUSEPORT` before binding by default (IP families only).
     open class var allowReusePort: Bool { false }
+    /// The permission bits of a Unix socket file by default: `0o600`, only the owner may connect.
+    open class var unixSocketPermissions: mode_t { 0o600 }
 
     /// The server's socket.
     public let socket: Socket
@@ -28,6 +30,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     public var allowReuseAddress = false
     /// Set `SO_REUSEPORT` in ``serverBind()`` (IP families only).
     public var allowReusePort = false
+    /// The permission bits ``serverBind()`` gives a Unix socket file, before listening (so no one
+    /// connects earlier); connecting needs write permission.
+    public var unixSocketPermissions: mode_t = 0o600
     /// The family of ``BaseServer/serverAddress``.
     public var addressFamily: SocketAddress.Family { serverAddress.family }
 
@@ -54,6 +59,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         requestQueueSize = Self.requestQueueSize
         allowReuseAddress = Self.allowReuseAddress
         allowReusePort = Self.allowReusePort
+        unixSocketPermissions = Self.unixSocketPermissions
         if bindAndActivate {
             do {
                 try serverBind()
@@ -73,7 +79,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
             if allowReuseAddress { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) }
             if allowReusePort { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
         }
-        try socket.bind(to: serverAddress)
+        try socket.bind(to: serverAddress, unixPermissions: unixSocketPermissions)
         if serverAddress.family != .unix, let bound = socket.localAddress { serverAddress = bound }
     }
 

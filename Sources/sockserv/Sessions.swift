@@ -12,7 +12,11 @@ protocol Session {
 
 /// Each line back.
 struct EchoSession: Session {
-    static let maxLineLength = 64 * 1024
+    let maxLineLength: Int
+
+    init(limits: Limits = .default) {
+        maxLineLength = limits.lineLength
+    }
 
     mutating func consume(_ input: inout ByteBuffer, into output: inout [UInt8]) -> (requests: Int, keepOpen: Bool) {
         // Copy every complete line straight from the input to the output, checking each line's length.
@@ -20,11 +24,11 @@ struct EchoSession: Session {
             var lines = 0
             var start = 0
             while start < bytes.count, let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                if newline - start > Self.maxLineLength { return (lines, start, true) }
+                if newline - start > maxLineLength { return (lines, start, true) }
                 lines += 1
                 start = newline + 1
             }
-            if bytes.count - start > Self.maxLineLength { return (lines, start, true) }
+            if bytes.count - start > maxLineLength { return (lines, start, true) }
             output.append(contentsOf: bytes[..<start])
             return (lines, start, false)
         }
@@ -36,13 +40,14 @@ struct EchoSession: Session {
 /// A small Redis: pipelined RESP2 commands against a shared store.
 struct RESPSession: Session {
     let store: RedisStore
+    var limits = Limits.default
 
     mutating func consume(_ input: inout ByteBuffer, into output: inout [UInt8]) -> (requests: Int, keepOpen: Bool) {
         var requests = 0
         while true {
             let parsed: (arguments: [[UInt8]], consumed: Int)?
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(RESP.ProtocolError) in try RESP.parseCommand(bytes) }
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(RESP.ProtocolError) in try RESP.parseCommand(bytes, limits: limits) }
             } catch {
                 RESP.Reply.error("ERR \(error.message)").encode(into: &output)
                 return (requests, false)
@@ -61,11 +66,13 @@ struct RESPSession: Session {
 /// HTTP/1.1 with keep-alive and pipelining.
 struct HTTPSession: Session {
     let responder: HTTPResponder
+    let limits: Limits
     /// Request body bytes still to skip.
     var bodyToSkip = 0
 
-    init(responder: HTTPResponder) {
+    init(responder: HTTPResponder, limits: Limits = .default) {
         self.responder = responder
+        self.limits = limits
     }
 
     mutating func consume(_ input: inout ByteBuffer, into output: inout [UInt8]) -> (requests: Int, keepOpen: Bool) {
@@ -79,9 +86,9 @@ struct HTTPSession: Session {
             }
             let parsed: (head: HTTP.RequestHead, consumed: Int)?
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in try HTTP.parseRequestHead(bytes) }
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in try HTTP.parseRequestHead(bytes, limits: limits) }
             } catch {
-                output += HTTP.Response.error(error.status).encoded()
+                output += error.response.encoded()
                 return (requests + 1, false)
             }
             guard let (head, consumed) = parsed else { return (requests, true) }

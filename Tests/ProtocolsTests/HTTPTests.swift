@@ -52,6 +52,11 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+        "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\0\r\n\r\n",
     ])
     func malformedRequestsAre400(text: String) {
         #expect {
@@ -59,12 +64,20 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         } throws: { ($0 as? HTTP.ParseError)?.status == 400 }
     }
 
-    @Test func oversizedHeadsAre413() {
-        let text = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: HTTP.maxHeadLength) + "\r\n\r\n"
+    @Test func oversizedHeadsAre431AndBodiesOverTheLimit413() {
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: Limits.default.headLength) + "\r\n\r\n"
         #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(Array(text.utf8)) }
-        // Also before the end of the head has arrived.
-        let partial = Array(text.utf8.prefix(HTTP.maxHeadLength + 10))
+        // Also before the end of the head has arrived, and for a 1 MiB header line.
+        let partial = Array(text.utf8.prefix(Limits.default.headLength + 10))
         #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(partial) }
+        let huge = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: 1 << 20) + "\r\n\r\n"
+        #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(Array(huge.utf8)) }
+        #expect(HTTP.ParseError.headTooLarge.status == 431)
+        let body = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \(Limits.default.requestLength + 1)\r\n\r\n"
+        #expect(throws: HTTP.ParseError.bodyTooLarge) { _ = try parseHeads(Array(body.utf8)) }
+        #expect(HTTP.ParseError.bodyTooLarge.response.status == 413)
+        let response = String(decoding: HTTP.ParseError.badRequest("invalid header value").response.encoded(), as: UTF8.self)
+        #expect(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && response.hasSuffix("400 Bad Request: invalid header value\n"))
     }
 
     @Test func responsesEncodeByteExactly() {
@@ -104,6 +117,11 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         #expect(try get("/%61.txt").body == Array("file body".utf8))
         #expect(try get("/../etc/passwd").status == 404)
         #expect(try get("/%2e%2e/%2e%2e/etc/passwd").status == 404)
+        #expect(try get("/%2E%2E%2f%2E%2E%2fetc/passwd").status == 404, "encoded slashes and dots")
+        #expect(try get("/..%5c..%5cetc/passwd").status == 404)
+        #expect(try get("/a.txt%00.html").status == 404, "an encoded NUL does not cut the path")
+        #expect(try get("/%ff%fe").status == 404, "invalid UTF-8 is not found, not a crash")
+        #expect(try get("/%zz").status == 404, "a malformed escape names no file")
         #expect(try get("/escape/passwd").status == 404, "a symbolic link may not lead out of the root")
         #expect(try get("/sub").status == 301)
         let redirect = try get("//evil.example/..")

@@ -44,16 +44,34 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         ("*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
         ("*1\r\n$4\r\nPINGxx", "Protocol error: bulk string not terminated by CRLF"),
         ("*99999999\r\n", "Protocol error: invalid multibulk length"),
+        ("*1\r\n$99999999999999999999\r\n", "Protocol error: invalid length"),
+        ("*1\r\n$\(16 * 1024 * 1024 + 1)\r\n", "Protocol error: invalid bulk length"),
+        ("*1\r\n$\r\n", "Protocol error: invalid length"),
+        ("*1\r\n$4\0\r\nPING\r\n", "Protocol error: invalid length"),
+        ("*--1\r\n", "Protocol error: invalid length"),
     ])
     func malformedInputIsAProtocolError(text: String, message: String) {
         #expect(throws: RESP.ProtocolError(message)) { _ = try parseAll(Array(text.utf8)) }
     }
 
     @Test func anOverlongInlineLineIsAnError() {
-        let line = [UInt8](repeating: UInt8(ascii: "a"), count: RESP.maxInlineLength + 1)
+        let line = [UInt8](repeating: UInt8(ascii: "a"), count: Limits.default.lineLength + 1)
         #expect(throws: RESP.ProtocolError("Protocol error: too big inline request")) {
             _ = try line.withUnsafeBytes { try RESP.parseCommand($0) }
         }
+    }
+
+    @Test func aRequestOverTheLimitIsAnErrorBeforeItIsComplete() throws {
+        var limits = Limits()
+        limits.requestLength = 1000
+        // Three 400-byte arguments: the third would pass 1,000 bytes.
+        let argument = "$400\r\n" + String(repeating: "x", count: 400) + "\r\n"
+        let command = Array(("*3\r\n" + argument + argument + "$400\r\n").utf8)
+        #expect(throws: RESP.ProtocolError("Protocol error: too big request")) {
+            _ = try command.withUnsafeBytes { try RESP.parseCommand($0, limits: limits) }
+        }
+        // A negative count is an empty command, as Redis treats it; NUL bytes are data.
+        #expect(try parseAll(Array("*-1\r\n*1\r\n$3\r\na\0b\r\n".utf8)) == [["a\0b"]])
     }
 
     @Test func repliesEncodeByteExactly() {

@@ -1,0 +1,73 @@
+import Reactor
+
+/// A block of IP addresses in CIDR notation (`10.0.0.0/8`, `::1/128`, `192.168.1.7`), for allow-lists.
+///
+/// An IPv4 range also matches IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`), as a dual-stack socket
+/// reports IPv4 peers. See ``BaseServer/allowedClients``.
+public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
+    /// The network's address bytes (4 or 16), host bits cleared.
+    private let network: [UInt8]
+    /// The number of leading bits that must match.
+    public let prefixLength: Int
+
+    /// Parses `address/prefix`; a bare address is a range of one (`/32` or `/128`).
+    /// - Throws: ``ServerError/invalidAddressRange(_:)`` for anything else.
+    public init(_ text: String) throws(ServerError) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let host = parts.first, !host.isEmpty,
+            let address = try? SocketAddress.numericHost(String(host)),
+            let bytes = address.ipAddressBytes
+        else {
+            throw ServerError.invalidAddressRange("\(text): expected an IPv4 or IPv6 address, optionally /PREFIX")
+        }
+        let maximum = bytes.count * 8
+        var prefix = maximum
+        if parts.count == 2 {
+            guard let value = Int(parts[1]), (0...maximum).contains(value), parts[1].allSatisfy(\.isASCII) else {
+                throw ServerError.invalidAddressRange("\(text): the prefix must be 0-\(maximum)")
+            }
+            prefix = value
+        }
+        prefixLength = prefix
+        network = AddressRange.masked(bytes, prefix)
+    }
+
+    /// Whether `address` is in the range. Unix addresses are never in an IP range.
+    public func contains(_ address: SocketAddress) -> Bool {
+        guard var bytes = address.ipAddressBytes else { return false }
+        if bytes.count == 16 && network.count == 4 && bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] {
+            bytes = Array(bytes.suffix(4))  // IPv4-mapped IPv6
+        }
+        return bytes.count == network.count && AddressRange.masked(bytes, prefixLength) == network
+    }
+
+    public var description: String {
+        let host = network.count == 4
+            ? network.map(String.init).joined(separator: ".")
+            : (try? SocketAddress.fromIPv6Bytes(network))?.host ?? "?"
+        return "\(host)/\(prefixLength)"
+    }
+
+    private static func masked(_ bytes: [UInt8], _ prefix: Int) -> [UInt8] {
+        bytes.enumerated().map { index, byte in
+            let bits = min(8, max(0, prefix - index * 8))
+            return bits == 0 ? 0 : byte & UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+        }
+    }
+}
+
+extension SocketAddress {
+    /// An IPv4 or IPv6 address without a port.
+    static func numericHost(_ host: String) throws -> SocketAddress {
+        if host.contains(":") { return try SocketAddress(ipv6: host, port: 0) }
+        return try SocketAddress(ipv4: host, port: 0)
+    }
+
+    static func fromIPv6Bytes(_ bytes: [UInt8]) throws -> SocketAddress {
+        var groups: [String] = []
+        for index in stride(from: 0, to: 16, by: 2) {
+            groups.append(String(UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1]), radix: 16))
+        }
+        return try SocketAddress(ipv6: groups.joined(separator: ":"), port: 0)
+    }
+}
