@@ -1,7 +1,7 @@
 # The one place the project's commands live; CI runs `make check` (see .ci/run).
 SWIFT ?= swift
 
-.PHONY: all deps clients build release test check demo bench clean
+.PHONY: all deps clients build release test check check-sanitizers fuzz soak demo bench docs clean
 
 all: build
 
@@ -36,7 +36,41 @@ release: deps
 test: deps
 	$(SWIFT) test --no-parallel
 
-check: deps clients build test
+# What CI runs: the tests, the tests again under AddressSanitizer and ThreadSanitizer, and each fuzzer for a minute.
+check: deps clients build test check-sanitizers fuzz
+
+# The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
+# their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower.
+# .ci/tsan.supp explains its suppressions (the Synchronization Mutex is invisible to ThreadSanitizer).
+SANITIZER_ENV = SOCKETSERVER_TEST_LOAD=0.1
+check-sanitizers: deps clients
+	$(SANITIZER_ENV) ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --no-parallel --sanitize=address --scratch-path .build-asan
+	$(SANITIZER_ENV) TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan.supp halt_on_error=1" \
+		$(SWIFT) test --no-parallel --sanitize=thread --scratch-path .build-tsan
+
+# libFuzzer on the RESP, HTTP and line parsers, FUZZ_SECONDS each (default 60), from the seed corpora
+# in Fuzz/corpus. A crash leaves its input in Fuzz/crashes/ and fails; make it a regression test.
+FUZZ_SECONDS ?= 60
+FUZZERS = resp http lines
+fuzz: deps
+	for name in $(FUZZERS); do \
+		SOCKETSERVER_FUZZ=1 $(SWIFT) build --product fuzz-$$name --scratch-path .build-fuzz \
+			-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library || exit 1; \
+	done
+	mkdir -p Fuzz/crashes
+	for name in $(FUZZERS); do \
+		mkdir -p .build-fuzz/corpus/$$name; \
+		.build-fuzz/debug/fuzz-$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=Fuzz/crashes/$$name- .build-fuzz/corpus/$$name Fuzz/corpus/$$name \
+			> .build-fuzz/fuzz-$$name.log 2>&1; status=$$?; \
+		grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|Done [0-9]+ runs|ERROR|SUMMARY" .build-fuzz/fuzz-$$name.log \
+			| sed "s/^/fuzz-$$name: /"; \
+		[ $$status -eq 0 ] || { tail -n 40 .build-fuzz/fuzz-$$name.log; exit 1; }; \
+	done
+
+# The long soak (60 s per mode) and 10,000 abrupt peers; make check runs 10 s and 2,000.
+soak: deps build
+	SOAK_SECONDS=60 SOCKSERV_ABRUPT_PEERS=10000 $(SWIFT) test --no-parallel --filter "SoakTests|ReliabilityTests"
 
 # The main job: every concurrency mode side by side, about a minute on two cores.
 demo: release
@@ -58,4 +92,4 @@ bench: release
 	python3 Benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-asan .build-tsan .build-fuzz

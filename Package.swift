@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -68,3 +69,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets, one per parser, built only by `make fuzz` (they have no `main` of their own:
+// libFuzzer provides it, so they build with -sanitize=fuzzer and -parse-as-library).
+if ProcessInfo.processInfo.environment["SOCKETSERVER_FUZZ"] != nil {
+    package.targets += [
+        .executableTarget(name: "fuzz-resp", dependencies: ["Protocols"], path: "Fuzz/RESP"),
+        .executableTarget(name: "fuzz-http", dependencies: ["Protocols"], path: "Fuzz/HTTP"),
+        .executableTarget(name: "fuzz-lines", dependencies: ["Reactor"], path: "Fuzz/Lines"),
+    ]
+}

@@ -43,6 +43,12 @@ public final class Connection {
     /// Output that cannot drain for this long (a suspended writer, ``flush()``, a graceful ``close()``)
     /// closes the connection with ``ReactorError/timedOut``.
     public var writeTimeout: Duration?
+    /// How long a graceful ``close()`` of a connection with unread input waits, once everything
+    /// written is sent and a FIN follows it, for the peer to close too, reading and discarding what it
+    /// still sends ("lingering close", as Apache does): closing a socket with unread input makes the
+    /// kernel answer with a reset that can destroy replies the peer has not read yet. Without unread
+    /// input the close is immediate. Default 2 s; zero never lingers.
+    public var lingerTimeout: Duration = .seconds(2)
 
     enum State { case open, closing, closed }
     private(set) var state = State.open
@@ -59,6 +65,9 @@ public final class Connection {
     private var reading = false
     private var writing = false
     private var pausedForOutput = false
+    /// Closing: everything was sent, the FIN too; reading only to discard until the peer closes.
+    private var lingering = false
+    private var lingerDeadline: UInt64?
     private var retainedSelf: Unmanaged<Connection>?
 
     var reader: PendingRead?
@@ -110,6 +119,8 @@ public final class Connection {
 
     /// Whether the connection is open (not closing or closed).
     public var isOpen: Bool { state == .open }
+    /// Whether the connection has closed completely: descriptor released, delegate told.
+    public var isClosed: Bool { state == .closed }
 
     /// The peer's address (`getpeername`).
     public var remoteAddress: SocketAddress? { try? SocketAddress.peer(of: fileDescriptor) }
@@ -123,6 +134,7 @@ public final class Connection {
 
     private func handleReadable() {
         guard state != .closed else { return }
+        if lingering { return discardInput() }
         if idleTimeout != nil { lastActivity = Connection.now() }
         if input.isEmpty {
             readIntoScratch()
@@ -198,9 +210,19 @@ public final class Connection {
         }
     }
 
-    /// Reads while someone will consume what arrives and nothing says to pause.
+    /// Lingering: reads and drops what the peer still sends; its end (or an error) completes the close.
+    private func discardInput() {
+        do {
+            guard let count = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else { return }
+            if count == 0 { finishClose(nil) }
+        } catch {
+            finishClose(nil)  // a reset while lingering ends an orderly close all the same
+        }
+    }
+
+    /// Reads while someone will consume what arrives and nothing says to pause, or to discard while lingering.
     func updateReading() {
-        let wanted = state == .open && !inputClosed && !pausedForOutput
+        let wanted = lingering || state == .open && !inputClosed && !pausedForOutput
             && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
         guard wanted != reading, let readEvent else { return }
         reading = wanted
@@ -293,7 +315,7 @@ public final class Connection {
                 outputShutdown = .done
                 try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
             }
-            if state == .closing { return finishClose(nil) }
+            if state == .closing && !lingering { return linger() }
             if state == .open && writer == nil && flushWaiters.isEmpty && writeDeadline != nil {
                 writeDeadline = nil
                 updateDeadlineTimer()
@@ -315,18 +337,41 @@ public final class Connection {
 
     // MARK: Closing
 
-    /// Closes gracefully: stops reading, sends what was written, then closes (bounded by ``writeTimeout``).
-    /// Safe to call more than once.
+    /// Closes gracefully: stops delivering input, sends what was written (bounded by ``writeTimeout``),
+    /// then closes; if the peer's input is still unread then, half-closes first and lingers for up to
+    /// ``lingerTimeout`` for the peer to close, so no reset destroys the replies. A waiting async read
+    /// fails with ``ReactorError/alreadyClosed`` at once. Safe to call more than once.
     public func close() {
         loop.preconditionInEventLoop()
         guard state == .open else { return }
-        if output.isEmpty { return finishClose(nil) }
         state = .closing
         updateReading()
+        if let reader {
+            self.reader = nil
+            reader.continuation.resume(throwing: ReactorError.alreadyClosed)
+        }
+        if output.isEmpty { return linger() }
         if let writeTimeout, writeDeadline == nil {
             writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
             updateDeadlineTimer()
         }
+    }
+
+    /// Everything written is sent: close now, unless input the peer sent is still unread in the kernel
+    /// (closing then would send a reset): then send a FIN and linger, discarding input until the peer closes.
+    private func linger() {
+        var unread: Int32 = 0
+        let hasUnreadInput = ioctl(fileDescriptor, UInt(FIONREAD), &unread) == 0 && unread > 0
+        guard hasUnreadInput, !inputClosed, lingerTimeout > .zero, state == .closing else { return finishClose(nil) }
+        if outputShutdown != .done {
+            outputShutdown = .done
+            try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
+        }
+        lingering = true
+        writeDeadline = nil
+        lingerDeadline = Connection.now() &+ lingerTimeout.nanoseconds
+        updateReading()
+        updateDeadlineTimer()
     }
 
     /// Closes at once with a TCP reset (`SO_LINGER` of zero), discarding unsent output.
@@ -361,6 +406,7 @@ public final class Connection {
         closeError = error
         reading = false
         writing = false
+        lingering = false
         for event in [readEvent, writeEvent, timerEvent] {
             if let event { event_free(event) }
         }
@@ -403,7 +449,7 @@ public final class Connection {
     /// Arms the one timer for the earliest of the idle, read and write deadlines.
     func updateDeadlineTimer() {
         guard state != .closed else { return }
-        var earliest = [readDeadline, writeDeadline].compactMap { $0 }.min()
+        var earliest = [readDeadline, writeDeadline, lingerDeadline].compactMap { $0 }.min()
         if let idleTimeout {
             let idleDeadline = lastActivity &+ idleTimeout.nanoseconds
             earliest = min(earliest ?? idleDeadline, idleDeadline)
@@ -427,11 +473,14 @@ public final class Connection {
     private func handleDeadline() {
         guard state != .closed else { return }
         let now = Connection.now()
-        if let idleTimeout, lastActivity &+ idleTimeout.nanoseconds <= now {
+        if !lingering, let idleTimeout, lastActivity &+ idleTimeout.nanoseconds <= now {
             return finishClose(ReactorError.timedOut)
         }
         if let writeDeadline, writeDeadline <= now {
             return finishClose(ReactorError.timedOut)
+        }
+        if let lingerDeadline, lingerDeadline <= now {
+            return finishClose(nil)  // the peer did not close in time: an orderly close on our side all the same
         }
         if let readDeadline, readDeadline <= now {
             self.readDeadline = nil

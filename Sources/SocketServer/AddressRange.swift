@@ -2,8 +2,9 @@ import Reactor
 
 /// A block of IP addresses in CIDR notation (`10.0.0.0/8`, `::1/128`, `192.168.1.7`), for allow-lists.
 ///
-/// An IPv4 range also matches IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`), as a dual-stack socket
-/// reports IPv4 peers. See ``BaseServer/allowedClients``.
+/// IPv4 and IPv4-mapped IPv6 (`::ffff:10.1.2.3`) are one: an IPv4 range matches mapped addresses,
+/// as a dual-stack socket reports IPv4 peers, and a mapped range is an IPv4 range. See
+/// ``BaseServer/allowedClients``.
 public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     /// The network's address bytes (4 or 16), host bits cleared.
     private let network: [UInt8]
@@ -28,14 +29,19 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
             }
             prefix = value
         }
+        var network = bytes
+        if bytes.count == 16 && prefix >= 96 && bytes.prefix(12).elementsEqual(AddressRange.mappedPrefix) {
+            network = Array(bytes.suffix(4))  // ::ffff:a.b.c.d/N is the IPv4 range a.b.c.d/(N-96)
+            prefix -= 96
+        }
         prefixLength = prefix
-        network = AddressRange.masked(bytes, prefix)
+        self.network = AddressRange.masked(network, prefix)
     }
 
     /// Whether `address` is in the range. Unix addresses are never in an IP range.
     public func contains(_ address: SocketAddress) -> Bool {
         guard var bytes = address.ipAddressBytes else { return false }
-        if bytes.count == 16 && network.count == 4 && bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] {
+        if bytes.count == 16 && network.count == 4 && bytes.prefix(12).elementsEqual(AddressRange.mappedPrefix) {
             bytes = Array(bytes.suffix(4))  // IPv4-mapped IPv6
         }
         return bytes.count == network.count && AddressRange.masked(bytes, prefixLength) == network
@@ -47,6 +53,8 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
             : (try? SocketAddress.fromIPv6Bytes(network))?.host ?? "?"
         return "\(host)/\(prefixLength)"
     }
+
+    private static let mappedPrefix: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]
 
     private static func masked(_ bytes: [UInt8], _ prefix: Int) -> [UInt8] {
         bytes.enumerated().map { index, byte in

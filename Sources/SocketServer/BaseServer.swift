@@ -27,7 +27,9 @@ import Synchronization
 /// mode the request hooks and ``handleError(_:clientAddress:error:)`` run on worker threads.
 open class BaseServer: @unchecked Sendable {
     /// The address the server is bound to; after binding, the real one (so port 0 shows the port chosen).
-    public internal(set) var serverAddress: SocketAddress
+    public internal(set) var serverAddress: SocketAddress {
+        didSet { logger[metadataKey: "server"] = "\(serverAddress)" }
+    }
     /// The handler class instantiated for each request.
     public let requestHandler: RequestHandlerType
     /// How requests are processed: sequentially (``ProcessingMixIn``), or by a ``ThreadingMixIn``,
@@ -60,6 +62,8 @@ open class BaseServer: @unchecked Sendable {
     private var readiness: IOWatcher?
     private var serviceTimer: LoopTimer?
     private var acceptRetry: LoopTimer?
+    private var acceptPauses = 0
+    private var lastPauseReport: ContinuousClock.Instant?
 
     /// Creates a server; subclasses create their socket and bind it.
     /// - Parameters:
@@ -255,7 +259,13 @@ open class BaseServer: @unchecked Sendable {
     private func pauseAccepting(_ error: IOError) {
         guard let readiness, readiness.isActive else { return }
         readiness.stop()
-        logger.warning("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms")
+        // One report per episode (and every 10 s while it lasts), not one per 100 ms pause.
+        let now = ContinuousClock.now
+        acceptPauses += 1
+        if lastPauseReport.map({ now - $0 >= .seconds(10) }) ?? true {
+            logger.warning("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms at a time (\(acceptPauses) pauses so far)")
+            lastPauseReport = now
+        }
         acceptRetry = loop.schedule(after: .milliseconds(100)) { [weak self] in
             try? self?.readiness?.start()
             self?.acceptRetry = nil

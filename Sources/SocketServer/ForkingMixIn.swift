@@ -3,8 +3,10 @@ import Reactor
 
 /// Serves each request in a forked child process: Python's `ForkingMixIn`.
 ///
-/// The child re-initializes the loop's kernel state (`event_reinit`), serves the request with
-/// blocking I/O, and leaves with `_exit` (status 0, or 1 after a handler error). The parent reaps
+/// The child re-initializes the loop's kernel state (`event_reinit`), closes its copy of a listening
+/// socket (so the parent alone decides when new connections are refused), serves the request with
+/// blocking I/O, and leaves with `_exit` (status 0, or 1 after a handler error). Children that die
+/// otherwise (killed by a signal, a trap) are reaped and reported by ``childExited(_:status:)``. The parent reaps
 /// its children in ``BaseServer/serviceActions()`` and ``BaseServer/handleTimeout()``, waits when
 /// ``maxChildren`` are running, and waits for all on close unless ``blockOnClose`` is cleared. It
 /// only ever waits for children it started: other children of the process keep their status.
@@ -30,6 +32,8 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         // The child: nothing of the parent's loop may be touched before this.
         try? server.loop.reinitAfterFork()
         signal(SIGCHLD, SIG_DFL)
+        // The child's copy of a listening socket would keep it open after the parent closes it.
+        if case .datagram = request {} else { Glibc.close(server.fileno) }
         var status: Int32 = 1
         do {
             try server.finishRequest(request, clientAddress: clientAddress)

@@ -100,14 +100,30 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         return (.stream(connection), address ?? .unnamedUnix)
     }
 
-    /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``.
+    /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``. A blocking
+    /// socket first drops input that has already arrived (up to 1 MiB): closing with unread input
+    /// makes the kernel send a reset that can destroy replies the client has not read yet. A reactor
+    /// connection lingers instead (``Reactor/Connection/lingerTimeout``).
     open override func shutdownRequest(_ request: Request) {
         switch request {
-        case .stream(let socket): try? socket.shutdown(.write)
+        case .stream(let socket):
+            try? socket.shutdown(.write)
+            Self.discardArrivedInput(socket.fileDescriptor)
         case .connection(let connection): connection.shutdownOutput()
         case .datagram: break
         }
         closeRequest(request)
+    }
+
+    private static func discardArrivedInput(_ fd: Int32) {
+        guard fd >= 0 else { return }
+        var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+        var dropped = 0
+        while dropped < 1 << 20 {
+            let count = recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
+            if count <= 0 { break }
+            dropped += count
+        }
     }
 
     /// Closes the connection (a reactor connection sends what is buffered first).

@@ -73,10 +73,9 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
         var input = ByteBuffer()
         var output: [UInt8] = []
         // Registered once: a graceful stop closes it, which still sends what was written.
-        let id = ObjectIdentifier(self)
         let idle = ServeContext.idle(on: connection.loop)
-        idle.connections[id] = connection
-        defer { idle.connections[id] = nil }
+        idle.add(connection)
+        defer { idle.remove(connection) }  // kept until closed if replies are still going out
         while !ServeContext.stopping.load(ordering: .relaxed) {
             let chunk: [UInt8]
             do {
@@ -110,7 +109,7 @@ final class CallbackSessionHandler: CallbackRequestHandler {
         ServeContext.stats.add(.connections)
         ServeContext.stats.add(.open)
         if let idle = ServeContext.idleTimeout { connection.idleTimeout = idle }
-        ServeContext.idle(on: connection.loop).connections[ObjectIdentifier(connection)] = connection
+        ServeContext.idle(on: connection.loop).add(connection)
     }
 
     override func handle(_ buffer: inout ByteBuffer) {

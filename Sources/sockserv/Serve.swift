@@ -50,8 +50,14 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve echo, a mini Redis (resp) or HTTP in one concurrency mode.",
         discussion: """
-            The first line on standard output is `listening on ADDRESS`. SIGINT or SIGTERM stops accepting, lets \
-            requests in progress finish (up to 5 s), prints a summary on standard error and exits 0.
+            The first line on standard output is `listening on ADDRESS`. SIGINT or SIGTERM closes the listening \
+            socket (new connections are refused), answers every request already read, closes each connection \
+            once its replies are sent, prints a summary on standard error and exits 0. Connections still busy \
+            after --grace seconds are cut off and the exit status is 1.
+
+            The default address is loopback; serving other hosts takes an explicit --host (0.0.0.0 or ::), best \
+            with --allow. Input over a limit (--max-line, --max-head, --max-bulk, --max-request) gets a protocol \
+            error and that connection is closed.
 
             resp keeps one store for all connections in reactor, threading and sequential modes; in forking mode \
             each child process has its own store, so keys set on one connection are not seen by another.
@@ -94,6 +100,27 @@ struct Serve: ParsableCommand {
     @Option(help: "http: serve files under this directory (like Python's SimpleHTTPRequestHandler).")
     var root: String?
 
+    @Option(help: "Seconds to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
+    var grace: Double = 5
+
+    @Option(help: ArgumentHelp("Serve only clients in this CIDR range (repeatable), e.g. 10.0.0.0/8 or ::1/128.", valueName: "cidr"))
+    var allow: [String] = []
+
+    @Option(name: .customLong("unix-mode"), help: ArgumentHelp("The Unix socket file's permissions, in octal.", valueName: "mode"))
+    var unixMode = "600"
+
+    @Option(name: .customLong("max-line"), help: "The longest echo line or inline RESP command, in bytes.")
+    var maxLine = Limits.default.lineLength
+
+    @Option(name: .customLong("max-head"), help: "http: the longest request head, in bytes (over it: 431).")
+    var maxHead = Limits.default.headLength
+
+    @Option(name: .customLong("max-bulk"), help: "resp: the largest bulk argument, in bytes.")
+    var maxBulk = Limits.default.bulkLength
+
+    @Option(name: .customLong("max-request"), help: "The largest RESP command or HTTP body, in bytes (over it: 413).")
+    var maxRequest = Limits.default.requestLength
+
     func validate() throws {
         if udp && service != .echo { throw ValidationError("--udp serves echo only") }
         if root != nil && service != .http { throw ValidationError("--root is for http only") }
@@ -107,6 +134,26 @@ struct Serve: ParsableCommand {
         if let root {
             guard directoryExists(root) else { throw ValidationError("--root \(root) is not a directory") }
         }
+        guard grace >= 0 && grace <= 86_400 else { throw ValidationError("--grace must be 0-86400 seconds") }
+        for range in allow {
+            do { _ = try AddressRange(range) } catch { throw ValidationError("--allow \(error)") }
+        }
+        if !allow.isEmpty && unix != nil { throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode") }
+        guard let mode = mode_t(unixMode, radix: 8), mode <= 0o777 else { throw ValidationError("--unix-mode must be octal 0-777") }
+        _ = mode
+        for (name, value) in [("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest)] {
+            guard value > 0 else { throw ValidationError("\(name) must be positive") }
+        }
+    }
+
+    /// The input limits from the options.
+    var limits: Limits {
+        var limits = Limits()
+        limits.lineLength = maxLine
+        limits.headLength = maxHead
+        limits.bulkLength = maxBulk
+        limits.requestLength = maxRequest
+        return limits
     }
 
     func run() throws {
@@ -140,22 +187,39 @@ struct Serve: ParsableCommand {
         stopWatcher.cancel()
         others.wait()
         writeToStandardError("sockserv: \(ServeContext.stats.summary)\n")
+        if ServeContext.cutOff.load(ordering: .relaxed) > 0 {
+            writeToStandardError("sockserv: cut off \(ServeContext.cutOff.load(ordering: .relaxed)) requests in progress after the \(grace) s grace period\n")
+            throw ExitCode(1)
+        }
     }
 
     /// Serves until stopped, lets requests in progress finish, closes. Runs on the server's loop thread.
     private func serve(_ server: TCPServer) throws {
         try server.serveForever(pollInterval: .milliseconds(250))
-        try finishRequestsInProgress(server, deadline: ContinuousClock.now + .seconds(5))
+        server.socket.close()  // refuse new connections while the last requests finish
+        let cutOff = try finishRequestsInProgress(server, deadline: ContinuousClock.now + .milliseconds(Int(grace * 1000)))
+        ServeContext.cutOff.add(cutOff, ordering: .relaxed)
         server.serverClose()
     }
 
     private func makeServer(_ address: SocketAddress, loop: EventLoop) throws -> TCPServer {
         let mixIn = mode.makeMixIn()
-        // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be open.
-        (mixIn as? ForkingMixIn)?.maxChildren = maxConnections ?? 4096
+        // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be
+        // open, plus one, so that --max-connections refuses (verifyRequest) before the parent would wait.
+        (mixIn as? ForkingMixIn)?.maxChildren = maxConnections.map { $0 + 1 } ?? 4096
         if udp {
             let handler: RequestHandlerType = mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
-            return try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, loop: loop)
+            let server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+            server.unixSocketPermissions = mode_t(unixMode, radix: 8)!
+            server.allowedClients = allow.isEmpty ? nil : allow.map { try! AddressRange($0) }
+            do {
+                try server.serverBind()
+                try server.serverActivate()
+            } catch {
+                server.serverClose()
+                throw error
+            }
+            return server
         }
         let requestHandler: RequestHandlerType
         switch (mode, handler) {
@@ -166,6 +230,8 @@ struct Serve: ParsableCommand {
         let server = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
         server.maxConnections = maxConnections
         server.allowReusePort = loops > 1
+        server.unixSocketPermissions = mode_t(unixMode, radix: 8)!
+        server.allowedClients = allow.isEmpty ? nil : allow.map { try! AddressRange($0) }
         do {
             try server.serverBind()
             try server.serverActivate()
@@ -189,28 +255,37 @@ struct Serve: ParsableCommand {
         ServeContext.idleTimeout = idleTimeout.map { .milliseconds(Int($0 * 1000)) }
         switch service {
         case .echo:
-            ServeContext.makeSession = { EchoSession() }
+            let limits = self.limits
+            ServeContext.makeSession = { EchoSession(limits: limits) }
         case .resp:
             let store = RedisStore()
-            ServeContext.makeSession = { RESPSession(store: store) }
+            let limits = self.limits
+            ServeContext.makeSession = { RESPSession(store: store, limits: limits) }
         case .http:
             let responder = HTTPResponder(root: root)
-            ServeContext.makeSession = { HTTPSession(responder: responder) }
+            let limits = self.limits
+            ServeContext.makeSession = { HTTPSession(responder: responder, limits: limits) }
         }
     }
 
     /// After the last accept: let requests in progress finish, closing connections that wait idle.
-    private func finishRequestsInProgress(_ server: TCPServer, deadline: ContinuousClock.Instant) throws {
+    /// - Returns: how many requests were still in progress at the deadline (then cut off).
+    private func finishRequestsInProgress(_ server: TCPServer, deadline: ContinuousClock.Instant) throws -> Int {
         switch server.mixIn {
         case let reactor as ReactorMixIn:
+            // Closing sends what was written first; a connection is done once its replies are out.
             let idle = ServeContext.idle(on: server.loop)
             idle.closeAll()
-            while reactor.activeRequests > 0 && ContinuousClock.now < deadline {
+            while (reactor.activeRequests > 0 || idle.prune() > 0) && ContinuousClock.now < deadline {
                 try server.loop.runOnce(timeout: .milliseconds(50))
                 idle.closeAll()
             }
+            let left = idle.prune()
+            if left > 0 { idle.resetAll() }
+            return left
         case let threading as ThreadingMixIn:
             while threading.activeThreads > 0 && ContinuousClock.now < deadline { usleep(10_000) }
+            return threading.activeThreads  // the process exits under them
         case let forking as ForkingMixIn:
             // Children finish their request when told to stop, as the parent does.
             for child in forking.activeChildren { kill(child, SIGTERM) }
@@ -218,8 +293,12 @@ struct Serve: ParsableCommand {
                 forking.collectChildren()
                 usleep(10_000)
             }
+            let left = forking.activeChildren.count
+            for child in forking.activeChildren { kill(child, SIGKILL) }
+            forking.collectChildren(blocking: true)
+            return left
         default:
-            break
+            return 0
         }
     }
 }

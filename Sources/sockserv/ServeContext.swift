@@ -13,6 +13,8 @@ enum ServeContext {
     static let stats = SharedCounters()
     /// Set by SIGINT or SIGTERM: finish what was read, accept nothing new.
     static let stopping = Atomic<Bool>(false)
+    /// Requests in progress cut off at the end of the grace period, over all loops.
+    static let cutOff = Atomic<Int>(0)
     /// Written by the signal handler to wake the loop (the self-pipe trick).
     nonisolated(unsafe) static var wakeFD: Int32 = -1
     /// One registry per loop, filled before serving starts.
@@ -24,21 +26,45 @@ enum ServeContext {
     }
 }
 
-/// Connections of one loop that wait for input, closed when the server stops. Touched only on that loop's thread.
+/// The open connections of one loop, closed when the server stops. Touched only on that loop's thread.
 final class IdleRegistry: @unchecked Sendable {
     var connections: [ObjectIdentifier: Connection] = [:]
+    private var additions = 0
 
+    /// Registers `connection` until it has closed completely (an async handler may return while its
+    /// last replies are still being sent).
+    func add(_ connection: Connection) {
+        connections[ObjectIdentifier(connection)] = connection
+        additions += 1
+        if additions % 1024 == 0 { prune() }  // amortized: entries of handlers that returned early
+    }
+
+    func remove(_ connection: Connection) {
+        if connection.isClosed { connections[ObjectIdentifier(connection)] = nil }
+    }
+
+    /// Forgets connections that have closed; returns how many are left.
+    @discardableResult
+    func prune() -> Int {
+        connections = connections.filter { !$0.value.isClosed }
+        return connections.count
+    }
+
+    /// Closes every connection once what was written to it is sent (each leaves the registry when closed).
     func closeAll() {
-        let waiting = connections.values
-        connections = [:]
-        for connection in waiting { connection.close() }
+        for connection in Array(connections.values) { connection.close() }
+    }
+
+    /// Closes every connection still open at once with a reset, dropping unsent output.
+    func resetAll() {
+        for connection in Array(connections.values) { connection.reset() }
     }
 }
 
 /// Counters in shared anonymous memory, so forked children's requests and bytes count too.
 final class SharedCounters: @unchecked Sendable {
     enum Counter: Int, CaseIterable {
-        case connections, open, requests, bytesIn, bytesOut, errors
+        case connections, open, requests, bytesIn, bytesOut, errors, refused
     }
 
     private let base: UnsafeMutablePointer<Atomic<Int>>
@@ -62,6 +88,6 @@ final class SharedCounters: @unchecked Sendable {
 
     /// The one-line summary printed on exit.
     var summary: String {
-        "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, \(self[.bytesOut]) bytes out, \(self[.errors]) errors"
+        "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, \(self[.bytesOut]) bytes out, \(self[.errors]) errors, \(self[.refused]) refused"
     }
 }

@@ -12,8 +12,20 @@ final class SockservStreamServer: TCPServer, @unchecked Sendable {
     var maxConnections: Int?
 
     override func verifyRequest(_ request: Request, clientAddress: SocketAddress) -> Bool {
+        guard super.verifyRequest(request, clientAddress: clientAddress) else {  // --allow
+            ServeContext.stats.add(.refused)
+            return false
+        }
         guard let maxConnections else { return true }
-        return ServeContext.stats[.open] < maxConnections
+        // Forking: count the children, which the parent knows at once (a child counts itself open a little later).
+        var open = ServeContext.stats[.open]
+        if let forking = mixIn as? ForkingMixIn {
+            forking.collectChildren()
+            open = forking.activeChildren.count
+        }
+        guard open >= maxConnections else { return true }
+        ServeContext.stats.add(.refused)
+        return false
     }
 
     override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {

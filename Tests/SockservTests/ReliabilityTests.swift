@@ -48,22 +48,24 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         let baseline = descriptorCount(of: pid)
         // 500 clients send half a line and stall (slowloris).
         var stalled: [Socket] = []
-        for _ in 0..<500 {
+        let stalledCount = scaled(500)
+        for _ in 0..<stalledCount {
             let client = try connectedClient(address)
             try client.sendAll(Array("half a li".utf8))
             stalled.append(client)
         }
         // Meanwhile everyone else is served.
         var served = 0
-        for index in 0..<200 where try echoOnce(address, "request \(index)\n") { served += 1 }
-        #expect(served == 200)
+        let others = scaled(200)
+        for index in 0..<others where try echoOnce(address, "request \(index)\n") { served += 1 }
+        #expect(served == others)
         // Each stalled client is closed by the server: end of input (or a reset) within the bound.
         var closedByServer = 0
         for client in stalled {
             let bytes = try? client.receive(maxCount: 100)
             if bytes == nil || bytes == [] { closedByServer += 1 }
         }
-        #expect(closedByServer == 500)
+        #expect(closedByServer == stalledCount)
         stalled.removeAll()
         #expect(within(.seconds(5)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline)")
         #expect(server.stop() == 0)
@@ -78,7 +80,14 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         // The baseline before any connection: a handler still finishing a warm-up request would inflate it.
         let baseline = descriptorCount(of: pid)
         #expect(try echoOnce(address))
-        for index in 0..<2_000 {  // issue 6 asks 10,000; 2,000 keeps make check short (same paths)
+        // `make soak` runs 10,000 peers (SOCKSERV_ABRUPT_PEERS); 2,000 keeps make check short, same paths.
+        let peers = ProcessInfo.processInfo.environment["SOCKSERV_ABRUPT_PEERS"].flatMap(Int.init) ?? scaled(2_000)
+        var rssAfterWarmUp = 0
+        for index in 0..<peers {
+            if index == peers / 4 {
+                #expect(within(.seconds(30)) { descriptorCount(of: pid) == baseline })
+                rssAfterWarmUp = server.residentKiB
+            }
             let client = try connectedClient(address)
             switch index % 4 {
             case 0: break  // vanish before sending anything
@@ -90,6 +99,10 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         }
         #expect(try echoOnce(address), "still serving")
         #expect(within(.seconds(30)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline): \(descriptorCount(of: pid))")
+        // Memory back to where it was after the first quarter (allocator caches warm): flat within 10% + 4 MiB.
+        let rss = server.residentKiB
+        #expect(rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096, "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")
+        print("abrupt peers \(mode): \(peers) peers reset before, mid-request, mid-reply and mid-pipeline; descriptors \(baseline) -> \(descriptorCount(of: pid)); RSS \(rssAfterWarmUp) -> \(rss) KiB; still serving")
         #expect(server.stop() == 0, "no crash: a clean exit on SIGTERM")
         #expect(!server.standardError.contains("Fatal error"))
     }

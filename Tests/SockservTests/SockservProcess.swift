@@ -3,6 +3,12 @@ import Glibc
 import Reactor
 import Testing
 
+/// Scales the heavy tests' counts and sizes: `SOCKETSERVER_TEST_LOAD` (the sanitizer runs use 0.1), 1 by default.
+let testLoad = ProcessInfo.processInfo.environment["SOCKETSERVER_TEST_LOAD"].flatMap(Double.init) ?? 1
+
+/// `count` scaled by ``testLoad``, at least 1.
+func scaled(_ count: Int) -> Int { max(1, Int(Double(count) * testLoad)) }
+
 /// The built `sockserv` binary, next to the test bundle.
 let sockservPath: String = {
     let candidates = [
@@ -25,9 +31,15 @@ final class SockservProcess {
     /// The first line of standard output.
     private(set) var firstLine = ""
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: sockservPath)
-        process.arguments = arguments
+    /// Starts `sockserv arguments`; with `fileLimit`, under that `RLIMIT_NOFILE` (through the shell's `ulimit -n`).
+    init(_ arguments: [String], fileLimit: Int? = nil) throws {
+        if let fileLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", sockservPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: sockservPath)
+            process.arguments = arguments
+        }
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
@@ -67,6 +79,22 @@ final class SockservProcess {
             return nil
         }
         return process.terminationStatus
+    }
+
+    /// Resident memory in KiB, from `/proc/PID/status`.
+    var residentKiB: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    /// User plus system CPU time in seconds, from `/proc/PID/stat`.
+    var cpuSeconds: Double {
+        let stat = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8)) ?? ""
+        // Fields after the command name, which ends with ") ": state is field 3, utime 14, stime 15.
+        let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Everything written to standard error (after exit).
