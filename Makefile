@@ -50,12 +50,17 @@ check-sanitizers: deps clients
 
 # libFuzzer on the RESP, HTTP and line parsers, FUZZ_SECONDS each (default 60), from the seed corpora
 # in Fuzz/corpus. A crash leaves its input in Fuzz/crashes/ and fails; make it a regression test.
+# (`-sanitize=fuzzer` would link libFuzzer's `main`, which collides with the one SwiftPM gives every
+# executable: the same instrumentation is asked for by name and libFuzzer linked without its `main`.)
 FUZZ_SECONDS ?= 60
 FUZZERS = resp http lines
+FUZZER_LIB = $(firstword $(wildcard $(dir $(realpath $(shell command -v $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
 fuzz: deps
+	@[ -n "$(FUZZER_LIB)" ] || { echo "libFuzzer (libclang_rt.fuzzer_no_main) not found next to $(SWIFT)"; exit 1; }
 	for name in $(FUZZERS); do \
 		SOCKETSERVER_FUZZ=1 $(SWIFT) build --product fuzz-$$name --scratch-path .build-fuzz \
-			-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library || exit 1; \
+			-Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+			-Xlinker $(FUZZER_LIB) -Xlinker -lstdc++ || exit 1; \
 	done
 	mkdir -p Fuzz/crashes
 	for name in $(FUZZERS); do \

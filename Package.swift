@@ -70,12 +70,13 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// libFuzzer targets, one per parser, built only by `make fuzz` (they have no `main` of their own:
-// libFuzzer provides it, so they build with -sanitize=fuzzer and -parse-as-library).
+// libFuzzer targets, one per parser, built only by `make fuzz` (with coverage instrumentation and
+// libFuzzer linked without its own `main`; see Fuzz/Driver).
 if ProcessInfo.processInfo.environment["SOCKETSERVER_FUZZ"] != nil {
     package.targets += [
-        .executableTarget(name: "fuzz-resp", dependencies: ["Protocols"], path: "Fuzz/RESP"),
-        .executableTarget(name: "fuzz-http", dependencies: ["Protocols"], path: "Fuzz/HTTP"),
-        .executableTarget(name: "fuzz-lines", dependencies: ["Reactor"], path: "Fuzz/Lines"),
+        .target(name: "FuzzDriver", path: "Fuzz/Driver"),
+        .executableTarget(name: "fuzz-resp", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/RESP"),
+        .executableTarget(name: "fuzz-http", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/HTTP"),
+        .executableTarget(name: "fuzz-lines", dependencies: ["FuzzDriver", "Reactor"], path: "Fuzz/Lines"),
     ]
 }

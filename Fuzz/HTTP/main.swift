@@ -1,10 +1,13 @@
+import FuzzDriver
 import Protocols
 
-/// libFuzzer entry: the HTTP request-head parser and the responder (no file root) on arbitrary bytes.
+runFuzzer { data, size in fuzzHTTP(data, size) }
+
+/// The fuzzed function: the HTTP request-head parser and the responder (no file root) on arbitrary bytes.
 /// Properties: no crash; a parsed head consumes at most the head limit and at most the input; its
 /// body length is within the request limit; every answer is a whole response with a known status.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+func fuzzHTTP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
     var limits = Limits()
     limits.headLength = 1024
     limits.requestLength = 4096

@@ -1,10 +1,13 @@
+import FuzzDriver
 import Protocols
 
-/// libFuzzer entry: the RESP parser on arbitrary bytes, whole and split in two at a point the input chooses.
+runFuzzer { data, size in fuzzRESP(data, size) }
+
+/// The fuzzed function: the RESP parser on arbitrary bytes, whole and split in two at a point the input chooses.
 /// Properties: no crash; a parsed command consumes between 1 byte and all of the input; parsing is
 /// the same whether the bytes arrive at once or in two reads; input over the limits is an error.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzRESP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+func fuzzRESP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     var limits = Limits()
     limits.lineLength = 256
@@ -40,7 +43,7 @@ func parseAll(_ bytes: [UInt8], limits: Limits) -> (commands: [[[UInt8]]], consu
             offset += consumed
             if !arguments.isEmpty { commands.append(arguments) }
         } catch {
-            return (commands, offset, error)
+            return (commands, offset, error as? RESP.ProtocolError ?? RESP.ProtocolError("\(error)"))
         }
     }
     return (commands, offset, nil)

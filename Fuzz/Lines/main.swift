@@ -1,10 +1,13 @@
+import FuzzDriver
 import Reactor
 
-/// libFuzzer entry: `ByteBuffer.readLine` on arbitrary bytes arriving in reads whose sizes the input
+runFuzzer { data, size in fuzzLines(data, size) }
+
+/// The fuzzed function: `ByteBuffer.readLine` on arbitrary bytes arriving in reads whose sizes the input
 /// chooses. Properties: no crash; the lines read, with their newlines, are exactly the input's prefix;
 /// no line is longer than the limit; a too-long line is only reported when one really is.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzLines(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+func fuzzLines(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let maxLength = 64
     var buffer = ByteBuffer()
