@@ -7,6 +7,10 @@ import Testing
 
 let testLine = Array("hello world\n".utf8)
 
+/// Whether this test process may fork: not under ThreadSanitizer, which does not support forking a
+/// multithreaded process (a child can inherit a runtime lock held by another thread and spin on it).
+let forkingIsTestable = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] != "thread"
+
 /// Echoes one line: Python's test `MyStreamHandler`.
 final class EchoStreamHandler: StreamRequestHandler {
     override func handle() throws {

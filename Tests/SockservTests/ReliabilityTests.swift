@@ -101,7 +101,7 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         #expect(within(.seconds(30)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline): \(descriptorCount(of: pid))")
         // Memory back to where it was after the first quarter (allocator caches warm): flat within 10% + 4 MiB.
         let rss = server.residentKiB
-        #expect(rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096, "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")
+        #expect(rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096 || !measuresMemory, "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")
         print("abrupt peers \(mode): \(peers) peers reset before, mid-request, mid-reply and mid-pipeline; descriptors \(baseline) -> \(descriptorCount(of: pid)); RSS \(rssAfterWarmUp) -> \(rss) KiB; still serving")
         #expect(server.stop() == 0, "no crash: a clean exit on SIGTERM")
         #expect(!server.standardError.contains("Fatal error"))

@@ -82,7 +82,7 @@ final class ChurnCounters: Sendable {
             #expect(high - low <= 8, "descriptors \(low)...\(high)")
         }
         if let first = settled.first?.rssKiB, let last = settled.last?.rssKiB {
-            #expect(last <= first + first / 10 + 4096, "RSS \(first) KiB -> \(last) KiB")
+            #expect(last <= first + first / 10 + 4096 || !measuresMemory, "RSS \(first) KiB -> \(last) KiB")
         }
         print("soak \(mode) \(soakSeconds) s: \(counters.requests.load(ordering: .relaxed)) churn requests, \(longLived) long-lived connections alive, 0 errors; descriptors \(fds.min() ?? 0)...\(fds.max() ?? 0), RSS \(settled.first?.rssKiB ?? 0) -> \(settled.last?.rssKiB ?? 0) KiB")
         clients.forEach { $0.close() }

@@ -6,6 +6,10 @@ import Testing
 /// Scales the heavy tests' counts and sizes: `SOCKETSERVER_TEST_LOAD` (the sanitizer runs use 0.1), 1 by default.
 let testLoad = ProcessInfo.processInfo.environment["SOCKETSERVER_TEST_LOAD"].flatMap(Double.init) ?? 1
 
+/// Whether memory figures mean anything: not under a sanitizer (`make check-sanitizers` sets
+/// `SOCKETSERVER_SANITIZER`), whose shadow memory and quarantine grow the server's RSS by hundreds of MiB.
+let measuresMemory = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] == nil
+
 /// `count` scaled by ``testLoad``, at least 1.
 func scaled(_ count: Int) -> Int { max(1, Int(Double(count) * testLoad)) }
 
