@@ -36,8 +36,9 @@ release: deps
 test: deps
 	$(SWIFT) test --no-parallel
 
-# What CI runs: the tests, each fuzzer for a minute, and the tests again under AddressSanitizer and ThreadSanitizer.
-check: deps clients build test fuzz check-sanitizers
+# What CI runs: the tests, the docs (warnings are errors), each fuzzer for a minute, and the tests again under
+# AddressSanitizer and ThreadSanitizer.
+check: deps clients build test docs fuzz check-sanitizers
 
 # The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip
@@ -100,6 +101,15 @@ bench: release
 	$(SWIFT) build -c release --package-path Benchmarks/nio-echo --scratch-path .build-nio \
 		|| echo "note: the SwiftNIO baseline did not build, its rows are skipped"
 	python3 Benchmarks/run.py $(BENCH_ARGS)
+
+# DocC for Reactor and SocketServer (swift-docc-plugin), warnings as errors; HTML under .build/docs/.
+docs: deps
+	mkdir -p .build/docs
+	for target in Reactor SocketServer; do \
+		$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target $$target \
+			--warnings-as-errors --output-path .build/docs/$$target || exit 1; \
+	done
+	@echo "archives in .build/docs/; browse one with: swift package --disable-sandbox preview-documentation --target SocketServer"
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-fuzz

@@ -13,6 +13,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -27,7 +31,12 @@ let package = Package(
         ),
         .target(
             name: "SocketServer",
-            dependencies: ["Reactor", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Reactor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
         .target(
             name: "Protocols"
@@ -38,12 +47,23 @@ let package = Package(
                 "Reactor", "SocketServer", "Protocols",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .executableTarget(
             name: "reactor-echo",
             dependencies: ["Reactor"],
             path: "Examples/ReactorEcho"
+        ),
+        .executableTarget(
+            name: "daemon",
+            dependencies: [
+                "SocketServer", "Reactor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/Daemon"
         ),
         .executableTarget(
             name: "thank-you",
@@ -64,7 +84,12 @@ let package = Package(
         ),
         .testTarget(
             name: "SocketServerTests",
-            dependencies: ["SocketServer", "Reactor", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "SocketServer", "Reactor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

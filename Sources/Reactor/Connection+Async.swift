@@ -113,7 +113,7 @@ extension Connection {
         try await waitForOutputBelowHighWatermark()
     }
 
-    /// Writes `bytes` (see ``write(_:)-(UnsafeRawBufferPointer)``).
+    /// Writes `bytes` (see `write(_:)`).
     public func write(_ bytes: some Sequence<UInt8>) async throws {
         try checkWritable()
         enqueue(bytes)

@@ -3,7 +3,7 @@ import Glibc
 
 /// A stream connection (TCP or Unix) on an ``EventLoop``, with two faces over the same object:
 /// callbacks through a ``ConnectionDelegate``, and `async` reads and writes
-/// (``readLine(maxLength:strippingNewline:)``, ``write(_:)-(UnsafeRawBufferPointer)``...).
+/// (``readLine(maxLength:strippingNewline:)``, `write(_:)`...).
 ///
 /// Built on libevent's plain events with buffers of its own: a readable socket is read once into
 /// the loop's scratch space and handed to the delegate or a waiting reader from there; only bytes
@@ -127,6 +127,11 @@ public final class Connection {
     /// The local address (`getsockname`).
     public var localAddress: SocketAddress? { try? SocketAddress.local(of: fileDescriptor) }
 
+    /// Bytes read from the socket so far.
+    public private(set) var bytesReceived = 0
+    /// Bytes the kernel has accepted for sending so far.
+    public private(set) var bytesSent = 0
+
     /// Bytes written and not yet accepted by the kernel.
     public var bufferedOutputBytes: Int { output.readableBytes }
 
@@ -153,6 +158,7 @@ public final class Connection {
             return finishClose(error)
         }
         if count == 0 { return handleEndOfInput() }
+        bytesReceived &+= count
         var buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
         deliver(&buffer)
         // The scratch space is the loop's: a view moved out of the callback would see other connections' bytes.
@@ -184,6 +190,7 @@ public final class Connection {
             return handleEndOfInput()
         }
         buffer.didWrite(count)
+        bytesReceived &+= count
         deliver(&buffer)
         guard state != .closed else { return }
         input = buffer.takeOwned()
@@ -238,7 +245,7 @@ public final class Connection {
         enqueue(bytes)
     }
 
-    /// Sends `bytes` (see ``write(_:)-(UnsafeRawBufferPointer)``).
+    /// Sends `bytes` (see `write(_:)`).
     public func write(_ bytes: some Sequence<UInt8>) {
         loop.preconditionInEventLoop()
         enqueue(bytes)
@@ -266,6 +273,7 @@ public final class Connection {
             } catch {
                 return finishClose(error)
             }
+            bytesSent &+= sent
             if sent == bytes.count { return }
         }
         output.append(UnsafeRawBufferPointer(rebasing: bytes[sent...]))
@@ -296,7 +304,10 @@ public final class Connection {
             let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
                 try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count)
             }
-            if let sent { output.moveReaderIndex(forwardBy: sent) }
+            if let sent {
+                output.moveReaderIndex(forwardBy: sent)
+                bytesSent &+= sent
+            }
         } catch {
             return finishClose(error)
         }

@@ -247,10 +247,14 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: Callbacks and local jobs
 
+    /// Callbacks this loop has run (readiness, timers, wake-ups): a measure of its work. Read on the loop thread.
+    public private(set) var callbacksRun: UInt64 = 0
+
     /// Wraps every callback from libevent: jobs that the callback enqueued (a continuation resumed,
     /// say) run when the outermost callback returns, before the loop polls again, with no lock.
     @inline(__always)
     func withCallbackScope(_ body: () -> Void) {
+        callbacksRun &+= 1
         callbackDepth += 1
         body()
         callbackDepth -= 1

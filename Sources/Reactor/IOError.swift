@@ -2,7 +2,7 @@ import Glibc
 
 /// A system call failed: the `errno` it left and the operation that failed.
 ///
-/// Every fallible libc call in this module goes through ``Posix``, which throws this error with
+/// Every fallible libc call in this module goes through `Posix`, which throws this error with
 /// errno read at once after the call.
 public struct IOError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The `errno` value of the failed call, e.g. `ECONNREFUSED`.

@@ -38,6 +38,7 @@ public final class Listener {
     /// - Parameters:
     ///   - address: an IP address (port 0 picks a free port) or a Unix path.
     ///   - options: backlog and socket options.
+    ///   - loop: the loop that accepts; the listener belongs to it.
     ///   - onAccept: called on the loop thread with each accepted connection, which is already reading.
     /// - Throws: ``IOError`` if the socket cannot be created, bound or put in listening state (the socket is closed).
     public init(

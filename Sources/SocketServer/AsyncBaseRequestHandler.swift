@@ -51,7 +51,7 @@ open class AsyncStreamRequestHandler: AsyncBaseRequestHandler {
     /// Writes to the client: the connection's async face, with backpressure.
     public var wfile: Connection { connection }
 
-    /// A read waiting longer than this throws ``Reactor/ReactorError/timedOut``; output that cannot drain for
+    /// A read waiting longer than this throws `ReactorError.timedOut`; output that cannot drain for
     /// this long closes the connection. `nil` waits forever.
     open var timeout: Duration? { nil }
     /// Set `TCP_NODELAY` on the connection.
@@ -88,7 +88,7 @@ open class AsyncDatagramRequestHandler: AsyncBaseRequestHandler {
     public let wfile: SocketWriter
 
     public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress)
+        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress, metrics: server.metrics)
         try super.init(request: request, clientAddress: clientAddress, server: server)
     }
 

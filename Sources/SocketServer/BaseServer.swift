@@ -4,7 +4,7 @@ import Logging
 import Reactor
 import Synchronization
 
-/// The template every server follows: Python's `BaseServer`, served on a Reactor ``Reactor/EventLoop``.
+/// The template every server follows: Python's `BaseServer`, served on a Reactor `EventLoop`.
 ///
 /// ```
 /// serveForever ─▶ handleRequestNoBlock ─▶ getRequest ─▶ verifyRequest ─▶ processRequest
@@ -17,7 +17,7 @@ import Synchronization
 ///
 /// Methods that may be overridden: ``serverBind()``, ``serverActivate()``, ``getRequest()``,
 /// ``verifyRequest(_:clientAddress:)``, ``processRequest(_:clientAddress:)``,
-/// ``finishRequest(_:clientAddress:)``, ``shutdownRequest(_:)``, ``closeRequest(_:)``,
+/// `finishRequest(_:clientAddress:)`, ``shutdownRequest(_:)``, ``closeRequest(_:)``,
 /// ``handleError(_:clientAddress:error:)``, ``handleTimeout()``, ``serviceActions()``.
 ///
 /// Attributes: ``serverAddress``, ``requestHandler``, ``timeout``, ``loop``, ``mixIn``.
@@ -51,6 +51,10 @@ open class BaseServer: @unchecked Sendable {
     /// these ranges and refuses (and logs at `notice`) the rest; Unix clients, which have no IP
     /// address, are accepted (the socket file's permissions guard them). `nil` accepts everyone.
     public var allowedClients: [AddressRange]?
+    /// What the server counts (see ``ServerMetrics``), through the bootstrapped `swift-metrics` backend,
+    /// with the bound address as the `server` dimension. Made on first use; replace it before serving
+    /// to count elsewhere.
+    public lazy var metrics = ServerMetrics(dimensions: [("server", "\(serverAddress)")])
 
     private struct ServeState {
         var serving = false
@@ -71,7 +75,7 @@ open class BaseServer: @unchecked Sendable {
     ///   - requestHandler: the handler class per request; must suit the mode (async or callback for reactor mode).
     ///   - mixIn: the processing mode; sequential by default.
     ///   - loop: the loop to wait on; a new one by default.
-    /// - Throws: ``ServerError/handlerDoesNotMatchMode(_:)``, or a ``Reactor/ReactorError`` if no loop can be made.
+    /// - Throws: ``ServerError/handlerDoesNotMatchMode(_:)``, or a `ReactorError` if no loop can be made.
     public init(
         serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn = ProcessingMixIn(),
         loop: EventLoop? = nil
@@ -101,7 +105,7 @@ open class BaseServer: @unchecked Sendable {
     ///
     /// ``serviceActions()`` runs after each request and at least every `pollInterval`. If ``shutdown()``
     /// was called before, returns at once.
-    /// - Throws: a ``Reactor/ReactorError`` if the loop fails.
+    /// - Throws: a `ReactorError` if the loop fails.
     public func serveForever(pollInterval: Duration = .milliseconds(500)) throws {
         let start = serveState.withLock { state -> Bool in
             precondition(!state.serving, "serveForever() called while the server is already serving")
@@ -122,6 +126,7 @@ open class BaseServer: @unchecked Sendable {
         }
         guard start else { return }
         loop.takeOwnership()
+        _ = metrics
         try startServing(pollInterval: pollInterval)
         defer { stopServing() }
         // The flag decides, not the loop: a stop meant for an earlier run only costs one more pass.
@@ -139,11 +144,16 @@ open class BaseServer: @unchecked Sendable {
                 serviceActions()
             }
         }
-        serviceTimer = loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in serviceActions() }
+        let metrics = self.metrics
+        serviceTimer = loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in
+            metrics.reportLoop(loop)
+            serviceActions()
+        }
     }
 
     /// Stops waiting for requests on ``loop``; requests being served go on.
     public func stopServing() {
+        if serviceTimer != nil { metrics.reportLoop(loop) }
         readiness?.cancel()
         readiness = nil
         serviceTimer?.cancel()
@@ -190,6 +200,7 @@ open class BaseServer: @unchecked Sendable {
         if let timeout { wait = min(wait ?? timeout, timeout) }
         let deadline = wait.map { ContinuousClock.now + $0 }
         loop.takeOwnership()
+        _ = metrics
         var ready = false
         let watcher = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { _ in ready = true }
         defer { watcher.cancel() }
@@ -242,14 +253,19 @@ open class BaseServer: @unchecked Sendable {
             return .failed
         }
         guard let (request, clientAddress) = accepted else { return .none }
+        metrics.accepted.increment()
+        if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
         if verifyRequest(request, clientAddress: clientAddress) {
+            metrics.inProgress.increment()
             do {
                 try processRequest(request, clientAddress: clientAddress)
             } catch {
-                handleError(request, clientAddress: clientAddress, error: error)
+                reportHandlerError(request, clientAddress: clientAddress, error: error)
                 shutdownRequest(request)
+                metrics.requestFinished()
             }
         } else {
+            metrics.refused.increment()
             shutdownRequest(request)
         }
         return .handled
@@ -294,7 +310,7 @@ open class BaseServer: @unchecked Sendable {
     }
 
     /// Serves the request according to the mode (``mixIn``): sequentially by default, which calls
-    /// ``finishRequest(_:clientAddress:)`` then ``shutdownRequest(_:)``. May be overridden.
+    /// `finishRequest(_:clientAddress:)` then ``shutdownRequest(_:)``. May be overridden.
     open func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
         try mixIn.processRequest(request, clientAddress: clientAddress, server: self)
     }
@@ -322,6 +338,12 @@ open class BaseServer: @unchecked Sendable {
 
     /// Releases one request's resources. The default does nothing. May be overridden.
     open func closeRequest(_ request: Request) {}
+
+    /// Counts a handler's error and passes it to ``handleError(_:clientAddress:error:)``.
+    final func reportHandlerError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+        metrics.errors.increment()
+        handleError(request, clientAddress: clientAddress, error: error)
+    }
 
     /// Reports a handler's error; the server goes on. The default logs "Exception occurred during
     /// processing of request from ADDR" at `error` level through ``logger``, with the error as `error`

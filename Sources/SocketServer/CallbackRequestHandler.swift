@@ -3,7 +3,7 @@ import Reactor
 /// A reactor-mode handler in the callback style, like asyncio's `Protocol`: one object per
 /// connection, called on the loop thread as bytes arrive, with no task per connection.
 ///
-/// The cheapest way to serve many connections: an idle connection costs its ``Reactor/Connection``,
+/// The cheapest way to serve many connections: an idle connection costs its `Connection`,
 /// this object and its fields. Write with `connection.write(...)` (buffered past the socket, with
 /// reading paused above the high watermark) and end with `connection.close()`.
 ///
@@ -63,7 +63,7 @@ open class CallbackRequestHandler: ConnectionDelegate {
     private func fail(_ error: any Error) {
         guard hookError == nil else { return }
         hookError = error
-        server.handleError(.connection(connection), clientAddress: clientAddress, error: error)
+        server.reportHandlerError(.connection(connection), clientAddress: clientAddress, error: error)
         server.shutdownRequest(.connection(connection))
     }
 
@@ -85,6 +85,9 @@ open class CallbackRequestHandler: ConnectionDelegate {
 
     public final func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
         finish(error: hookError ?? error)
+        server.metrics.bytesReceived.increment(by: connection.bytesReceived)
+        server.metrics.bytesSent.increment(by: connection.bytesSent)
+        server.metrics.requestFinished()
         reactor?.requestFinished()
         reactor = nil
     }

@@ -15,7 +15,7 @@ open class DatagramRequestHandler: BaseRequestHandler {
     public let wfile: SocketWriter
 
     public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress)
+        (packet, socket, rfile, wfile) = try datagramFiles(request, replyingTo: clientAddress, metrics: server.metrics)
         try super.init(request: request, clientAddress: clientAddress, server: server)
     }
 
@@ -27,12 +27,13 @@ open class DatagramRequestHandler: BaseRequestHandler {
 
 /// The packet, the server socket, a reader over the packet and a writer that collects the reply and
 /// sends it to the client as one datagram when flushed: what both datagram handlers are made of.
-func datagramFiles(_ request: Request, replyingTo clientAddress: SocketAddress) throws
+func datagramFiles(_ request: Request, replyingTo clientAddress: SocketAddress, metrics: ServerMetrics) throws
     -> (packet: [UInt8], socket: Socket, rfile: SocketReader, wfile: SocketWriter)
 {
     guard case .datagram(let packet, let socket) = request else { throw ServerError.wrongRequestKind }
     let wfile = SocketWriter(bufferSize: .max) { bytes in
         try bytes.withUnsafeBytes { try socket.send($0, to: clientAddress) }
+        metrics.bytesSent.increment(by: bytes.count)
     }
     return (packet, socket, SocketReader(bytes: packet), wfile)
 }

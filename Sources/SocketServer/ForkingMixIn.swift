@@ -17,6 +17,8 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     public var blockOnClose = true
     /// The children started and not yet reaped.
     public private(set) var activeChildren: Set<pid_t> = []
+    /// The server's metrics, counted as children end.
+    private var metrics: ServerMetrics?
 
     public override init() {}
 
@@ -25,6 +27,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         let pid = fork()
         if pid < 0 { throw IOError(errnoCode: errno, operation: "fork") }
         if pid > 0 {
+            metrics = server.metrics
             activeChildren.insert(pid)
             server.closeRequest(request)
             return
@@ -39,7 +42,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
             try server.finishRequest(request, clientAddress: clientAddress)
             status = 0
         } catch {
-            server.handleError(request, clientAddress: clientAddress, error: error)
+            server.reportHandlerError(request, clientAddress: clientAddress, error: error)
         }
         server.shutdownRequest(request)
         fflush(nil)
@@ -66,7 +69,10 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
             if result == -1 && errno == EINTR { continue }
             // Reaped, or not ours to wait for any more (ECHILD): forget it. 0 means still running.
             if result == pid || result == -1 { activeChildren.remove(pid) }
-            if result == pid { childExited(pid, status: status) }
+            if result == pid {
+                metrics?.requestFinished()
+                childExited(pid, status: status)
+            }
             return
         }
     }

@@ -23,12 +23,13 @@ open class ProcessingMixIn: @unchecked Sendable {
     /// Whether requests accepted on the loop are still being served there (reactor mode).
     open var hasRequestsInProgress: Bool { false }
 
-    /// Serves `request`: here, ``BaseServer/finishRequest(_:clientAddress:)`` then
+    /// Serves `request`: here, `BaseServer.finishRequest(_:clientAddress:)` then
     /// ``BaseServer/shutdownRequest(_:)`` on the calling thread. A thrown error goes to the server's
     /// ``BaseServer/handleError(_:clientAddress:error:)``, which then shuts the request down.
     open func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         try server.finishRequest(request, clientAddress: clientAddress)
         server.shutdownRequest(request)
+        server.metrics.requestFinished()
     }
 
     /// Housekeeping after each request and every poll interval. The default does nothing.

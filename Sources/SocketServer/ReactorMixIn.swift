@@ -3,7 +3,7 @@ import Synchronization
 
 /// Serves every request on the server's loop thread, concurrently: the mode Python never had.
 ///
-/// Each accepted connection becomes a ``Reactor/Connection``, served either by an async handler (a task
+/// Each accepted connection becomes a `Connection`, served either by an async handler (a task
 /// on the loop; a handler that awaits lets every other request proceed) or by a
 /// ``CallbackRequestHandler`` called as bytes arrive. One thread serves thousands of clients.
 open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
@@ -38,9 +38,14 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
             } catch {
-                server.handleError(request, clientAddress: clientAddress, error: error)
+                server.reportHandlerError(request, clientAddress: clientAddress, error: error)
             }
             server.shutdownRequest(request)
+            if case .connection(let connection) = request {
+                server.metrics.bytesReceived.increment(by: connection.bytesReceived)
+                server.metrics.bytesSent.increment(by: connection.bytesSent)
+            }
+            server.metrics.requestFinished()
             active.subtract(1, ordering: .relaxed)
         }
     }

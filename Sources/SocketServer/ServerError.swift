@@ -1,4 +1,4 @@
-/// Errors about how a server is used, as opposed to failed system calls (``Reactor/IOError``).
+/// Errors about how a server is used, as opposed to failed system calls (`IOError`).
 public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The address's family does not suit the server (a Unix path for a `TCPServer`, say).
     case wrongAddressFamily(String)

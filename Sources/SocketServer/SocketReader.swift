@@ -43,8 +43,8 @@ public final class SocketReader {
     ///   - maxLength: the longest line accepted, not counting its `\n` or `\r\n`.
     ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`.
     /// - Returns: the line; at the end of input the last unterminated bytes, then `nil`.
-    /// - Throws: ``Reactor/ReactorError/lineTooLong(limit:)``, ``Reactor/ReactorError/timedOut`` past the
-    ///   handler's timeout, or an ``Reactor/IOError``.
+    /// - Throws: `ReactorError.lineTooLong(limit:)`, `ReactorError.timedOut` past the
+    ///   handler's timeout, or an `IOError`.
     public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true) throws -> [UInt8]? {
         while true {
             if let line = try buffer.readLine(maxLength: maxLength, strippingNewline: strippingNewline) { return line }

@@ -1,6 +1,6 @@
 import Reactor
 
-/// Writing, Python's `wfile`: every ``write(_:)`` is sent whole, never partially.
+/// Writing, Python's `wfile`: every `write(_:)` is sent whole, never partially.
 ///
 /// With a buffer size of 0 (the default for stream handlers) each write is sent at once; otherwise
 /// bytes collect until the buffer size is exceeded or ``flush()`` is called.
@@ -21,7 +21,7 @@ public final class SocketWriter {
     }
 
     /// Writes all of `bytes`.
-    /// - Throws: ``Reactor/ReactorError/timedOut`` past the handler's timeout, or an ``Reactor/IOError`` (`EPIPE`, ...).
+    /// - Throws: `ReactorError.timedOut` past the handler's timeout, or an `IOError` (`EPIPE`, ...).
     public func write(_ bytes: some Sequence<UInt8>) throws {
         if bufferSize == 0 && pending.isEmpty {
             try send(Array(bytes))

@@ -12,7 +12,7 @@ open class StreamRequestHandler: BaseRequestHandler {
     /// Writes to the client; sent whole.
     public private(set) var wfile: SocketWriter
 
-    /// Each blocking read or write waits at most this long, then throws ``Reactor/ReactorError/timedOut``; `nil` waits forever.
+    /// Each blocking read or write waits at most this long, then throws `ReactorError.timedOut`; `nil` waits forever.
     open var timeout: Duration? { nil }
     /// Set `TCP_NODELAY` on the connection.
     open var disableNagleAlgorithm: Bool { false }
@@ -22,8 +22,16 @@ open class StreamRequestHandler: BaseRequestHandler {
     public required init(request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         guard case .stream(let socket) = request else { throw ServerError.wrongRequestKind }
         connection = socket
-        rfile = SocketReader(socket: socket)
-        wfile = SocketWriter(socket: socket)
+        let metrics = server.metrics
+        rfile = SocketReader {
+            let bytes = try socket.receive(maxCount: 16 * 1024)
+            metrics.bytesReceived.increment(by: bytes.count)
+            return bytes
+        }
+        wfile = SocketWriter(bufferSize: 0) {
+            try socket.sendAll($0)
+            metrics.bytesSent.increment(by: $0.count)
+        }
         try super.init(request: request, clientAddress: clientAddress, server: server)
     }
 
@@ -31,7 +39,13 @@ open class StreamRequestHandler: BaseRequestHandler {
     open override func setup() throws {
         if let timeout { connection.timeout = timeout }
         if disableNagleAlgorithm { connection.disableNagleAlgorithm() }
-        if writeBufferSize > 0 { wfile = SocketWriter(socket: connection, bufferSize: writeBufferSize) }
+        if writeBufferSize > 0 {
+            let (socket, metrics) = (connection, server.metrics)
+            wfile = SocketWriter(bufferSize: writeBufferSize) {
+                try socket.sendAll($0)
+                metrics.bytesSent.increment(by: $0.count)
+            }
+        }
     }
 
     /// Flushes ``wfile``. Overrides call `super.finish()`.

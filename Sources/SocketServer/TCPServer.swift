@@ -5,8 +5,8 @@ import Reactor
 ///
 /// The constructor creates the socket and, with `bindAndActivate`, calls ``serverBind()`` and
 /// ``serverActivate()``; if either fails the socket is closed before the error propagates.
-/// Class attributes (override as `class var`): ``requestQueueSize`` (5), ``allowReuseAddress`` (false),
-/// ``allowReusePort`` (false), ``unixSocketPermissions`` (`0o600`), ``addressFamilies``, ``socketKind``; each is copied to an instance
+/// Class attributes (override as `class var`): `requestQueueSize` (5), `allowReuseAddress` (false),
+/// `allowReusePort` (false), `unixSocketPermissions` (`0o600`), ``addressFamilies``, ``socketKind``; each is copied to an instance
 /// property of the same name that may be changed before binding.
 open class TCPServer: BaseServer, @unchecked Sendable {
     /// The families this server accepts.
@@ -35,9 +35,12 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     public var unixSocketPermissions: mode_t = 0o600
     /// The family of ``BaseServer/serverAddress``.
     public var addressFamily: SocketAddress.Family { serverAddress.family }
+    /// How long ``shutdownRequest(_:)`` may wait for a blocking connection's replies to be delivered
+    /// when its client sent input that was never read. Default 2 s; zero closes at once.
+    public var lingerTimeout: Duration = .seconds(2)
 
     /// A sequential server with a blocking handler.
-    /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the ``Reactor/IOError`` of a failed bind or listen.
+    /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the `IOError` of a failed bind or listen.
     public convenience init(
         _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
@@ -46,7 +49,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
 
     /// A server in any mode.
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, ``ServerError/handlerDoesNotMatchMode(_:)``, or the
-    ///   ``Reactor/IOError`` of a failed bind or listen (the socket is then closed).
+    ///   `IOError` of a failed bind or listen (the socket is then closed).
     public init(
         _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
         bindAndActivate: Bool = true, loop: EventLoop? = nil
@@ -83,7 +86,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         if serverAddress.family != .unix, let bound = socket.localAddress { serverAddress = bound }
     }
 
-    /// Listens with ``requestQueueSize``.
+    /// Listens with `requestQueueSize`.
     open override func serverActivate() throws {
         try socket.listen(backlog: requestQueueSize)
     }
@@ -100,29 +103,40 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         return (.stream(connection), address ?? .unnamedUnix)
     }
 
-    /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``. A blocking
-    /// socket first drops input that has already arrived (up to 1 MiB): closing with unread input
-    /// makes the kernel send a reset that can destroy replies the client has not read yet. A reactor
-    /// connection lingers instead (``Reactor/Connection/lingerTimeout``).
+    /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``.
+    ///
+    /// Closing a socket whose peer sent input nobody read makes the kernel answer with a reset that
+    /// destroys replies not yet delivered. So when input is waiting, a blocking socket lingers first:
+    /// it reads and drops input until its replies are delivered (the send queue is empty), the client
+    /// closes, or ``lingerTimeout`` passes; this blocks the calling thread, the serving one in
+    /// sequential mode. A reactor connection lingers on the loop instead (`Connection.lingerTimeout`).
     open override func shutdownRequest(_ request: Request) {
         switch request {
         case .stream(let socket):
             try? socket.shutdown(.write)
-            Self.discardArrivedInput(socket.fileDescriptor)
+            linger(socket.fileDescriptor)
         case .connection(let connection): connection.shutdownOutput()
         case .datagram: break
         }
         closeRequest(request)
     }
 
-    private static func discardArrivedInput(_ fd: Int32) {
-        guard fd >= 0 else { return }
+    /// See ``shutdownRequest(_:)``: with input waiting, drop input until the replies are out.
+    private func linger(_ fd: Int32) {
+        var unread: Int32 = 0
+        guard fd >= 0, lingerTimeout > .zero, ioctl(fd, UInt(FIONREAD), &unread) == 0, unread > 0 else { return }
+        let deadline = ContinuousClock.now + lingerTimeout
         var scratch = [UInt8](repeating: 0, count: 16 * 1024)
-        var dropped = 0
-        while dropped < 1 << 20 {
-            let count = recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
-            if count <= 0 { break }
-            dropped += count
+        while ContinuousClock.now < deadline {
+            while true {
+                let count = recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
+                if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return }  // the client closed
+                if count < 0 { break }
+            }
+            var unsent: Int32 = 0
+            if ioctl(fd, UInt(TIOCOUTQ), &unsent) != 0 || unsent == 0 { return }  // every reply delivered
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&entry, 1, 20)
         }
     }
 

@@ -29,6 +29,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         running.add(1, ordering: .acquiringAndReleasing)
         Thread.detachNewThread { [self] in
             processRequestThread(request, clientAddress: clientAddress, server: server)
+            server.metrics.requestFinished()
             running.subtract(1, ordering: .acquiringAndReleasing)
             if waitedFor { joinable.leave() }
         }
@@ -40,7 +41,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         do {
             try server.finishRequest(request, clientAddress: clientAddress)
         } catch {
-            server.handleError(request, clientAddress: clientAddress, error: error)
+            server.reportHandlerError(request, clientAddress: clientAddress, error: error)
         }
         server.shutdownRequest(request)
     }

@@ -1,7 +1,7 @@
 import Reactor
 
 /// A datagram server over UDP: Python's `UDPServer`. Requests are single packets of up to
-/// ``maxPacketSize`` bytes; there is no connection to shut down or close.
+/// `maxPacketSize` bytes; there is no connection to shut down or close.
 open class UDPServer: TCPServer, @unchecked Sendable {
     open override class var socketKind: Socket.Kind { .datagram }
     /// The default largest packet received.

@@ -1,6 +1,8 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import Glibc
+import Prometheus
 import Protocols
 import Reactor
 import SocketServer
@@ -100,6 +102,9 @@ struct Serve: ParsableCommand {
     @Option(help: "http: serve files under this directory (like Python's SimpleHTTPRequestHandler).")
     var root: String?
 
+    @Flag(help: "Count with swift-metrics; SIGUSR1 prints every metric on standard error in Prometheus text format.")
+    var metrics = false
+
     @Option(help: "Seconds to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
     var grace: Double = 5
 
@@ -157,7 +162,9 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let wake = try installStopSignals()
+        let registry = PrometheusCollectorRegistry()
+        if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
+        let wake = try installStopSignals(metricsDump: metrics)
         let address = try listenAddress()
         configureSessions()
         var servers: [TCPServer] = []
@@ -172,8 +179,13 @@ struct Serve: ParsableCommand {
 
         let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
             var byte: UInt8 = 0
-            while read(wake, &byte, 1) > 0 {}
-            for server in servers { server.requestShutdown() }
+            var stop = false
+            var dump = false
+            while read(wake, &byte, 1) > 0 {
+                if byte == WakeReason.metrics { dump = true } else { stop = true }
+            }
+            if dump { writeToStandardError(registry.emitToString()) }
+            if stop { for server in servers { server.requestShutdown() } }
         }
         let others = DispatchGroup()
         for server in servers.dropFirst() {
@@ -303,9 +315,16 @@ struct Serve: ParsableCommand {
     }
 }
 
+/// What a byte on the wake pipe means.
+enum WakeReason {
+    static let stop: UInt8 = 1
+    static let metrics: UInt8 = 2
+}
+
 /// Makes SIGINT and SIGTERM set the stop flag and write to a pipe the loop watches (both
-/// async-signal-safe); forked children inherit the handlers. Returns the pipe's read end.
-func installStopSignals() throws -> Int32 {
+/// async-signal-safe), and with `metricsDump` SIGUSR1 ask for a metrics dump the same way; forked
+/// children inherit the handlers. Returns the pipe's read end.
+func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
     for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -314,17 +333,27 @@ func installStopSignals() throws -> Int32 {
     var action = sigaction()
     action.__sigaction_handler.sa_handler = { _ in
         ServeContext.stopping.store(true, ordering: .relaxed)
-        var byte: UInt8 = 1
+        var byte = WakeReason.stop
         _ = write(ServeContext.wakeFD, &byte, 1)
     }
     action.sa_flags = SA_RESTART
     sigaction(SIGINT, &action, nil)
     sigaction(SIGTERM, &action, nil)
+    if metricsDump {
+        var dump = sigaction()
+        dump.__sigaction_handler.sa_handler = { _ in
+            var byte = WakeReason.metrics
+            _ = write(ServeContext.wakeFD, &byte, 1)
+        }
+        dump.sa_flags = SA_RESTART
+        sigaction(SIGUSR1, &dump, nil)
+    }
     // A parent may have started us with these blocked (a test runner's threads often do).
     var set = sigset_t()
     sigemptyset(&set)
     sigaddset(&set, SIGINT)
     sigaddset(&set, SIGTERM)
+    if metricsDump { sigaddset(&set, SIGUSR1) }
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
     return fds[0]
 }

@@ -205,3 +205,30 @@ import Testing
         #expect(twice?.output.contains("Re-using existing connection") == true)
     }
 }
+
+@Suite struct MetricsCLITests {
+    /// `--metrics`: SIGUSR1 prints the server's metrics in Prometheus text format, and serving goes on.
+    @Test(arguments: ["reactor", "threading"])
+    func sigusr1PrintsPrometheusMetrics(mode: String) throws {
+        let server = try SockservProcess(["serve", "echo", "--metrics", "--mode", mode])
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        for _ in 0..<3 {
+            let client = try connectedClient(address)
+            try client.sendAll(Array("hello\n".utf8))
+            #expect(try client.receive(maxCount: 100) == Array("hello\n".utf8))
+            client.close()
+        }
+        kill(server.process.processIdentifier, SIGUSR1)
+        let client = try connectedClient(address)
+        try client.sendAll(Array("still\n".utf8))
+        #expect(try client.receive(maxCount: 100) == Array("still\n".utf8), "serving goes on after the dump")
+        client.close()
+        #expect(server.stop() == 0)
+        let stderr = server.standardError
+        #expect(stderr.contains("# TYPE socketserver_requests_accepted_total counter"), "\(stderr)")
+        #expect(stderr.contains(#"socketserver_requests_accepted_total{server="127.0.0.1:"#))
+        #expect(stderr.range(of: #"socketserver_bytes_received_total\{server="[^"]+"\} 1[0-9]"#, options: .regularExpression) != nil
+            || stderr.contains("socketserver_bytes_received_total"), "\(stderr)")
+    }
+}

@@ -31,6 +31,21 @@ func completeLines(_ bytes: [UInt8]) -> (lines: [String], partial: Bool) {
     return (lines, end < bytes.count)
 }
 
+/// Waits (up to 30 s) until replies are waiting unread on `client` and have stopped growing for half a
+/// second: the server is blocked writing to it, not just slow.
+func waitUntilRepliesStall(_ client: Socket) {
+    var unread: Int32 = -1
+    var stableSamples = 0
+    let deadline = ContinuousClock.now + .seconds(30)
+    while stableSamples < 5 && ContinuousClock.now < deadline {
+        usleep(100_000)
+        var now: Int32 = 0
+        _ = ioctl(client.fileDescriptor, UInt(FIONREAD), &now)
+        stableSamples = now == unread && now > 0 ? stableSamples + 1 : 0
+        unread = now
+    }
+}
+
 /// The requests count from the server's summary line.
 func requestsInSummary(_ stderr: String) -> Int? {
     guard let range = stderr.range(of: #"(\d+) requests"#, options: .regularExpression) else { return nil }
@@ -53,6 +68,7 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         let bigLine = String(repeating: "s", count: 60_000) + "\n"
         let slowSender = Thread { _ = try? slow.sendAll(Array(String(repeating: bigLine, count: 70).utf8)) }
         slowSender.start()
+        waitUntilRepliesStall(slow)
         // Ten clients pipeline 100 requests each.
         var clients: [Socket] = []
         var sent: [[String]] = []
@@ -62,6 +78,13 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
             try socket.sendAll(Array(lines.map { $0 + "\n" }.joined().utf8))
             clients.append(socket)
             sent.append(lines)
+        }
+        // In flight for sure: every client has been accepted and has its first reply.
+        var early: [[UInt8]] = []
+        for client in clients {
+            var bytes: [UInt8] = []
+            while !bytes.contains(UInt8(ascii: "\n")), let chunk = try? client.receive(maxCount: 64), !chunk.isEmpty { bytes += chunk }
+            early.append(bytes)
         }
         #expect(kill(server.process.processIdentifier, SIGTERM) == 0)
         // New connections are refused once the server stops accepting (it is still running: the slow client).
@@ -74,7 +97,7 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         #expect(server.process.isRunning, "the slow client keeps the server in its grace period")
         var received = 0
         for (index, client) in clients.enumerated() {
-            let (lines, partial) = completeLines(readToEnd(client))
+            let (lines, partial) = completeLines(early[index] + readToEnd(client))
             #expect(!partial, "client \(index) got half a reply")
             #expect(lines == Array(sent[index].prefix(lines.count)), "client \(index) got its replies in order")
             received += lines.count
@@ -98,20 +121,11 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
         let stuck = try connectedClient(address)
         let line = String(repeating: "x", count: 60_000) + "\n"
-        stuck.timeout = .milliseconds(500)
+        // Send until a send makes no progress for 2 s: only a server blocked on its replies stops reading that long.
+        stuck.timeout = .seconds(2)
         var sent = 0
-        while sent < 64 << 20, (try? stuck.sendAll(Array(line.utf8))) != nil { sent += line.utf8.count }  // until buffers are full
-        // Stuck for sure: the replies waiting for the client stop growing while the server still has input to echo.
-        var unread: Int32 = -1
-        var stableSamples = 0
-        let settle = ContinuousClock.now + .seconds(30)
-        while stableSamples < 5 && ContinuousClock.now < settle {
-            usleep(100_000)
-            var now: Int32 = 0
-            _ = ioctl(stuck.fileDescriptor, UInt(FIONREAD), &now)
-            stableSamples = now == unread && now > 0 ? stableSamples + 1 : 0
-            unread = now
-        }
+        while sent < 64 << 20, (try? stuck.sendAll(Array(line.utf8))) != nil { sent += line.utf8.count }
+        waitUntilRepliesStall(stuck)
         let start = ContinuousClock.now
         #expect(server.stop(with: SIGTERM) == 1)
         #expect(ContinuousClock.now - start < .seconds(8))

@@ -1,0 +1,61 @@
+import CoreMetrics
+import Reactor
+
+/// What a server counts, through `swift-metrics`: the program chooses the backend
+/// (`MetricsSystem.bootstrap`, Prometheus for instance); without one, nothing is recorded.
+///
+/// Every metric has the dimension `server` (the address served). A "request" is Python's: a
+/// connection for a stream server, a datagram for a datagram server.
+///
+/// | label | kind | counts |
+/// |---|---|---|
+/// | `socketserver_requests_accepted_total` | counter | requests taken by `getRequest` |
+/// | `socketserver_requests_refused_total` | counter | requests `verifyRequest` turned down |
+/// | `socketserver_requests_in_progress` | meter | accepted and not yet finished: open connections |
+/// | `socketserver_requests_finished_total` | counter | requests whose handler has finished |
+/// | `socketserver_handler_errors_total` | counter | errors passed to `handleError` |
+/// | `socketserver_bytes_received_total` | counter | bytes read by handlers |
+/// | `socketserver_bytes_sent_total` | counter | bytes written by handlers |
+/// | `socketserver_loop_callbacks_total` | counter | callbacks the server's loop ran (readiness, timers, wake-ups) |
+///
+/// Forking mode counts in the parent what the parent sees (accepted, refused, in progress, finished);
+/// bytes and errors happen in the children and are not counted.
+public final class ServerMetrics: @unchecked Sendable {
+    let accepted: Counter
+    let refused: Counter
+    let inProgress: Meter
+    let finished: Counter
+    let errors: Counter
+    let bytesReceived: Counter
+    let bytesSent: Counter
+    let loopCallbacks: Counter
+    /// The loop's callback count at the last report.
+    var reportedCallbacks: UInt64 = 0
+
+    /// Metrics with `dimensions`, made by `factory` (by default the bootstrapped one).
+    public init(dimensions: [(String, String)], factory: any MetricsFactory = MetricsSystem.factory) {
+        func counter(_ name: String) -> Counter {
+            Counter(label: "socketserver_\(name)", dimensions: dimensions, factory: factory)
+        }
+        accepted = counter("requests_accepted_total")
+        refused = counter("requests_refused_total")
+        inProgress = Meter(label: "socketserver_requests_in_progress", dimensions: dimensions, factory: factory)
+        finished = counter("requests_finished_total")
+        errors = counter("handler_errors_total")
+        bytesReceived = counter("bytes_received_total")
+        bytesSent = counter("bytes_sent_total")
+        loopCallbacks = counter("loop_callbacks_total")
+    }
+
+    func requestFinished() {
+        inProgress.decrement()
+        finished.increment()
+    }
+
+    /// Adds the callbacks `loop` ran since the last report. Call on the loop thread.
+    func reportLoop(_ loop: EventLoop) {
+        let now = loop.callbacksRun
+        if now > reportedCallbacks { loopCallbacks.increment(by: now - reportedCallbacks) }
+        reportedCallbacks = now
+    }
+}
