@@ -42,11 +42,12 @@ check: deps clients build test docs fuzz check-sanitizers
 
 # The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip
-# their memory bounds (SOCKETSERVER_SANITIZER: shadow memory and quarantine make RSS meaningless).
+# their memory bounds (SOCKETSERVER_SANITIZER: shadow memory and quarantine make RSS meaningless); the soak
+# runs 3 s per mode.
 # .ci/tsan.supp explains its suppressions (the Synchronization Mutex is invisible to ThreadSanitizer).
 # The Swift runtime's crash backtracer is off here: ASan reports its reading of a trapping thread's stack,
 # and the helper process it starts can outlive the test and hold its output pipe.
-SANITIZER_ENV = SOCKETSERVER_TEST_LOAD=0.1
+SANITIZER_ENV = SOCKETSERVER_TEST_LOAD=0.1 SOAK_SECONDS=3
 check-sanitizers: deps clients
 	$(SANITIZER_ENV) SOCKETSERVER_SANITIZER=address ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no \
 		$(SWIFT) test --no-parallel --sanitize=address --scratch-path .build-asan

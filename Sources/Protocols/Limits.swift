@@ -6,7 +6,7 @@
 public struct Limits: Sendable, Equatable {
     /// The longest line: an echo line or an inline RESP command (default 64 KiB).
     public var lineLength = 64 * 1024
-    /// The longest HTTP request head, request line and headers together (default 8 KiB); over it is 413.
+    /// The longest HTTP request head, request line and headers together (default 8 KiB); over it is 431.
     public var headLength = 8 * 1024
     /// The largest RESP bulk argument (default 16 MiB).
     public var bulkLength = 16 * 1024 * 1024
