@@ -371,9 +371,9 @@ public final class Connection {
     /// Everything written is sent: close now, unless input the peer sent is still unread in the kernel
     /// (closing then would send a reset): then send a FIN and linger, discarding input until the peer closes.
     private func linger() {
+        guard !inputClosed, lingerTimeout > .zero, state == .closing else { return finishClose(nil) }
         var unread: Int32 = 0
-        let hasUnreadInput = ioctl(fileDescriptor, UInt(FIONREAD), &unread) == 0 && unread > 0
-        guard hasUnreadInput, !inputClosed, lingerTimeout > .zero, state == .closing else { return finishClose(nil) }
+        guard ioctl(fileDescriptor, UInt(FIONREAD), &unread) == 0, unread > 0 else { return finishClose(nil) }
         if outputShutdown != .done {
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))

@@ -1,3 +1,4 @@
+import Glibc
 import Reactor
 
 /// A block of IP addresses in CIDR notation (`10.0.0.0/8`, `::1/128`, `192.168.1.7`), for allow-lists.
@@ -24,7 +25,7 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         let maximum = bytes.count * 8
         var prefix = maximum
         if parts.count == 2 {
-            guard let value = Int(parts[1]), (0...maximum).contains(value), parts[1].allSatisfy(\.isASCII) else {
+            guard let value = Int(parts[1]), (0...maximum).contains(value) else {
                 throw ServerError.invalidAddressRange("\(text): the prefix must be 0-\(maximum)")
             }
             prefix = value
@@ -48,10 +49,10 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        let host = network.count == 4
-            ? network.map(String.init).joined(separator: ".")
-            : (try? SocketAddress.fromIPv6Bytes(network))?.host ?? "?"
-        return "\(host)/\(prefixLength)"
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = network.count == 4 ? AF_INET : AF_INET6
+        let host = network.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)).map { String(cString: $0) } }
+        return "\(host ?? "?")/\(prefixLength)"
     }
 
     private static let mappedPrefix: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]
@@ -69,13 +70,5 @@ extension SocketAddress {
     static func numericHost(_ host: String) throws -> SocketAddress {
         if host.contains(":") { return try SocketAddress(ipv6: host, port: 0) }
         return try SocketAddress(ipv4: host, port: 0)
-    }
-
-    static func fromIPv6Bytes(_ bytes: [UInt8]) throws -> SocketAddress {
-        var groups: [String] = []
-        for index in stride(from: 0, to: 16, by: 2) {
-            groups.append(String(UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1]), radix: 16))
-        }
-        return try SocketAddress(ipv6: groups.joined(separator: ":"), port: 0)
     }
 }

@@ -140,14 +140,22 @@ struct Serve: ParsableCommand {
             guard directoryExists(root) else { throw ValidationError("--root \(root) is not a directory") }
         }
         guard grace >= 0 && grace <= 86_400 else { throw ValidationError("--grace must be 0-86400 seconds") }
-        for range in allow {
-            do { _ = try AddressRange(range) } catch { throw ValidationError("--allow \(error)") }
-        }
+        _ = try allowedRanges()
         if !allow.isEmpty && unix != nil { throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode") }
-        guard let mode = mode_t(unixMode, radix: 8), mode <= 0o777 else { throw ValidationError("--unix-mode must be octal 0-777") }
-        _ = mode
+        guard let permissions = mode_t(unixMode, radix: 8), permissions <= 0o777 else { throw ValidationError("--unix-mode must be octal 0-777") }
         for (name, value) in [("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest)] {
             guard value > 0 else { throw ValidationError("\(name) must be positive") }
+        }
+    }
+
+    /// `--unix-mode` as permission bits (validated).
+    var unixPermissions: mode_t { mode_t(unixMode, radix: 8) ?? 0o600 }
+
+    /// The `--allow` ranges, `nil` when none is given.
+    func allowedRanges() throws -> [AddressRange]? {
+        guard !allow.isEmpty else { return nil }
+        return try allow.map { range in
+            do { return try AddressRange(range) } catch { throw ValidationError("--allow \(error)") }
         }
     }
 
@@ -219,31 +227,24 @@ struct Serve: ParsableCommand {
         // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be
         // open, plus one, so that --max-connections refuses (verifyRequest) before the parent would wait.
         (mixIn as? ForkingMixIn)?.maxChildren = maxConnections.map { $0 + 1 } ?? 4096
+        let server: TCPServer
         if udp {
             let handler: RequestHandlerType = mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
-            let server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
-            server.unixSocketPermissions = mode_t(unixMode, radix: 8)!
-            server.allowedClients = allow.isEmpty ? nil : allow.map { try! AddressRange($0) }
-            do {
-                try server.serverBind()
-                try server.serverActivate()
-            } catch {
-                server.serverClose()
-                throw error
+            server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+        } else {
+            let requestHandler: RequestHandlerType
+            switch (mode, handler) {
+            case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
+            case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
+            default: requestHandler = .blocking(BlockingSessionHandler.self)
             }
-            return server
+            let stream = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+            stream.maxConnections = maxConnections
+            stream.allowReusePort = loops > 1
+            server = stream
         }
-        let requestHandler: RequestHandlerType
-        switch (mode, handler) {
-        case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
-        case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
-        default: requestHandler = .blocking(BlockingSessionHandler.self)
-        }
-        let server = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
-        server.maxConnections = maxConnections
-        server.allowReusePort = loops > 1
-        server.unixSocketPermissions = mode_t(unixMode, radix: 8)!
-        server.allowedClients = allow.isEmpty ? nil : allow.map { try! AddressRange($0) }
+        server.unixSocketPermissions = unixPermissions
+        server.allowedClients = try allowedRanges()
         do {
             try server.serverBind()
             try server.serverActivate()

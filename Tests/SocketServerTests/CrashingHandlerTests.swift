@@ -103,18 +103,6 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
 }
 
 @Suite(.serialized) struct CrashingHandlerTests {
-    /// A line and its echo on an open connection.
-    private func echo(_ client: Socket, _ text: String) throws -> Bool {
-        try client.sendAll(Array(text.utf8))
-        var reply: [UInt8] = []
-        while reply.count < text.utf8.count {
-            let chunk = try client.receive(maxCount: 100)
-            if chunk.isEmpty { break }
-            reply += chunk
-        }
-        return reply == Array(text.utf8)
-    }
-
     static let modes = ["sequential", "threading", "forking", "reactor async", "reactor callback"]
 
     private static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) {
@@ -136,16 +124,16 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
         let server = try RecordingServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
         try withServing(server, pollInterval: .milliseconds(50)) {
             let bystander = try connectedClient(server.serverAddress)
-            if name != "sequential" { #expect(try echo(bystander, "before\n"), "\(name)") }
+            if name != "sequential" { #expect(try echoes(bystander, "before\n"), "\(name)") }
             let victim = try connectedClient(server.serverAddress)
             if name == "sequential" {
                 hangUp(bystander)  // one connection at a time: the bystander would hold the server
             }
             try victim.sendAll(Array("poison\n".utf8))
-            #expect(((try? victim.receive(maxCount: 100)) ?? []).isEmpty, "\(name): the poisoned connection is closed")
-            if name != "sequential" { #expect(try echo(bystander, "after\n"), "\(name): the other connection goes on") }
+            #expect(closedByServer(victim), "\(name): the poisoned connection is closed")
+            if name != "sequential" { #expect(try echoes(bystander, "after\n"), "\(name): the other connection goes on") }
             let next = try connectedClient(server.serverAddress)
-            #expect(try echo(next, "next\n"), "\(name): new connections are served")
+            #expect(try echoes(next, "next\n"), "\(name): new connections are served")
             hangUp(next)
             hangUp(bystander)
         }
@@ -162,9 +150,9 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
         try withServing(server, pollInterval: .milliseconds(50)) {
             let victim = try connectedClient(server.serverAddress)
             try victim.sendAll(Array("trap\n".utf8))
-            #expect(((try? victim.receive(maxCount: 100)) ?? []).isEmpty, "the trapping child's connection is closed")
+            #expect(closedByServer(victim), "the trapping child's connection is closed")
             let next = try connectedClient(server.serverAddress)
-            #expect(try echo(next, "still here\n"))
+            #expect(try echoes(next, "still here\n"))
             hangUp(next)
             #expect(eventually(within: .seconds(10)) {
                 messages.value.withLock { $0.contains { $0.hasPrefix("error child") && $0.contains("killed by signal") } }

@@ -110,6 +110,33 @@ func withServing(_ server: BaseServer, pollInterval: Duration = .milliseconds(50
     try body()
 }
 
+/// Sends `text` on an open `client` and reads until as many bytes came back (or the server closed): whether they match.
+func echoes(_ client: Socket, _ text: String) throws -> Bool {
+    let bytes = Array(text.utf8)
+    try client.sendAll(bytes)
+    var reply: [UInt8] = []
+    while reply.count < bytes.count {
+        let chunk = try client.receive(maxCount: 64 * 1024)
+        if chunk.isEmpty { break }
+        reply += chunk
+    }
+    return reply == bytes
+}
+
+/// Whether the server closed `client` (end of input or a reset) within the client's timeout; a
+/// timeout is not a close.
+func closedByServer(_ client: Socket) -> Bool {
+    while true {
+        do {
+            if try client.receive(maxCount: 64 * 1024).isEmpty { return true }
+        } catch let error as IOError {
+            return error.errnoCode == ECONNRESET
+        } catch {
+            return false
+        }
+    }
+}
+
 /// One line to a stream server and its reply, over a blocking socket with a timeout.
 func streamExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) throws -> [UInt8] {
     let client = try Socket(family: address.family, kind: .stream)

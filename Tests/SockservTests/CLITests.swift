@@ -227,8 +227,10 @@ import Testing
         #expect(server.stop() == 0)
         let stderr = server.standardError
         #expect(stderr.contains("# TYPE socketserver_requests_accepted_total counter"), "\(stderr)")
-        #expect(stderr.contains(#"socketserver_requests_accepted_total{server="127.0.0.1:"#))
-        #expect(stderr.range(of: #"socketserver_bytes_received_total\{server="[^"]+"\} 1[0-9]"#, options: .regularExpression) != nil
-            || stderr.contains("socketserver_bytes_received_total"), "\(stderr)")
+        // Three connections were served before the signal; the fourth may or may not be accepted by the dump.
+        let accepted = stderr.split(separator: "\n").first { $0.hasPrefix("socketserver_requests_accepted_total{") }
+        let count = accepted.flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect(count == 3 || count == 4, "\(accepted ?? "no accepted line")")
+        #expect(stderr.contains(#"server="127.0.0.1:\#(server.port ?? 0)""#))
     }
 }

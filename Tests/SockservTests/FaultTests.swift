@@ -11,18 +11,7 @@ func readToEnd(_ client: Socket) -> [UInt8] {
     return bytes
 }
 
-/// Whether the server closed `client` (end of input or a reset) within the client's timeout.
-func closedByServer(_ client: Socket) -> Bool {
-    while true {
-        do {
-            if try client.receive(maxCount: 64 * 1024).isEmpty { return true }
-        } catch let error as IOError {
-            return error.errnoCode == ECONNRESET
-        } catch {
-            return false
-        }
-    }
-}
+
 
 /// The complete lines at the start of `bytes`, and whether anything follows the last newline.
 func completeLines(_ bytes: [UInt8]) -> (lines: [String], partial: Bool) {

@@ -42,17 +42,13 @@ final class ChurnCounters: Sendable {
                 var sequence = 0
                 while counters.running.load(ordering: .relaxed) {
                     sequence += 1
-                    let line = Array("churn \(worker) \(sequence)\n".utf8)
                     do {
                         let client = try connectedClient(address, timeout: .seconds(10))
-                        try client.sendAll(line)
-                        var reply: [UInt8] = []
-                        while reply.count < line.count {
-                            let chunk = try client.receive(maxCount: 100)
-                            if chunk.isEmpty { break }
-                            reply += chunk
+                        if try echoes(client, "churn \(worker) \(sequence)\n") {
+                            counters.requests.add(1, ordering: .relaxed)
+                        } else {
+                            counters.errors.add(1, ordering: .relaxed)
                         }
-                        if reply == line { counters.requests.add(1, ordering: .relaxed) } else { counters.errors.add(1, ordering: .relaxed) }
                     } catch {
                         counters.errors.add(1, ordering: .relaxed)
                     }

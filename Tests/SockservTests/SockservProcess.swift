@@ -115,6 +115,33 @@ func connectedClient(_ address: SocketAddress, timeout: Duration = .seconds(10))
     return client
 }
 
+/// Sends `text` on `client` and reads until as many bytes came back (or the server closed): whether they match.
+func echoes(_ client: Socket, _ text: String) throws -> Bool {
+    let bytes = Array(text.utf8)
+    try client.sendAll(bytes)
+    var reply: [UInt8] = []
+    while reply.count < bytes.count {
+        let chunk = try client.receive(maxCount: 64 * 1024)
+        if chunk.isEmpty { break }
+        reply += chunk
+    }
+    return reply == bytes
+}
+
+/// Whether the server closed `client` (end of input or a reset) within the client's timeout; a
+/// timeout is not a close.
+func closedByServer(_ client: Socket) -> Bool {
+    while true {
+        do {
+            if try client.receive(maxCount: 64 * 1024).isEmpty { return true }
+        } catch let error as IOError {
+            return error.errnoCode == ECONNRESET
+        } catch {
+            return false
+        }
+    }
+}
+
 /// Runs a command from the machine (a real client) and returns its exit status and output, or `nil`
 /// when the command is not installed.
 func runClient(_ command: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String)? {
