@@ -2,7 +2,19 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// What `/proc` says about a server process and its children.
+/// CPU time in seconds, split as the kernel keeps it.
+struct CPUTime: Equatable {
+    var user = 0.0
+    var system = 0.0
+
+    var total: Double { user + system }
+
+    static func + (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user + b.user, system: a.system + b.system) }
+    static func - (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user - b.user, system: a.system - b.system) }
+}
+
+/// What `/proc` says about a server process and its children. The one place sockserv (and its tests) read
+/// another process's CPU, memory and threads.
 struct ProcessSample {
     /// Memory of the process and its children, in bytes: the proportional set size (PSS), so pages
     /// that forked children share with the parent are counted once, not once per child.
@@ -11,8 +23,12 @@ struct ProcessSample {
     var threads = 0
     /// The process and its live children.
     var processes = 0
-    /// CPU time (user + system) of the process and its live children, in seconds.
-    var cpuSeconds = 0.0
+    /// CPU time of the process, of its live children and of the children it has reaped (`utime + stime`
+    /// of each, and the process's `cutime + cstime`).
+    var cpu = CPUTime()
+
+    /// User + system CPU seconds: the figure the bench divides by requests.
+    var cpuSeconds: Double { cpu.total }
 
     /// Reads `/proc` for `pid` and every process whose parent is `pid`.
     static func read(_ pid: pid_t) -> ProcessSample {
@@ -24,7 +40,7 @@ struct ProcessSample {
                 sample.threads += Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).last ?? "") ?? 0
             }
             sample.memory += proportionalSetSize(member)
-            sample.cpuSeconds += cpuTime(member, includingReapedChildren: member == pid)
+            sample.cpu = sample.cpu + cpuTime(member, includingReapedChildren: member == pid)
         }
         return sample
     }
@@ -43,14 +59,29 @@ struct ProcessSample {
         return result
     }
 
-    /// User + system CPU seconds of one process, and of its children already reaped if asked.
-    static func cpuTime(_ pid: pid_t, includingReapedChildren: Bool) -> Double {
+    /// The CPU time of one process (`utime + stime`), plus that of its children already reaped
+    /// (`cutime + cstime`) if asked; zero if the process is gone.
+    static func cpuTime(_ pid: pid_t, includingReapedChildren: Bool = false) -> CPUTime {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ").compactMap { Double($0) }
-        guard fields.count > 14 else { return 0 }
-        let ticks = fields[11] + fields[12] + (includingReapedChildren ? fields[13] + fields[14] : 0)
-        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+              let fields = statFields(text) else { return CPUTime() }
+        // proc(5) numbers the fields from 1: utime 14, stime 15, cutime 16, cstime 17, in clock ticks.
+        func seconds(_ number: Int) -> Double {
+            (Double(fields[number - 3]) ?? 0) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        }
+        var time = CPUTime(user: seconds(14), system: seconds(15))
+        if includingReapedChildren {
+            time.user += seconds(16)
+            time.system += seconds(17)
+        }
+        return time
+    }
+
+    /// The fields of a `/proc/PID/stat` line from field 3 (the state) on: the command name, field 2, is in
+    /// parentheses and may itself hold spaces and parentheses, so the split starts after the last `)`.
+    static func statFields(_ text: String) -> [Substring]? {
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(whereSeparator: { $0 == " " || $0 == "\n" })
+        return fields.count >= 17 - 2 ? fields : nil
     }
 
     /// The proportional set size of one process in bytes (`Pss:` of `/proc/PID/smaps_rollup`).

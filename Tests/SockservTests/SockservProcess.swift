@@ -3,6 +3,8 @@ import Glibc
 import Reactor
 import Testing
 
+@testable import sockserv
+
 /// Scales the heavy tests' counts and sizes: `SOCKETSERVER_TEST_LOAD` (the sanitizer runs use 0.1), 1 by default.
 let testLoad = ProcessInfo.processInfo.environment["SOCKETSERVER_TEST_LOAD"].flatMap(Double.init) ?? 1
 
@@ -92,14 +94,8 @@ final class SockservProcess {
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
-    /// User plus system CPU time in seconds, from `/proc/PID/stat`.
-    var cpuSeconds: Double {
-        let stat = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8)) ?? ""
-        // Fields after the command name, which ends with ") ": state is field 3, utime 14, stime 15.
-        let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    /// User plus system CPU time in seconds (the bench's own reading of `/proc/PID/stat`).
+    var cpuSeconds: Double { ProcessSample.cpuTime(process.processIdentifier).total }
 
     /// Everything written to standard error (after exit).
     var standardError: String {
