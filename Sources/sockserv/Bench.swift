@@ -4,94 +4,154 @@ import Glibc
 import Reactor
 
 struct Bench: ParsableCommand {
+    static let maximumConnections = 5000
+    static let maximumDuration = 600.0
+
     static let configuration = CommandConfiguration(
         abstract: "Compare the concurrency modes side by side: each mode's server as a child process, driven by a closed-loop load.",
         discussion: """
             Every run is bounded: a server that cannot keep up (sequential with many connections, forking with a \
-            thousand) is reported with its errors and the requests it did serve, not waited for.
+            thousand) is reported with the connections it left unanswered, not waited for.
+
+            Progress: a line per finished run on standard output (and a progress bar when it is a terminal). \
+            SIGINT or SIGTERM stops the load, stops and reaps the server, writes what was measured so far and \
+            exits 130 or 143.
             """
     )
 
-    @Option(help: "Comma-separated connection counts.")
+    @Option(help: "Comma-separated connection counts, each 1 to \(maximumConnections).")
     var connections = "1,10,100"
 
-    @Option(help: "Seconds of load per run.")
+    @Option(help: "Seconds of load per run, more than 0 and at most \(Int(maximumDuration)).")
     var duration = 2.0
 
-    @Option(help: "Request size in bytes (echo).")
+    @Option(help: "Request size in bytes (echo), 2 to 1048576.")
     var payload = 32
 
-    @Option(help: "Requests sent back to back per connection before waiting for the replies.")
+    @Option(help: "Requests sent back to back per connection before waiting for the replies, 1 to 1024.")
     var pipeline = 1
 
     @Flag(name: .customLong("connect-per-request"), help: "Open a new connection for every request (the accept-heavy workload).")
     var connectPerRequest = false
 
-    @Option(help: "Comma-separated modes.")
+    @Option(help: "Comma-separated modes: sequential, threading, forking, reactor.")
     var modes = "sequential,threading,forking,reactor"
 
     @Option(name: .customLong("protocol"), help: "echo, resp or http.")
     var service: Service = .echo
 
-    @Option(help: "Directory for results.json and chart.svg.")
+    @Option(help: "Directory for results.json and chart.svg, created if missing and checked before the first run.")
     var output = "bench-results"
 
     func validate() throws {
-        guard !connectionCounts.isEmpty, connectionCounts.allSatisfy({ $0 > 0 && $0 <= 5000 }) else {
-            throw ValidationError("--connections takes counts from 1 to 5000, e.g. 1,10,100")
+        let counts = connections.split(separator: ",", omittingEmptySubsequences: false)
+        guard counts.allSatisfy({ Int($0.trimmingCharacters(in: .whitespaces)).map { 1...Self.maximumConnections ~= $0 } ?? false })
+        else {
+            throw ValidationError("--connections takes counts from 1 to \(Self.maximumConnections), e.g. 1,10,100 (got '\(connections)')")
         }
-        guard !modeList.isEmpty else { throw ValidationError("--modes takes sequential, threading, forking, reactor") }
-        guard duration > 0, duration <= 600 else { throw ValidationError("--duration must be 0-600 seconds") }
-        guard payload >= 2, payload <= 1 << 20 else { throw ValidationError("--payload must be 2 bytes to 1 MiB") }
-        guard pipeline >= 1, pipeline <= 1024 else { throw ValidationError("--pipeline must be 1-1024") }
+        for name in modes.split(separator: ",", omittingEmptySubsequences: false)
+        where Mode(rawValue: name.trimmingCharacters(in: .whitespaces)) == nil {
+            throw ValidationError("--modes takes sequential, threading, forking and reactor (got '\(name)')")
+        }
+        guard duration > 0, duration <= Self.maximumDuration else {
+            throw ValidationError("--duration must be more than 0 and at most \(Int(Self.maximumDuration)) seconds (got \(duration))")
+        }
+        guard payload >= 2, payload <= 1 << 20 else { throw ValidationError("--payload must be 2 to 1048576 bytes (got \(payload))") }
+        guard pipeline >= 1, pipeline <= 1024 else { throw ValidationError("--pipeline must be 1 to 1024 (got \(pipeline))") }
     }
 
     var connectionCounts: [Int] { connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
     var modeList: [Mode] { modes.split(separator: ",").compactMap { Mode(rawValue: $0.trimmingCharacters(in: .whitespaces)) } }
 
+    /// What a run sends, for the report's header.
+    var workload: String {
+        let request: String
+        switch service {
+        case .echo: request = "\(payload)-byte lines"
+        case .resp: request = "PING"
+        case .http: request = "GET / (keep-alive)"
+        }
+        let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
+        let connecting = connectPerRequest ? ", a new connection per request" : ""
+        return "\(service.rawValue): \(request), \(perTrip)\(connecting), \(duration.formatted(.number.grouping(.never))) s per run"
+    }
+
     func run() throws {
+        let directory = URL(fileURLWithPath: output)
+        try Self.checkWritable(directory)
         let loop = try EventLoop()
+        loop.takeOwnership()
+        // SIGINT or SIGTERM: stop the run in progress (or the next one, if it comes between runs).
+        let interruption = Interruption()
+        let watchers = try [SIGINT, SIGTERM].map { signal in
+            try loop.onSignal(signal) { signal in
+                interruption.signal = signal
+                loop.stop()
+            }
+        }
+        defer { watchers.forEach { $0.cancel() } }
+        Interruption.unblock()
+
         var results: [BenchResult] = []
         let runs = modeList.flatMap { mode in connectionCounts.map { (mode, $0) } }
         let progress = Progress(total: runs.count, duration: duration)
         for (index, (mode, count)) in runs.enumerated() {
-            progress.begin(run: index, label: "\(mode.rawValue) \(count) conn")
-            results.append(try measure(mode: mode, connections: count, loop: loop, progress: progress))
+            progress.begin(run: index, label: "\(mode.rawValue), \(count) connections")
+            let result = try measure(mode: mode, connections: count, loop: loop, progress: progress, interruption: interruption)
+            if let result { results.append(result) }
+            progress.finished(run: index, result: result)
+            if interruption.signal != nil { break }
         }
         progress.end()
-        let report = BenchReport(
-            results: results, protocolName: service.rawValue, duration: duration, payload: payload, pipeline: pipeline,
-            connectPerRequest: connectPerRequest)
-        print(report.table())
-        let directory = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let report = BenchReport(results: results, workload: workload, protocolName: service.rawValue, settings: settings)
+        var text = BenchReport.wrapped(BenchReport.legend, width: 110) + "\n\n" + report.table() + "\n"
         let json = directory.appendingPathComponent("results.json")
         let svg = directory.appendingPathComponent("chart.svg")
         try report.json().write(to: json)
         try Data(report.svg().utf8).write(to: svg)
-        print("results: \(json.path)")
-        print("chart:   \(svg.path)")
+        text += "results: \(json.path)\nchart:   \(svg.path)\n"
+        if let signal = interruption.signal {
+            text += "interrupted by signal \(signal): \(results.count) of \(runs.count) runs written\n"
+        }
+        writeToStandardOutput(text)
+        if let signal = interruption.signal { throw ExitCode(128 + signal) }
     }
 
-    /// One mode at one connection count: start the server, load it, sample it, stop it.
-    private func measure(mode: Mode, connections: Int, loop: EventLoop, progress: Progress) throws -> BenchResult {
+    private var settings: BenchReport.Settings {
+        .init(duration: duration, payload: payload, pipeline: pipeline, connectPerRequest: connectPerRequest)
+    }
+
+    /// Creates `directory` if needed and proves it writable, so a bad `--output` fails before any run.
+    static func checkWritable(_ directory: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw BenchError.output(directory.path, (error as NSError).localizedFailureReason ?? "\(error)")
+        }
+        let probe = directory.appendingPathComponent(".sockserv-bench-\(getpid())").path
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BenchError.output(directory.path, String(cString: strerror(errno))) }
+        close(fd)
+        unlink(probe)
+    }
+
+    /// One mode at one connection count: start the server, load it, sample it, stop it. `nil` when a signal
+    /// came before any load ran.
+    private func measure(
+        mode: Mode, connections: Int, loop: EventLoop, progress: Progress, interruption: Interruption
+    ) throws -> BenchResult? {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Bench.executablePath)
         server.arguments = ["serve", service.rawValue, "--mode", mode.rawValue]
         let stdout = Pipe()
         server.standardOutput = stdout
-        server.standardError = FileHandle.nullDevice
+        // Its summary, read after it exits, is an independent count of requests and CPU.
+        let log = try ServerLog()
+        server.standardError = log.handle
         try server.run()
-        defer {
-            if server.isRunning {
-                kill(server.processIdentifier, SIGTERM)
-                let deadline = ContinuousClock.now + .seconds(10)
-                while server.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
-                if server.isRunning { kill(server.processIdentifier, SIGKILL) }
-            }
-        }
+        defer { Bench.stopAndReap(server) }
         guard let port = Bench.readPort(stdout.fileHandleForReading.fileDescriptor) else {
-            throw ValidationError("the \(mode.rawValue) server did not report its port")
+            throw BenchError.serverDidNotStart(mode.rawValue)
         }
         let pid = server.processIdentifier
         let workload = LoadGenerator.Workload(
@@ -99,41 +159,41 @@ struct Bench: ParsableCommand {
             connections: connections, pipeline: pipeline, connectPerRequest: connectPerRequest)
         let generator = LoadGenerator(loop: loop, workload: workload)
         let sampler = PeakSampler(pid: pid)
-        let cpuBefore = ProcessSample.read(pid).cpuSeconds
-        let started = ContinuousClock.now
-        loop.takeOwnership()
+        let cpuBefore = ProcessSample.read(pid).cpu
+        let started = LoadGenerator.now()
         generator.start()
         let ticker = loop.scheduleRepeating(every: .milliseconds(200)) { _ in
-            progress.update(elapsed: ContinuousClock.now - started)
+            progress.update(elapsed: Double(LoadGenerator.now() - started) / 1e9)
         }
-        loop.schedule(after: .milliseconds(Int(duration * 1000))) { loop.stop() }
+        let deadline = loop.schedule(after: .nanoseconds(Int64(duration * 1e9))) { loop.stop() }
         try loop.run()
         ticker.cancel()
-        let elapsed = ContinuousClock.now - started
-        let cpuAfter = ProcessSample.read(pid).cpuSeconds
+        deadline.cancel()
+        let end = LoadGenerator.now()
+        let cpuAfter = ProcessSample.read(pid).cpu
+        generator.finish(at: end, elapsed: end - started)
         generator.stop()
         try loop.runOnce(timeout: .zero)
         let peaks = sampler.stop()
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        Bench.stopAndReap(server)
+        let summary = log.summary()
+        let seconds = Double(end - started) / 1e9
+        if interruption.signal != nil && generator.completed == 0 { return nil }
         let histogram = generator.histogram
-        var notes: [String] = []
-        if generator.connected < connections && !connectPerRequest {
-            notes.append("only \(generator.connected) of \(connections) connected")
-        }
-        if generator.completed == 0 {
-            notes.append("no reply in \(duration) s")
-        } else if !connectPerRequest && generator.answeredClients < connections {
-            notes.append("only \(generator.answeredClients) of \(connections) connections got a reply")
-        }
+        let requests = generator.completed
         return BenchResult(
-            mode: mode.rawValue, connections: connections,
-            requestsPerSecond: Double(generator.completed) / seconds,
+            mode: mode.rawValue, connections: connections, seconds: seconds, requests: requests,
+            requestsPerSecond: Double(requests) / seconds,
+            connectionsOpened: generator.opened, connectionsAnswered: generator.answeredClients,
             p50: Double(histogram.valueAtPercentile(50)) / 1000,
             p99: Double(histogram.valueAtPercentile(99)) / 1000,
             p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
-            cpuMicrosecondsPerRequest: generator.completed > 0 ? (cpuAfter - cpuBefore) * 1e6 / Double(generator.completed) : nil,
+            slowestFirstReply: Double(generator.slowestFirstReply) / 1e6,
+            cpuSeconds: (cpuAfter - cpuBefore).total,
+            cpuMicrosecondsPerRequest: requests > 0 ? (cpuAfter - cpuBefore).total * 1e6 / Double(requests) : nil,
             peakMemory: peaks.memory, threads: peaks.threads, processes: peaks.processes,
-            errors: generator.errors, note: notes.joined(separator: "; "))
+            errors: generator.errors, interrupted: interruption.signal != nil,
+            serverRequests: summary.requests, serverLifetimeCPUSeconds: summary.cpuSeconds)
     }
 
     private var request: [UInt8] {
@@ -157,6 +217,16 @@ struct Bench: ParsableCommand {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
+    /// Stops a server with SIGTERM (SIGKILL after 10 s) and waits until it has been reaped.
+    static func stopAndReap(_ server: Process) {
+        guard server.isRunning else { return }
+        kill(server.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while server.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+        if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+        server.waitUntilExit()
+    }
+
     /// Reads `listening on HOST:PORT` from a server's standard output, waiting up to 10 s.
     static func readPort(_ fd: Int32) -> Int? {
         var line: [UInt8] = []
@@ -173,13 +243,65 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// A progress bar on standard error, drawn only when it is a terminal.
+/// A server's standard error, in an unlinked temporary file (a pipe nobody reads could fill up and block it).
+final class ServerLog {
+    let handle: FileHandle
+
+    init() throws {
+        var template = Array("/tmp/sockserv-bench-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw BenchError.output("/tmp", String(cString: strerror(errno))) }
+        unlink(template)
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    /// The requests and CPU seconds of the server's exit summary (`..., N requests, ..., X s CPU`).
+    func summary() -> (requests: Int?, cpuSeconds: Double?) {
+        var text = ""
+        if lseek(handle.fileDescriptor, 0, SEEK_SET) == 0, let data = try? handle.readToEnd() {
+            text = String(decoding: data, as: UTF8.self)
+        }
+        guard let line = text.split(separator: "\n").last(where: { $0.hasSuffix(" s CPU") }) else { return (nil, nil) }
+        let words = line.split(separator: " ")
+        let requests = words.firstIndex(where: { $0.hasPrefix("requests") }).flatMap { Int(words[$0 - 1]) }
+        return (requests, words.count >= 3 ? Double(words[words.count - 3]) : nil)
+    }
+}
+
+enum BenchError: Error, CustomStringConvertible {
+    case output(String, String)
+    case serverDidNotStart(String)
+
+    var description: String {
+        switch self {
+        case .output(let path, let reason): return "cannot write results to --output \(path): \(reason)"
+        case .serverDidNotStart(let mode): return "the \(mode) server did not report its port within 10 s"
+        }
+    }
+}
+
+/// The signal that interrupted the bench, set on the loop's thread.
+final class Interruption {
+    var signal: Int32?
+
+    /// A parent may have started us with SIGINT and SIGTERM blocked (a test runner's threads often do).
+    static func unblock() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+}
+
+/// Progress on standard output: a line per finished run, and on a terminal a bar below them.
 final class Progress {
     private let total: Int
     private let duration: Double
     private var run = 0
     private var label = ""
-    private let enabled = isatty(2) != 0
+    private let terminal = isatty(1) != 0
+    private let width = 78
 
     init(total: Int, duration: Double) {
         self.total = total
@@ -189,20 +311,38 @@ final class Progress {
     func begin(run: Int, label: String) {
         self.run = run
         self.label = label
-        update(elapsed: .zero)
+        update(elapsed: 0)
     }
 
-    func update(elapsed: Duration) {
-        guard enabled else { return }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let fraction = min(1, (Double(run) + min(1, seconds / duration)) / Double(total))
-        let width = 30
-        let filled = Int(fraction * Double(width))
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        writeToStandardError("\r[\(bar)] \(Int(fraction * 100))%  run \(run + 1)/\(total): \(label)".padding(toLength: 72, withPad: " ", startingAt: 0))
+    /// Redraws the bar, `elapsed` seconds into the current run.
+    func update(elapsed: Double) {
+        guard terminal else { return }
+        let fraction = min(1, (Double(run) + min(1, elapsed / duration)) / Double(total))
+        let filled = Int(fraction * 30)
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
+        writeToStandardOutput("\r" + "[\(bar)] \(Int(fraction * 100))%  run \(run + 1)/\(total): \(label)".padding(toLength: width, withPad: " ", startingAt: 0))
+    }
+
+    func finished(run: Int, result: BenchResult?) {
+        let summary = result.map(BenchReport.summary) ?? "\(label): interrupted before the load started"
+        writeToStandardOutput((terminal ? "\r" + String(repeating: " ", count: width) + "\r" : "") + "[\(run + 1)/\(total)] \(summary)\n")
     }
 
     func end() {
-        if enabled { writeToStandardError("\r" + String(repeating: " ", count: 72) + "\r") }
+        if terminal { writeToStandardOutput("\r" + String(repeating: " ", count: width) + "\r") }
+    }
+}
+
+/// Writes `text` to standard output at once (progress must not wait in a buffer when the output is a pipe).
+func writeToStandardOutput(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return }
+            offset += written
+        }
     }
 }

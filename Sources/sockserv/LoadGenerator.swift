@@ -68,12 +68,22 @@ final class LoadGenerator {
 
     let loop: EventLoop
     let workload: Workload
-    private(set) var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    /// Request latencies in microseconds (up to an hour), with the requests still unanswered when the run
+    /// ended counted by ``finish(at:)``.
+    private(set) var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    /// Replies received.
     private(set) var completed = 0
+    /// Connections that failed: refused, timed out, reset or closed by the server.
     private(set) var errors = 0
+    /// Connections established.
     private(set) var connected = 0
-    /// Clients (connections) that received at least one reply.
+    /// Connections the generator started (established or not): every one of them counts.
+    private(set) var opened = 0
+    /// Connections that received at least one reply.
     private(set) var answeredClients = 0
+    /// The longest any connection waited for its first reply, from the start of its connect, in nanoseconds;
+    /// a connection still unanswered when the run ended counts as waiting until then.
+    private(set) var slowestFirstReply: UInt64 = 0
     private var running = true
     private var clients: [ObjectIdentifier: Client] = [:]
     private let batch: [UInt8]
@@ -89,6 +99,25 @@ final class LoadGenerator {
         for _ in 0..<workload.connections { startClient() }
     }
 
+    /// Accounts for the clients still waiting when the run ended at `end` (a ``now()`` reading), `elapsed`
+    /// nanoseconds after it started. A request still unanswered counts as answered at `end`, and, as HdrHistogram's
+    /// coordinated-omission correction does, also stands for the round trips its connection would have made
+    /// meanwhile at the run's mean pace per connection; so a connection starved for the whole run weighs as much
+    /// in the percentiles as one that was served. A connection never answered counts as a first reply at `end`.
+    func finish(at end: UInt64, elapsed: UInt64) {
+        let roundTrips = UInt64(completed / workload.pipeline)
+        let interval = roundTrips > 0 ? elapsed * UInt64(workload.connections) / roundTrips : 0
+        for client in clients.values {
+            if !client.answered { slowestFirstReply = max(slowestFirstReply, end - client.startedAt) }
+            // A connect still in progress is a request waiting too.
+            let waiting = client.connection == nil ? 1 : client.outstanding
+            guard waiting > 0 else { continue }
+            let since = client.connection == nil ? client.startedAt : client.sentAt
+            _ = histogram.recordCorrectedValue(
+                max(1, (end - since) / 1000), count: UInt64(waiting), expectedInterval: interval / 1000)
+        }
+    }
+
     /// Stops sending and closes every connection.
     func stop() {
         running = false
@@ -98,6 +127,7 @@ final class LoadGenerator {
 
     private func startClient() {
         guard running else { return }
+        opened += 1
         let client = Client(generator: self)
         clients[ObjectIdentifier(client)] = client
         client.connect()
@@ -130,7 +160,11 @@ final class LoadGenerator {
     fileprivate final class Client: ConnectionDelegate {
         unowned let generator: LoadGenerator
         var connection: Connection?
+        /// When the connect began.
+        var startedAt: UInt64 = 0
+        /// When the batch in flight was sent.
         var sentAt: UInt64 = 0
+        /// Replies still expected for the batch in flight.
         var outstanding = 0
         var answered = false
 
@@ -139,7 +173,8 @@ final class LoadGenerator {
         }
 
         func connect() {
-            sentAt = LoadGenerator.now()
+            startedAt = LoadGenerator.now()
+            sentAt = startedAt
             Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) { [self] result in
                 switch result {
                 case .success(let connection):
@@ -169,6 +204,7 @@ final class LoadGenerator {
                 if !answered {
                     answered = true
                     generator.answeredClients += 1
+                    generator.slowestFirstReply = max(generator.slowestFirstReply, LoadGenerator.now() - startedAt)
                 }
             }
             guard outstanding == 0 else { return }

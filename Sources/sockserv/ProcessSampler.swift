@@ -11,6 +11,17 @@ struct CPUTime: Equatable {
 
     static func + (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user + b.user, system: a.system + b.system) }
     static func - (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user - b.user, system: a.system - b.system) }
+
+    /// This process's own time and its reaped children's, from `getrusage`.
+    static func ofThisProcess() -> CPUTime {
+        func time(_ who: __rusage_who) -> CPUTime {
+            var usage = rusage()
+            getrusage(who.rawValue, &usage)
+            func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+            return CPUTime(user: seconds(usage.ru_utime), system: seconds(usage.ru_stime))
+        }
+        return time(RUSAGE_SELF) + time(RUSAGE_CHILDREN)
+    }
 }
 
 /// What `/proc` says about a server process and its children. The one place sockserv (and its tests) read

@@ -206,7 +206,8 @@ struct Serve: ParsableCommand {
         try serve(servers[0])
         stopWatcher.cancel()
         others.wait()
-        writeToStandardError("sockserv: \(ServeContext.stats.summary)\n")
+        let cpu = CPUTime.ofThisProcess()
+        writeToStandardError("sockserv: \(ServeContext.stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
         if ServeContext.cutOff.load(ordering: .relaxed) > 0 {
             writeToStandardError("sockserv: cut off \(ServeContext.cutOff.load(ordering: .relaxed)) requests in progress after the \(grace) s grace period\n")
             throw ExitCode(1)

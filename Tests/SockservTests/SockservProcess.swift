@@ -53,19 +53,24 @@ final class SockservProcess {
 
     /// Reads the first line of standard output (waiting up to 10 s) and returns it.
     func readFirstLine() -> String {
+        firstLine = readLine() ?? ""
+        return firstLine
+    }
+
+    /// Reads the next line of standard output, waiting up to `timeout`; `nil` at the end of output or time.
+    func readLine(timeout: Duration = .seconds(10)) -> String? {
         let fd = stdout.fileHandleForReading.fileDescriptor
         var bytes: [UInt8] = []
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&entry, 1, 100) > 0 else { continue }
             var byte: UInt8 = 0
-            guard read(fd, &byte, 1) == 1 else { break }
-            if byte == UInt8(ascii: "\n") { break }
+            guard read(fd, &byte, 1) == 1 else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
             bytes.append(byte)
         }
-        firstLine = String(decoding: bytes, as: UTF8.self)
-        return firstLine
+        return nil
     }
 
     /// The port from a `listening on HOST:PORT` line.
@@ -96,6 +101,11 @@ final class SockservProcess {
 
     /// User plus system CPU time in seconds (the bench's own reading of `/proc/PID/stat`).
     var cpuSeconds: Double { ProcessSample.cpuTime(process.processIdentifier).total }
+
+    /// Standard output not read yet, to its end (after exit).
+    var standardOutputRest: String {
+        String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
 
     /// Everything written to standard error (after exit).
     var standardError: String {

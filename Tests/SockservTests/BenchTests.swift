@@ -1,0 +1,145 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import sockserv
+
+/// `sockserv bench` end to end: its figures against the servers' own accounts, starvation, progress,
+/// interruption, and its errors.
+@Suite struct BenchTests {
+    struct Document: Decodable {
+        var workload: String
+        var results: [BenchResult]
+    }
+
+    static func temporaryDirectory() -> String {
+        "/tmp/sockserv-bench-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    static func results(in directory: String) throws -> Document {
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/results.json"))
+        return try JSONDecoder().decode(Document.self, from: data)
+    }
+
+    /// Each figure against what the server says of itself on exit (requests answered, CPU over its life), and
+    /// a sequential server's starved connections in the answered count, the first-reply column and p99.
+    @Test func figuresAgreeWithTheServersAndStarvationShows() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bench = try SockservProcess([
+            "bench", "--modes", "sequential,threading,forking,reactor", "--connections", "3", "--duration", "1",
+            "--output", directory,
+        ])
+        var progress: [String] = []
+        while progress.count < 4, let line = bench.readLine(timeout: .seconds(30)) {
+            if line.hasPrefix("[") { progress.append(line) }
+        }
+        #expect(bench.waitForExit() == 0)
+        // Standard output is a pipe here: a line per run, as it finishes.
+        #expect(progress.map { String($0.prefix(5)) } == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"])
+        let document = try Self.results(in: directory)
+        #expect(document.results.map(\.mode) == ["sequential", "threading", "forking", "reactor"])
+        for result in document.results {
+            let label = "\(result.mode): \(result)"
+            #expect(!result.interrupted && abs(result.seconds - 1) < 0.5, "\(label)")
+            #expect(result.requests > 100 && result.errors == 0, "\(label)")
+            // The server answered every reply the load counted, and at most the ones in flight when it stopped.
+            let served = try #require(result.serverRequests, "\(label)")
+            #expect(served >= result.requests && served <= result.requests + result.connections, "\(label)")
+            #expect(abs(result.requestsPerSecond - Double(result.requests) / result.seconds) < 1)
+            // CPU: the bench samples the run; the server's getrusage covers its whole life, a little more.
+            let lifetime = try #require(result.serverLifetimeCPUSeconds, "\(label)")
+            #expect(result.cpuSeconds > 0.05 && result.cpuSeconds <= lifetime + 0.02, "\(label)")
+            #expect(result.cpuSeconds >= 0.7 * lifetime - 0.02, "\(label)")
+            let perRequest = try #require(result.cpuMicrosecondsPerRequest)
+            #expect(abs(perRequest - result.cpuSeconds * 1e6 / Double(result.requests)) < 0.01)
+            #expect(result.connectionsOpened == 3, "\(label)")
+        }
+        let sequential = document.results[0]
+        #expect(sequential.connectionsAnswered == 1, "one connection served, two starved")
+        #expect(sequential.slowestFirstReply >= 900, "a starved connection waited the whole run")
+        #expect(sequential.p99 >= 500, "starved connections show in p99: \(sequential.p99) ms")
+        for result in document.results.dropFirst() {
+            #expect(result.connectionsAnswered == 3, "\(result.mode)")
+            #expect(result.slowestFirstReply < 900 && result.p99 < 500, "\(result.mode)")
+        }
+        // The table shows what the JSON holds.
+        let table = bench.standardOutputRest
+        #expect(table.contains("echo: 32-byte lines, one request per round trip, 1 s per run"))
+        #expect(table.contains("1/3"))
+    }
+
+    /// SIGTERM or SIGINT mid-run: the load stops, the server is stopped and reaped (no process left behind),
+    /// the runs measured so far are written, and the exit status is 128 + the signal.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalMidRunWritesPartialResultsAndLeavesNoServer(signal: Int32) throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bench = try SockservProcess([
+            "bench", "--modes", "reactor,threading", "--connections", "2", "--duration", "5",
+            "--output", directory,
+        ])
+        let pid = bench.process.processIdentifier
+        // Wait until the first server runs and is busy: its CPU time rises.
+        var server: pid_t?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if server == nil { server = ProcessSample.children(of: pid).first }
+            if let server, ProcessSample.cpuTime(server).total >= 0.1 { break }
+            usleep(20_000)
+        }
+        let child = try #require(server, "the bench started a server")
+        kill(pid, signal)
+        #expect(bench.waitForExit() == 128 + signal)
+        // Reaped by the bench before it exited: not even a zombie is left.
+        #expect(kill(child, 0) == -1 && errno == ESRCH, "server \(child) is gone")
+        let document = try Self.results(in: directory)
+        #expect(document.results.count == 1)
+        let result = try #require(document.results.first)
+        #expect(result.mode == "reactor" && result.interrupted && result.seconds < 4.5 && result.requests > 0)
+        #expect(bench.standardOutputRest.contains("interrupted by signal \(signal)"))
+    }
+
+    /// An output directory that cannot be written is an error before any run.
+    @Test func anUnwritableOutputFailsAtOnce() throws {
+        let started = ContinuousClock.now
+        let bench = try SockservProcess(["bench", "--modes", "reactor", "--connections", "1", "--output", "/dev/null/results"])
+        #expect(bench.waitForExit() == 1)
+        #expect(bench.standardError.contains("cannot write results to --output /dev/null/results"))
+        #expect(ContinuousClock.now - started < .seconds(5), "no run was started")
+    }
+
+    @Test(arguments: [
+        (["--duration", "0"], "--duration must be more than 0 and at most 600 seconds"),
+        (["--connections", "10,6000"], "--connections takes counts from 1 to 5000"),
+        (["--modes", "reactor,bogus"], "--modes takes sequential, threading, forking and reactor"),
+        (["--pipeline", "0"], "--pipeline must be 1 to 1024"),
+    ])
+    func badArgumentsNameTheRealRange(arguments: [String], message: String) throws {
+        let bench = try SockservProcess(["bench"] + arguments)
+        #expect(bench.waitForExit() == 64)
+        #expect(bench.standardError.contains(message))
+    }
+
+    @Test func helpShowsEveryLimit() throws {
+        let bench = try SockservProcess(["bench", "--help"])
+        #expect(bench.waitForExit() == 0)
+        let help = bench.standardOutputRest
+        for limit in ["1 to 5000", "at most 600", "2 to 1048576", "1 to 1024"] {
+            #expect(help.contains(limit), "--help names \(limit)")
+        }
+    }
+
+    @Test func numbersAndTicks() {
+        #expect(BenchReport.grouped(1_234_567.6) == "1,234,568")
+        #expect(BenchReport.grouped(999) == "999")
+        #expect(BenchReport.decimal(1234.5678, maximumDecimals: 1) == "1,234.6")
+        #expect(BenchReport.milliseconds(0.0345) == "0.035" && BenchReport.milliseconds(2000) == "2,000")
+        #expect(BenchReport.linearTicks(upTo: 66_716) == [0, 20_000, 40_000, 60_000, 80_000])
+        #expect(BenchReport.linearTicks(upTo: 9) == [0, 2.5, 5, 7.5, 10])
+        #expect(BenchReport.linearTicks(upTo: 100) == [0, 25, 50, 75, 100])
+        #expect(BenchReport.linearTicks(upTo: 12.6) == [0, 5, 10, 15])
+        #expect(BenchReport.logarithmicTicks(0.08, 2000) == [0.01, 0.1, 1, 10, 100, 1000, 10000])
+        #expect(BenchReport.tickLabel(7.5, step: 2.5) == "7.5" && BenchReport.tickLabel(20_000, step: 20_000) == "20,000")
+    }
+}
