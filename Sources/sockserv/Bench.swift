@@ -159,7 +159,7 @@ struct Bench: ParsableCommand {
             connections: connections, pipeline: pipeline, connectPerRequest: connectPerRequest)
         let generator = LoadGenerator(loop: loop, workload: workload)
         let sampler = PeakSampler(pid: pid)
-        let cpuBefore = ProcessSample.read(pid).cpu
+        let cpuBefore = ProcessSample.read(pid).cpuSeconds
         let started = LoadGenerator.now()
         generator.start()
         let ticker = loop.scheduleRepeating(every: .milliseconds(200)) { _ in
@@ -170,7 +170,7 @@ struct Bench: ParsableCommand {
         ticker.cancel()
         deadline.cancel()
         let end = LoadGenerator.now()
-        let cpuAfter = ProcessSample.read(pid).cpu
+        let cpuAfter = ProcessSample.read(pid).cpuSeconds
         generator.finish(at: end, elapsed: end - started)
         generator.stop()
         try loop.runOnce(timeout: .zero)
@@ -189,8 +189,8 @@ struct Bench: ParsableCommand {
             p99: Double(histogram.valueAtPercentile(99)) / 1000,
             p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
             slowestFirstReply: Double(generator.slowestFirstReply) / 1e6,
-            cpuSeconds: (cpuAfter - cpuBefore).total,
-            cpuMicrosecondsPerRequest: requests > 0 ? (cpuAfter - cpuBefore).total * 1e6 / Double(requests) : nil,
+            cpuSeconds: cpuAfter - cpuBefore,
+            cpuMicrosecondsPerRequest: requests > 0 ? (cpuAfter - cpuBefore) * 1e6 / Double(requests) : nil,
             peakMemory: peaks.memory, threads: peaks.threads, processes: peaks.processes,
             errors: generator.errors, interrupted: interruption.signal != nil,
             serverRequests: summary.requests, serverLifetimeCPUSeconds: summary.cpuSeconds)

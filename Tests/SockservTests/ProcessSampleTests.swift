@@ -12,7 +12,7 @@ struct ProcessSampleTests {
     /// (`self`), in a child it reaps before going on (`reaped`), or in a child that stays alive (`live`); then
     /// prints `ready` and waits for its standard input to close.
     static let burner = """
-        import os, sys
+        import os, sys, time
         def burn():
             start = os.times()
             while os.times().user - start.user < 0.3:
@@ -34,10 +34,25 @@ struct ProcessSampleTests {
             if pid == 0:
                 burn(); os.write(ready_w, b"x"); sys.stdin.read(); os._exit(0)
             os.read(ready_r, 1)
+        elif mode == "many":
+            # Eighty live children that ran a few milliseconds each, less than a clock tick.
+            ready_r, ready_w = os.pipe()
+            pids = []
+            for _ in range(80):
+                pid = os.fork()
+                if pid == 0:
+                    start = time.process_time()
+                    while time.process_time() - start < 0.005:
+                        for _ in range(1000): pass
+                    os.write(ready_w, b"x"); sys.stdin.read(); os._exit(0)
+                pids.append(pid)
+            for _ in pids: os.read(ready_r, 1)
         print("ready", flush=True)
         sys.stdin.read()
         if mode == "live":
             os.waitpid(pid, 0)
+        if mode == "many":
+            for pid in pids: os.waitpid(pid, 0)
         """
 
     /// Reaped children's CPU time of this process, from `getrusage`.
@@ -49,8 +64,8 @@ struct ProcessSampleTests {
     }
 
     /// Starts the burner in `mode`, samples it once it is ready, lets it exit and reaps it; returns the
-    /// sampled time and the time `getrusage` charged for it.
-    static func sampleBurner(_ mode: String) throws -> (sampled: CPUTime, kernel: CPUTime) {
+    /// sample and the time `getrusage` charged for it.
+    static func sampleBurner(_ mode: String) throws -> (sampled: ProcessSample, kernel: CPUTime) {
         let before = reapedChildrenCPU()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -67,18 +82,20 @@ struct ProcessSampleTests {
             line += chunk
         }
         #expect(String(decoding: line, as: UTF8.self) == "ready\n")
-        let sampled = ProcessSample.read(process.processIdentifier).cpu
+        let sampled = ProcessSample.read(process.processIdentifier)
         try input.fileHandleForWriting.close()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         return (sampled, reapedChildrenCPU() - before)
     }
 
-    static func expectClose(_ sampled: CPUTime, _ kernel: CPUTime, _ mode: String) {
-        print("\(mode): sampled user \(sampled.user) s, system \(sampled.system) s; getrusage user \(kernel.user) s, system \(kernel.system) s")
+    static func expectClose(_ sample: ProcessSample, _ kernel: CPUTime, _ mode: String) {
+        let sampled = sample.cpu
+        print("\(mode): sampled \(sample.cpuSeconds) s, user \(sampled.user) s, system \(sampled.system) s; getrusage user \(kernel.user) s, system \(kernel.system) s")
         #expect(kernel.user >= 0.25 && kernel.system >= 0.15, "the burner burned what it should (\(mode))")
         #expect(abs(sampled.user - kernel.user) <= 0.2 * kernel.user, "user time within 20% (\(mode))")
         #expect(abs(sampled.system - kernel.system) <= 0.2 * kernel.system, "system time within 20% (\(mode))")
+        #expect(abs(sample.cpuSeconds - kernel.total) <= 0.2 * kernel.total, "the bench's figure within 20% (\(mode))")
     }
 
     @Test func aProcessesOwnTimeMatchesGetrusage() throws {
@@ -94,6 +111,15 @@ struct ProcessSampleTests {
     @Test func aLiveChildsTimeCounts() throws {
         let (sampled, kernel) = try Self.sampleBurner("live")
         Self.expectClose(sampled, kernel, "live")
+    }
+
+    /// Eighty live children that ran less than a clock tick each: `utime + stime` rounds each one down,
+    /// the run time does not.
+    @Test func manyShortChildrenAreNotRoundedAway() throws {
+        let (sample, kernel) = try Self.sampleBurner("many")
+        print("many: sampled \(sample.cpuSeconds) s (utime + stime \(sample.cpu.total) s) of \(sample.processes) processes; getrusage \(kernel.total) s")
+        #expect(sample.processes == 81)
+        #expect(abs(sample.cpuSeconds - kernel.total) <= 0.2 * kernel.total)
     }
 
     /// A command name with spaces and parentheses does not shift the fields.

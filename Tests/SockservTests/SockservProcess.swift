@@ -100,7 +100,7 @@ final class SockservProcess {
     }
 
     /// User plus system CPU time in seconds (the bench's own reading of `/proc/PID/stat`).
-    var cpuSeconds: Double { ProcessSample.cpuTime(process.processIdentifier).total }
+    var cpuSeconds: Double { ProcessSample.cpuSeconds(process.processIdentifier) }
 
     /// Standard output not read yet, to its end (after exit).
     var standardOutputRest: String {
