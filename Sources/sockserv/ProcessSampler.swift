@@ -46,7 +46,7 @@ struct ProcessSample {
     static func read(_ pid: pid_t) -> ProcessSample {
         var sample = ProcessSample()
         for member in [pid] + children(of: pid) {
-            guard let status = try? String(contentsOfFile: "/proc/\(member)/status", encoding: .utf8) else { continue }
+            guard let status = readProcFile("/proc/\(member)/status") else { continue }
             sample.processes += 1
             for line in status.split(separator: "\n") where line.hasPrefix("Threads:") {
                 sample.threads += Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).last ?? "") ?? 0
@@ -67,7 +67,7 @@ struct ProcessSample {
         var result: [pid_t] = []
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         for task in tasks {
-            if let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8) {
+            if let text = readProcFile("/proc/\(pid)/task/\(task)/children") {
                 result += text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
             }
         }
@@ -77,7 +77,7 @@ struct ProcessSample {
     /// The CPU time of one process (`utime + stime`) and that of its children already reaped
     /// (`cutime + cstime`); zero if the process is gone.
     static func cpuTimes(_ pid: pid_t) -> (own: CPUTime, reapedChildren: CPUTime) {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let text = readProcFile("/proc/\(pid)/stat"),
               let fields = statFields(text) else { return (CPUTime(), CPUTime()) }
         // proc(5) numbers the fields from 1: utime 14, stime 15, cutime 16, cstime 17, in clock ticks.
         func seconds(_ number: Int) -> Double {
@@ -101,7 +101,7 @@ struct ProcessSample {
         var nanoseconds: UInt64 = 0
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         for task in tasks {
-            if let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+            if let text = readProcFile("/proc/\(pid)/task/\(task)/schedstat"),
                let value = text.split(separator: " ").first.flatMap({ UInt64($0) }) {
                 nanoseconds += value
             }
@@ -117,9 +117,27 @@ struct ProcessSample {
         return fields.count >= 17 - 2 ? fields : nil
     }
 
+    /// The whole text of a `/proc` file, read until the end: such a file reports size 0 and is produced a page
+    /// per `read`, and Foundation's `String(contentsOfFile:)` returned only the first 4,096 bytes of a
+    /// children list (683 of a thousand forked children).
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { return String(decoding: bytes, as: UTF8.self) }
+            bytes += chunk[..<count]
+        }
+    }
+
     /// The proportional set size of one process in bytes (`Pss:` of `/proc/PID/smaps_rollup`).
     static func proportionalSetSize(_ pid: pid_t) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return 0 }
+        guard let text = readProcFile("/proc/\(pid)/smaps_rollup") else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("Pss:") {
             return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
         }

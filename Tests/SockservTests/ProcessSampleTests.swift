@@ -47,11 +47,19 @@ struct ProcessSampleTests {
                     os.write(ready_w, b"x"); sys.stdin.read(); os._exit(0)
                 pids.append(pid)
             for _ in pids: os.read(ready_r, 1)
+        elif mode == "wide":
+            # More children than fit in one page of /proc/PID/task/TID/children.
+            pids = []
+            for _ in range(800):
+                pid = os.fork()
+                if pid == 0:
+                    sys.stdin.read(); os._exit(0)
+                pids.append(pid)
         print("ready", flush=True)
         sys.stdin.read()
         if mode == "live":
             os.waitpid(pid, 0)
-        if mode == "many":
+        if mode in ("many", "wide"):
             for pid in pids: os.waitpid(pid, 0)
         """
 
@@ -120,6 +128,12 @@ struct ProcessSampleTests {
         print("many: sampled \(sample.cpuSeconds) s (utime + stime \(sample.cpu.total) s) of \(sample.processes) processes; getrusage \(kernel.total) s")
         #expect(sample.processes == 81)
         #expect(abs(sample.cpuSeconds - kernel.total) <= 0.2 * kernel.total)
+    }
+
+    /// Eight hundred children: their list is longer than a page, and every one is sampled.
+    @Test func everyChildIsFoundPastTheFirstPage() throws {
+        let (sample, _) = try Self.sampleBurner("wide")
+        #expect(sample.processes == 801)
     }
 
     /// A command name with spaces and parentheses does not shift the fields.
