@@ -96,7 +96,7 @@ struct Bench: ParsableCommand {
         let runs = modeList.flatMap { mode in connectionCounts.map { (mode, $0) } }
         let progress = Progress(total: runs.count, duration: duration)
         for (index, (mode, count)) in runs.enumerated() {
-            progress.begin(run: index, label: "\(mode.rawValue), \(count) connections")
+            progress.begin(run: index, label: "\(mode.rawValue), \(BenchReport.connections(count))")
             let result = try measure(mode: mode, connections: count, loop: loop, progress: progress, interruption: interruption)
             if let result { results.append(result) }
             progress.finished(run: index, result: result)

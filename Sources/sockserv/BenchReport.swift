@@ -97,7 +97,7 @@ struct BenchReport {
 
     /// A run in one line, for progress.
     static func summary(_ r: BenchResult) -> String {
-        "\(r.mode), \(grouped(r.connections)) connections\(r.interrupted ? " (cut short)" : ""): \(grouped(r.requestsPerSecond)) req/s, "
+        "\(r.mode), \(connections(r.connections))\(r.interrupted ? " (cut short)" : ""): \(grouped(r.requestsPerSecond)) req/s, "
             + "\(grouped(r.connectionsAnswered))/\(grouped(r.connectionsOpened)) answered, p99 \(milliseconds(r.p99)) ms, "
             + "CPU \(r.cpuMicrosecondsPerRequest.map { decimal($0, maximumDecimals: 1) } ?? "-") us/req, \(grouped(r.errors)) errors"
     }
@@ -129,6 +129,9 @@ struct BenchReport {
     }
 
     // MARK: Numbers
+
+    /// "1 connection", "1,000 connections".
+    static func connections(_ count: Int) -> String { "\(grouped(count)) connection\(count == 1 ? "" : "s")" }
 
     /// `value` rounded to an integer, with thousands separators: 1234567.8 -> "1,234,568".
     static func grouped(_ value: Double) -> String { decimal(value, maximumDecimals: 0) }
