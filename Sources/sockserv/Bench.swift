@@ -69,7 +69,7 @@ struct Bench: ParsableCommand {
         switch service {
         case .echo: request = "\(payload)-byte lines"
         case .resp: request = "PING"
-        case .http: request = "GET / (keep-alive)"
+        case .http: request = "GET /"
         }
         let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
         let connecting = connectPerRequest ? ", a new connection per request" : ""

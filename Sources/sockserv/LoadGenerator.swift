@@ -69,14 +69,12 @@ final class LoadGenerator {
     let loop: EventLoop
     let workload: Workload
     /// Request latencies in microseconds (up to an hour), with the requests still unanswered when the run
-    /// ended counted by ``finish(at:)``.
+    /// ended counted by ``finish(at:elapsed:)``.
     private(set) var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     /// Replies received.
     private(set) var completed = 0
     /// Connections that failed: refused, timed out, reset or closed by the server.
     private(set) var errors = 0
-    /// Connections established.
-    private(set) var connected = 0
     /// Connections the generator started (established or not): every one of them counts.
     private(set) var opened = 0
     /// Connections that received at least one reply.
@@ -178,7 +176,6 @@ final class LoadGenerator {
             Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) { [self] result in
                 switch result {
                 case .success(let connection):
-                    generator.connected += 1
                     self.connection = connection
                     connection.delegate = self
                     send()

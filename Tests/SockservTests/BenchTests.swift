@@ -130,6 +130,17 @@ import Testing
         }
     }
 
+    /// The header says what ran.
+    @Test func theHeaderNamesTheWorkload() throws {
+        #expect(try Bench.parse([]).workload == "echo: 32-byte lines, one request per round trip, 2 s per run")
+        #expect(
+            try Bench.parse(["--protocol", "resp", "--pipeline", "16", "--duration", "0.5"]).workload
+                == "resp: PING, 16 requests pipelined per round trip, 0.5 s per run")
+        #expect(
+            try Bench.parse(["--protocol", "http", "--connect-per-request"]).workload
+                == "http: GET /, one request per round trip, a new connection per request, 2 s per run")
+    }
+
     @Test func numbersAndTicks() {
         #expect(BenchReport.grouped(1_234_567.6) == "1,234,568")
         #expect(BenchReport.grouped(999) == "999")

@@ -49,13 +49,19 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
     /// whole, no connection gets half a reply, new connections are refused, exit 0.
     @Test(arguments: concurrentModes)
     func gracefulShutdownLosesNothing(mode: [String]) throws {
+        let slowLines = 140
         let server = try SockservProcess(["serve", "echo", "--grace", "20"] + mode)
         _ = server.readFirstLine()
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
-        // A client that asks for 4 MiB of echo and does not read yet: it holds the server in its grace period.
-        let slow = try connectedClient(address, timeout: .seconds(20))
+        // A client that asks for 8 MiB of echo and does not read yet: it holds the server in its grace period.
+        // Its receive buffer is kept small: Linux grows it up to tcp_rmem's maximum (32 MiB on some kernels),
+        // which would swallow every reply and leave the server nothing to wait for.
+        let slow = try Socket(family: .ipv4, kind: .stream)
+        try slow.setOption(level: SOL_SOCKET, name: SO_RCVBUF, value: 64 * 1024)
+        slow.timeout = .seconds(20)
+        try slow.connect(to: address)
         let bigLine = String(repeating: "s", count: 60_000) + "\n"
-        let slowSender = Thread { _ = try? slow.sendAll(Array(String(repeating: bigLine, count: 70).utf8)) }
+        let slowSender = Thread { _ = try? slow.sendAll(Array(String(repeating: bigLine, count: slowLines).utf8)) }
         slowSender.start()
         waitUntilRepliesStall(slow)
         // Ten clients pipeline 100 requests each.
@@ -91,14 +97,14 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
             #expect(lines == Array(sent[index].prefix(lines.count)), "client \(index) got its replies in order")
             received += lines.count
         }
-        let (slowLines, slowPartial) = completeLines(readToEnd(slow))
+        let (slowReplies, slowPartial) = completeLines(readToEnd(slow))
         #expect(!slowPartial)
-        received += slowLines.count
+        received += slowReplies.count
         #expect(server.waitForExit() == 0)
         let stderr = server.standardError
         let counted = try #require(requestsInSummary(stderr), "\(stderr)")
         #expect(received == counted, "every request the server read was answered in full: \(received) of \(counted)")
-        print("graceful shutdown \(mode): \(received) requests answered of \(10 * 100 + 70) sent, new connections refused, exit 0")
+        print("graceful shutdown \(mode): \(received) requests answered of \(10 * 100 + slowLines) sent, new connections refused, exit 0")
     }
 
     /// A client that never reads holds its connection past the grace period: the server cuts it off,
