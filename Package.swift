@@ -70,9 +70,14 @@ let package = Package(
             dependencies: ["SocketServer", "Reactor"],
             path: "Examples/ThankYou"
         ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["Reactor"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "ReactorTests",
-            dependencies: ["Reactor"]
+            dependencies: ["Reactor", "TestSupport"]
         ),
         .testTarget(
             name: "ProtocolsTests",
@@ -80,12 +85,12 @@ let package = Package(
         ),
         .testTarget(
             name: "SockservTests",
-            dependencies: ["sockserv", "Reactor"]
+            dependencies: ["sockserv", "Reactor", "TestSupport"]
         ),
         .testTarget(
             name: "SocketServerTests",
             dependencies: [
-                "SocketServer", "Reactor",
+                "SocketServer", "Reactor", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @Suite struct DatagramTests {
     enum DatagramFamily: String, CaseIterable { case ipv4, ipv6, unix }
@@ -9,7 +10,7 @@ import Testing
         switch family {
         case .ipv4: return (try SocketAddress(ipv4: "127.0.0.1", port: 0), try SocketAddress(ipv4: "127.0.0.1", port: 0))
         case .ipv6: return (try SocketAddress(ipv6: "::1", port: 0), try SocketAddress(ipv6: "::1", port: 0))
-        case .unix: return (try SocketAddress(unixPath: temporarySocketPath("srv")), try SocketAddress(unixPath: temporarySocketPath("cli")))
+        case .unix: return (try SocketAddress(unixPath: temporaryPath("srv")), try SocketAddress(unixPath: temporaryPath("cli")))
         }
     }
 

@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @Suite struct EchoTests {
     /// Connects to `address`, sends three lines (one split across writes), and checks each comes back.

@@ -3,6 +3,7 @@ import Glibc
 import Reactor
 import Synchronization
 import Testing
+import TestSupport
 
 @Suite struct EventLoopTests {
     @Test(arguments: ["epoll", "poll", "select"])

@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 /// Backpressure, line limits and timeouts.
 @Suite struct FlowControlTests {

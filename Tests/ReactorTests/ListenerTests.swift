@@ -1,10 +1,11 @@
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @Suite struct ListenerTests {
     @Test func unixListenerReplacesAStaleSocketFileAndRemovesItsOwn() throws {
-        let path = temporarySocketPath()
+        let path = temporaryPath()
         // A stale socket file: bound, never listened on, closed (as a crashed server leaves it).
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
@@ -36,7 +37,7 @@ import Testing
     }
 
     @Test func unixListenerRefusesAPathThatIsNotASocket() throws {
-        let path = temporarySocketPath()
+        let path = temporaryPath()
         let file = open(path, O_CREAT | O_WRONLY, 0o600)
         close(file)
         defer { unlink(path) }

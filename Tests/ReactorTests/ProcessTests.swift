@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 /// Behaviour that ends or protects a whole process, checked in a child process (exit tests).
 @Suite struct ProcessTests {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 /// The socket families every stream test runs over.
 enum Family: String, CaseIterable, CustomStringConvertible {
@@ -13,7 +14,7 @@ enum Family: String, CaseIterable, CustomStringConvertible {
         switch self {
         case .ipv4: return try SocketAddress(ipv4: "127.0.0.1", port: 0)
         case .ipv6: return try SocketAddress(ipv6: "::1", port: 0)
-        case .unix: return try SocketAddress(unixPath: temporarySocketPath())
+        case .unix: return try SocketAddress(unixPath: temporaryPath())
         }
     }
 }
@@ -22,11 +23,6 @@ enum Family: String, CaseIterable, CustomStringConvertible {
 enum Face: String, CaseIterable, CustomStringConvertible {
     case callback, async
     var description: String { rawValue }
-}
-
-/// A unique path for a Unix socket under the temporary directory (not created).
-func temporarySocketPath(_ name: String = "s") -> String {
-    "/tmp/reactor-test-\(getpid())-\(UUID().uuidString.prefix(8))-\(name).sock"
 }
 
 /// Runs `setUp` on a new loop, then the loop on this thread until something calls `loop.stop()`;
@@ -85,11 +81,6 @@ func serveEcho(_ connection: Connection, face: Face) {
     case .callback: connection.delegate = EchoDelegate()
     case .async: connection.loop.spawn { await asyncEcho(connection) }
     }
-}
-
-/// The number of descriptors this process has open.
-func openDescriptorCount() -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
 }
 
 /// CPU time (user + system) the calling thread has used.

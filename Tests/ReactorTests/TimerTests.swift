@@ -1,5 +1,6 @@
 import Reactor
 import Testing
+import TestSupport
 
 @Suite struct TimerTests {
     @Test func oneShotTimersFireInDeadlineOrder() throws {

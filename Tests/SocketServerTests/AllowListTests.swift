@@ -1,6 +1,7 @@
 import Reactor
 import SocketServer
 import Testing
+import TestSupport
 
 @Suite struct AllowListTests {
     private func address(_ host: String) throws -> SocketAddress {

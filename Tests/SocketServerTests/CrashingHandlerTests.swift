@@ -5,6 +5,7 @@ import Reactor
 import SocketServer
 import Synchronization
 import Testing
+import TestSupport
 
 struct Poisoned: Error {}
 
@@ -191,12 +192,4 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
 func hangUp(_ client: Socket) {
     try? client.shutdown(.write)
     client.close()
-}
-
-/// A blocking client connected to `address`.
-func connectedClient(_ address: SocketAddress, timeout: Duration = .seconds(10)) throws -> Socket {
-    let client = try Socket(family: address.family, kind: .stream)
-    client.timeout = timeout
-    try client.connect(to: address)
-    return client
 }

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import SocketServer
 import Synchronization
 import Testing
+import TestSupport
 
 @Suite struct MetricsTests {
     /// Accepted, refused, in progress, finished, errors and bytes, as the server sees them, in each mode.

@@ -3,6 +3,7 @@ import Glibc
 import Reactor
 import SocketServer
 import Testing
+import TestSupport
 
 /// Writes each handled error as one line to a file, so a forked child's report reaches the test too
 /// (CPython's `ErrorHandlerTest` does the same).

@@ -5,6 +5,7 @@ import Reactor
 import SocketServer
 import Synchronization
 import Testing
+import TestSupport
 
 @Suite struct HandlerTests {
     @Test func aReadPastTheHandlersTimeoutIsAnError() throws {

@@ -5,6 +5,7 @@ import Reactor
 import SocketServer
 import Synchronization
 import Testing
+import TestSupport
 
 /// Records which threads served, then echoes a line.
 final class ThreadRecordingEcho: AsyncStreamRequestHandler {

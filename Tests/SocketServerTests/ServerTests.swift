@@ -5,6 +5,7 @@ import Reactor
 import SocketServer
 import Synchronization
 import Testing
+import TestSupport
 
 /// Counts handleTimeout() calls.
 final class TimeoutServer: TCPServer, @unchecked Sendable {

@@ -4,6 +4,7 @@ import Glibc
 import Reactor
 import SocketServer
 import Testing
+import TestSupport
 
 let testLine = Array("hello world\n".utf8)
 
@@ -57,11 +58,6 @@ enum Mode: String, CaseIterable, CustomStringConvertible {
     var description: String { rawValue }
 }
 
-/// A unique temporary path (not created).
-func temporaryPath(_ name: String = "sock") -> String {
-    "/tmp/socketserver-test-\(getpid())-\(UUID().uuidString.prefix(8)).\(name)"
-}
-
 /// Makes the server Python names for this transport and mode, with the echo handlers.
 func makeEchoServer(_ transport: Transport, _ mode: Mode, at address: SocketAddress? = nil) throws -> BaseServer {
     let address = try address ?? transport.address()
@@ -110,33 +106,6 @@ func withServing(_ server: BaseServer, pollInterval: Duration = .milliseconds(50
     try body()
 }
 
-/// Sends `text` on an open `client` and reads until as many bytes came back (or the server closed): whether they match.
-func echoes(_ client: Socket, _ text: String) throws -> Bool {
-    let bytes = Array(text.utf8)
-    try client.sendAll(bytes)
-    var reply: [UInt8] = []
-    while reply.count < bytes.count {
-        let chunk = try client.receive(maxCount: 64 * 1024)
-        if chunk.isEmpty { break }
-        reply += chunk
-    }
-    return reply == bytes
-}
-
-/// Whether the server closed `client` (end of input or a reset) within the client's timeout; a
-/// timeout is not a close.
-func closedByServer(_ client: Socket) -> Bool {
-    while true {
-        do {
-            if try client.receive(maxCount: 64 * 1024).isEmpty { return true }
-        } catch let error as IOError {
-            return error.errnoCode == ECONNRESET
-        } catch {
-            return false
-        }
-    }
-}
-
 /// One line to a stream server and its reply, over a blocking socket with a timeout.
 func streamExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) throws -> [UInt8] {
     let client = try Socket(family: address.family, kind: .stream)
@@ -163,19 +132,4 @@ func datagramExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) thr
     client.timeout = .seconds(10)
     try bytes.withUnsafeBytes { try client.send($0, to: address) }
     return try client.receive(maxCount: 65536)
-}
-
-/// The number of descriptors this process has open.
-func openDescriptorCount() -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
-}
-
-/// Polls `condition` every 5 ms for up to `limit`; for states that have no event to wait on.
-func eventually(within limit: Duration = .seconds(5), _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        usleep(5000)
-    }
-    return condition()
 }

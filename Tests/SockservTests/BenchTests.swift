@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 @testable import sockserv
 
@@ -12,9 +13,7 @@ import Testing
         var results: [BenchResult]
     }
 
-    static func temporaryDirectory() -> String {
-        "/tmp/sockserv-bench-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    }
+    static func temporaryDirectory() -> String { temporaryPath("bench") }
 
     static func results(in directory: String) throws -> Document {
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/results.json"))

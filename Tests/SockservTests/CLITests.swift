@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @Suite struct CLITests {
     @Test(arguments: [["sequential"], ["threading"], ["forking"], ["reactor"], ["reactor", "--handler", "async"]])
@@ -93,7 +94,7 @@ import Testing
     }
 
     @Test func unixSocketPath() throws {
-        let path = "/tmp/sockserv-cli-\(getpid()).sock"
+        let path = temporaryPath("sock")
         let server = try SockservProcess(["serve", "resp", "--unix", path])
         #expect(server.readFirstLine() == "listening on unix:\(path)")
         let client = try Socket(family: .unix, kind: .stream)
@@ -120,7 +121,7 @@ import Testing
     }
 
     @Test func unixDatagramEcho() throws {
-        let path = "/tmp/sockserv-cli-dgram-\(getpid()).sock"
+        let path = temporaryPath("dgram.sock")
         let clientPath = path + ".client"
         let server = try SockservProcess(["serve", "echo", "--udp", "--unix", path])
         #expect(server.readFirstLine() == "listening on unix:\(path)")

@@ -3,15 +3,7 @@ import Glibc
 import Reactor
 import Synchronization
 import Testing
-
-/// Reads from `client` until the server closes (or the client's timeout), returning everything.
-func readToEnd(_ client: Socket) -> [UInt8] {
-    var bytes: [UInt8] = []
-    while let chunk = try? client.receive(maxCount: 64 * 1024), !chunk.isEmpty { bytes += chunk }
-    return bytes
-}
-
-
+import TestSupport
 
 /// The complete lines at the start of `bytes`, and whether anything follows the last newline.
 func completeLines(_ bytes: [UInt8]) -> (lines: [String], partial: Bool) {
@@ -83,7 +75,7 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         }
         #expect(kill(server.process.processIdentifier, SIGTERM) == 0)
         // New connections are refused once the server stops accepting (it is still running: the slow client).
-        let refused = within(.seconds(10)) {
+        let refused = eventually(within: .seconds(10)) {
             guard let probe = try? Socket(family: .ipv4, kind: .stream) else { return false }
             do { try probe.connect(to: address) } catch let error as IOError { return error.errnoCode == ECONNREFUSED } catch {}
             return false
@@ -248,7 +240,7 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         }
         #expect(refused == 5)
         open.removeFirst().close()
-        let served = within(.seconds(5)) {
+        let served = eventually(within: .seconds(5)) {
             guard let client = try? connectedClient(address, timeout: .seconds(2)) else { return false }
             try? client.sendAll(Array("again\n".utf8))
             return (try? client.receive(maxCount: 10)) == Array("again\n".utf8)

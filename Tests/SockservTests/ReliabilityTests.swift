@@ -2,28 +2,7 @@ import Foundation
 import Glibc
 import Reactor
 import Testing
-
-/// Descriptors a process has open, from `/proc/PID/fd`.
-func descriptorCount(of pid: Int32) -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
-}
-
-/// Closes `socket` with a TCP reset instead of an orderly FIN.
-func reset(_ socket: Socket) {
-    var option = linger(l_onoff: 1, l_linger: 0)
-    setsockopt(socket.fileDescriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
-    socket.close()
-}
-
-/// Polls `condition` every 10 ms for up to `limit`.
-func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
+import TestSupport
 
 @Suite struct ReliabilityTests {
     /// One echo request on a fresh connection.
@@ -56,7 +35,7 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         let closed = stalled.filter(closedByServer).count
         #expect(closed == stalledCount)
         stalled.removeAll()
-        #expect(within(.seconds(5)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline)")
+        #expect(eventually(within: .seconds(5)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline)")
         #expect(server.stop() == 0)
     }
 
@@ -74,7 +53,7 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
         var rssAfterWarmUp = 0
         for index in 0..<peers {
             if index == peers / 4 {
-                #expect(within(.seconds(30)) { descriptorCount(of: pid) == baseline })
+                #expect(eventually(within: .seconds(30)) { descriptorCount(of: pid) == baseline })
                 rssAfterWarmUp = server.residentKiB
             }
             let client = try connectedClient(address)
@@ -87,7 +66,7 @@ func within(_ limit: Duration, _ condition: () -> Bool) -> Bool {
             reset(client)
         }
         #expect(try echoOnce(address), "still serving")
-        #expect(within(.seconds(30)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline): \(descriptorCount(of: pid))")
+        #expect(eventually(within: .seconds(30)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline): \(descriptorCount(of: pid))")
         // Memory back to where it was after the first quarter (allocator caches warm): flat within 10% + 4 MiB.
         let rss = server.residentKiB
         #expect(rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096 || !measuresMemory, "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")

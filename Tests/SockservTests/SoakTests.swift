@@ -3,6 +3,7 @@ import Glibc
 import Reactor
 import Synchronization
 import Testing
+import TestSupport
 
 /// How long the soak runs: `SOAK_SECONDS` (`make soak` sets 60), 10 s by default.
 let soakSeconds = ProcessInfo.processInfo.environment["SOAK_SECONDS"].flatMap(Int.init) ?? 10

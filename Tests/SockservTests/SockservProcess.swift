@@ -2,18 +2,13 @@ import Foundation
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
 @testable import sockserv
-
-/// Scales the heavy tests' counts and sizes: `SOCKETSERVER_TEST_LOAD` (the sanitizer runs use 0.1), 1 by default.
-let testLoad = ProcessInfo.processInfo.environment["SOCKETSERVER_TEST_LOAD"].flatMap(Double.init) ?? 1
 
 /// Whether memory figures mean anything: not under a sanitizer (`make check-sanitizers` sets
 /// `SOCKETSERVER_SANITIZER`), whose shadow memory and quarantine grow the server's RSS by hundreds of MiB.
 let measuresMemory = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] == nil
-
-/// `count` scaled by ``testLoad``, at least 1.
-func scaled(_ count: Int) -> Int { max(1, Int(Double(count) * testLoad)) }
 
 /// The built `sockserv` binary, next to the test bundle.
 let sockservPath: String = {
@@ -110,41 +105,6 @@ final class SockservProcess {
     /// Everything written to standard error (after exit).
     var standardError: String {
         String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    }
-}
-
-/// A blocking client connected to `address`, each receive and send bounded by `timeout`.
-func connectedClient(_ address: SocketAddress, timeout: Duration = .seconds(10)) throws -> Socket {
-    let client = try Socket(family: address.family, kind: .stream)
-    client.timeout = timeout
-    try client.connect(to: address)
-    return client
-}
-
-/// Sends `text` on `client` and reads until as many bytes came back (or the server closed): whether they match.
-func echoes(_ client: Socket, _ text: String) throws -> Bool {
-    let bytes = Array(text.utf8)
-    try client.sendAll(bytes)
-    var reply: [UInt8] = []
-    while reply.count < bytes.count {
-        let chunk = try client.receive(maxCount: 64 * 1024)
-        if chunk.isEmpty { break }
-        reply += chunk
-    }
-    return reply == bytes
-}
-
-/// Whether the server closed `client` (end of input or a reset) within the client's timeout; a
-/// timeout is not a close.
-func closedByServer(_ client: Socket) -> Bool {
-    while true {
-        do {
-            if try client.receive(maxCount: 64 * 1024).isEmpty { return true }
-        } catch let error as IOError {
-            return error.errnoCode == ECONNRESET
-        } catch {
-            return false
-        }
     }
 }
 
