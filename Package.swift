@@ -25,9 +25,13 @@ let package = Package(
             pkgConfig: "libevent_pthreads",
             providers: [.apt(["libevent-dev"])]
         ),
+        .systemLibrary(
+            name: "CPosix",
+            path: "CPosix"
+        ),
         .target(
             name: "Reactor",
-            dependencies: ["CLibevent"]
+            dependencies: ["CLibevent", "CPosix"]
         ),
         .target(
             name: "SocketServer",

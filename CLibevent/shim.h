@@ -37,15 +37,4 @@ static inline struct event *clibevent_evuser_new(struct event_base *base, event_
     return event_new(base, -1, 0, cb, arg);
 }
 
-// accept4 is a GNU extension the Glibc module does not export.
-extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
-
-static inline int clibevent_accept4(int fd, int flags) {
-    return accept4(fd, NULL, NULL, flags);
-}
-
-static inline int clibevent_accept4_address(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
-    return accept4(fd, addr, addrlen, flags);
-}
-
 #endif

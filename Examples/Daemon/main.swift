@@ -35,7 +35,7 @@ let reactor = EventLoopService(
     loop: loop, servers: [tcp, udp],
     setUp: { loop in
         var ticks = 0
-        ticker = loop.scheduleRepeating(every: .seconds(1)) { _ in
+        ticker = try loop.scheduleRepeating(every: .seconds(1)) { _ in
             ticks += 1
             let active = (tcp.mixIn as? ReactorMixIn)?.activeRequests ?? 0
             logger.debug("tick", metadata: ["ticks": "\(ticks)", "connections": "\(active)"])

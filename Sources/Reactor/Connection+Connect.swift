@@ -1,4 +1,3 @@
-import CLibevent
 import Glibc
 
 extension Connection {
@@ -30,16 +29,15 @@ extension Connection {
     }
 }
 
-/// One non-blocking `connect` in flight; keeps itself alive until it completes.
+/// One non-blocking `connect` in flight; its event keeps it alive until it completes.
 private final class PendingConnect {
     let address: SocketAddress
     let loop: EventLoop
     let timeout: Duration?
     var completion: ((Result<Connection, any Error>) -> Void)?
     var fd: Int32 = -1
-    var event: OpaquePointer?
+    var event: LoopEvent?
     var failure: (any Error)?
-    var retainedSelf: Unmanaged<PendingConnect>?
 
     init(address: SocketAddress, loop: EventLoop, timeout: Duration?, completion: @escaping (Result<Connection, any Error>) -> Void) {
         self.address = address
@@ -49,35 +47,35 @@ private final class PendingConnect {
     }
 
     func start() {
-        retainedSelf = Unmanaged.passRetained(self)
         do {
             fd = try Posix.socket(domain: address.family.rawValue, type: Socket.stream)
             if address.family != .unix { Socket.disableNagle(fd) }
-            let result = address.withSockAddr { Glibc.connect(fd, $0, $1) }
-            if result != 0 && errno != EINPROGRESS && errno != EINTR {
-                failure = IOError(errnoCode: errno, operation: "connect \(address)")
-            }
+            _ = try Posix.connect(fd, to: address)
         } catch {
             failure = error
         }
         // Completion always comes from the loop, even for an immediate failure.
-        event = event_new(loop.base, fd, Int16(EV_WRITE), { _, what, context in
-            let pending = Unmanaged<PendingConnect>.fromOpaque(context!).takeUnretainedValue()
-            pending.loop.withCallbackScope { pending.finish(timedOut: what & Int16(EV_TIMEOUT) != 0) }
-        }, Unmanaged.passUnretained(self).toOpaque())
-        precondition(event != nil, "event_new failed: out of memory")
+        let event: LoopEvent
+        do {
+            event = try LoopEvent(loop: loop, fileDescriptor: fd, watching: .writable, persistent: false) { [self] fired in
+                finish(timedOut: fired.contains(.timeout))
+            }
+        } catch {
+            if fd >= 0 { Posix.close(fd) }
+            let completion = LoopBound(value: self.completion)
+            self.completion = nil
+            return loop.execute { completion.value?(.failure(error)) }
+        }
+        self.event = event
         if failure != nil || fd < 0 {
-            event_active(event, Int32(EV_WRITE), 0)
-        } else if let timeout {
-            var tv = timeval(timeout)
-            event_add(event, &tv)
+            event.activate(.writable)
         } else {
-            event_add(event, nil)
+            event.add(timeout: timeout)
         }
     }
 
     func finish(timedOut: Bool) {
-        event_free(event)
+        event?.free()
         event = nil
         if failure == nil {
             if timedOut {
@@ -99,7 +97,5 @@ private final class PendingConnect {
         } else {
             completion?(Result { try Connection(adopting: fd, on: loop, nonBlocking: true) })
         }
-        retainedSelf?.release()
-        retainedSelf = nil
     }
 }

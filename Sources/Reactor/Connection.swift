@@ -1,4 +1,3 @@
-import CLibevent
 import Glibc
 
 /// A stream connection (TCP or Unix) on an ``EventLoop``, with two faces over the same object:
@@ -10,8 +9,8 @@ import Glibc
 /// left unconsumed are copied into the connection's own buffer, so an idle connection holds none.
 /// Writes go to the socket at once and are buffered only when the socket is full.
 ///
-/// Loop-bound. Ownership: the connection owns its descriptor and its `struct event *`s and frees
-/// them when it closes; an open connection keeps itself alive until it closes.
+/// Loop-bound. Ownership: the connection owns its descriptor and its events and frees them when it
+/// closes; an open connection keeps itself alive (through its events) until it closes.
 public final class Connection {
     /// The loop the connection belongs to.
     public let loop: EventLoop
@@ -59,16 +58,15 @@ public final class Connection {
 
     var input = ByteBuffer()
     var output = ByteBuffer()
-    private var readEvent: OpaquePointer?
-    private var writeEvent: OpaquePointer?
-    private var timerEvent: OpaquePointer?
+    private var readEvent: LoopEvent?
+    private var writeEvent: LoopEvent?
+    private var timerEvent: LoopEvent?
     private var reading = false
     private var writing = false
     private var pausedForOutput = false
     /// Closing: everything was sent, the FIN too; reading only to discard until the peer closes.
     private var lingering = false
     private var lingerDeadline: UInt64?
-    private var retainedSelf: Unmanaged<Connection>?
 
     var reader: PendingRead?
     var writer: UnsafeContinuation<Void, any Error>?
@@ -98,22 +96,20 @@ public final class Connection {
             state = .closed
             throw error
         }
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        readEvent = event_new(loop.base, fileDescriptor, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
-            connection.loop.withCallbackScope { connection.handleReadable() }
-        }, context)
-        guard readEvent != nil else {
+        do {
+            readEvent = try LoopEvent(loop: loop, fileDescriptor: fileDescriptor, watching: .readable, persistent: true) {
+                [self] _ in handleReadable()
+            }
+        } catch {
             Posix.close(fileDescriptor)
             state = .closed
-            throw ReactorError.libevent("event_new(fd \(fileDescriptor))")
+            throw error
         }
-        retainedSelf = Unmanaged.passRetained(self)
         updateReading()
     }
 
     deinit {
-        // Only reached once closed (an open connection retains itself), so the events are freed already.
+        // Only reached once closed (an open connection's events retain it), so the events are freed already.
         assert(state == .closed)
     }
 
@@ -233,7 +229,7 @@ public final class Connection {
             && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
         guard wanted != reading, let readEvent else { return }
         reading = wanted
-        if wanted { event_add(readEvent, nil) } else { event_del(readEvent) }
+        if wanted { readEvent.add() } else { readEvent.remove() }
     }
 
     // MARK: Writing
@@ -287,14 +283,16 @@ public final class Connection {
     private func setWriting(_ wanted: Bool) {
         guard wanted != writing else { return }
         if writeEvent == nil {
-            writeEvent = event_new(loop.base, fileDescriptor, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
-                let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
-                connection.loop.withCallbackScope { connection.handleWritable() }
-            }, Unmanaged.passUnretained(self).toOpaque())
-            precondition(writeEvent != nil, "event_new failed: out of memory")
+            do {
+                writeEvent = try LoopEvent(loop: loop, fileDescriptor: fileDescriptor, watching: .writable, persistent: true) {
+                    [self] _ in handleWritable()
+                }
+            } catch {
+                return finishClose(error)
+            }
         }
         writing = wanted
-        if wanted { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+        if wanted { writeEvent?.add() } else { writeEvent?.remove() }
     }
 
     private func handleWritable() {
@@ -372,8 +370,7 @@ public final class Connection {
     /// (closing then would send a reset): then send a FIN and linger, discarding input until the peer closes.
     private func linger() {
         guard !inputClosed, lingerTimeout > .zero, state == .closing else { return finishClose(nil) }
-        var unread: Int32 = 0
-        guard ioctl(fileDescriptor, UInt(FIONREAD), &unread) == 0, unread > 0 else { return finishClose(nil) }
+        guard let unread = try? Posix.unreadByteCount(fileDescriptor), unread > 0 else { return finishClose(nil) }
         if outputShutdown != .done {
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
@@ -389,8 +386,8 @@ public final class Connection {
     public func reset() {
         loop.preconditionInEventLoop()
         guard state != .closed else { return }
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        // Cannot fail on an open socket; if it did, the close would be orderly instead.
+        _ = try? Posix.setResetOnClose(fileDescriptor)
         finishClose(nil)
     }
 
@@ -418,9 +415,10 @@ public final class Connection {
         reading = false
         writing = false
         lingering = false
-        for event in [readEvent, writeEvent, timerEvent] {
-            if let event { event_free(event) }
-        }
+        // Off the loop before the descriptor closes (its number may be reused at once); freed last, as the
+        // events are what keeps the connection alive.
+        let events = [readEvent, writeEvent, timerEvent]
+        for event in events { event?.remove() }
         readEvent = nil
         writeEvent = nil
         timerEvent = nil
@@ -443,9 +441,7 @@ public final class Connection {
         self.delegate = nil
         delegate?.connection(self, didCloseWith: error)
         loop.descriptorReleased()
-        let retained = retainedSelf
-        retainedSelf = nil
-        retained?.release()
+        for event in events { event?.free() }
     }
 
     // MARK: Timeouts
@@ -466,19 +462,18 @@ public final class Connection {
             earliest = min(earliest ?? idleDeadline, idleDeadline)
         }
         guard let earliest else {
-            if let timerEvent { event_del(timerEvent) }
+            timerEvent?.remove()
             return
         }
         if timerEvent == nil {
-            timerEvent = clibevent_evtimer_new(loop.base, { _, _, context in
-                let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
-                connection.loop.withCallbackScope { connection.handleDeadline() }
-            }, Unmanaged.passUnretained(self).toOpaque())
-            precondition(timerEvent != nil, "event_new failed: out of memory")
+            do {
+                timerEvent = try LoopEvent(loop: loop, persistent: false) { [self] _ in handleDeadline() }
+            } catch {
+                return finishClose(error)
+            }
         }
         let now = Connection.now()
-        var tv = timeval(.nanoseconds(earliest > now ? earliest - now : 0))
-        event_add(timerEvent, &tv)
+        timerEvent?.add(timeout: .nanoseconds(earliest > now ? earliest - now : 0))
     }
 
     private func handleDeadline() {

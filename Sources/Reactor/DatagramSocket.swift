@@ -1,12 +1,11 @@
-import CLibevent
 import Glibc
 
 /// A UDP (IPv4 or IPv6) or Unix datagram socket on a loop; loop-bound.
 ///
 /// Datagrams arrive through ``onReceive`` (callback face) or ``receive()`` (async face); while
 /// neither is waiting the socket is not read and the kernel queues what arrives.
-/// Ownership: the socket owns its descriptor and `struct event *`, and for a Unix address the
-/// socket file (removed on ``close()`` if still its own). An open socket keeps itself alive until ``close()``.
+/// Ownership: the socket owns its descriptor and its event, and for a Unix address the socket file
+/// (removed on ``close()`` if still its own). An open socket keeps itself alive (through its event) until ``close()``.
 public final class DatagramSocket {
     /// The loop the socket belongs to.
     public let loop: EventLoop
@@ -20,11 +19,10 @@ public final class DatagramSocket {
         didSet { updateReading() }
     }
 
-    private var event: OpaquePointer?
+    private var event: LoopEvent?
     private var reading = false
     private var receiver: UnsafeContinuation<(bytes: [UInt8], sender: SocketAddress?), any Error>?
     private var unixFile: UnixSocketFile?
-    private var retainedSelf: Unmanaged<DatagramSocket>?
 
     /// Most datagrams read per readiness callback, so one busy socket cannot starve the loop.
     static let receivesPerWakeup = 32
@@ -62,16 +60,15 @@ public final class DatagramSocket {
         self.fileDescriptor = fd
         self.localAddress = localAddress
         self.unixFile = unixFile
-        event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            let socket = Unmanaged<DatagramSocket>.fromOpaque(context!).takeUnretainedValue()
-            socket.loop.withCallbackScope { socket.readReady() }
-        }, Unmanaged.passUnretained(self).toOpaque())
-        guard event != nil else {
+        do {
+            event = try LoopEvent(loop: loop, fileDescriptor: fd, watching: .readable, persistent: true) { [self] _ in
+                readReady()
+            }
+        } catch {
             unixFile?.remove()
             Posix.close(fd)
-            throw ReactorError.libevent("event_new(fd \(fd))")
+            throw error
         }
-        retainedSelf = Unmanaged.passRetained(self)
     }
 
     /// Sends one datagram to `address`.
@@ -80,9 +77,7 @@ public final class DatagramSocket {
     public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws {
         loop.preconditionInEventLoop()
         guard event != nil else { throw ReactorError.alreadyClosed }
-        _ = try address.withSockAddr { (pointer, length) throws(IOError) in
-            try Posix.syscall("sendto \(address)", { sendto(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
-        }
+        try Posix.send(fileDescriptor, bytes, to: address)
     }
 
     /// Sends one datagram to `address`.
@@ -107,24 +102,14 @@ public final class DatagramSocket {
         let wanted = event != nil && (onReceive != nil || receiver != nil)
         guard wanted != reading, let event else { return }
         reading = wanted
-        if wanted { event_add(event, nil) } else { event_del(event) }
+        if wanted { event.add() } else { event.remove() }
     }
 
     private func readReady() {
         for _ in 0..<Self.receivesPerWakeup {
             guard event != nil, onReceive != nil || receiver != nil else { break }
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let scratch = loop.scratch
-            let result = withUnsafeMutableBytes(of: &storage) { raw in
-                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
-                return Result { () throws(IOError) -> (Int, SocketAddress?)? in
-                    guard let count = try Posix.nonBlocking("recvfrom", { recvfrom(fileDescriptor, scratch.baseAddress, scratch.count, 0, pointer, &length) }) else {
-                        return nil
-                    }
-                    return (count, length > 0 ? SocketAddress(pointer, length: length) : nil)
-                }
-            }
+            let result = Result { () throws(IOError) in try Posix.receiveFrom(fileDescriptor, scratch.baseAddress, scratch.count) }
             switch result {
             case .success(nil):
                 break
@@ -155,7 +140,7 @@ public final class DatagramSocket {
     public func close() {
         loop.preconditionInEventLoop()
         guard let event else { return }
-        event_free(event)
+        event.remove()
         self.event = nil
         reading = false
         Posix.close(fileDescriptor)
@@ -166,8 +151,6 @@ public final class DatagramSocket {
             receiver.resume(throwing: ReactorError.alreadyClosed)
         }
         loop.descriptorReleased()
-        let retained = retainedSelf
-        retainedSelf = nil
-        retained?.release()
+        event.free()  // last: it keeps the socket alive
     }
 }

@@ -1,4 +1,4 @@
-import CLibevent
+internal import CLibevent
 import Glibc
 import Synchronization
 
@@ -49,8 +49,8 @@ public final class EventLoop: @unchecked Sendable {
     private let running = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
     private let remote = Mutex(RemoteQueue())
-    private var wakeEvent: OpaquePointer?
-    private var runOnceTimer: OpaquePointer?
+    private var wakeEvent: LoopEvent?
+    private var runOnceTimer: LoopEvent?
 
     // Loop-thread state.
     /// Jobs enqueued on the loop thread during a callback, run when the outermost callback returns.
@@ -94,17 +94,14 @@ public final class EventLoop: @unchecked Sendable {
         self.backendName = String(cString: event_base_get_method(base))
         self.owner = Atomic(UInt(pthread_self()))
         self.scratch = .allocate(byteCount: EventLoop.scratchSize, alignment: 16)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        wakeEvent = clibevent_evuser_new(base, { _, _, context in
-            Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue().handleWake()
-        }, context)
-        runOnceTimer = clibevent_evtimer_new(base, { _, _, _ in }, nil)
-        guard wakeEvent != nil, runOnceTimer != nil else { throw .libevent("event_new") }
+        // The loop's own events must not keep it alive: they capture it unowned, and deinit frees them.
+        wakeEvent = try LoopEvent(loop: self, persistent: false) { [unowned self] _ in handleWake() }
+        runOnceTimer = try LoopEvent(loop: self, persistent: false) { _ in }
     }
 
     deinit {
-        if let wakeEvent { event_free(wakeEvent) }
-        if let runOnceTimer { event_free(runOnceTimer) }
+        wakeEvent?.free()
+        runOnceTimer?.free()
         event_base_free(base)
         scratch.deallocate()
     }
@@ -178,12 +175,9 @@ public final class EventLoop: @unchecked Sendable {
             flags = EVLOOP_NONBLOCK | EVLOOP_ONCE
         } else {
             flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY
-            if let timeout {
-                var tv = timeval(timeout)
-                event_add(runOnceTimer, &tv)
-            }
+            if let timeout { runOnceTimer?.add(timeout: timeout) }
         }
-        defer { if timeout != nil { event_del(runOnceTimer) } }
+        defer { if timeout != nil { runOnceTimer?.remove() } }
         if event_base_loop(base, flags) < 0 { throw .libevent("event_base_loop") }
     }
 
@@ -212,11 +206,11 @@ public final class EventLoop: @unchecked Sendable {
             queue.work.append(.closure(body))
             return Self.claimWake(&queue)
         }
-        if needsWake { event_active(wakeEvent, 0, 0) }
+        if needsWake { wakeEvent?.activate([]) }
     }
 
     private func wake() {
-        if remote.withLock({ Self.claimWake(&$0) }) { event_active(wakeEvent, 0, 0) }
+        if remote.withLock({ Self.claimWake(&$0) }) { wakeEvent?.activate([]) }
     }
 
     private static func claimWake(_ queue: inout RemoteQueue) -> Bool {
@@ -232,12 +226,11 @@ public final class EventLoop: @unchecked Sendable {
             queue.work = []
             return work
         }
-        withCallbackScope {
-            for item in work {
-                switch item {
-                case .job(let job): runJob(job)
-                case .closure(let body): body()
-                }
+        // Already inside the wake event's callback scope.
+        for item in work {
+            switch item {
+            case .job(let job): runJob(job)
+            case .closure(let body): body()
             }
         }
         if stopRequested.load(ordering: .acquiring) {
@@ -277,7 +270,7 @@ public final class EventLoop: @unchecked Sendable {
                     queue.work.append(contentsOf: rest.map { RemoteWork.job($0) })
                     return Self.claimWake(&queue)
                 }
-                if needsWake { event_active(wakeEvent, 0, 0) }
+                if needsWake { wakeEvent?.activate([]) }
                 return
             }
             let jobs = localJobs
@@ -303,7 +296,7 @@ public final class EventLoop: @unchecked Sendable {
             queue.work.append(.job(job))
             return Self.claimWake(&queue)
         }
-        if needsWake { event_active(wakeEvent, 0, 0) }
+        if needsWake { wakeEvent?.activate([]) }
     }
 
     // MARK: Accept back-off

@@ -1,4 +1,3 @@
-import CLibevent
 import Glibc
 
 /// A listening TCP (IPv4 or IPv6) or Unix stream socket that accepts ``Connection``s on a loop; loop-bound.
@@ -7,9 +6,9 @@ import Glibc
 /// the listener reports the error, stops accepting, and resumes after ``acceptBackoff`` or as soon as
 /// a connection on its loop closes, so a full descriptor table never spins the loop.
 ///
-/// Ownership: the listener owns its descriptor and `struct event *`, and for a Unix address the
-/// socket file, which it removes on ``close()`` if that file is still its own. An open listener keeps
-/// itself alive until ``close()``.
+/// Ownership: the listener owns its descriptor and its event, and for a Unix address the socket file,
+/// which it removes on ``close()`` if that file is still its own. An open listener keeps itself alive
+/// (through its event) until ``close()``.
 public final class Listener {
     /// The loop the listener accepts on.
     public let loop: EventLoop
@@ -25,11 +24,10 @@ public final class Listener {
     public private(set) var isAccepting = false
 
     private let options: ListenOptions
-    private var event: OpaquePointer?
+    private var event: LoopEvent?
     private var onAccept: ((Connection) -> Void)?
     private var retryTimer: LoopTimer?
     private var unixFile: UnixSocketFile?
-    private var retainedSelf: Unmanaged<Listener>?
 
     /// Most connections accepted per readiness callback, so one busy listener cannot starve the loop.
     static let acceptsPerWakeup = 64
@@ -62,16 +60,15 @@ public final class Listener {
         }
         fileDescriptor = fd
         self.unixFile = unixFile
-        event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            let listener = Unmanaged<Listener>.fromOpaque(context!).takeUnretainedValue()
-            listener.loop.withCallbackScope { listener.acceptReady() }
-        }, Unmanaged.passUnretained(self).toOpaque())
-        guard event != nil else {
+        do {
+            event = try LoopEvent(loop: loop, fileDescriptor: fd, watching: .readable, persistent: true) { [self] _ in
+                acceptReady()
+            }
+        } catch {
             unixFile?.remove()
             Posix.close(fd)
-            throw ReactorError.libevent("event_new(fd \(fd))")
+            throw error
         }
-        retainedSelf = Unmanaged.passRetained(self)
         resumeAccepting()
     }
 
@@ -98,9 +95,10 @@ public final class Listener {
 
     private func pause(_ error: IOError) {
         isAccepting = false
-        event_del(event)
+        event?.remove()
         loop.pausedListeners.append(self)
-        retryTimer = loop.schedule(after: acceptBackoff) { [weak self] in
+        // Without a timer (out of memory), the next connection that closes resumes accepting.
+        retryTimer = try? loop.schedule(after: acceptBackoff) { [weak self] in
             self?.retryTimer = nil
             self?.resumeAccepting()
         }
@@ -118,8 +116,7 @@ public final class Listener {
         retryTimer?.cancel()
         retryTimer = nil
         loop.pausedListeners.removeAll { $0 === self }
-        event_add(event, nil)
-        isAccepting = true
+        isAccepting = event.add()
     }
 
     /// Stops accepting, closes the socket and removes its Unix socket file. Connections already
@@ -127,8 +124,7 @@ public final class Listener {
     public func close() {
         loop.preconditionInEventLoop()
         guard let event else { return }
-        event_free(event)
-        self.event = nil
+        event.remove()
         isAccepting = false
         retryTimer?.cancel()
         retryTimer = nil
@@ -136,8 +132,7 @@ public final class Listener {
         Posix.close(fileDescriptor)
         unixFile?.remove()
         onAccept = nil
-        let retained = retainedSelf
-        retainedSelf = nil
-        retained?.release()
+        self.event = nil
+        event.free()  // last: it keeps the listener alive
     }
 }

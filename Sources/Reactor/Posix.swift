@@ -1,9 +1,10 @@
-import CLibevent
+internal import CPosix
 import Glibc
 
-/// The module's whole boundary with libc's socket calls: each a small static function that
-/// retries `EINTR`, reports `EAGAIN`/`EWOULDBLOCK` as `nil` where a call may block, and throws
-/// ``IOError`` otherwise.
+/// The module's whole boundary with libc's socket calls: each a small static function that reads
+/// `errno` at once, retries `EINTR`, reports `EAGAIN`/`EWOULDBLOCK` as `nil` where a call may block,
+/// and throws ``IOError`` otherwise. Raw `sockaddr` memory is ``SocketAddress``'s business: calls
+/// that take or fill in an address go through it.
 enum Posix {
     /// Runs `body` until it does not fail with `EINTR`; throws ``IOError`` on any other failure.
     @inline(__always)
@@ -47,13 +48,100 @@ enum Posix {
         return value
     }
 
+    /// Starts connecting `fd` to `address` without blocking: true when connected at once, false while in
+    /// progress (`EINPROGRESS`, or `EINTR`, after which the connect goes on in the background).
+    static func connect(_ fd: Int32, to address: SocketAddress) throws(IOError) -> Bool {
+        let (result, code) = address.withSockAddr { pointer, length in (Glibc.connect(fd, pointer, length), errno) }
+        if result == 0 { return true }
+        if code == EINPROGRESS || code == EINTR { return false }
+        throw IOError(errnoCode: code, operation: "connect \(address)")
+    }
+
     static func listen(_ fd: Int32, backlog: Int32) throws(IOError) {
         _ = try syscall("listen", { Glibc.listen(fd, backlog) })
     }
 
     /// Accepts one connection as a non-blocking, close-on-exec descriptor; `nil` when none is waiting.
     static func accept(_ fd: Int32) throws(IOError) -> Int32? {
-        try nonBlocking("accept", { clibevent_accept4(fd, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)) })
+        try nonBlocking("accept", { cposix_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)) })
+    }
+
+    /// Accepts one connection as a close-on-exec descriptor, blocking or not, with the peer's address;
+    /// `nil` when none is waiting (or a receive timeout passed).
+    static func acceptWithPeer(_ fd: Int32, nonBlocking: Bool) throws(IOError) -> (fd: Int32, peer: SocketAddress?)? {
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        let (accepted, peer) = try SocketAddress.filledIn { (pointer, length) throws(IOError) in
+            try Posix.nonBlocking("accept", { cposix_accept4(fd, pointer, length, flags) })
+        }
+        return accepted.map { ($0, peer) }
+    }
+
+    static func bind(_ fd: Int32, to address: SocketAddress) throws(IOError) {
+        try address.withSockAddr { (pointer, length) throws(IOError) in
+            _ = try syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
+        }
+    }
+
+    /// Connects a blocking socket, waiting until connected (or its send timeout passes).
+    static func connectBlocking(_ fd: Int32, to address: SocketAddress) throws(IOError) {
+        try address.withSockAddr { (pointer, length) throws(IOError) in
+            _ = try syscall("connect \(address)", { Glibc.connect(fd, pointer, length) })
+        }
+    }
+
+    /// Receives into `buffer`; `nil` when nothing is available (or a receive timeout passed), 0 at end of input.
+    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(IOError) -> Int? {
+        try nonBlocking("recv", { recv(fd, buffer, count, 0) })
+    }
+
+    /// Receives one datagram into `buffer` with its sender (`nil` for an unbound Unix sender); `nil` when
+    /// nothing is waiting.
+    static func receiveFrom(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(IOError) -> (count: Int, sender: SocketAddress?)? {
+        let (received, sender) = try SocketAddress.filledIn { (pointer, length) throws(IOError) in
+            try Posix.nonBlocking("recvfrom", { recvfrom(fd, buffer, count, 0, pointer, length) })
+        }
+        return received.map { ($0, sender) }
+    }
+
+    /// Sends one datagram to `address` without raising SIGPIPE.
+    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(IOError) {
+        try address.withSockAddr { (pointer, length) throws(IOError) in
+            _ = try syscall("sendto \(address)", { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
+        }
+    }
+
+    /// Sets a `timeval` socket option (`SO_RCVTIMEO`, `SO_SNDTIMEO`).
+    static func setOption(_ fd: Int32, level: Int32, name: Int32, value: timeval, _ operation: String) throws(IOError) {
+        var value = value
+        _ = try syscall(operation, { setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<timeval>.size)) })
+    }
+
+    /// Makes `close` send a reset and discard unsent data (`SO_LINGER` with a zero timeout).
+    static func setResetOnClose(_ fd: Int32) throws(IOError) {
+        var value = linger(l_onoff: 1, l_linger: 0)
+        _ = try syscall("setsockopt SO_LINGER", { setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size)) })
+    }
+
+    /// Bytes received and not read yet (`ioctl FIONREAD`).
+    static func unreadByteCount(_ fd: Int32) throws(IOError) -> Int {
+        var count: Int32 = 0
+        _ = try syscall("ioctl FIONREAD", { ioctl(fd, UInt(FIONREAD), &count) })
+        return Int(count)
+    }
+
+    /// Bytes sent and not yet acknowledged by the peer (`ioctl TIOCOUTQ`).
+    static func unsentByteCount(_ fd: Int32) throws(IOError) -> Int {
+        var count: Int32 = 0
+        _ = try syscall("ioctl TIOCOUTQ", { ioctl(fd, UInt(TIOCOUTQ), &count) })
+        return Int(count)
+    }
+
+    /// The socket's type, `SOCK_STREAM` or `SOCK_DGRAM` (`getsockopt SO_TYPE`).
+    static func socketType(_ fd: Int32) throws(IOError) -> Int32 {
+        var type: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try syscall("getsockopt SO_TYPE", { getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) })
+        return type
     }
 
     /// Reads into `buffer`; `nil` when nothing is available, 0 at end of input.

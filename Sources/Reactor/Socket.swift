@@ -1,4 +1,3 @@
-import CLibevent
 import Glibc
 
 /// A plain socket that owns its descriptor: the blocking I/O that Python's `socket` object offers,
@@ -78,14 +77,9 @@ public final class Socket: @unchecked Sendable {
     public func bind(to address: SocketAddress, unixPermissions: mode_t = 0o600) throws(IOError) {
         let fd = fileDescriptor
         if address.family == .unix {
-            var type: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            _ = try Posix.syscall("getsockopt SO_TYPE", { getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) })
-            try Socket.removeStaleSocketFile(address, type: type)
+            try Socket.removeStaleSocketFile(address, type: Posix.socketType(fd))
         }
-        try address.withSockAddr { (pointer, length) throws(IOError) in
-            _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
-        }
+        try Posix.bind(fd, to: address)
         unixFile = address.path.map { UnixSocketFile(path: $0) }
         if let unixFile {
             do throws(IOError) {
@@ -106,25 +100,12 @@ public final class Socket: @unchecked Sendable {
     /// Accepts one connection as a blocking (or non-blocking) close-on-exec socket.
     /// - Returns: the connection and the peer's address, or `nil` when none is waiting on a non-blocking socket.
     public func accept(nonBlocking: Bool = false) throws(IOError) -> (socket: Socket, address: SocketAddress?)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
-        let fd = fileDescriptor
-        return try withUnsafeMutableBytes(of: &storage) { (raw) throws(IOError) -> (Socket, SocketAddress?)? in
-            let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
-            guard let accepted = try Posix.nonBlocking("accept", { clibevent_accept4_address(fd, pointer, &length, flags) }) else {
-                return nil
-            }
-            return (Socket(adopting: accepted), SocketAddress(pointer, length: length))
-        }
+        try Posix.acceptWithPeer(fileDescriptor, nonBlocking: nonBlocking).map { (Socket(adopting: $0.fd), $0.peer) }
     }
 
     /// Connects, blocking until connected.
     public func connect(to address: SocketAddress) throws(IOError) {
-        let fd = fileDescriptor
-        try address.withSockAddr { (pointer, length) throws(IOError) in
-            _ = try Posix.syscall("connect \(address)", { Glibc.connect(fd, pointer, length) })
-        }
+        try Posix.connectBlocking(fileDescriptor, to: address)
     }
 
     /// Receives up to `maxCount` bytes; empty at end of input.
@@ -132,9 +113,7 @@ public final class Socket: @unchecked Sendable {
     public func receive(maxCount: Int) throws -> [UInt8] {
         let fd = fileDescriptor
         return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
-            guard let received = try Posix.nonBlocking("recv", { recv(fd, buffer.baseAddress, maxCount, 0) }) else {
-                throw ReactorError.timedOut
-            }
+            guard let received = try Posix.receive(fd, buffer.baseAddress, maxCount) else { throw ReactorError.timedOut }
             count = received
         }
     }
@@ -142,20 +121,13 @@ public final class Socket: @unchecked Sendable {
     /// Receives up to `maxCount` bytes of one datagram, with its sender.
     /// - Returns: `nil` when nothing is waiting on a non-blocking socket.
     public func receiveFrom(maxCount: Int) throws(IOError) -> (bytes: [UInt8], sender: SocketAddress?)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = fileDescriptor
-        var sender: SocketAddress?
-        var received: Int? = 0
+        var received: (count: Int, sender: SocketAddress?)?
         let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { (buffer, count) throws(IOError) in
-            try withUnsafeMutableBytes(of: &storage) { (raw) throws(IOError) in
-                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
-                received = try Posix.nonBlocking("recvfrom", { recvfrom(fd, buffer.baseAddress, maxCount, 0, pointer, &length) })
-                if received != nil, length > 0 { sender = SocketAddress(pointer, length: length) }
-            }
-            count = received ?? 0
+            received = try Posix.receiveFrom(fd, buffer.baseAddress, maxCount)
+            count = received?.count ?? 0
         }
-        return received == nil ? nil : (bytes, sender)
+        return received.map { (bytes, $0.sender) }
     }
 
     /// Sends all of `bytes`, looping over partial sends (Python's `sendall`).
@@ -177,10 +149,7 @@ public final class Socket: @unchecked Sendable {
 
     /// Sends one datagram to `address`.
     public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(IOError) {
-        let fd = fileDescriptor
-        _ = try address.withSockAddr { (pointer, length) throws(IOError) in
-            try Posix.syscall("sendto \(address)", { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
-        }
+        try Posix.send(fileDescriptor, bytes, to: address)
     }
 
     /// Which direction ``shutdown(_:)`` closes.
@@ -205,12 +174,18 @@ public final class Socket: @unchecked Sendable {
     }
 
     /// How long a blocking receive or send may wait (`SO_RCVTIMEO` and `SO_SNDTIMEO`); `nil` waits forever.
+    /// On a closed socket, setting it does nothing.
     public var timeout: Duration? = nil {
         didSet {
-            var tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
-            let size = socklen_t(MemoryLayout<timeval>.size)
-            _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_RCVTIMEO, &tv, size)
-            _ = setsockopt(fileDescriptor, SOL_SOCKET, SO_SNDTIMEO, &tv, size)
+            guard fileDescriptor >= 0 else { return }
+            let tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
+            // Cannot fail on an open socket with a valid timeval; an error would be a bug here.
+            do {
+                try Posix.setOption(fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
+                try Posix.setOption(fileDescriptor, level: SOL_SOCKET, name: SO_SNDTIMEO, value: tv, "setsockopt SO_SNDTIMEO")
+            } catch {
+                assertionFailure("\(error)")
+            }
         }
     }
 
@@ -254,9 +229,7 @@ public final class Socket: @unchecked Sendable {
             case .unix:
                 try removeStaleSocketFile(address, type: type)
             }
-            try address.withSockAddr { (pointer, length) throws(IOError) in
-                _ = try Posix.syscall("bind \(address)", { Glibc.bind(fd, pointer, length) })
-            }
+            try Posix.bind(fd, to: address)
             let unixFile = address.path.map { UnixSocketFile(path: $0) }
             if let unixFile {
                 do throws(IOError) {
@@ -283,12 +256,13 @@ public final class Socket: @unchecked Sendable {
         }
         let probe = try Posix.socket(domain: AF_UNIX, type: type)
         defer { Posix.close(probe) }
-        let result = address.withSockAddr { Glibc.connect(probe, $0, $1) }
-        let code = errno
-        guard result != 0 && code == ECONNREFUSED else {
-            throw IOError(errnoCode: EADDRINUSE, operation: "bind \(address) (another socket is listening there)")
-        }
-        unlink(path)
+        do {
+            _ = try Posix.connect(probe, to: address)
+        } catch where error.errnoCode == ECONNREFUSED {
+            unlink(path)  // nobody listens: a file left by a dead process
+            return
+        } catch {}
+        throw IOError(errnoCode: EADDRINUSE, operation: "bind \(address) (another socket is listening there)")
     }
 
     /// Sets the permission bits of a socket file just bound, before anyone can connect (connecting to a
@@ -300,10 +274,9 @@ public final class Socket: @unchecked Sendable {
         _ = try Posix.syscall("chmod \(file.path)", { fchmodat(AT_FDCWD, file.path, mode, AT_SYMLINK_NOFOLLOW) })
     }
 
-    /// Sets `TCP_NODELAY` on a TCP socket; a no-op for other families.
+    /// Sets `TCP_NODELAY` on a TCP socket; a no-op for other families (which refuse the option).
     static func disableNagle(_ fd: Int32) {
-        var on: Int32 = 1
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        _ = try? Posix.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "setsockopt TCP_NODELAY")
     }
 }
 

@@ -1,4 +1,3 @@
-import CLibevent
 import Glibc
 
 /// An IPv4, IPv6 or Unix-domain socket address.
@@ -194,6 +193,20 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         case .inet: return "\(host ?? "?"):\(port ?? 0)"
         case .inet6: return "[\(host ?? "?")]:\(port ?? 0)"
         case .unix(let path): return "unix:\(path)"
+        }
+    }
+
+    /// Gives a call that reports an address (`accept`, `recvfrom`) storage to write it into, then reads it.
+    /// - Returns: what `body` returned, and the address (`nil` if the kernel wrote none or an unknown family).
+    static func filledIn<R, E: Error>(
+        by body: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) throws(E) -> R
+    ) throws(E) -> (R, SocketAddress?) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return try withUnsafeMutableBytes(of: &storage) { (raw) throws(E) -> (R, SocketAddress?) in
+            let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            let result = try body(pointer, &length)
+            return (result, length > 0 ? SocketAddress(pointer, length: length) : nil)
         }
     }
 

@@ -145,9 +145,14 @@ open class BaseServer: @unchecked Sendable {
             }
         }
         let metrics = self.metrics
-        serviceTimer = loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in
-            metrics.reportLoop(loop)
-            serviceActions()
+        do {
+            serviceTimer = try loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in
+                metrics.reportLoop(loop)
+                serviceActions()
+            }
+        } catch {
+            stopServing()
+            throw error
         }
     }
 
@@ -282,9 +287,13 @@ open class BaseServer: @unchecked Sendable {
             logger.warning("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms at a time (\(acceptPauses) pauses so far)")
             lastPauseReport = now
         }
-        acceptRetry = loop.schedule(after: .milliseconds(100)) { [weak self] in
-            try? self?.readiness?.start()
-            self?.acceptRetry = nil
+        do {
+            acceptRetry = try loop.schedule(after: .milliseconds(100)) { [weak self] in
+                try? self?.readiness?.start()
+                self?.acceptRetry = nil
+            }
+        } catch {
+            try? readiness.start()  // no timer to resume with: keep accepting rather than stop for good
         }
     }
 

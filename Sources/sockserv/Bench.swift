@@ -162,10 +162,10 @@ struct Bench: ParsableCommand {
         let cpuBefore = ProcessSample.read(pid).cpuSeconds
         let started = LoadGenerator.now()
         generator.start()
-        let ticker = loop.scheduleRepeating(every: .milliseconds(200)) { _ in
+        let ticker = try loop.scheduleRepeating(every: .milliseconds(200)) { _ in
             progress.update(elapsed: Double(LoadGenerator.now() - started) / 1e9)
         }
-        let deadline = loop.schedule(after: .nanoseconds(Int64(duration * 1e9))) { loop.stop() }
+        let deadline = try loop.schedule(after: .nanoseconds(Int64(duration * 1e9))) { loop.stop() }
         try loop.run()
         ticker.cancel()
         deadline.cancel()

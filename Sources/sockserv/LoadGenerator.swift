@@ -146,7 +146,12 @@ final class LoadGenerator {
         errors += 1
         clients[ObjectIdentifier(client)] = nil
         // Keep the load closed-loop: a failed client is replaced, after a pause so a refusing server is not hammered.
-        if running { loop.schedule(after: .milliseconds(50)) { [weak self] in self?.startClient() } }
+        guard running else { return }
+        do {
+            try loop.schedule(after: .milliseconds(50)) { [weak self] in self?.startClient() }
+        } catch {
+            startClient()  // no timer: replace it at once
+        }
     }
 
     fileprivate func finished(_ client: Client) {

@@ -45,7 +45,7 @@ import TestSupport
     @Test func closeFailsAWaitingReceive() throws {
         try runLoop { loop in
             let socket = try DatagramSocket(binding: try SocketAddress(ipv4: "127.0.0.1", port: 0), on: loop)
-            loop.schedule(after: .milliseconds(5)) { socket.close() }
+            try loop.schedule(after: .milliseconds(5)) { socket.close() }
             loop.test {
                 await #expect(throws: ReactorError.alreadyClosed) { _ = try await socket.receive() }
             }

@@ -82,7 +82,7 @@ import TestSupport
     @Test func runOnceRunsReadyCallbacks() throws {
         let loop = try EventLoop()
         var fired = 0
-        loop.schedule(after: .milliseconds(1)) { fired += 1 }
+        try loop.schedule(after: .milliseconds(1)) { fired += 1 }
         while fired == 0 { try loop.runOnce(timeout: .seconds(2)) }
         #expect(fired == 1)
     }
@@ -112,7 +112,7 @@ import TestSupport
                 loop.stop()
             }
             // Without the watcher, each of these signals would end the test process.
-            loop.schedule(after: .milliseconds(1)) { kill(getpid(), signalNumber) }
+            try loop.schedule(after: .milliseconds(1)) { kill(getpid(), signalNumber) }
         }
         #expect(received == [signalNumber])
     }
@@ -133,7 +133,7 @@ import TestSupport
                     loop.stop()
                 }
             }
-            loop.schedule(after: .milliseconds(1)) { _ = write(fds[1], "abc", 3) }
+            try loop.schedule(after: .milliseconds(1)) { _ = write(fds[1], "abc", 3) }
         }
         #expect(got == Array("abc"))
     }
@@ -157,7 +157,7 @@ import TestSupport
                 loop.stop()
             }
             // Drain it: only then may the watcher fire.
-            loop.schedule(after: .milliseconds(20)) {
+            try loop.schedule(after: .milliseconds(20)) {
                 #expect(!writableSeen)
                 var sink = [UInt8](repeating: 0, count: 65536)
                 while read(fds[0], &sink, sink.count) > 0 {}

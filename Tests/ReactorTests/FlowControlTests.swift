@@ -22,7 +22,7 @@ import TestSupport
                 let line = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024 - 1) + [10]
                 let chunk = Array([[UInt8]](repeating: line, count: 8).joined())
                 var stable = 0
-                loop.scheduleRepeating(every: .milliseconds(20)) { timer in
+                try! loop.scheduleRepeating(every: .milliseconds(20)) { timer in
                     if client.bufferedOutputBytes < 8 * 1024 * 1024 { client.write(chunk) }
                     let output = serverSide?.bufferedOutputBytes ?? 0
                     peakOutput = max(peakOutput, output)

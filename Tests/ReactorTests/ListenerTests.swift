@@ -112,7 +112,7 @@ import TestSupport
                 }
             }
             for _ in 0..<50 { next() }
-            loop.scheduleRepeating(every: .milliseconds(10)) { timer in
+            try loop.scheduleRepeating(every: .milliseconds(10)) { timer in
                 if completed == cycles && serverClosed == cycles {
                     timer.cancel()
                     listener.close()
@@ -154,12 +154,12 @@ import TestSupport
             setrlimit(RLIMIT_NOFILE_, &lowered)
 
             let cpuStart = threadCPUTime()
-            loop.schedule(after: .seconds(1)) {
+            try loop.schedule(after: .seconds(1)) {
                 cpuWhileExhausted = threadCPUTime() - cpuStart
                 #expect(totalAccepted < clients, "the lowered limit must stop accepting")
                 #expect(!listener.isAccepting)
                 // Free descriptors: closing connections resumes accepting without waiting for the retry timer.
-                loop.scheduleRepeating(every: .milliseconds(5)) { timer in
+                try! loop.scheduleRepeating(every: .milliseconds(5)) { timer in
                     accepted.forEach { $0.close() }
                     accepted = []
                     if totalAccepted == clients {

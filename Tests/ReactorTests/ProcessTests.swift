@@ -11,7 +11,7 @@ import TestSupport
             let loop = try EventLoop()
             let done = DispatchSemaphore(value: 0)
             Thread.detachNewThread {
-                loop.schedule(after: .seconds(1)) {}  // precondition: not the loop's thread
+                try! loop.schedule(after: .seconds(1)) {}  // precondition: not the loop's thread
                 done.signal()
             }
             done.wait()

@@ -33,7 +33,7 @@ func runLoop(
 ) throws {
     let loop = try EventLoop(backend: backend)
     var timedOut = false
-    let watchdog = loop.schedule(after: timeout) {
+    let watchdog = try loop.schedule(after: timeout) {
         timedOut = true
         loop.stop()
     }

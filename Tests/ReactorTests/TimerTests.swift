@@ -7,7 +7,7 @@ import TestSupport
         var order: [Int] = []
         try runLoop { loop in
             for delay in [30, 10, 20, 5] {
-                loop.schedule(after: .milliseconds(delay)) {
+                try loop.schedule(after: .milliseconds(delay)) {
                     order.append(delay)
                     if order.count == 4 { loop.stop() }
                 }
@@ -19,11 +19,11 @@ import TestSupport
     @Test func cancelledTimerDoesNotFire() throws {
         var fired: [String] = []
         try runLoop { loop in
-            let cancelled = loop.schedule(after: .milliseconds(10)) { fired.append("cancelled") }
+            let cancelled = try loop.schedule(after: .milliseconds(10)) { fired.append("cancelled") }
             #expect(cancelled.isPending)
             cancelled.cancel()
             #expect(!cancelled.isPending)
-            loop.schedule(after: .milliseconds(50)) {
+            try loop.schedule(after: .milliseconds(50)) {
                 fired.append("kept")
                 loop.stop()
             }
@@ -36,11 +36,11 @@ import TestSupport
         let clock = ContinuousClock()
         let start = clock.now
         try runLoop { loop in
-            loop.scheduleRepeating(every: .milliseconds(5)) { timer in
+            try loop.scheduleRepeating(every: .milliseconds(5)) { timer in
                 ticks += 1
                 if ticks == 5 {
                     timer.cancel()
-                    loop.schedule(after: .milliseconds(30)) { loop.stop() }
+                    try! loop.schedule(after: .milliseconds(30)) { loop.stop() }
                 }
             }
         }

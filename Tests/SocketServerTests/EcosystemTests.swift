@@ -88,7 +88,7 @@ import TestSupport
         nonisolated(unsafe) var timer: LoopTimer?
         let service = EventLoopService(
             loop: loop, servers: [tcp, udp],
-            setUp: { loop in timer = loop.scheduleRepeating(every: .milliseconds(10)) { _ in ticks.value.withLock { $0 += 1 } } },
+            setUp: { loop in timer = try loop.scheduleRepeating(every: .milliseconds(10)) { _ in ticks.value.withLock { $0 += 1 } } },
             tearDown: { _ in timer?.cancel() })
         let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
