@@ -369,8 +369,9 @@ public final class Connection {
     /// Everything written is sent: close now, unless input the peer sent is still unread in the kernel
     /// (closing then would send a reset): then send a FIN and linger, discarding input until the peer closes.
     private func linger() {
-        guard !inputClosed, lingerTimeout > .zero, state == .closing else { return finishClose(nil) }
-        guard let unread = try? Posix.unreadByteCount(fileDescriptor), unread > 0 else { return finishClose(nil) }
+        guard !inputClosed, state == .closing, LingeringClose.isNeeded(fileDescriptor, timeout: lingerTimeout) else {
+            return finishClose(nil)
+        }
         if outputShutdown != .done {
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))

@@ -90,8 +90,16 @@ enum Posix {
     }
 
     /// Receives into `buffer`; `nil` when nothing is available (or a receive timeout passed), 0 at end of input.
-    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(IOError) -> Int? {
-        try nonBlocking("recv", { recv(fd, buffer, count, 0) })
+    /// With `dontWait`, a blocking socket does not block this once (`MSG_DONTWAIT`).
+    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, dontWait: Bool = false) throws(IOError) -> Int? {
+        try nonBlocking("recv", { recv(fd, buffer, count, dontWait ? Int32(MSG_DONTWAIT) : 0) })
+    }
+
+    /// Waits up to `timeout` for input on `fd` (`poll`); true if some arrived (or the peer closed).
+    static func waitForInput(_ fd: Int32, timeout: Duration) throws(IOError) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(clamping: (timeout.nanoseconds + 999_999) / 1_000_000)
+        return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds) }) > 0
     }
 
     /// Receives one datagram into `buffer` with its sender (`nil` for an unbound Unix sender); `nil` when
@@ -120,6 +128,18 @@ enum Posix {
     static func setResetOnClose(_ fd: Int32) throws(IOError) {
         var value = linger(l_onoff: 1, l_linger: 0)
         _ = try syscall("setsockopt SO_LINGER", { setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size)) })
+    }
+
+    static func fork() throws(IOError) -> pid_t {
+        try syscall("fork", { Glibc.fork() })
+    }
+
+    /// `waitpid` for one child, retrying `EINTR`: its pid and status once it has ended, 0 while it runs
+    /// (with `WNOHANG`).
+    static func waitpid(_ pid: pid_t, blocking: Bool) throws(IOError) -> (pid: pid_t, status: Int32) {
+        var status: Int32 = 0
+        let result = try syscall("waitpid \(pid)", { Glibc.waitpid(pid, &status, blocking ? 0 : WNOHANG) })
+        return (result, status)
     }
 
     /// Bytes received and not read yet (`ioctl FIONREAD`).

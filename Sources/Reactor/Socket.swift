@@ -173,6 +173,31 @@ public final class Socket: @unchecked Sendable {
         try Posix.shutdown(fileDescriptor, how: how)
     }
 
+    /// The lingering close of a blocking socket whose sending side is shut down: if input the peer sent is
+    /// still unread (closing now would make the kernel answer with a reset that can destroy replies the
+    /// peer has not read yet), reads and drops input until every reply is delivered (the send queue is
+    /// empty), the peer closes, or `timeout` passes. Returns at once when no input is waiting; otherwise
+    /// blocks the calling thread for at most `timeout`. A ``Connection`` lingers the same way on its loop
+    /// (``Connection/lingerTimeout``).
+    public func lingerBeforeClose(timeout: Duration) {
+        let fd = fileDescriptor
+        guard fd >= 0, LingeringClose.isNeeded(fd, timeout: timeout) else { return }
+        let deadline = ContinuousClock.now + timeout
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 1)
+        defer { scratch.deallocate() }
+        do {
+            while ContinuousClock.now < deadline {
+                while let count = try Posix.receive(fd, scratch.baseAddress, scratch.count, dontWait: true) {
+                    if count == 0 { return }  // the peer closed
+                }
+                if try Posix.unsentByteCount(fd) == 0 { return }  // every reply delivered
+                _ = try Posix.waitForInput(fd, timeout: .milliseconds(20))
+            }
+        } catch {
+            return  // a reset or any other error: nothing left to protect
+        }
+    }
+
     /// How long a blocking receive or send may wait (`SO_RCVTIMEO` and `SO_SNDTIMEO`); `nil` waits forever.
     /// On a closed socket, setting it does nothing.
     public var timeout: Duration? = nil {
@@ -277,6 +302,15 @@ public final class Socket: @unchecked Sendable {
     /// Sets `TCP_NODELAY` on a TCP socket; a no-op for other families (which refuse the option).
     static func disableNagle(_ fd: Int32) {
         _ = try? Posix.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "setsockopt TCP_NODELAY")
+    }
+}
+
+/// The one decision behind both lingering closes (``Socket/lingerBeforeClose(timeout:)`` and a
+/// ``Connection``'s): linger only when the peer's input is still unread, as closing then sends a reset.
+enum LingeringClose {
+    static func isNeeded(_ fd: Int32, timeout: Duration) -> Bool {
+        guard timeout > .zero, let unread = try? Posix.unreadByteCount(fd) else { return false }
+        return unread > 0
     }
 }
 

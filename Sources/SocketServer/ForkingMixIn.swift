@@ -24,8 +24,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        let pid = fork()
-        if pid < 0 { throw IOError(errnoCode: errno, operation: "fork") }
+        let pid = try ChildProcess.fork()
         if pid > 0 {
             metrics = server.metrics
             activeChildren.insert(pid)
@@ -53,27 +52,25 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// until one of them ends. Only this server's children are ever waited for (no `waitpid(-1)`).
     public func collectChildren(blocking: Bool = false) {
         for pid in activeChildren {
-            reap(pid, flags: blocking ? 0 : WNOHANG)
+            reap(pid, blocking: blocking)
         }
         // Whichever child ends first frees a place; polling our own children keeps foreign ones untouched.
         while activeChildren.count >= maxChildren {
             usleep(5_000)
-            for pid in activeChildren { reap(pid, flags: WNOHANG) }
+            for pid in activeChildren { reap(pid, blocking: false) }
         }
     }
 
-    private func reap(_ pid: pid_t, flags: Int32) {
-        var status: Int32 = 0
-        while true {
-            let result = waitpid(pid, &status, flags)
-            if result == -1 && errno == EINTR { continue }
-            // Reaped, or not ours to wait for any more (ECHILD): forget it. 0 means still running.
-            if result == pid || result == -1 { activeChildren.remove(pid) }
-            if result == pid {
-                metrics?.requestFinished()
-                childExited(pid, status: status)
-            }
+    private func reap(_ pid: pid_t, blocking: Bool) {
+        switch ChildProcess.wait(for: pid, blocking: blocking) {
+        case .running:
             return
+        case .notAChild:
+            activeChildren.remove(pid)  // not ours to wait for any more
+        case .ended(let status):
+            activeChildren.remove(pid)
+            metrics?.requestFinished()
+            childExited(pid, status: status)
         }
     }
 

@@ -114,30 +114,11 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         switch request {
         case .stream(let socket):
             try? socket.shutdown(.write)
-            linger(socket.fileDescriptor)
+            socket.lingerBeforeClose(timeout: lingerTimeout)
         case .connection(let connection): connection.shutdownOutput()
         case .datagram: break
         }
         closeRequest(request)
-    }
-
-    /// See ``shutdownRequest(_:)``: with input waiting, drop input until the replies are out.
-    private func linger(_ fd: Int32) {
-        var unread: Int32 = 0
-        guard fd >= 0, lingerTimeout > .zero, ioctl(fd, UInt(FIONREAD), &unread) == 0, unread > 0 else { return }
-        let deadline = ContinuousClock.now + lingerTimeout
-        var scratch = [UInt8](repeating: 0, count: 16 * 1024)
-        while ContinuousClock.now < deadline {
-            while true {
-                let count = recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
-                if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return }  // the client closed
-                if count < 0 { break }
-            }
-            var unsent: Int32 = 0
-            if ioctl(fd, UInt(TIOCOUTQ), &unsent) != 0 || unsent == 0 { return }  // every reply delivered
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            _ = poll(&entry, 1, 20)
-        }
     }
 
     /// Closes the connection (a reactor connection sends what is buffered first).
