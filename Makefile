@@ -1,7 +1,7 @@
 # The one place the project's commands live; CI runs `make check` (see .ci/run).
 SWIFT ?= swift
 
-.PHONY: all deps clients build release test check check-sanitizers fuzz soak demo bench docs clean
+.PHONY: all deps clients build release test lint format check check-sanitizers fuzz soak demo bench docs clean
 
 all: build
 
@@ -36,9 +36,20 @@ release: deps
 test: deps
 	$(SWIFT) test --no-parallel
 
-# What CI runs: the tests, the docs (warnings are errors), each fuzzer for a minute, and the tests again under
-# AddressSanitizer and ThreadSanitizer.
-check: deps clients build test docs fuzz check-sanitizers
+# The style gate: swift-format (the toolchain's, configured by .swift-format: 120 columns) finds nothing,
+# and .ci/house-rules holds (which module imports which, libevent only in the bridge and the loop, errno
+# only in Posix, sockaddr only in SocketAddress). `make format` fixes what swift-format can.
+FORMAT_PATHS = Sources Tests Examples Benchmarks/nio-echo/Sources Fuzz Package.swift
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
+	.ci/house-rules
+
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+# What CI runs: the style gate, the tests, the docs (warnings are errors), each fuzzer for a minute, and the
+# tests again under AddressSanitizer and ThreadSanitizer.
+check: deps clients lint build test docs fuzz check-sanitizers
 
 # The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip

@@ -25,9 +25,11 @@ final class DatagramEcho: AsyncDatagramRequestHandler {
 let arguments = CommandLine.arguments.dropFirst().compactMap(Int.init)
 let logger = Logger(label: "daemon")
 let loop = try EventLoop()
-let tcp = try ReactorTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: arguments.first ?? 0), handler: Echo.self, loop: loop)
+let tcp = try ReactorTCPServer(
+    try SocketAddress(ipv4: "127.0.0.1", port: arguments.first ?? 0), handler: Echo.self, loop: loop)
 let udp = try ReactorUDPServer(
-    try SocketAddress(ipv4: "127.0.0.1", port: arguments.dropFirst().first ?? 0), handler: DatagramEcho.self, loop: loop)
+    try SocketAddress(ipv4: "127.0.0.1", port: arguments.dropFirst().first ?? 0), handler: DatagramEcho.self, loop: loop
+)
 logger.info("serving", metadata: ["tcp": "\(tcp.serverAddress)", "udp": "\(udp.serverAddress)"])
 
 nonisolated(unsafe) var ticker: LoopTimer?
@@ -44,6 +46,7 @@ let reactor = EventLoopService(
     tearDown: { _ in ticker?.cancel() })
 
 let group = ServiceGroup(
-    configuration: .init(services: [.init(service: reactor)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    configuration: .init(
+        services: [.init(service: reactor)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 try await group.run()
 logger.info("stopped")

@@ -30,7 +30,8 @@ do {
     case "threading": server = try ThreadingTCPServer(address, handler: Handler.self)
     case "forking": server = try ForkingTCPServer(address, handler: Handler.self)
     case "reactor": server = try ReactorTCPServer(address, handler: AsyncHandler.self)
-    default: throw ServerError.handlerDoesNotMatchMode("unknown mode \(mode): sequential, threading, forking or reactor")
+    default:
+        throw ServerError.handlerDoesNotMatchMode("unknown mode \(mode): sequential, threading, forking or reactor")
     }
     print("serving on \(server.serverAddress) in \(mode) mode")
     try server.serveForever()

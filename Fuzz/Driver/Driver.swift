@@ -1,6 +1,7 @@
 import Glibc
 
 /// libFuzzer's entry for programs with their own `main` (from `libclang_rt.fuzzer_no_main`).
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(
     _ argc: UnsafeMutablePointer<CInt>,

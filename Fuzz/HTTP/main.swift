@@ -16,7 +16,10 @@ func fuzzHTTP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     while offset < size {
         do {
-            guard let (head, consumed) = try HTTP.parseRequestHead(UnsafeRawBufferPointer(rebasing: bytes[offset...]), limits: limits) else { break }
+            guard
+                let (head, consumed) = try HTTP.parseRequestHead(
+                    UnsafeRawBufferPointer(rebasing: bytes[offset...]), limits: limits)
+            else { break }
             precondition(consumed > 0 && consumed <= min(size - offset, limits.headLength), "consumed \(consumed)")
             precondition((0...limits.requestLength).contains(head.bodyLength))
             let response = responder.respond(to: head)

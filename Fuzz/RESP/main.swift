@@ -22,7 +22,10 @@ func fuzzRESP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let result = parseAll(buffered, limits: limits)
         commands += result.commands
         buffered.removeFirst(result.consumed)
-        if let error = result.error { failed = error; break }
+        if let error = result.error {
+            failed = error
+            break
+        }
         buffered += chunk
     }
     // Arriving in two reads may stop at the same error or parse the same commands.
@@ -37,9 +40,11 @@ func parseAll(_ bytes: [UInt8], limits: Limits) -> (commands: [[[UInt8]]], consu
         do {
             let parsed = try bytes[offset...].withUnsafeBytes { try RESP.parseCommand($0, limits: limits) }
             guard let (arguments, consumed) = parsed else { break }
-            precondition(consumed > 0 && consumed <= bytes.count - offset, "consumed \(consumed) of \(bytes.count - offset)")
+            precondition(
+                consumed > 0 && consumed <= bytes.count - offset, "consumed \(consumed) of \(bytes.count - offset)")
             precondition(arguments.allSatisfy { $0.count <= max(limits.bulkLength, limits.lineLength) })
-            precondition(consumed <= max(limits.requestLength, limits.lineLength) + 2, "a command over the request limit")
+            precondition(
+                consumed <= max(limits.requestLength, limits.lineLength) + 2, "a command over the request limit")
             offset += consumed
             if !arguments.isEmpty { commands.append(arguments) }
         } catch {

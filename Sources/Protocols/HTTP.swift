@@ -101,15 +101,21 @@ public enum HTTP {
             let name = line[line.startIndex..<colon]
             guard name.allSatisfy(isTokenByte) else { throw .badRequest("invalid header name") }
             // RFC 9110 5.5: CR, LF and NUL in a field value are invalid (LF already ended the line).
-            guard !line[(colon + 1)...].contains(where: { $0 == 0 || $0 == 13 }) else { throw .badRequest("invalid header value") }
+            guard !line[(colon + 1)...].contains(where: { $0 == 0 || $0 == 13 }) else {
+                throw .badRequest("invalid header value")
+            }
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
             head.headers.append((String(decoding: name, as: UTF8.self), value))
         }
-        if head.header("Transfer-Encoding") != nil { throw .badRequest("request bodies with Transfer-Encoding are not supported") }
+        if head.header("Transfer-Encoding") != nil {
+            throw .badRequest("request bodies with Transfer-Encoding are not supported")
+        }
         let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
         if let length = lengths.first {
-            guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18, length.utf8.allSatisfy({ (48...57).contains($0) }),
-                  let value = Int(length) else { throw .badRequest("invalid Content-Length") }
+            guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18,
+                length.utf8.allSatisfy({ (48...57).contains($0) }),
+                let value = Int(length)
+            else { throw .badRequest("invalid Content-Length") }
             guard value <= limits.requestLength else { throw .bodyTooLarge }
             head.bodyLength = value
         }
@@ -133,12 +139,15 @@ public enum HTTP {
         guard target.hasPrefix("/") || target == "*", !parts[1].contains(where: { $0 < 0x21 || $0 == 0x7f }) else {
             throw .badRequest("invalid request target")
         }
-        return RequestHead(method: String(decoding: parts[0], as: UTF8.self), target: target, minorVersion: minor, headers: [], bodyLength: 0)
+        return RequestHead(
+            method: String(decoding: parts[0], as: UTF8.self), target: target, minorVersion: minor, headers: [],
+            bodyLength: 0)
     }
 
     private static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
@@ -153,7 +162,8 @@ public enum HTTP {
         /// Close the connection after sending.
         public var close: Bool
 
-        public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], close: Bool = false) {
+        public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], close: Bool = false)
+        {
             self.status = status
             self.headers = headers
             self.body = body
@@ -163,7 +173,9 @@ public enum HTTP {
         /// A plain-text error response that closes the connection.
         public static func error(_ status: Int, _ message: String? = nil, close: Bool = true) -> Response {
             let text = "\(status) \(reason(status))\(message.map { ": \($0)" } ?? "")\n"
-            return Response(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8), close: close)
+            return Response(
+                status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8),
+                close: close)
         }
 
         /// The encoded response; `headOnly` leaves out the body (for HEAD) but keeps its Content-Length.

@@ -26,12 +26,14 @@ public struct HTTPResponder: Sendable {
 
     private func fixedPage(_ target: String) -> HTTP.Response {
         guard target == "/" || target.hasPrefix("/?") else { return .error(404, close: false) }
-        return HTTP.Response(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Self.defaultBody)
+        return HTTP.Response(
+            status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Self.defaultBody)
     }
 
     /// The file system path for a request target, or `nil` if it is not a safe path under `root`.
     public static func translatePath(_ target: String, root: String) -> String? {
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let path =
+            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         guard let decoded = path.removingPercentEncoding, !decoded.contains("\0") else { return nil }
         var parts: [Substring] = []
         for part in decoded.split(separator: "/") {
@@ -55,7 +57,9 @@ public struct HTTPResponder: Sendable {
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         guard isInside(resolved, root) else { return .error(404, close: false) }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) else { return .error(404, close: false) }
+        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) else {
+            return .error(404, close: false)
+        }
         if isDirectory.boolValue {
             let bare = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             guard bare.hasSuffix("/") else {
@@ -81,7 +85,8 @@ public struct HTTPResponder: Sendable {
     private func listing(_ directory: String, displayPath: String) -> HTTP.Response {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         let title = "Directory listing for \(Self.escape(displayPath))"
-        var html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>\(title)</title></head>\n<body><h1>\(title)</h1><hr><ul>\n"
+        var html =
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>\(title)</title></head>\n<body><h1>\(title)</h1><hr><ul>\n"
         for name in names {
             var isDirectory: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory)
@@ -91,7 +96,8 @@ public struct HTTPResponder: Sendable {
             html += "<li><a href=\"\(link)\">\(Self.escape(shown))</a></li>\n"
         }
         html += "</ul><hr></body></html>\n"
-        return HTTP.Response(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(html.utf8))
+        return HTTP.Response(
+            status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(html.utf8))
     }
 
     static func escape(_ text: String) -> String {

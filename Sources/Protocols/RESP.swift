@@ -50,13 +50,19 @@ public enum RESP {
             guard bytes[index] == UInt8(ascii: "$") else {
                 throw ProtocolError("Protocol error: expected '$', got '\(Character(UnicodeScalar(bytes[index])))'")
             }
-            guard let (length, afterLength) = try readNumber(bytes, from: index + 1) else { return try incomplete(bytes, limits) }
-            guard (0...limits.bulkLength).contains(length) else { throw ProtocolError("Protocol error: invalid bulk length") }
+            guard let (length, afterLength) = try readNumber(bytes, from: index + 1) else {
+                return try incomplete(bytes, limits)
+            }
+            guard (0...limits.bulkLength).contains(length) else {
+                throw ProtocolError("Protocol error: invalid bulk length")
+            }
             guard afterLength + length + 2 <= limits.requestLength else {
                 throw ProtocolError("Protocol error: too big request")
             }
             guard afterLength + length + 2 <= bytes.count else { return nil }
-            guard bytes[afterLength + length] == UInt8(ascii: "\r"), bytes[afterLength + length + 1] == UInt8(ascii: "\n") else {
+            guard bytes[afterLength + length] == UInt8(ascii: "\r"),
+                bytes[afterLength + length + 1] == UInt8(ascii: "\n")
+            else {
                 throw ProtocolError("Protocol error: bulk string not terminated by CRLF")
             }
             ranges.append(afterLength..<(afterLength + length))
@@ -66,14 +72,18 @@ public enum RESP {
     }
 
     /// A command not complete yet: `nil`, unless what has come is already over the request limit.
-    private static func incomplete(_ bytes: UnsafeRawBufferPointer, _ limits: Limits) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
+    private static func incomplete(_ bytes: UnsafeRawBufferPointer, _ limits: Limits) throws(ProtocolError) -> (
+        arguments: [[UInt8]], consumed: Int
+    )? {
         if bytes.count > limits.requestLength { throw ProtocolError("Protocol error: too big request") }
         return nil
     }
 
     /// Reads a decimal number ending in CRLF at `start`: the number and the index after the CRLF,
     /// `nil` if the line is incomplete.
-    private static func readNumber(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(ProtocolError) -> (Int, Int)? {
+    private static func readNumber(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(ProtocolError) -> (
+        Int, Int
+    )? {
         var index = start
         var value = 0
         var negative = false
@@ -89,7 +99,9 @@ public enum RESP {
                 value = value * 10 + Int(byte - UInt8(ascii: "0"))
             case UInt8(ascii: "\r"):
                 guard index + 1 < bytes.count else { return nil }
-                guard bytes[index + 1] == UInt8(ascii: "\n"), digits > 0 else { throw ProtocolError("Protocol error: invalid length") }
+                guard bytes[index + 1] == UInt8(ascii: "\n"), digits > 0 else {
+                    throw ProtocolError("Protocol error: invalid length")
+                }
                 return (negative ? -value : value, index + 2)
             default:
                 throw ProtocolError("Protocol error: invalid length")

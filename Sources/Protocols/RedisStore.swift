@@ -80,15 +80,20 @@ public final class RedisStore: Sendable {
             if let error = arity(args.count == 1) { return reply(error) }
             return reply(increment(args.first!, by: name == "incr" ? 1 : -1, now: now))
         case "dbsize":
-            return reply(.integer(entries.withLock { entries in
-                Array(entries.keys).filter { Self.live(&entries, $0, now) != nil }.count
-            }))
+            return reply(
+                .integer(
+                    entries.withLock { entries in
+                        Array(entries.keys).filter { Self.live(&entries, $0, now) != nil }.count
+                    }))
         case "flushall":
             entries.withLock { $0.removeAll() }
             return reply(.ok)
         default:
             let preview = args.prefix(3).map { "'\(String(decoding: $0, as: UTF8.self))'" }.joined(separator: " ")
-            return reply(.error("ERR unknown command '\(String(decoding: first, as: UTF8.self))', with args beginning with: \(preview)"))
+            return reply(
+                .error(
+                    "ERR unknown command '\(String(decoding: first, as: UTF8.self))', with args beginning with: \(preview)"
+                ))
         }
     }
 
@@ -101,7 +106,9 @@ public final class RedisStore: Sendable {
     }
 
     private func set(_ args: [[UInt8]], name: String, now: UInt64) -> RESP.Reply {
-        guard args.count == 2 || args.count == 4 else { return .error("ERR wrong number of arguments for 'set' command") }
+        guard args.count == 2 || args.count == 4 else {
+            return .error("ERR wrong number of arguments for 'set' command")
+        }
         var expiresAt: UInt64?
         if args.count == 4 {
             let option = String(decoding: args[2], as: UTF8.self).uppercased()
@@ -148,7 +155,9 @@ public final class RedisStore: Sendable {
         for byte in digits {
             guard (48...57).contains(byte) else { return nil }
             let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (next, overflow2) = negative ? shifted.subtractingReportingOverflow(Int(byte - 48)) : shifted.addingReportingOverflow(Int(byte - 48))
+            let (next, overflow2) =
+                negative
+                ? shifted.subtractingReportingOverflow(Int(byte - 48)) : shifted.addingReportingOverflow(Int(byte - 48))
             if overflow1 || overflow2 { return nil }
             value = next
         }

@@ -48,7 +48,8 @@ public struct ByteBuffer: ~Copyable {
 
     /// Marks `count` readable bytes as consumed.
     public mutating func moveReaderIndex(forwardBy count: Int) {
-        precondition(count >= 0 && count <= readableBytes, "moveReaderIndex(forwardBy: \(count)) with \(readableBytes) readable")
+        precondition(
+            count >= 0 && count <= readableBytes, "moveReaderIndex(forwardBy: \(count)) with \(readableBytes) readable")
         readerIndex += count
         if readerIndex == writerIndex {
             readerIndex = 0
@@ -88,7 +89,8 @@ public struct ByteBuffer: ~Copyable {
             if readableBytes > maxLength && readableBytes - 1 > maxLength { throw .lineTooLong(limit: maxLength) }
             return nil
         }
-        let hasCR = newline > 0 && base!.load(fromByteOffset: readerIndex + newline - 1, as: UInt8.self) == UInt8(ascii: "\r")
+        let hasCR =
+            newline > 0 && base!.load(fromByteOffset: readerIndex + newline - 1, as: UInt8.self) == UInt8(ascii: "\r")
         let contentLength = hasCR ? newline - 1 : newline
         if contentLength > maxLength { throw .lineTooLong(limit: maxLength) }
         let line = readBytes(strippingNewline ? contentLength : newline + 1)!

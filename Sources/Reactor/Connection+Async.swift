@@ -23,7 +23,9 @@ extension Connection {
     private func attempt(_ kind: PendingRead.Kind, _ buffer: inout ByteBuffer) throws(ReactorError) -> Outcome {
         switch kind {
         case .line(let maxLength, let strippingNewline):
-            if let line = try buffer.readLine(maxLength: maxLength, strippingNewline: strippingNewline) { return .done(line) }
+            if let line = try buffer.readLine(maxLength: maxLength, strippingNewline: strippingNewline) {
+                return .done(line)
+            }
             guard inputClosed else { return .notReady }
             // Like Python's readline(): the last, unterminated line, then nil.
             return .done(buffer.isEmpty ? nil : buffer.readAll())
@@ -181,7 +183,8 @@ extension Connection {
         public struct AsyncIterator: AsyncIteratorProtocol {
             let lines: Lines
             public mutating func next() async throws -> [UInt8]? {
-                try await lines.connection.readLine(maxLength: lines.maxLength, strippingNewline: lines.strippingNewline)
+                try await lines.connection.readLine(
+                    maxLength: lines.maxLength, strippingNewline: lines.strippingNewline)
             }
         }
     }

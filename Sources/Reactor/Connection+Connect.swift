@@ -19,7 +19,9 @@ extension Connection {
 
     /// Opens a TCP or Unix stream connection; call from a task on `loop`.
     /// - Throws: ``IOError`` (e.g. `ECONNREFUSED`) or ``ReactorError/timedOut``.
-    public static func connect(to address: SocketAddress, on loop: EventLoop, timeout: Duration? = nil) async throws -> Connection {
+    public static func connect(to address: SocketAddress, on loop: EventLoop, timeout: Duration? = nil) async throws
+        -> Connection
+    {
         let bound: LoopBound<Connection> = try await withUnsafeThrowingContinuation { continuation in
             connect(to: address, on: loop, timeout: timeout) { result in
                 continuation.resume(with: result.map { LoopBound(value: $0) })
@@ -39,7 +41,10 @@ private final class PendingConnect {
     var event: LoopEvent?
     var failure: (any Error)?
 
-    init(address: SocketAddress, loop: EventLoop, timeout: Duration?, completion: @escaping (Result<Connection, any Error>) -> Void) {
+    init(
+        address: SocketAddress, loop: EventLoop, timeout: Duration?,
+        completion: @escaping (Result<Connection, any Error>) -> Void
+    ) {
         self.address = address
         self.loop = loop
         self.timeout = timeout
@@ -57,9 +62,9 @@ private final class PendingConnect {
         // Completion always comes from the loop, even for an immediate failure.
         let event: LoopEvent
         do {
-            event = try LoopEvent(loop: loop, fileDescriptor: fd, watching: .writable, persistent: false) { [self] fired in
-                finish(timedOut: fired.contains(.timeout))
-            }
+            event = try LoopEvent(
+                loop: loop, fileDescriptor: fd, watching: .writable, persistent: false
+            ) { [self] fired in finish(timedOut: fired.contains(.timeout)) }
         } catch {
             if fd >= 0 { Posix.close(fd) }
             let completion = LoopBound(value: self.completion)

@@ -97,9 +97,9 @@ public final class Connection {
             throw error
         }
         do {
-            readEvent = try LoopEvent(loop: loop, fileDescriptor: fileDescriptor, watching: .readable, persistent: true) {
-                [self] _ in handleReadable()
-            }
+            readEvent = try LoopEvent(
+                loop: loop, fileDescriptor: fileDescriptor, watching: .readable, persistent: true
+            ) { [self] _ in handleReadable() }
         } catch {
             Posix.close(fileDescriptor)
             state = .closed
@@ -148,7 +148,9 @@ public final class Connection {
     private func readIntoScratch() {
         let count: Int
         do {
-            guard let read = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else { return }
+            guard let read = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else {
+                return
+            }
             count = read
         } catch {
             return finishClose(error)
@@ -160,7 +162,8 @@ public final class Connection {
         // The scratch space is the loop's: a view moved out of the callback would see other connections' bytes.
         precondition(
             buffer.isOwnedOrViews(loop.scratch.baseAddress!),
-            "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead")
+            "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead"
+        )
         guard state != .closed else { return }
         input = buffer.takeOwned()
         updateReading()
@@ -216,7 +219,9 @@ public final class Connection {
     /// Lingering: reads and drops what the peer still sends; its end (or an error) completes the close.
     private func discardInput() {
         do {
-            guard let count = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else { return }
+            guard let count = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else {
+                return
+            }
             if count == 0 { finishClose(nil) }
         } catch {
             finishClose(nil)  // a reset while lingering ends an orderly close all the same
@@ -225,8 +230,10 @@ public final class Connection {
 
     /// Reads while someone will consume what arrives and nothing says to pause, or to discard while lingering.
     func updateReading() {
-        let wanted = lingering || state == .open && !inputClosed && !pausedForOutput
-            && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
+        let wanted =
+            lingering
+            || state == .open && !inputClosed && !pausedForOutput
+                && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
         guard wanted != reading, let readEvent else { return }
         reading = wanted
         if wanted { readEvent.add() } else { readEvent.remove() }
@@ -284,9 +291,9 @@ public final class Connection {
         guard wanted != writing else { return }
         if writeEvent == nil {
             do {
-                writeEvent = try LoopEvent(loop: loop, fileDescriptor: fileDescriptor, watching: .writable, persistent: true) {
-                    [self] _ in handleWritable()
-                }
+                writeEvent = try LoopEvent(
+                    loop: loop, fileDescriptor: fileDescriptor, watching: .writable, persistent: true
+                ) { [self] _ in handleWritable() }
             } catch {
                 return finishClose(error)
             }

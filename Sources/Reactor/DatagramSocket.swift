@@ -109,7 +109,9 @@ public final class DatagramSocket {
         for _ in 0..<Self.receivesPerWakeup {
             guard event != nil, onReceive != nil || receiver != nil else { break }
             let scratch = loop.scratch
-            let result = Result { () throws(IOError) in try Posix.receiveFrom(fileDescriptor, scratch.baseAddress, scratch.count) }
+            let result = Result { () throws(IOError) in
+                try Posix.receiveFrom(fileDescriptor, scratch.baseAddress, scratch.count)
+            }
             switch result {
             case .success(nil):
                 break

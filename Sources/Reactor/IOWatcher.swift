@@ -24,13 +24,16 @@ public final class IOWatcher {
 
     /// Creates a watcher and starts it.
     /// - Throws: ``ReactorError/libevent(_:)`` if libevent rejects the descriptor or is out of memory.
-    public init(fileDescriptor: Int32, events: Events, on loop: EventLoop, handler: @escaping (Events) -> Void) throws(ReactorError) {
+    public init(fileDescriptor: Int32, events: Events, on loop: EventLoop, handler: @escaping (Events) -> Void)
+        throws(ReactorError)
+    {
         loop.preconditionInEventLoop()
         self.loop = loop
         self.fileDescriptor = fileDescriptor
         self.events = events
         event = try LoopEvent(
-            loop: loop, fileDescriptor: fileDescriptor, watching: LoopEvent.Fired(rawValue: events.rawValue), persistent: true
+            loop: loop, fileDescriptor: fileDescriptor, watching: LoopEvent.Fired(rawValue: events.rawValue),
+            persistent: true
         ) { [self] fired in
             _ = self  // the event keeps the watcher alive until cancel()
             handler(Events(rawValue: fired.rawValue).intersection([.readable, .writable]))

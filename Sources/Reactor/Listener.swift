@@ -105,7 +105,8 @@ public final class Listener {
         if let onError {
             onError(error)
         } else {
-            let line = "Reactor: accepting on \(localAddress): \(error); paused for \(acceptBackoff) or until a connection closes\n"
+            let line =
+                "Reactor: accepting on \(localAddress): \(error); paused for \(acceptBackoff) or until a connection closes\n"
             reportToStandardError(line)
         }
     }

@@ -44,7 +44,8 @@ final class LoopEvent {
         self.loop = loop
         self.handler = handler
         let flags = watching.rawValue | (persistent ? Int16(EV_PERSIST) : 0)
-        event = event_new(loop.base, fileDescriptor, flags, LoopEvent.trampoline, Unmanaged.passUnretained(self).toOpaque())
+        event = event_new(
+            loop.base, fileDescriptor, flags, LoopEvent.trampoline, Unmanaged.passUnretained(self).toOpaque())
         guard event != nil else { throw .libevent("event_new(fd \(fileDescriptor))") }
     }
 
@@ -53,7 +54,9 @@ final class LoopEvent {
     init(loop: EventLoop, signal: Int32, _ handler: @escaping (Fired) -> Void) throws(ReactorError) {
         self.loop = loop
         self.handler = handler
-        event = event_new(loop.base, signal, Int16(EV_SIGNAL | EV_PERSIST), LoopEvent.trampoline, Unmanaged.passUnretained(self).toOpaque())
+        event = event_new(
+            loop.base, signal, Int16(EV_SIGNAL | EV_PERSIST), LoopEvent.trampoline,
+            Unmanaged.passUnretained(self).toOpaque())
         guard event != nil else { throw .libevent("evsignal_new(\(signal))") }
     }
 

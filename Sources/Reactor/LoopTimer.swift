@@ -10,7 +10,9 @@ public final class LoopTimer {
     public let interval: Duration?
     private var event: LoopEvent?
 
-    init(loop: EventLoop, delay: Duration, interval: Duration?, handler: @escaping (LoopTimer) -> Void) throws(ReactorError) {
+    init(loop: EventLoop, delay: Duration, interval: Duration?, handler: @escaping (LoopTimer) -> Void)
+        throws(ReactorError)
+    {
         loop.preconditionInEventLoop()
         self.loop = loop
         self.interval = interval
@@ -50,7 +52,9 @@ extension EventLoop {
     /// - Returns: the timer; `body` receives it too, so it can cancel itself.
     /// - Throws: ``ReactorError/libevent(_:)`` if libevent is out of memory for the event.
     @discardableResult
-    public func scheduleRepeating(every interval: Duration, _ body: @escaping (LoopTimer) -> Void) throws(ReactorError) -> LoopTimer {
+    public func scheduleRepeating(every interval: Duration, _ body: @escaping (LoopTimer) -> Void) throws(ReactorError)
+        -> LoopTimer
+    {
         try LoopTimer(loop: self, delay: interval, interval: interval, handler: body)
     }
 }

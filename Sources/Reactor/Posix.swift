@@ -8,7 +8,9 @@ import Glibc
 enum Posix {
     /// Runs `body` until it does not fail with `EINTR`; throws ``IOError`` on any other failure.
     @inline(__always)
-    static func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(IOError) -> T {
+    static func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(IOError)
+        -> T
+    {
         while true {
             let result = body()
             if result >= 0 { return result }
@@ -20,7 +22,9 @@ enum Posix {
 
     /// As ``syscall(_:_:)``, but `EAGAIN`/`EWOULDBLOCK` return `nil` ("would block").
     @inline(__always)
-    static func nonBlocking<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(IOError) -> T? {
+    static func nonBlocking<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T)
+        throws(IOError) -> T?
+    {
         while true {
             let result = body()
             if result >= 0 { return result }
@@ -63,7 +67,8 @@ enum Posix {
 
     /// Accepts one connection as a non-blocking, close-on-exec descriptor; `nil` when none is waiting.
     static func accept(_ fd: Int32) throws(IOError) -> Int32? {
-        try nonBlocking("accept", { cposix_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)) })
+        try nonBlocking(
+            "accept", { cposix_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)) })
     }
 
     /// Accepts one connection as a close-on-exec descriptor, blocking or not, with the peer's address;
@@ -91,7 +96,9 @@ enum Posix {
 
     /// Receives into `buffer`; `nil` when nothing is available (or a receive timeout passed), 0 at end of input.
     /// With `dontWait`, a blocking socket does not block this once (`MSG_DONTWAIT`).
-    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, dontWait: Bool = false) throws(IOError) -> Int? {
+    static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, dontWait: Bool = false)
+        throws(IOError) -> Int?
+    {
         try nonBlocking("recv", { recv(fd, buffer, count, dontWait ? Int32(MSG_DONTWAIT) : 0) })
     }
 
@@ -104,7 +111,9 @@ enum Posix {
 
     /// Receives one datagram into `buffer` with its sender (`nil` for an unbound Unix sender); `nil` when
     /// nothing is waiting.
-    static func receiveFrom(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(IOError) -> (count: Int, sender: SocketAddress?)? {
+    static func receiveFrom(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(IOError) -> (
+        count: Int, sender: SocketAddress?
+    )? {
         let (received, sender) = try SocketAddress.filledIn { (pointer, length) throws(IOError) in
             try Posix.nonBlocking("recvfrom", { recvfrom(fd, buffer, count, 0, pointer, length) })
         }
@@ -114,7 +123,9 @@ enum Posix {
     /// Sends one datagram to `address` without raising SIGPIPE.
     static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(IOError) {
         try address.withSockAddr { (pointer, length) throws(IOError) in
-            _ = try syscall("sendto \(address)", { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
+            _ = try syscall(
+                "sendto \(address)",
+                { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), pointer, length) })
         }
     }
 
@@ -127,7 +138,9 @@ enum Posix {
     /// Makes `close` send a reset and discard unsent data (`SO_LINGER` with a zero timeout).
     static func setResetOnClose(_ fd: Int32) throws(IOError) {
         var value = linger(l_onoff: 1, l_linger: 0)
-        _ = try syscall("setsockopt SO_LINGER", { setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size)) })
+        _ = try syscall(
+            "setsockopt SO_LINGER",
+            { setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size)) })
     }
 
     static func fork() throws(IOError) -> pid_t {

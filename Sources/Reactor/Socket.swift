@@ -40,11 +40,13 @@ public final class Socket: @unchecked Sendable {
     /// removes its own Unix socket file on ``close()``.
     /// - Throws: ``IOError`` naming the failed step.
     public convenience init(
-        binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false, reusePort: Bool = false,
+        binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false,
+        reusePort: Bool = false,
         unixPermissions: mode_t = 0o600
     ) throws(IOError) {
         let (fd, unixFile) = try Socket.bound(
-            to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort, nonBlocking: nonBlocking,
+            to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort,
+            nonBlocking: nonBlocking,
             unixPermissions: unixPermissions)
         self.init(adopting: fd)
         self.unixFile = unixFile
@@ -113,7 +115,9 @@ public final class Socket: @unchecked Sendable {
     public func receive(maxCount: Int) throws -> [UInt8] {
         let fd = fileDescriptor
         return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
-            guard let received = try Posix.receive(fd, buffer.baseAddress, maxCount) else { throw ReactorError.timedOut }
+            guard let received = try Posix.receive(fd, buffer.baseAddress, maxCount) else {
+                throw ReactorError.timedOut
+            }
             count = received
         }
     }
@@ -206,8 +210,10 @@ public final class Socket: @unchecked Sendable {
             let tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
             // Cannot fail on an open socket with a valid timeval; an error would be a bug here.
             do {
-                try Posix.setOption(fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
-                try Posix.setOption(fileDescriptor, level: SOL_SOCKET, name: SO_SNDTIMEO, value: tv, "setsockopt SO_SNDTIMEO")
+                try Posix.setOption(
+                    fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
+                try Posix.setOption(
+                    fileDescriptor, level: SOL_SOCKET, name: SO_SNDTIMEO, value: tv, "setsockopt SO_SNDTIMEO")
             } catch {
                 assertionFailure("\(error)")
             }
@@ -239,17 +245,23 @@ public final class Socket: @unchecked Sendable {
     /// For a Unix address, a socket file left by a dead process is replaced; a live one, or a file
     /// that is not a socket, is `EADDRINUSE`.
     static func bound(
-        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false, nonBlocking: Bool = true,
+        to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false,
+        nonBlocking: Bool = true,
         unixPermissions: mode_t = 0o600
     ) throws(IOError) -> (fd: Int32, unixFile: UnixSocketFile?) {
         let fd = try Posix.socket(domain: address.family.rawValue, type: type, nonBlocking: nonBlocking)
         do throws(IOError) {
             switch address.family {
             case .ipv4, .ipv6:
-                if reuseAddress { try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1, "setsockopt SO_REUSEADDR") }
-                if reusePort { try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1, "setsockopt SO_REUSEPORT") }
+                if reuseAddress {
+                    try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1, "setsockopt SO_REUSEADDR")
+                }
+                if reusePort {
+                    try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1, "setsockopt SO_REUSEPORT")
+                }
                 if address.family == .ipv6 {
-                    try Posix.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1, "setsockopt IPV6_V6ONLY")
+                    try Posix.setOption(
+                        fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1, "setsockopt IPV6_V6ONLY")
                 }
             case .unix:
                 try removeStaleSocketFile(address, type: type)
@@ -283,7 +295,7 @@ public final class Socket: @unchecked Sendable {
         defer { Posix.close(probe) }
         do {
             _ = try Posix.connect(probe, to: address)
-        } catch where error.errnoCode == ECONNREFUSED {
+        } catch  where error.errnoCode == ECONNREFUSED {
             unlink(path)  // nobody listens: a file left by a dead process
             return
         } catch {}

@@ -116,7 +116,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         var results: [SocketAddress] = []
         var node: UnsafeMutablePointer<addrinfo>? = head
         while let entry = node {
-            if let address = entry.pointee.ai_addr, let parsed = SocketAddress(address, length: entry.pointee.ai_addrlen) {
+            if let address = entry.pointee.ai_addr,
+                let parsed = SocketAddress(address, length: entry.pointee.ai_addrlen)
+            {
                 results.append(parsed)
             }
             node = entry.pointee.ai_next

@@ -51,7 +51,9 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = network.count == 4 ? AF_INET : AF_INET6
-        let host = network.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)).map { String(cString: $0) } }
+        let host = network.withUnsafeBytes {
+            inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)).map { String(cString: $0) }
+        }
         return "\(host ?? "?")/\(prefixLength)"
     }
 

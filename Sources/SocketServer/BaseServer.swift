@@ -82,7 +82,8 @@ open class BaseServer: @unchecked Sendable {
     ) throws {
         guard requestHandler.runsOnLoop == mixIn.handlesAsync else {
             throw ServerError.handlerDoesNotMatchMode(
-                "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async or callback" : "a blocking") request handler")
+                "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async or callback" : "a blocking") request handler"
+            )
         }
         self.serverAddress = serverAddress
         self.requestHandler = requestHandler
@@ -122,7 +123,7 @@ open class BaseServer: @unchecked Sendable {
                 defer { state.waiters = [] }
                 return state.waiters
             }
-            waiters.forEach { $0.signal() }
+            for waiter in waiters { waiter.signal() }
         }
         guard start else { return }
         loop.takeOwnership()
@@ -284,7 +285,9 @@ open class BaseServer: @unchecked Sendable {
         let now = ContinuousClock.now
         acceptPauses += 1
         if lastPauseReport.map({ now - $0 >= .seconds(10) }) ?? true {
-            logger.warning("\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms at a time (\(acceptPauses) pauses so far)")
+            logger.warning(
+                "\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms at a time (\(acceptPauses) pauses so far)"
+            )
             lastPauseReport = now
         }
         do {

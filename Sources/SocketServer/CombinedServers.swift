@@ -43,92 +43,154 @@ extension ForkingServer {
 
 /// A TCP server that serves each request on its own thread.
 open class ThreadingTCPServer: TCPServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A UDP server that serves each packet on its own thread.
 open class ThreadingUDPServer: UDPServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix stream server that serves each request on its own thread.
 open class ThreadingUnixStreamServer: UnixStreamServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix datagram server that serves each packet on its own thread.
 open class ThreadingUnixDatagramServer: UnixDatagramServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A TCP server that serves each request in a child process.
 open class ForkingTCPServer: TCPServer, ForkingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A UDP server that serves each packet in a child process.
 open class ForkingUDPServer: UDPServer, ForkingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix stream server that serves each request in a child process.
 open class ForkingUnixStreamServer: UnixStreamServer, ForkingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix datagram server that serves each packet in a child process.
 open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorTCPServer: TCPServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 
-    public convenience init(_ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A UDP server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUDPServer: UDPServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 
-    public convenience init(_ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }
 
 /// A Unix datagram server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUnixDatagramServer: UnixDatagramServer, @unchecked Sendable {
-    public convenience init(_ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil) throws {
-        try self.init(address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+    public convenience init(
+        _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(
+            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            loop: loop)
     }
 }

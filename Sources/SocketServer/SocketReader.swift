@@ -65,7 +65,9 @@ public final class SocketReader {
     }
 
     /// Calls `body` with each line until the end of input (Python's `for line in rfile`).
-    public func forEachLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true, _ body: ([UInt8]) throws -> Void) throws {
+    public func forEachLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true, _ body: ([UInt8]) throws -> Void)
+        throws
+    {
         while let line = try readLine(maxLength: maxLength, strippingNewline: strippingNewline) {
             try body(line)
         }

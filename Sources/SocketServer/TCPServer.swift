@@ -42,9 +42,12 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// A sequential server with a blocking handler.
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the `IOError` of a failed bind or listen.
     public convenience init(
-        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
     ) throws {
-        try self.init(serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+        try self.init(
+            serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(),
+            bindAndActivate: bindAndActivate, loop: loop)
     }
 
     /// A server in any mode.

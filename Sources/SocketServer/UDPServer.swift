@@ -11,16 +11,20 @@ open class UDPServer: TCPServer, @unchecked Sendable {
 
     /// A sequential server with a blocking datagram handler.
     public convenience init(
-        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
+        _ serverAddress: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
     ) throws {
-        try self.init(serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(), bindAndActivate: bindAndActivate, loop: loop)
+        try self.init(
+            serverAddress, requestHandler: .blocking(handler), mixIn: ProcessingMixIn(),
+            bindAndActivate: bindAndActivate, loop: loop)
     }
 
     public override init(
         _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
         bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try super.init(serverAddress, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: bindAndActivate, loop: loop)
+        try super.init(
+            serverAddress, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: bindAndActivate, loop: loop)
         maxPacketSize = Self.maxPacketSize
     }
 

@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
     static let maximumDuration = 600.0
 
     static let configuration = CommandConfiguration(
-        abstract: "Compare the concurrency modes side by side: each mode's server as a child process, driven by a closed-loop load.",
+        abstract:
+            "Compare the concurrency modes side by side: each mode's server as a child process, driven by a closed-loop load.",
         discussion: """
             Every run is bounded: a server that cannot keep up (sequential with many connections, forking with a \
             thousand) is reported with the connections it left unanswered, not waited for.
@@ -31,7 +32,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Requests sent back to back per connection before waiting for the replies, 1 to 1024.")
     var pipeline = 1
 
-    @Flag(name: .customLong("connect-per-request"), help: "Open a new connection for every request (the accept-heavy workload).")
+    @Flag(
+        name: .customLong("connect-per-request"),
+        help: "Open a new connection for every request (the accept-heavy workload).")
     var connectPerRequest = false
 
     @Option(help: "Comma-separated modes: sequential, threading, forking, reactor.")
@@ -45,23 +48,36 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         let counts = connections.split(separator: ",", omittingEmptySubsequences: false)
-        guard counts.allSatisfy({ Int($0.trimmingCharacters(in: .whitespaces)).map { 1...Self.maximumConnections ~= $0 } ?? false })
+        guard
+            counts.allSatisfy({
+                Int($0.trimmingCharacters(in: .whitespaces)).map { 1...Self.maximumConnections ~= $0 } ?? false
+            })
         else {
-            throw ValidationError("--connections takes counts from 1 to \(Self.maximumConnections), e.g. 1,10,100 (got '\(connections)')")
+            throw ValidationError(
+                "--connections takes counts from 1 to \(Self.maximumConnections), e.g. 1,10,100 (got '\(connections)')")
         }
         for name in modes.split(separator: ",", omittingEmptySubsequences: false)
         where Mode(rawValue: name.trimmingCharacters(in: .whitespaces)) == nil {
             throw ValidationError("--modes takes sequential, threading, forking and reactor (got '\(name)')")
         }
         guard duration > 0, duration <= Self.maximumDuration else {
-            throw ValidationError("--duration must be more than 0 and at most \(Int(Self.maximumDuration)) seconds (got \(duration))")
+            throw ValidationError(
+                "--duration must be more than 0 and at most \(Int(Self.maximumDuration)) seconds (got \(duration))")
         }
-        guard payload >= 2, payload <= 1 << 20 else { throw ValidationError("--payload must be 2 to 1048576 bytes (got \(payload))") }
-        guard pipeline >= 1, pipeline <= 1024 else { throw ValidationError("--pipeline must be 1 to 1024 (got \(pipeline))") }
+        guard payload >= 2, payload <= 1 << 20 else {
+            throw ValidationError("--payload must be 2 to 1048576 bytes (got \(payload))")
+        }
+        guard pipeline >= 1, pipeline <= 1024 else {
+            throw ValidationError("--pipeline must be 1 to 1024 (got \(pipeline))")
+        }
     }
 
-    var connectionCounts: [Int] { connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
-    var modeList: [Mode] { modes.split(separator: ",").compactMap { Mode(rawValue: $0.trimmingCharacters(in: .whitespaces)) } }
+    var connectionCounts: [Int] {
+        connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+    var modeList: [Mode] {
+        modes.split(separator: ",").compactMap { Mode(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+    }
 
     /// What a run sends, for the report's header.
     var workload: String {
@@ -73,7 +89,8 @@ struct Bench: ParsableCommand {
         }
         let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
         let connecting = connectPerRequest ? ", a new connection per request" : ""
-        return "\(service.rawValue): \(request), \(perTrip)\(connecting), \(duration.formatted(.number.grouping(.never))) s per run"
+        return
+            "\(service.rawValue): \(request), \(perTrip)\(connecting), \(duration.formatted(.number.grouping(.never))) s per run"
     }
 
     func run() throws {
@@ -89,7 +106,7 @@ struct Bench: ParsableCommand {
                 loop.stop()
             }
         }
-        defer { watchers.forEach { $0.cancel() } }
+        defer { for watcher in watchers { watcher.cancel() } }
         Interruption.unblock()
 
         var results: [BenchResult] = []
@@ -97,13 +114,15 @@ struct Bench: ParsableCommand {
         let progress = Progress(total: runs.count, duration: duration)
         for (index, (mode, count)) in runs.enumerated() {
             progress.begin(run: index, label: "\(mode.rawValue), \(BenchReport.connections(count))")
-            let result = try measure(mode: mode, connections: count, loop: loop, progress: progress, interruption: interruption)
+            let result = try measure(
+                mode: mode, connections: count, loop: loop, progress: progress, interruption: interruption)
             if let result { results.append(result) }
             progress.finished(run: index, result: result)
             if interruption.signal != nil { break }
         }
         progress.end()
-        let report = BenchReport(results: results, workload: workload, protocolName: service.rawValue, settings: settings)
+        let report = BenchReport(
+            results: results, workload: workload, protocolName: service.rawValue, settings: settings)
         var text = BenchReport.wrapped(BenchReport.legend, width: 110) + "\n\n" + report.table() + "\n"
         let json = directory.appendingPathComponent("results.json")
         let svg = directory.appendingPathComponent("chart.svg")
@@ -320,12 +339,16 @@ final class Progress {
         let fraction = min(1, (Double(run) + min(1, elapsed / duration)) / Double(total))
         let filled = Int(fraction * 30)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
-        writeToStandardOutput("\r" + "[\(bar)] \(Int(fraction * 100))%  run \(run + 1)/\(total): \(label)".padding(toLength: width, withPad: " ", startingAt: 0))
+        writeToStandardOutput(
+            "\r"
+                + "[\(bar)] \(Int(fraction * 100))%  run \(run + 1)/\(total): \(label)".padding(
+                    toLength: width, withPad: " ", startingAt: 0))
     }
 
     func finished(run: Int, result: BenchResult?) {
         let summary = result.map(BenchReport.summary) ?? "\(label): interrupted before the load started"
-        writeToStandardOutput((terminal ? "\r" + String(repeating: " ", count: width) + "\r" : "") + "[\(run + 1)/\(total)] \(summary)\n")
+        writeToStandardOutput(
+            (terminal ? "\r" + String(repeating: " ", count: width) + "\r" : "") + "[\(run + 1)/\(total)] \(summary)\n")
     }
 
     func end() {

@@ -86,13 +86,15 @@ struct BenchReport {
     func table() -> String {
         let rows = [Self.header] + results.map(Self.cells)
         let widths = Self.header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return ([workload] + rows.map { row in
-            row.indices.map { column in
-                column == 0
-                    ? row[column].padding(toLength: widths[column], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[column] - row[column].count) + row[column]
-            }.joined(separator: "  ")
-        }).joined(separator: "\n")
+        return
+            ([workload]
+            + rows.map { row in
+                row.indices.map { column in
+                    column == 0
+                        ? row[column].padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                        : String(repeating: " ", count: widths[column] - row[column].count) + row[column]
+                }.joined(separator: "  ")
+            }).joined(separator: "\n")
     }
 
     /// A run in one line, for progress.
@@ -111,7 +113,8 @@ struct BenchReport {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Document(workload: workload, protocolName: protocolName, settings: settings, results: results))
+        return try encoder.encode(
+            Document(workload: workload, protocolName: protocolName, settings: settings, results: results))
     }
 
     /// `text` broken into lines of at most `width` characters, at spaces.
@@ -173,14 +176,17 @@ struct BenchReport {
 
     /// Powers of ten covering `low...high` (both positive).
     static func logarithmicTicks(_ low: Double, _ high: Double) -> [Double] {
-        let first = Int(floor(log10(max(low, 1e-9)))), last = Int(ceil(log10(max(high, low, 1e-9))))
+        let first = Int(floor(log10(max(low, 1e-9))))
+        let last = Int(ceil(log10(max(high, low, 1e-9))))
         return (first...max(last, first + 1)).map { pow(10, Double($0)) }
     }
 
     /// A tick's label: as few decimals as its step needs, thousands separators.
     static func tickLabel(_ value: Double, step: Double) -> String {
         var decimals = 0
-        while decimals < 6 && abs((step * pow(10, Double(decimals))).rounded() - step * pow(10, Double(decimals))) > 1e-6 {
+        while decimals < 6
+            && abs((step * pow(10, Double(decimals))).rounded() - step * pow(10, Double(decimals))) > 1e-6
+        {
             decimals += 1
         }
         return decimal(value, maximumDecimals: decimals)
@@ -194,11 +200,18 @@ struct BenchReport {
         let colors = ["sequential": "#8c8c8c", "threading": "#1f77b4", "forking": "#d62728", "reactor": "#2ca02c"]
         let modes = results.map(\.mode).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let counts = Set(results.map(\.connections)).sorted()
-        let panelWidth = 400.0, panelHeight = 220.0, left = 80.0, top = 90.0, gapX = 110.0, gapY = 100.0
-        let width = left + 2 * panelWidth + gapX + 30, height = top + 2 * panelHeight + gapY + 90
+        let panelWidth = 400.0
+        let panelHeight = 220.0
+        let left = 80.0
+        let top = 90.0
+        let gapX = 110.0
+        let gapY = 100.0
+        let width = left + 2 * panelWidth + gapX + 30
+        let height = top + 2 * panelHeight + gapY + 90
         func x(_ connections: Int, _ originX: Double) -> Double {
             guard counts.count > 1 else { return originX + panelWidth / 2 }
-            let low = log10(Double(counts.first!)), high = log10(Double(counts.last!))
+            let low = log10(Double(counts.first!))
+            let high = log10(Double(counts.last!))
             return originX + (log10(Double(connections)) - low) / max(high - low, 1e-9) * panelWidth
         }
         var svg = """
@@ -209,7 +222,9 @@ struct BenchReport {
             """
         enum Scale { case linear, logarithmic }
         let peakMemory = { (r: BenchResult) in Double(r.peakMemory) / 1_048_576 }
-        let answeredShare = { (r: BenchResult) in 100 * Double(r.connectionsAnswered) / Double(max(r.connectionsOpened, 1)) }
+        let answeredShare = { (r: BenchResult) in
+            100 * Double(r.connectionsAnswered) / Double(max(r.connectionsOpened, 1))
+        }
         let panels: [(String, (BenchResult) -> Double, Scale)] = [
             ("requests/s", { $0.requestsPerSecond }, .linear),
             ("p99 latency, ms (log scale)", { $0.p99 }, .logarithmic),
@@ -227,7 +242,8 @@ struct BenchReport {
             case .logarithmic:
                 ticks = Self.logarithmicTicks(values.filter { $0 > 0 }.min() ?? 0.01, values.max() ?? 1)
             }
-            let low = ticks.first!, high = ticks.last!
+            let low = ticks.first!
+            let high = ticks.last!
             func y(_ v: Double) -> Double {
                 let fraction: Double
                 switch scale {
@@ -237,30 +253,36 @@ struct BenchReport {
                 return originY + panelHeight - fraction * panelHeight
             }
             svg += "<text x=\"\(originX)\" y=\"\(originY - 10)\" font-weight=\"bold\">\(title)</text>\n"
-            svg += "<rect x=\"\(originX)\" y=\"\(originY)\" width=\"\(panelWidth)\" height=\"\(panelHeight)\" fill=\"none\" stroke=\"#444\"/>\n"
+            svg +=
+                "<rect x=\"\(originX)\" y=\"\(originY)\" width=\"\(panelWidth)\" height=\"\(panelHeight)\" fill=\"none\" stroke=\"#444\"/>\n"
             let step = ticks.count > 1 ? ticks[1] - ticks[0] : 1
             for tick in ticks {
-                svg += "<line x1=\"\(originX)\" x2=\"\(originX + panelWidth)\" y1=\"\(y(tick))\" y2=\"\(y(tick))\" stroke=\"#ddd\"/>"
+                svg +=
+                    "<line x1=\"\(originX)\" x2=\"\(originX + panelWidth)\" y1=\"\(y(tick))\" y2=\"\(y(tick))\" stroke=\"#ddd\"/>"
                 let label = scale == .logarithmic ? Self.tickLabel(tick, step: tick) : Self.tickLabel(tick, step: step)
                 svg += "<text x=\"\(originX - 6)\" y=\"\(y(tick) + 4)\" text-anchor=\"end\">\(label)</text>\n"
             }
             for count in counts {
-                svg += "<text x=\"\(x(count, originX))\" y=\"\(originY + panelHeight + 16)\" text-anchor=\"middle\">\(Self.grouped(count))</text>\n"
+                svg +=
+                    "<text x=\"\(x(count, originX))\" y=\"\(originY + panelHeight + 16)\" text-anchor=\"middle\">\(Self.grouped(count))</text>\n"
             }
-            svg += "<text x=\"\(originX + panelWidth / 2)\" y=\"\(originY + panelHeight + 34)\" text-anchor=\"middle\">connections (log scale)</text>\n"
+            svg +=
+                "<text x=\"\(originX + panelWidth / 2)\" y=\"\(originY + panelHeight + 34)\" text-anchor=\"middle\">connections (log scale)</text>\n"
             for mode in modes {
                 let points = results.filter { $0.mode == mode }.sorted { $0.connections < $1.connections }
                 let color = colors[mode] ?? "#000"
                 let path = points.map { "\(x($0.connections, originX)),\(y(value($0)))" }.joined(separator: " ")
                 svg += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
                 for point in points {
-                    svg += "<circle cx=\"\(x(point.connections, originX))\" cy=\"\(y(value(point)))\" r=\"3\" fill=\"\(color)\"/>\n"
+                    svg +=
+                        "<circle cx=\"\(x(point.connections, originX))\" cy=\"\(y(value(point)))\" r=\"3\" fill=\"\(color)\"/>\n"
                 }
             }
         }
         for (index, mode) in modes.enumerated() {
             let lx = left + Double(index) * 120
-            svg += "<rect x=\"\(lx)\" y=\"\(height - 28)\" width=\"14\" height=\"4\" fill=\"\(colors[mode] ?? "#000")\"/>"
+            svg +=
+                "<rect x=\"\(lx)\" y=\"\(height - 28)\" width=\"14\" height=\"4\" fill=\"\(colors[mode] ?? "#000")\"/>"
             svg += "<text x=\"\(lx + 20)\" y=\"\(height - 22)\">\(mode)</text>\n"
         }
         return svg + "</svg>\n"

@@ -70,7 +70,8 @@ final class LoadGenerator {
     let workload: Workload
     /// Request latencies in microseconds (up to an hour), with the requests still unanswered when the run
     /// ended counted by ``finish(at:elapsed:)``.
-    private(set) var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    private(set) var histogram = Histogram<UInt64>(
+        highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     /// Replies received.
     private(set) var completed = 0
     /// Connections that failed: refused, timed out, reset or closed by the server.
@@ -178,7 +179,8 @@ final class LoadGenerator {
         func connect() {
             startedAt = LoadGenerator.now()
             sentAt = startedAt
-            Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) { [self] result in
+            Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) {
+                [self] result in
                 switch result {
                 case .success(let connection):
                     self.connection = connection

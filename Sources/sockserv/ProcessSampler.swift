@@ -68,7 +68,9 @@ struct ProcessSample {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         for task in tasks {
             if let text = readProcFile("/proc/\(pid)/task/\(task)/children") {
-                result += text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                result += text.split(separator: " ").compactMap {
+                    pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
             }
         }
         return result
@@ -78,7 +80,8 @@ struct ProcessSample {
     /// (`cutime + cstime`); zero if the process is gone.
     static func cpuTimes(_ pid: pid_t) -> (own: CPUTime, reapedChildren: CPUTime) {
         guard let text = readProcFile("/proc/\(pid)/stat"),
-              let fields = statFields(text) else { return (CPUTime(), CPUTime()) }
+            let fields = statFields(text)
+        else { return (CPUTime(), CPUTime()) }
         // proc(5) numbers the fields from 1: utime 14, stime 15, cutime 16, cstime 17, in clock ticks.
         func seconds(_ number: Int) -> Double {
             (Double(fields[number - 3]) ?? 0) / Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -102,7 +105,8 @@ struct ProcessSample {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         for task in tasks {
             if let text = readProcFile("/proc/\(pid)/task/\(task)/schedstat"),
-               let value = text.split(separator: " ").first.flatMap({ UInt64($0) }) {
+                let value = text.split(separator: " ").first.flatMap({ UInt64($0) })
+            {
                 nanoseconds += value
             }
         }

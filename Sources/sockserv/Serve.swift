@@ -108,10 +108,14 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
     var grace: Double = 5
 
-    @Option(help: ArgumentHelp("Serve only clients in this CIDR range (repeatable), e.g. 10.0.0.0/8 or ::1/128.", valueName: "cidr"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve only clients in this CIDR range (repeatable), e.g. 10.0.0.0/8 or ::1/128.", valueName: "cidr"))
     var allow: [String] = []
 
-    @Option(name: .customLong("unix-mode"), help: ArgumentHelp("The Unix socket file's permissions, in octal.", valueName: "mode"))
+    @Option(
+        name: .customLong("unix-mode"),
+        help: ArgumentHelp("The Unix socket file's permissions, in octal.", valueName: "mode"))
     var unixMode = "600"
 
     @Option(name: .customLong("max-line"), help: "The longest echo line or inline RESP command, in bytes.")
@@ -141,9 +145,15 @@ struct Serve: ParsableCommand {
         }
         guard grace >= 0 && grace <= 86_400 else { throw ValidationError("--grace must be 0-86400 seconds") }
         _ = try allowedRanges()
-        if !allow.isEmpty && unix != nil { throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode") }
-        guard let permissions = mode_t(unixMode, radix: 8), permissions <= 0o777 else { throw ValidationError("--unix-mode must be octal 0-777") }
-        for (name, value) in [("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest)] {
+        if !allow.isEmpty && unix != nil {
+            throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode")
+        }
+        guard let permissions = mode_t(unixMode, radix: 8), permissions <= 0o777 else {
+            throw ValidationError("--unix-mode must be octal 0-777")
+        }
+        for (name, value) in [
+            ("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest),
+        ] {
             guard value > 0 else { throw ValidationError("\(name) must be positive") }
         }
     }
@@ -209,7 +219,9 @@ struct Serve: ParsableCommand {
         let cpu = CPUTime.ofThisProcess()
         writeToStandardError("sockserv: \(ServeContext.stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
         if ServeContext.cutOff.load(ordering: .relaxed) > 0 {
-            writeToStandardError("sockserv: cut off \(ServeContext.cutOff.load(ordering: .relaxed)) requests in progress after the \(grace) s grace period\n")
+            writeToStandardError(
+                "sockserv: cut off \(ServeContext.cutOff.load(ordering: .relaxed)) requests in progress after the \(grace) s grace period\n"
+            )
             throw ExitCode(1)
         }
     }
@@ -218,7 +230,8 @@ struct Serve: ParsableCommand {
     private func serve(_ server: TCPServer) throws {
         try server.serveForever(pollInterval: .milliseconds(250))
         server.socket.close()  // refuse new connections while the last requests finish
-        let cutOff = try finishRequestsInProgress(server, deadline: ContinuousClock.now + .milliseconds(Int(grace * 1000)))
+        let cutOff = try finishRequestsInProgress(
+            server, deadline: ContinuousClock.now + .milliseconds(Int(grace * 1000)))
         ServeContext.cutOff.add(cutOff, ordering: .relaxed)
         server.serverClose()
     }
@@ -230,8 +243,10 @@ struct Serve: ParsableCommand {
         (mixIn as? ForkingMixIn)?.maxChildren = maxConnections.map { $0 + 1 } ?? 4096
         let server: TCPServer
         if udp {
-            let handler: RequestHandlerType = mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
-            server = try SockservDatagramServer(address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+            let handler: RequestHandlerType =
+                mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
+            server = try SockservDatagramServer(
+                address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
         } else {
             let requestHandler: RequestHandlerType
             switch (mode, handler) {
@@ -239,7 +254,8 @@ struct Serve: ParsableCommand {
             case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
             default: requestHandler = .blocking(BlockingSessionHandler.self)
             }
-            let stream = try SockservStreamServer(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+            let stream = try SockservStreamServer(
+                address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
             stream.maxConnections = maxConnections
             stream.allowReusePort = loops > 1
             server = stream

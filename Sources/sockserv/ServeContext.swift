@@ -71,7 +71,9 @@ final class SharedCounters: @unchecked Sendable {
 
     init() {
         let size = MemoryLayout<Atomic<Int>>.stride * Counter.allCases.count
-        guard let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else {
+        guard let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
+            memory != MAP_FAILED
+        else {
             fatalError("mmap of \(size) shared bytes failed: errno \(errno)")
         }
         base = memory.bindMemory(to: Atomic<Int>.self, capacity: Counter.allCases.count)

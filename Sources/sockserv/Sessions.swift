@@ -47,7 +47,9 @@ struct RESPSession: Session {
         while true {
             let parsed: (arguments: [[UInt8]], consumed: Int)?
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(RESP.ProtocolError) in try RESP.parseCommand(bytes, limits: limits) }
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(RESP.ProtocolError) in
+                    try RESP.parseCommand(bytes, limits: limits)
+                }
             } catch {
                 RESP.Reply.error("ERR \(error.message)").encode(into: &output)
                 return (requests, false)
@@ -86,7 +88,9 @@ struct HTTPSession: Session {
             }
             let parsed: (head: HTTP.RequestHead, consumed: Int)?
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in try HTTP.parseRequestHead(bytes, limits: limits) }
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
+                    try HTTP.parseRequestHead(bytes, limits: limits)
+                }
             } catch {
                 output += error.response.encoded()
                 return (requests + 1, false)

@@ -28,7 +28,8 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
 
 @Suite struct HTTPTests {
     @Test func parsesPipelinedRequestsAtEverySplit() throws {
-        let text = "GET / HTTP/1.1\r\nHost: a\r\nX-Long:  spaced value \r\n\r\nHEAD /x?y=1 HTTP/1.0\nConnection: keep-alive\n\nGET /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        let text =
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Long:  spaced value \r\n\r\nHEAD /x?y=1 HTTP/1.0\nConnection: keep-alive\n\nGET /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         let bytes = Array(text.utf8)
         let expected = try parseHeads(bytes)
         #expect(expected.map(\.target) == ["/", "/x?y=1", "/b", "/c"])
@@ -65,7 +66,8 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
     }
 
     @Test func oversizedHeadsAre431AndBodiesOverTheLimit413() {
-        let text = "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: Limits.default.headLength) + "\r\n\r\n"
+        let text =
+            "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: Limits.default.headLength) + "\r\n\r\n"
         #expect(throws: HTTP.ParseError.headTooLarge) { _ = try parseHeads(Array(text.utf8)) }
         // Also before the end of the head has arrived, and for a 1 MiB header line.
         let partial = Array(text.utf8.prefix(Limits.default.headLength + 10))
@@ -76,14 +78,21 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         let body = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \(Limits.default.requestLength + 1)\r\n\r\n"
         #expect(throws: HTTP.ParseError.bodyTooLarge) { _ = try parseHeads(Array(body.utf8)) }
         #expect(HTTP.ParseError.bodyTooLarge.response.status == 413)
-        let response = String(decoding: HTTP.ParseError.badRequest("invalid header value").response.encoded(), as: UTF8.self)
-        #expect(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && response.hasSuffix("400 Bad Request: invalid header value\n"))
+        let response = String(
+            decoding: HTTP.ParseError.badRequest("invalid header value").response.encoded(), as: UTF8.self)
+        #expect(
+            response.hasPrefix("HTTP/1.1 400 Bad Request\r\n")
+                && response.hasSuffix("400 Bad Request: invalid header value\n"))
     }
 
     @Test func responsesEncodeByteExactly() {
         let response = HTTP.Response(status: 200, headers: [("Content-Type", "text/plain")], body: Array("hi".utf8))
-        #expect(String(decoding: response.encoded(), as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
-        #expect(String(decoding: response.encoded(headOnly: true), as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n")
+        #expect(
+            String(decoding: response.encoded(), as: UTF8.self)
+                == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(
+            String(decoding: response.encoded(headOnly: true), as: UTF8.self)
+                == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n")
         var closing = response
         closing.close = true
         #expect(String(decoding: closing.encoded(), as: UTF8.self).contains("Connection: close\r\n"))
@@ -126,10 +135,13 @@ func parseHeads(_ input: [UInt8], split: Int? = nil) throws -> [HTTP.RequestHead
         #expect(try get("/sub").status == 301)
         let redirect = try get("//evil.example/..")
         #expect(redirect.status == 301)
-        #expect(redirect.headers.first { $0.name == "Location" }?.value.hasPrefix("//") == false, "no redirect to another host")
+        #expect(
+            redirect.headers.first { $0.name == "Location" }?.value.hasPrefix("//") == false,
+            "no redirect to another host")
         try FileManager.default.createSymbolicLink(atPath: root + "/sub/index.html", withDestinationPath: "/etc/passwd")
-        #expect(try get("/sub/").body != (FileManager.default.contents(atPath: "/etc/passwd").map { [UInt8]($0) } ?? []),
-                "an index.html linking out of the root is not served")
+        #expect(
+            try get("/sub/").body != (FileManager.default.contents(atPath: "/etc/passwd").map { [UInt8]($0) } ?? []),
+            "an index.html linking out of the root is not served")
         let listing = try get("/")
         #expect(listing.status == 200)
         #expect(String(decoding: listing.body, as: UTF8.self).contains("<a href=\"./a.txt\">a.txt</a>"))

@@ -125,7 +125,9 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         #expect(run(store, "EXISTS a", at: 3000) == .integer(0))
         #expect(run(store, "SET c 1 EX 0") == .error("ERR invalid expire time in 'set' command"))
         #expect(run(store, "SET c 1 EX 100000000000000000") == .error("ERR invalid expire time in 'set' command"))
-        #expect(run(store, "SET c 1 PX 18446744073709551615", at: 1000) == .error("ERR invalid expire time in 'set' command"))
+        #expect(
+            run(store, "SET c 1 PX 18446744073709551615", at: 1000)
+                == .error("ERR invalid expire time in 'set' command"))
         #expect(run(store, "SET c 1 XX 5") == .error("ERR syntax error"))
     }
 }

@@ -1,16 +1,20 @@
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct DatagramTests {
     enum DatagramFamily: String, CaseIterable { case ipv4, ipv6, unix }
 
     private func addresses(_ family: DatagramFamily) throws -> (server: SocketAddress, client: SocketAddress) {
         switch family {
-        case .ipv4: return (try SocketAddress(ipv4: "127.0.0.1", port: 0), try SocketAddress(ipv4: "127.0.0.1", port: 0))
+        case .ipv4:
+            return (try SocketAddress(ipv4: "127.0.0.1", port: 0), try SocketAddress(ipv4: "127.0.0.1", port: 0))
         case .ipv6: return (try SocketAddress(ipv6: "::1", port: 0), try SocketAddress(ipv6: "::1", port: 0))
-        case .unix: return (try SocketAddress(unixPath: temporaryPath("srv")), try SocketAddress(unixPath: temporaryPath("cli")))
+        case .unix:
+            return (
+                try SocketAddress(unixPath: temporaryPath("srv")), try SocketAddress(unixPath: temporaryPath("cli"))
+            )
         }
     }
 
@@ -21,7 +25,10 @@ import TestSupport
         try runLoop { loop in
             let server = try DatagramSocket(binding: serverAddress, on: loop)
             server.onReceive = { bytes, sender in
-                guard let sender else { Issue.record("no sender address"); return }
+                guard let sender else {
+                    Issue.record("no sender address")
+                    return
+                }
                 try? server.send(bytes, to: sender)
             }
             let client = try DatagramSocket(binding: clientAddress, on: loop)

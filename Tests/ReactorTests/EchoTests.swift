@@ -1,7 +1,7 @@
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct EchoTests {
     /// Connects to `address`, sends three lines (one split across writes), and checks each comes back.
@@ -34,7 +34,9 @@ import TestSupport
     func echoesOnEachBackend(backend: EventLoop.Backend) throws {
         try runLoop(backend: backend) { loop in
             #expect(loop.backendName == backend.rawValue)
-            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { serveEcho($0, face: .callback) }
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) {
+                serveEcho($0, face: .callback)
+            }
             loop.test {
                 try await exchange(with: listener.localAddress, on: loop)
                 listener.close()
@@ -66,7 +68,10 @@ import TestSupport
             }
             Connection.connect(to: listener.localAddress, on: loop) { result in
                 listener.close()
-                guard case .success(let connection) = result else { Issue.record("connect failed: \(result)"); return }
+                guard case .success(let connection) = result else {
+                    Issue.record("connect failed: \(result)")
+                    return
+                }
                 connection.delegate = recorder
             }
         }
@@ -80,7 +85,9 @@ import TestSupport
                 loop.spawn {
                     // Read everything until end of input, then answer on the half-closed connection.
                     var total = 0
-                    while case let bytes = try! await connection.read(upTo: 4096), !bytes.isEmpty { total += bytes.count }
+                    while case let bytes = try! await connection.read(upTo: 4096), !bytes.isEmpty {
+                        total += bytes.count
+                    }
                     try? await connection.write("got \(total)\n")
                     connection.close()
                 }
@@ -218,12 +225,14 @@ import TestSupport
             for _ in 0..<4 {
                 Connection.connect(to: target, on: loop, timeout: .milliseconds(300)) { result in
                     switch result {
-                    case .success(let connection): clients.append(connection); outcomes.append("connected")
+                    case .success(let connection):
+                        clients.append(connection)
+                        outcomes.append("connected")
                     case .failure(let error as ReactorError): outcomes.append("\(error)")
                     case .failure(let error): outcomes.append("other: \(error)")
                     }
                     if outcomes.count == 4 {
-                        clients.forEach { $0.reset() }
+                        for client in clients { client.reset() }
                         loop.stop()
                     }
                 }
@@ -251,11 +260,15 @@ import TestSupport
                         }
                     }
                     do {
-                        let client = try await Connection.connect(to: listener.localAddress, on: loop, timeout: .seconds(30))
+                        let client = try await Connection.connect(
+                            to: listener.localAddress, on: loop, timeout: .seconds(30))
                         for round in 0..<3 {
                             let line = Array("client \(id) round \(round) \(String(repeating: "x", count: id % 97))")
                             try await client.write(line + [10])
-                            guard try await client.readLine() == line else { Issue.record("client \(id) got other bytes"); return }
+                            guard try await client.readLine() == line else {
+                                Issue.record("client \(id) got other bytes")
+                                return
+                            }
                         }
                         client.close()
                         verified += 1

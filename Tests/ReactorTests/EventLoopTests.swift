@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import Reactor
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct EventLoopTests {
     @Test(arguments: ["epoll", "poll", "select"])
@@ -120,7 +120,10 @@ import TestSupport
     @Test func ioWatcherSeesAPipeBecomeReadable() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         var got: [UInt8] = []
         try runLoop { loop in
             var watcher: IOWatcher?
@@ -143,7 +146,10 @@ import TestSupport
         #expect(pipe(&fds) == 0)
         _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
         _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         // Fill the pipe so it is not writable.
         let block = [UInt8](repeating: 1, count: 4096)
         while write(fds[1], block, block.count) > 0 {}
@@ -184,7 +190,10 @@ actor Counter {
     @Test func runOnceWithZeroTimeoutReturnsWhileADescriptorStaysReady() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         _ = write(fds[1], "x", 1)  // readable, and never drained
         let loop = try EventLoop()
         var calls = 0

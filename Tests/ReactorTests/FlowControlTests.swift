@@ -1,7 +1,7 @@
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 /// Backpressure, line limits and timeouts.
 @Suite struct FlowControlTests {
@@ -16,7 +16,10 @@ import TestSupport
                 serveEcho(connection, face: face)
             }
             Connection.connect(to: listener.localAddress, on: loop) { result in
-                guard case .success(let client) = result else { Issue.record("connect: \(result)"); return loop.stop() }
+                guard case .success(let client) = result else {
+                    Issue.record("connect: \(result)")
+                    return loop.stop()
+                }
                 // The client writes without ever reading: no delegate and no reader, so it reads at most
                 // its input limit and then leaves the rest in the kernel.
                 let line = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024 - 1) + [10]
@@ -116,7 +119,9 @@ import TestSupport
 
     @Test func aReadTimeoutThrowsAndLeavesTheConnectionOpen() throws {
         try runLoop { loop in
-            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { serveEcho($0, face: .callback) }
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) {
+                serveEcho($0, face: .callback)
+            }
             loop.test {
                 let client = try await Connection.connect(to: listener.localAddress, on: loop)
                 client.readTimeout = .milliseconds(50)

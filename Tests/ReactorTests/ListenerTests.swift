@@ -1,7 +1,7 @@
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ListenerTests {
     @Test func unixListenerReplacesAStaleSocketFileAndRemovesItsOwn() throws {
@@ -12,14 +12,18 @@ import TestSupport
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(bound == 0)
         close(stale)
         #expect(access(path, F_OK) == 0)
 
         try runLoop { loop in
-            let listener = try Listener(address: try SocketAddress(unixPath: path), on: loop) { serveEcho($0, face: .callback) }
+            let listener = try Listener(address: try SocketAddress(unixPath: path), on: loop) {
+                serveEcho($0, face: .callback)
+            }
             // A second listener on the live path must fail, and must not remove the live file.
             #expect {
                 _ = try Listener(address: try SocketAddress(unixPath: path), on: loop) { _ in }
@@ -52,11 +56,15 @@ import TestSupport
 
     @Test func failedBindsLeakNoDescriptor() throws {
         try runLoop { loop in
-            let listener = try Listener(address: try Family.ipv4.listenAddress(), options: ListenOptions(reuseAddress: false), on: loop) { _ in }
+            let listener = try Listener(
+                address: try Family.ipv4.listenAddress(), options: ListenOptions(reuseAddress: false), on: loop
+            ) { _ in }
             let before = openDescriptorCount()
             for _ in 0..<1024 {
                 #expect(throws: IOError.self) {
-                    _ = try Listener(address: listener.localAddress, options: ListenOptions(reuseAddress: false), on: loop) { _ in }
+                    _ = try Listener(
+                        address: listener.localAddress, options: ListenOptions(reuseAddress: false), on: loop
+                    ) { _ in }
                 }
             }
             #expect(openDescriptorCount() == before)
@@ -127,11 +135,11 @@ import TestSupport
 
     @Test func acceptUnderEMFILEDoesNotSpinAndResumesWhenDescriptorsAreFree() throws {
         var limits = rlimit()
-        getrlimit(RLIMIT_NOFILE_, &limits)
+        getrlimit(rlimitNoFile, &limits)
         let saved = limits
         defer {
             var restore = saved
-            setrlimit(RLIMIT_NOFILE_, &restore)
+            setrlimit(rlimitNoFile, &restore)
         }
         let clients = 20
         var accepted: [Connection] = []
@@ -139,7 +147,7 @@ import TestSupport
         var errors: [IOError] = []
         var cpuWhileExhausted = Duration.zero
         var clientFDs: [Int32] = []
-        defer { clientFDs.forEach { close($0) } }
+        defer { for fd in clientFDs { close(fd) } }
 
         try runLoop(timeout: .seconds(30)) { loop in
             let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
@@ -151,7 +159,7 @@ import TestSupport
             for _ in 0..<clients { clientFDs.append(try blockingConnect(listener.localAddress)) }
             var lowered = saved
             lowered.rlim_cur = rlim_t(openDescriptorCount() + 3)
-            setrlimit(RLIMIT_NOFILE_, &lowered)
+            setrlimit(rlimitNoFile, &lowered)
 
             let cpuStart = threadCPUTime()
             try loop.schedule(after: .seconds(1)) {
@@ -160,7 +168,7 @@ import TestSupport
                 #expect(!listener.isAccepting)
                 // Free descriptors: closing connections resumes accepting without waiting for the retry timer.
                 try! loop.scheduleRepeating(every: .milliseconds(5)) { timer in
-                    accepted.forEach { $0.close() }
+                    for connection in accepted { connection.close() }
                     accepted = []
                     if totalAccepted == clients {
                         timer.cancel()
@@ -180,4 +188,4 @@ import TestSupport
 }
 
 /// `RLIMIT_NOFILE` imports as an enum case in Glibc; the raw value setrlimit takes.
-let RLIMIT_NOFILE_ = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+let rlimitNoFile = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

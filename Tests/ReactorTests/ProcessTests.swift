@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 /// Behaviour that ends or protects a whole process, checked in a child process (exit tests).
 @Suite struct ProcessTests {

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 /// The socket families every stream test runs over.
 enum Family: String, CaseIterable, CustomStringConvertible {
@@ -107,18 +107,30 @@ func blockingConnect(_ address: SocketAddress) throws -> Int32 {
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = in_port_t(UInt16(address.port!).bigEndian)
         inet_pton(AF_INET, address.host!, &a.sin_addr)
-        result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        result = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
     case .ipv6:
         var a = sockaddr_in6()
         a.sin6_family = sa_family_t(AF_INET6)
         a.sin6_port = in_port_t(UInt16(address.port!).bigEndian)
         inet_pton(AF_INET6, address.host!, &a.sin6_addr)
-        result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        result = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
     case .unix:
         var a = sockaddr_un()
         a.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &a.sun_path) { $0.copyBytes(from: address.path!.utf8) }
-        result = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        result = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
     }
     guard result == 0 else {
         let code = errno

@@ -1,6 +1,6 @@
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct TimerTests {
     @Test func oneShotTimersFireInDeadlineOrder() throws {

@@ -1,7 +1,7 @@
 import Reactor
 import SocketServer
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct AllowListTests {
     private func address(_ host: String) throws -> SocketAddress {
@@ -12,7 +12,8 @@ import TestSupport
         let cases: [(String, String, Bool)] = [
             ("10.0.0.0/8", "10.255.1.2", true), ("10.0.0.0/8", "11.0.0.1", false),
             ("192.168.1.7", "192.168.1.7", true), ("192.168.1.7", "192.168.1.8", false),
-            ("0.0.0.0/0", "203.0.113.9", true), ("172.16.0.0/12", "172.31.255.255", true), ("172.16.0.0/12", "172.32.0.0", false),
+            ("0.0.0.0/0", "203.0.113.9", true), ("172.16.0.0/12", "172.31.255.255", true),
+            ("172.16.0.0/12", "172.32.0.0", false),
             ("10.1.2.3/8", "10.9.9.9", true),  // host bits are ignored
             ("::1/128", "::1", true), ("::1", "::2", false), ("2001:db8::/32", "2001:db8:ffff::1", true),
             ("2001:db8::/32", "2001:db9::1", false), ("fe80::/10", "febf::1", true), ("fe80::/10", "fec0::1", false),
@@ -28,7 +29,10 @@ import TestSupport
         #expect(try AddressRange("2001:db8::1/32").description == "2001:db8::/32")
     }
 
-    @Test(arguments: ["", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0/8", "host.example/8", "10.0.0.0/-1", "10.0.0.0/8/8", "1.2.3.4/٣"])
+    @Test(arguments: [
+        "", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0/8", "host.example/8", "10.0.0.0/-1", "10.0.0.0/8/8",
+        "1.2.3.4/٣",
+    ])
     func invalidRangesAreClearErrors(text: String) {
         #expect { try AddressRange(text) } throws: { error in
             guard case .invalidAddressRange(let detail) = error as? ServerError else { return false }

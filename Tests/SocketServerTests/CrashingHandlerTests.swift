@@ -4,8 +4,8 @@ import Logging
 import Reactor
 import SocketServer
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 struct Poisoned: Error {}
 
@@ -51,7 +51,8 @@ final class ChildCounter: @unchecked Sendable {
     private let counters: UnsafeMutablePointer<Atomic<Int>>
 
     private init() {
-        let memory = mmap(nil, 2 * MemoryLayout<Atomic<Int>>.stride, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)!
+        let memory = mmap(
+            nil, 2 * MemoryLayout<Atomic<Int>>.stride, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)!
         counters = memory.bindMemory(to: Atomic<Int>.self, capacity: 2)
         counters.initialize(to: Atomic(0))
         (counters + 1).initialize(to: Atomic(0))
@@ -61,7 +62,8 @@ final class ChildCounter: @unchecked Sendable {
         let now = counters.pointee.add(1, ordering: .sequentiallyConsistent).newValue
         var peak = (counters + 1).pointee.load(ordering: .sequentiallyConsistent)
         while now > peak {
-            let (exchanged, original) = (counters + 1).pointee.compareExchange(expected: peak, desired: now, ordering: .sequentiallyConsistent)
+            let (exchanged, original) = (counters + 1).pointee.compareExchange(
+                expected: peak, desired: now, ordering: .sequentiallyConsistent)
             if exchanged { break }
             peak = original
         }
@@ -122,7 +124,8 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
     func aThrowingHandlerLosesOnlyItsConnection(name: String) throws {
         guard name != "forking" || forkingIsTestable else { return }
         let (handler, mixIn) = Self.setup(name)
-        let server = try RecordingServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
+        let server = try RecordingServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
         try withServing(server, pollInterval: .milliseconds(50)) {
             let bystander = try connectedClient(server.serverAddress)
             if name != "sequential" { #expect(try echoes(bystander, "before\n"), "\(name)") }
@@ -132,7 +135,9 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
             }
             try victim.sendAll(Array("poison\n".utf8))
             #expect(closedByServer(victim), "\(name): the poisoned connection is closed")
-            if name != "sequential" { #expect(try echoes(bystander, "after\n"), "\(name): the other connection goes on") }
+            if name != "sequential" {
+                #expect(try echoes(bystander, "after\n"), "\(name): the other connection goes on")
+            }
             let next = try connectedClient(server.serverAddress)
             #expect(try echoes(next, "next\n"), "\(name): new connections are served")
             hangUp(next)
@@ -146,7 +151,8 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
     /// A forked child that traps is reaped and logged, and the server goes on.
     @Test(.enabled(if: forkingIsTestable)) func aForkedChildThatTrapsIsReapedAndLogged() throws {
         let messages = Mutex<[String]>.Shared([])
-        let server = try ForkingTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: PoisonableHandler.self)
+        let server = try ForkingTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: PoisonableHandler.self)
         server.logger = Logger(label: "test") { _ in CapturingLogHandler(messages: messages) }
         try withServing(server, pollInterval: .milliseconds(50)) {
             let victim = try connectedClient(server.serverAddress)
@@ -155,16 +161,20 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
             let next = try connectedClient(server.serverAddress)
             #expect(try echoes(next, "still here\n"))
             hangUp(next)
-            #expect(eventually(within: .seconds(10)) {
-                messages.value.withLock { $0.contains { $0.hasPrefix("error child") && $0.contains("killed by signal") } }
-            }, "\(messages.value.withLock { $0 })")
+            #expect(
+                eventually(within: .seconds(10)) {
+                    messages.value.withLock {
+                        $0.contains { $0.hasPrefix("error child") && $0.contains("killed by signal") }
+                    }
+                }, "\(messages.value.withLock { $0 })")
         }
     }
 
     /// `maxChildren` is never exceeded: with 2 allowed and 5 clients holding, at most 2 children serve at once.
     @Test(.enabled(if: forkingIsTestable)) func maxChildrenIsNeverExceeded() throws {
         _ = ChildCounter.shared.peak  // map the shared counters before any fork
-        let server = try ForkingTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: PoisonableHandler.self)
+        let server = try ForkingTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: PoisonableHandler.self)
         (server.mixIn as! ForkingMixIn).maxChildren = 2
         try withServing(server, pollInterval: .milliseconds(50)) {
             var clients: [Socket] = []
@@ -183,7 +193,9 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
                 hangUp(client)
             }
         }
-        #expect(ChildCounter.shared.peak == 2, "at most 2 children at once, and 2 were needed: peak \(ChildCounter.shared.peak)")
+        #expect(
+            ChildCounter.shared.peak == 2,
+            "at most 2 children at once, and 2 were needed: peak \(ChildCounter.shared.peak)")
     }
 }
 

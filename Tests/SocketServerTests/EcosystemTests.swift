@@ -6,8 +6,8 @@ import Reactor
 import ServiceLifecycle
 import SocketServer
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct MetricsTests {
     /// Accepted, refused, in progress, finished, errors and bytes, as the server sees them, in each mode.
@@ -22,7 +22,8 @@ import TestSupport
         case "reactor callback": (handler, mixIn) = (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
         default: (handler, mixIn) = (.blocking(PoisonableHandler.self), ProcessingMixIn())
         }
-        let server = try RecordingServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
+        let server = try RecordingServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
         let dimensions = [("server", "\(server.serverAddress)")]
         server.metrics = ServerMetrics(dimensions: dimensions, factory: metrics)
         server.allowedClients = [try AddressRange("127.0.0.1/32")]
@@ -38,12 +39,16 @@ import TestSupport
             _ = try? poisoned.receive(maxCount: 100)
             hangUp(poisoned)
             // From 127.0.0.2, outside the allowed range.
-            let refused = try Socket(binding: try SocketAddress(ipv4: "127.0.0.2", port: 0), kind: .stream, nonBlocking: false)
+            let refused = try Socket(
+                binding: try SocketAddress(ipv4: "127.0.0.2", port: 0), kind: .stream, nonBlocking: false)
             refused.timeout = .seconds(10)
             try refused.connect(to: server.serverAddress)
             _ = try? refused.receive(maxCount: 100)
             hangUp(refused)
-            #expect(eventually { metrics.counterTotal(label: "socketserver_requests_finished_total", dimensions: dimensions) == 3 })
+            #expect(
+                eventually {
+                    metrics.counterTotal(label: "socketserver_requests_finished_total", dimensions: dimensions) == 3
+                })
         }
         func total(_ label: String) -> Int64 { metrics.counterTotal(label: label, dimensions: dimensions) }
         #expect(total("socketserver_requests_accepted_total") == 4)
@@ -61,7 +66,8 @@ import TestSupport
 @Suite struct ServiceLifecycleTests {
     /// A server under a ServiceGroup serves until a graceful shutdown, then returns.
     @Test func aServerIsAServiceThatStopsGracefully() async throws {
-        let server = try ReactorTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncPoisonableHandler.self)
+        let server = try ReactorTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncPoisonableHandler.self)
         let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -82,13 +88,17 @@ import TestSupport
     /// Two servers and a timer on one loop, as the daemon example runs them.
     @Test func oneLoopServesTwoServersAndATimer() async throws {
         let loop = try EventLoop()
-        let tcp = try ReactorTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackPoisonableHandler.self, loop: loop)
-        let udp = try ReactorUDPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncEchoDatagramHandler.self, loop: loop)
+        let tcp = try ReactorTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackPoisonableHandler.self, loop: loop)
+        let udp = try ReactorUDPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncEchoDatagramHandler.self, loop: loop)
         let ticks = Mutex<Int>.Shared(0)
         nonisolated(unsafe) var timer: LoopTimer?
         let service = EventLoopService(
             loop: loop, servers: [tcp, udp],
-            setUp: { loop in timer = try loop.scheduleRepeating(every: .milliseconds(10)) { _ in ticks.value.withLock { $0 += 1 } } },
+            setUp: { loop in
+                timer = try loop.scheduleRepeating(every: .milliseconds(10)) { _ in ticks.value.withLock { $0 += 1 } }
+            },
             tearDown: { _ in timer?.cancel() })
         let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import Reactor
 import SocketServer
-import Testing
 import TestSupport
+import Testing
 
 /// Writes each handled error as one line to a file, so a forked child's report reaches the test too
 /// (CPython's `ErrorHandlerTest` does the same).
@@ -54,10 +54,18 @@ final class AsyncFailingStreamHandler: AsyncStreamRequestHandler {
         let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
         let server: RecordingServer
         switch mode {
-        case .sequential: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ProcessingMixIn())
-        case .threading: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ThreadingMixIn())
-        case .forking: server = try RecordingServer(address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ForkingMixIn())
-        case .reactor: server = try RecordingServer(address, requestHandler: .async(AsyncFailingStreamHandler.self), mixIn: ReactorMixIn())
+        case .sequential:
+            server = try RecordingServer(
+                address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ProcessingMixIn())
+        case .threading:
+            server = try RecordingServer(
+                address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ThreadingMixIn())
+        case .forking:
+            server = try RecordingServer(
+                address, requestHandler: .blocking(FailingStreamHandler.self), mixIn: ForkingMixIn())
+        case .reactor:
+            server = try RecordingServer(
+                address, requestHandler: .async(AsyncFailingStreamHandler.self), mixIn: ReactorMixIn())
         }
         let log = ErrorLog()
         server.log = log
@@ -71,7 +79,8 @@ final class AsyncFailingStreamHandler: AsyncStreamRequestHandler {
 
     @Test func theDefaultHandleErrorReportsTheClientOnStandardError() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: FailingStreamHandler.self)
+            let server = try TCPServer(
+                try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: FailingStreamHandler.self)
             let address = server.serverAddress
             Thread.detachNewThread { _ = try? streamExchange(address, Array("fail\n".utf8)) }
             try server.handleRequest()

@@ -4,8 +4,8 @@ import Glibc
 import Reactor
 import SocketServer
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct HandlerTests {
     @Test func aReadPastTheHandlersTimeoutIsAnError() throws {
@@ -19,7 +19,9 @@ import TestSupport
                 errors.withLock { $0.append("\(error)") }
             }
         }
-        let server = try Recording(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(Impatient.self), mixIn: ProcessingMixIn())
+        let server = try Recording(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(Impatient.self),
+            mixIn: ProcessingMixIn())
         try withServing(server) { () throws in
             let client = try Socket(family: .ipv4, kind: .stream)
             client.timeout = .seconds(10)

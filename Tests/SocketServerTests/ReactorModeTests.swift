@@ -4,8 +4,8 @@ import Glibc
 import Reactor
 import SocketServer
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Records which threads served, then echoes a line.
 final class ThreadRecordingEcho: AsyncStreamRequestHandler {
@@ -35,7 +35,9 @@ final class BigBacklogReactorServer: ReactorTCPServer, @unchecked Sendable {
 
 @Suite struct ReactorModeTests {
     /// Runs `clients` async exchanges of one line each on a client loop of its own thread.
-    private func runClients(_ count: Int, to address: SocketAddress, line: @escaping @Sendable (Int) -> [UInt8]) throws -> Int {
+    private func runClients(_ count: Int, to address: SocketAddress, line: @escaping @Sendable (Int) -> [UInt8]) throws
+        -> Int
+    {
         let loop = try EventLoop()
         let served = Mutex(0)
         let done = DispatchSemaphore(value: 0)
@@ -70,7 +72,8 @@ final class BigBacklogReactorServer: ReactorTCPServer, @unchecked Sendable {
 
     @Test func fiveThousandConcurrentClientsOnOneThread() throws {
         ThreadRecordingEcho.threads.withLock { $0 = [] }
-        let server = try BigBacklogReactorServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: ThreadRecordingEcho.self)
+        let server = try BigBacklogReactorServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: ThreadRecordingEcho.self)
         #expect(server.requestQueueSize == 4096)
         try withServing(server) { () throws in
             let served = try runClients(5000, to: server.serverAddress) { Array("client \($0)\n".utf8) }
@@ -113,7 +116,8 @@ final class CallbackEcho: CallbackRequestHandler {
 @Suite struct CallbackHandlerTests {
     @Test(arguments: ["tcp", "unix"])
     func callbackHandlersServeOnTheLoop(transport: String) throws {
-        let server: BaseServer = transport == "tcp"
+        let server: BaseServer =
+            transport == "tcp"
             ? try ReactorTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackEcho.self)
             : try ReactorUnixStreamServer(try SocketAddress(unixPath: temporaryPath()), handler: CallbackEcho.self)
         let before = CallbackEcho.finished.load(ordering: .relaxed)
@@ -135,7 +139,9 @@ final class CallbackEcho: CallbackRequestHandler {
 
     @Test func aCallbackHandlerNeedsReactorMode() {
         #expect(throws: ServerError.self) {
-            _ = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .callback(CallbackEcho.self), mixIn: ThreadingMixIn())
+            _ = try TCPServer(
+                try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .callback(CallbackEcho.self),
+                mixIn: ThreadingMixIn())
         }
     }
 }

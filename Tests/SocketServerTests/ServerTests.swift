@@ -4,8 +4,8 @@ import Glibc
 import Reactor
 import SocketServer
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Counts handleTimeout() calls.
 final class TimeoutServer: TCPServer, @unchecked Sendable {
@@ -34,10 +34,14 @@ final class BackgroundExchange: Sendable {
     func echoRoundTrips(transport: Transport, mode: Mode) throws {
         guard mode != .forking || forkingIsTestable else { return }
         let server = try makeEchoServer(transport, mode)
-        if transport == .tcp || transport == .udp { #expect(server.serverAddress.port != 0, "port 0 becomes the real port") }
+        if transport == .tcp || transport == .udp {
+            #expect(server.serverAddress.port != 0, "port 0 becomes the real port")
+        }
         try withServing(server) { () throws in
             for _ in 0..<3 {
-                let reply = transport.isStream ? try streamExchange(server.serverAddress) : try datagramExchange(server.serverAddress)
+                let reply =
+                    transport.isStream
+                    ? try streamExchange(server.serverAddress) : try datagramExchange(server.serverAddress)
                 #expect(reply == testLine)
             }
         }
@@ -55,7 +59,9 @@ final class BackgroundExchange: Sendable {
     }
 
     @Test func twentyServersStartAndShutDownAtOnce() throws {
-        let servers = try (0..<20).map { _ in try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self) }
+        let servers = try (0..<20).map { _ in
+            try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
+        }
         let finished = servers.map { serveInBackground($0) }
         for server in servers { server.shutdown() }
         for done in finished { #expect(done.wait(timeout: .now() + 10) == .success) }
@@ -83,13 +89,15 @@ final class BackgroundExchange: Sendable {
     @Test func scopedServerClosesOnEveryPath() throws {
         struct Boom: Error {}
         var socket: Socket?
-        try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self).closing { server in
+        try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self).closing {
+            server in
             socket = (server as! TCPServer).socket
             #expect(socket!.fileDescriptor >= 0)
         }
         #expect(socket!.fileDescriptor == -1)
         #expect(throws: Boom.self) {
-            try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self).closing { server in
+            try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self).closing {
+                server in
                 socket = (server as! TCPServer).socket
                 throw Boom()
             }
@@ -139,7 +147,8 @@ final class BackgroundExchange: Sendable {
 
     @Test func handleRequestWithAZeroTimeoutStillLooksOnce() throws {
         let server = try TimeoutServer(
-            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self),
+            mixIn: ProcessingMixIn())
         defer { server.serverClose() }
         server.timeout = .zero
         try server.handleRequest()
@@ -155,7 +164,8 @@ final class BackgroundExchange: Sendable {
 
     @Test func handleRequestTimesOutAndCallsHandleTimeout() throws {
         let server = try TimeoutServer(
-            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self),
+            mixIn: ProcessingMixIn())
         defer { server.serverClose() }
         server.timeout = .milliseconds(100)
         server.socketTimeout = .seconds(30)  // the smaller of the two counts
@@ -175,7 +185,8 @@ final class BackgroundExchange: Sendable {
             }
         }
         let server = try CountingServer(
-            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self),
+            mixIn: ProcessingMixIn())
         try withServing(server, pollInterval: .milliseconds(10)) { () throws in
             #expect(eventually { server.actions.load(ordering: .relaxed) >= 5 })
         }
@@ -195,7 +206,8 @@ final class BackgroundExchange: Sendable {
             }
         }
         let server = try RefusingServer(
-            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self), mixIn: ProcessingMixIn())
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(EchoStreamHandler.self),
+            mixIn: ProcessingMixIn())
         try withServing(server) { () throws in
             #expect(try streamExchange(server.serverAddress) == [], "a refused request is closed unanswered")
         }
@@ -204,7 +216,8 @@ final class BackgroundExchange: Sendable {
     }
 
     @Test func threadsAreReapedAsTheyEnd() throws {
-        let server = try ThreadingTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
+        let server = try ThreadingTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
         try withServing(server) { () throws in
             for _ in 0..<10 { #expect(try streamExchange(server.serverAddress) == testLine) }
             #expect(eventually { server.threading.activeThreads == 0 })
@@ -235,7 +248,8 @@ final class BackgroundExchange: Sendable {
         let unrelated = fork()
         if unrelated == 0 { _exit(42) }
         #expect(unrelated > 0)
-        let server = try ForkingTCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
+        let server = try ForkingTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
         try withServing(server, pollInterval: .milliseconds(10)) { () throws in
             for _ in 0..<5 { #expect(try streamExchange(server.serverAddress) == testLine) }
         }
@@ -262,7 +276,8 @@ final class BackgroundExchange: Sendable {
     @Test func aHandlerForTheWrongModeIsAClearError() throws {
         #expect(throws: ServerError.self) {
             _ = try TCPServer(
-                try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .async(AsyncEchoStreamHandler.self), mixIn: ProcessingMixIn())
+                try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .async(AsyncEchoStreamHandler.self),
+                mixIn: ProcessingMixIn())
         }
         #expect(throws: ServerError.self) {
             _ = try TCPServer(try SocketAddress(unixPath: temporaryPath()), handler: EchoStreamHandler.self)

@@ -3,8 +3,8 @@ import Foundation
 import Glibc
 import Reactor
 import SocketServer
-import Testing
 import TestSupport
+import Testing
 
 let testLine = Array("hello world\n".utf8)
 
@@ -77,7 +77,8 @@ func makeEchoServer(_ transport: Transport, _ mode: Mode, at address: SocketAddr
     case (.unixDatagram, .sequential): return try UnixDatagramServer(address, handler: EchoDatagramHandler.self)
     case (.unixDatagram, .threading): return try ThreadingUnixDatagramServer(address, handler: EchoDatagramHandler.self)
     case (.unixDatagram, .forking): return try ForkingUnixDatagramServer(address, handler: EchoDatagramHandler.self)
-    case (.unixDatagram, .reactor): return try ReactorUnixDatagramServer(address, handler: AsyncEchoDatagramHandler.self)
+    case (.unixDatagram, .reactor):
+        return try ReactorUnixDatagramServer(address, handler: AsyncEchoDatagramHandler.self)
     }
 }
 
@@ -125,7 +126,8 @@ func streamExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) throw
 func datagramExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) throws -> [UInt8] {
     let client: Socket
     if address.family == .unix {
-        client = try Socket(binding: try SocketAddress(unixPath: temporaryPath("client")), kind: .datagram, nonBlocking: false)
+        client = try Socket(
+            binding: try SocketAddress(unixPath: temporaryPath("client")), kind: .datagram, nonBlocking: false)
     } else {
         client = try Socket(family: address.family, kind: .datagram)
     }

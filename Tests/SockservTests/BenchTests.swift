@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestSupport
+import Testing
 
 @testable import sockserv
 
@@ -102,7 +102,9 @@ import TestSupport
     /// An output directory that cannot be written is an error before any run.
     @Test func anUnwritableOutputFailsAtOnce() throws {
         let started = ContinuousClock.now
-        let bench = try SockservProcess(["bench", "--modes", "reactor", "--connections", "1", "--output", "/dev/null/results"])
+        let bench = try SockservProcess([
+            "bench", "--modes", "reactor", "--connections", "1", "--output", "/dev/null/results",
+        ])
         #expect(bench.waitForExit() == 1)
         #expect(bench.standardError.contains("cannot write results to --output /dev/null/results"))
         #expect(ContinuousClock.now - started < .seconds(5), "no run was started")
@@ -150,6 +152,7 @@ import TestSupport
         #expect(BenchReport.linearTicks(upTo: 100) == [0, 25, 50, 75, 100])
         #expect(BenchReport.linearTicks(upTo: 12.6) == [0, 5, 10, 15])
         #expect(BenchReport.logarithmicTicks(0.08, 2000) == [0.01, 0.1, 1, 10, 100, 1000, 10000])
-        #expect(BenchReport.tickLabel(7.5, step: 2.5) == "7.5" && BenchReport.tickLabel(20_000, step: 20_000) == "20,000")
+        #expect(
+            BenchReport.tickLabel(7.5, step: 2.5) == "7.5" && BenchReport.tickLabel(20_000, step: 20_000) == "20,000")
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct CLITests {
     @Test(arguments: [["sequential"], ["threading"], ["forking"], ["reactor"], ["reactor", "--handler", "async"]])
@@ -163,7 +163,9 @@ import TestSupport
         #expect(ping.output == "PONG\n")
         #expect(try runClient("redis-cli", ["-p", port, "SET", "greeting", "hello"])?.output == "OK\n")
         #expect(try runClient("redis-cli", ["-p", port, "INCR", "n"])?.output == "1\n")
-        #expect(try runClient("redis-cli", ["-p", port, "NOSUCH"])?.output.hasPrefix("ERR unknown command 'NOSUCH'") == true)
+        #expect(
+            try runClient("redis-cli", ["-p", port, "NOSUCH"])?.output.hasPrefix("ERR unknown command 'NOSUCH'") == true
+        )
         // One connection, several commands: the store is the same for all of them in every mode.
         let session = try runClient("redis-cli", ["-p", port], input: "SET k v\nGET k\nDEL k\nEXISTS k\n")
         #expect(session?.output == "OK\nv\n1\n0\n")
@@ -174,7 +176,10 @@ import TestSupport
         _ = server.readFirstLine()
         let port = String(try #require(server.port))
         defer { #expect(server.stop() == 0) }
-        guard let result = try runClient("redis-benchmark", ["-p", port, "-t", "ping,set,get,incr", "-n", "2000", "-c", "10", "-q"]) else {
+        guard
+            let result = try runClient(
+                "redis-benchmark", ["-p", port, "-t", "ping,set,get,incr", "-n", "2000", "-c", "10", "-q"])
+        else {
             print("skipped: redis-benchmark is not installed (apt-get install redis-tools)")
             return
         }
@@ -199,8 +204,13 @@ import TestSupport
             return
         }
         #expect(file.output == "served file\n")
-        #expect(try runClient("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--path-as-is", "\(base)/../../etc/passwd"])?.output == "404")
-        #expect(try runClient("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "\(base)/f.txt"])?.output == "405")
+        #expect(
+            try runClient(
+                "curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--path-as-is", "\(base)/../../etc/passwd"])?
+                .output == "404")
+        #expect(
+            try runClient("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "\(base)/f.txt"])?
+                .output == "405")
         // Two requests on one kept-alive connection.
         let twice = try runClient("curl", ["-s", "-v", "\(base)/f.txt", "\(base)/f.txt"])
         #expect(twice?.output.contains("Re-using existing connection") == true)

@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import Reactor
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// The complete lines at the start of `bytes`, and whether anything follows the last newline.
 func completeLines(_ bytes: [UInt8]) -> (lines: [String], partial: Bool) {
@@ -34,7 +34,9 @@ func requestsInSummary(_ stderr: String) -> Int? {
 }
 
 /// The modes that serve many connections at once, with the reactor's two handler faces.
-let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", "--handler", "async"], ["--mode", "threading"], ["--mode", "forking"]]
+let concurrentModes: [[String]] = [
+    ["--mode", "reactor"], ["--mode", "reactor", "--handler", "async"], ["--mode", "threading"], ["--mode", "forking"],
+]
 
 @Suite struct FaultTests {
     /// SIGTERM while 1,000 pipelined requests are in flight: every reply the server counted arrives
@@ -70,14 +72,18 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         var early: [[UInt8]] = []
         for client in clients {
             var bytes: [UInt8] = []
-            while !bytes.contains(UInt8(ascii: "\n")), let chunk = try? client.receive(maxCount: 64), !chunk.isEmpty { bytes += chunk }
+            while !bytes.contains(UInt8(ascii: "\n")), let chunk = try? client.receive(maxCount: 64), !chunk.isEmpty {
+                bytes += chunk
+            }
             early.append(bytes)
         }
         #expect(kill(server.process.processIdentifier, SIGTERM) == 0)
         // New connections are refused once the server stops accepting (it is still running: the slow client).
         let refused = eventually(within: .seconds(10)) {
             guard let probe = try? Socket(family: .ipv4, kind: .stream) else { return false }
-            do { try probe.connect(to: address) } catch let error as IOError { return error.errnoCode == ECONNREFUSED } catch {}
+            do { try probe.connect(to: address) } catch let error as IOError {
+                return error.errnoCode == ECONNREFUSED
+            } catch {}
             return false
         }
         #expect(refused, "new connections are refused during the grace period")
@@ -96,7 +102,9 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         let stderr = server.standardError
         let counted = try #require(requestsInSummary(stderr), "\(stderr)")
         #expect(received == counted, "every request the server read was answered in full: \(received) of \(counted)")
-        print("graceful shutdown \(mode): \(received) requests answered of \(10 * 100 + slowLines) sent, new connections refused, exit 0")
+        print(
+            "graceful shutdown \(mode): \(received) requests answered of \(10 * 100 + slowLines) sent, new connections refused, exit 0"
+        )
     }
 
     /// A client that never reads holds its connection past the grace period: the server cuts it off,
@@ -163,8 +171,12 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         }
         #expect(received == total)
         let growth = peak - baseline
-        #expect(growth < 32 * 1024 || !measuresMemory, "the server grew \(growth) KiB while holding a client that did not read")
-        print("backpressure \(mode): sender stalled after \(stalledAt >> 20) MiB; server RSS \(baseline) KiB -> peak \(peak) KiB; \(received >> 20) MiB echoed")
+        #expect(
+            growth < 32 * 1024 || !measuresMemory,
+            "the server grew \(growth) KiB while holding a client that did not read")
+        print(
+            "backpressure \(mode): sender stalled after \(stalledAt >> 20) MiB; server RSS \(baseline) KiB -> peak \(peak) KiB; \(received >> 20) MiB echoed"
+        )
         client.close()
         #expect(server.stop() == 0)
     }
@@ -187,7 +199,11 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         var waiting: [Int] = []
         for (index, client) in clients.enumerated() {
             client.timeout = .milliseconds(served.isEmpty ? 2000 : 200)
-            if let reply = try? client.receive(maxCount: 100), !reply.isEmpty { served.append(index) } else { waiting.append(index) }
+            if let reply = try? client.receive(maxCount: 100), !reply.isEmpty {
+                served.append(index)
+            } else {
+                waiting.append(index)
+            }
         }
         #expect(!served.isEmpty && !waiting.isEmpty, "some served, some deferred: \(served.count) / \(waiting.count)")
         // At the limit the server waits; it does not spin.
@@ -205,15 +221,21 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
             clients[index].timeout = .seconds(10)
             do {
                 let reply = try clients[index].receive(maxCount: 100)
-                if reply == Array("client \(index)\n".utf8) { recovered += 1 } else { failures.append("\(index): \(reply)") }
+                if reply == Array("client \(index)\n".utf8) {
+                    recovered += 1
+                } else {
+                    failures.append("\(index): \(reply)")
+                }
                 clients[index].close()  // each one served frees a place for the next
             } catch {
                 failures.append("\(index): \(error)")
             }
         }
         #expect(recovered == waiting.count, "\(failures)")
-        print("descriptor exhaustion \(mode): RLIMIT_NOFILE 40, \(served.count) served at once, \(waiting.count) deferred and then served, \(String(format: "%.2f", cpu)) s CPU while waiting")
-        clients.forEach { $0.close() }
+        print(
+            "descriptor exhaustion \(mode): RLIMIT_NOFILE 40, \(served.count) served at once, \(waiting.count) deferred and then served, \(String(format: "%.2f", cpu)) s CPU while waiting"
+        )
+        for client in clients { client.close() }
         #expect(server.stop() == 0)
         if recovered != waiting.count { print(server.standardError) }
     }
@@ -246,10 +268,11 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
             return (try? client.receive(maxCount: 10)) == Array("again\n".utf8)
         }
         #expect(served, "a freed place is served again")
-        open.forEach { $0.close() }
+        for client in open { client.close() }
         #expect(server.stop() == 0)
         let stderr = server.standardError
-        #expect(stderr.contains(" 5 refused") || stderr.contains(" 6 refused"), "\(stderr)")  // 6: one retry met a full server
+        // 6: one retry met a full server.
+        #expect(stderr.contains(" 5 refused") || stderr.contains(" 6 refused"), "\(stderr)")
     }
 
     /// Only clients in an `--allow` range are served.
@@ -292,7 +315,8 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
         }
         // A symlink planted at the path: refused, and its target keeps its mode.
         let target = directory + "/target"
-        _ = FileManager.default.createFile(atPath: target, contents: Data("keep".utf8), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(
+            atPath: target, contents: Data("keep".utf8), attributes: [.posixPermissions: 0o644])
         try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
         let server = try SockservProcess(["serve", "echo", "--unix", path])
         #expect(server.waitForExit() != 0)
@@ -305,9 +329,19 @@ let concurrentModes: [[String]] = [["--mode", "reactor"], ["--mode", "reactor", 
     @Test func inputOverALimitClosesOnlyThatConnection() throws {
         for (service, limit, request, expected) in [
             ("echo", ["--max-line", "100"], String(repeating: "x", count: 200) + "\n", ""),
-            ("resp", ["--max-bulk", "10"], "*2\r\n$4\r\nECHO\r\n$20\r\n" + String(repeating: "y", count: 20) + "\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-            ("http", ["--max-head", "100"], "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "z", count: 200) + "\r\n\r\n", "HTTP/1.1 431 "),
-            ("http", ["--max-request", "10"], "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", "HTTP/1.1 413 "),
+            (
+                "resp", ["--max-bulk", "10"],
+                "*2\r\n$4\r\nECHO\r\n$20\r\n" + String(repeating: "y", count: 20) + "\r\n",
+                "-ERR Protocol error: invalid bulk length\r\n"
+            ),
+            (
+                "http", ["--max-head", "100"],
+                "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "z", count: 200) + "\r\n\r\n", "HTTP/1.1 431 "
+            ),
+            (
+                "http", ["--max-request", "10"], "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+                "HTTP/1.1 413 "
+            ),
         ] {
             let server = try SockservProcess(["serve", service] + limit)
             _ = server.readFirstLine()

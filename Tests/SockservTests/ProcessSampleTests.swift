@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestSupport
+import Testing
 
 @testable import sockserv
 
@@ -100,7 +100,9 @@ struct ProcessSampleTests {
 
     static func expectClose(_ sample: ProcessSample, _ kernel: CPUTime, _ mode: String) {
         let sampled = sample.cpu
-        print("\(mode): sampled \(sample.cpuSeconds) s, user \(sampled.user) s, system \(sampled.system) s; getrusage user \(kernel.user) s, system \(kernel.system) s")
+        print(
+            "\(mode): sampled \(sample.cpuSeconds) s, user \(sampled.user) s, system \(sampled.system) s; getrusage user \(kernel.user) s, system \(kernel.system) s"
+        )
         #expect(kernel.user >= 0.25 && kernel.system >= 0.15, "the burner burned what it should (\(mode))")
         #expect(abs(sampled.user - kernel.user) <= 0.2 * kernel.user, "user time within 20% (\(mode))")
         #expect(abs(sampled.system - kernel.system) <= 0.2 * kernel.system, "system time within 20% (\(mode))")
@@ -126,7 +128,9 @@ struct ProcessSampleTests {
     /// the run time does not.
     @Test func manyShortChildrenAreNotRoundedAway() throws {
         let (sample, kernel) = try Self.sampleBurner("many")
-        print("many: sampled \(sample.cpuSeconds) s (utime + stime \(sample.cpu.total) s) of \(sample.processes) processes; getrusage \(kernel.total) s")
+        print(
+            "many: sampled \(sample.cpuSeconds) s (utime + stime \(sample.cpu.total) s) of \(sample.processes) processes; getrusage \(kernel.total) s"
+        )
         #expect(sample.processes == 81)
         #expect(abs(sample.cpuSeconds - kernel.total) <= 0.2 * kernel.total)
     }

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ReliabilityTests {
     /// One echo request on a fresh connection.
@@ -35,7 +35,8 @@ import TestSupport
         let closed = stalled.filter(closedByServer).count
         #expect(closed == stalledCount)
         stalled.removeAll()
-        #expect(eventually(within: .seconds(5)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline)")
+        #expect(
+            eventually(within: .seconds(5)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline)")
         #expect(server.stop() == 0)
     }
 
@@ -66,11 +67,17 @@ import TestSupport
             reset(client)
         }
         #expect(try echoOnce(address), "still serving")
-        #expect(eventually(within: .seconds(30)) { descriptorCount(of: pid) == baseline }, "descriptors back to \(baseline): \(descriptorCount(of: pid))")
+        #expect(
+            eventually(within: .seconds(30)) { descriptorCount(of: pid) == baseline },
+            "descriptors back to \(baseline): \(descriptorCount(of: pid))")
         // Memory back to where it was after the first quarter (allocator caches warm): flat within 10% + 4 MiB.
         let rss = server.residentKiB
-        #expect(rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096 || !measuresMemory, "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")
-        print("abrupt peers \(mode): \(peers) peers reset before, mid-request, mid-reply and mid-pipeline; descriptors \(baseline) -> \(descriptorCount(of: pid)); RSS \(rssAfterWarmUp) -> \(rss) KiB; still serving")
+        #expect(
+            rss <= rssAfterWarmUp + rssAfterWarmUp / 10 + 4096 || !measuresMemory,
+            "RSS \(rssAfterWarmUp) KiB -> \(rss) KiB")
+        print(
+            "abrupt peers \(mode): \(peers) peers reset before, mid-request, mid-reply and mid-pipeline; descriptors \(baseline) -> \(descriptorCount(of: pid)); RSS \(rssAfterWarmUp) -> \(rss) KiB; still serving"
+        )
         #expect(server.stop() == 0, "no crash: a clean exit on SIGTERM")
         #expect(!server.standardError.contains("Fatal error"))
     }

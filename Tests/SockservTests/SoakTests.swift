@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import Reactor
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// How long the soak runs: `SOAK_SECONDS` (`make soak` sets 60), 10 s by default.
 let soakSeconds = ProcessInfo.processInfo.environment["SOAK_SECONDS"].flatMap(Int.init) ?? 10
@@ -81,8 +81,10 @@ final class ChurnCounters: Sendable {
         if let first = settled.first?.rssKiB, let last = settled.last?.rssKiB {
             #expect(last <= first + first / 10 + 4096 || !measuresMemory, "RSS \(first) KiB -> \(last) KiB")
         }
-        print("soak \(mode) \(soakSeconds) s: \(counters.requests.load(ordering: .relaxed)) churn requests, \(longLived) long-lived connections alive, 0 errors; descriptors \(fds.min() ?? 0)...\(fds.max() ?? 0), RSS \(settled.first?.rssKiB ?? 0) -> \(settled.last?.rssKiB ?? 0) KiB")
-        clients.forEach { $0.close() }
+        print(
+            "soak \(mode) \(soakSeconds) s: \(counters.requests.load(ordering: .relaxed)) churn requests, \(longLived) long-lived connections alive, 0 errors; descriptors \(fds.min() ?? 0)...\(fds.max() ?? 0), RSS \(settled.first?.rssKiB ?? 0) -> \(settled.last?.rssKiB ?? 0) KiB"
+        )
+        for client in clients { client.close() }
         #expect(server.stop() == 0)
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Reactor
-import Testing
 import TestSupport
+import Testing
 
 @testable import sockserv
 
@@ -110,8 +110,13 @@ final class SockservProcess {
 
 /// Runs a command from the machine (a real client) and returns its exit status and output, or `nil`
 /// when the command is not installed.
-func runClient(_ command: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String)? {
-    guard let path = ["/usr/bin/", "/bin/", "/usr/local/bin/"].map({ $0 + command }).first(where: FileManager.default.isExecutableFile) else {
+func runClient(_ command: String, _ arguments: [String], input: String? = nil) throws -> (
+    status: Int32, output: String
+)? {
+    guard
+        let path = ["/usr/bin/", "/bin/", "/usr/local/bin/"].map({ $0 + command }).first(
+            where: FileManager.default.isExecutableFile)
+    else {
         return nil
     }
     let process = Process()

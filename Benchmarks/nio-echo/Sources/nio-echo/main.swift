@@ -1,12 +1,13 @@
+import NIOCore
+import NIOPosix
+
 // SwiftNIO echo server on ONE event loop thread. Usage: nio-echo PORT   (PORT may be 0)
 // Binds 127.0.0.1:PORT, prints "listening on 127.0.0.1:<port>", echoes every byte back on each connection.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
-import NIOCore
-import NIOPosix
 
 /// Writes every inbound buffer straight back; flushes once per read burst, so one wakeup's reads leave in one write.
 /// Stateless, hence Sendable.
