@@ -225,11 +225,12 @@ open class BaseServer: @unchecked Sendable {
             }
             if let deadline, ContinuousClock.now >= deadline { return handleTimeout() }
         }
-        while mixIn.hasRequestsInProgress { try loop.runOnce(timeout: .milliseconds(100)) }
+        // Requests served on the loop (reactor mode) need the loop to run; threads and children go on by themselves.
+        while mixIn.handlesAsync && mixIn.hasRequestsInProgress { try loop.runOnce(timeout: .milliseconds(100)) }
     }
 
     /// Closes the server: Python's `server_close`. Modes wait here for their threads or children
-    /// (see ``ThreadingMixIn/blockOnClose``). May be overridden; overrides call `super.serverClose()`.
+    /// (see ``ProcessingMixIn/blockOnClose``). May be overridden; overrides call `super.serverClose()`.
     open func serverClose() {
         stopServing()
         mixIn.serverClose(self)
@@ -262,13 +263,13 @@ open class BaseServer: @unchecked Sendable {
         metrics.accepted.increment()
         if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
         if verifyRequest(request, clientAddress: clientAddress) {
-            metrics.inProgress.increment()
+            // The mode counts the request as finished on every path, a thrown error's included.
+            mixIn.requestStarted(metrics)
             do {
                 try processRequest(request, clientAddress: clientAddress)
             } catch {
                 reportHandlerError(request, clientAddress: clientAddress, error: error)
                 shutdownRequest(request)
-                metrics.requestFinished()
             }
         } else {
             metrics.refused.increment()
@@ -327,12 +328,22 @@ open class BaseServer: @unchecked Sendable {
         try mixIn.processRequest(request, clientAddress: clientAddress, server: self)
     }
 
-    /// Instantiates the blocking handler class and runs its setup, handle and finish. May be overridden.
+    /// Instantiates the handler class: a blocking handler runs its setup, handle and finish here; a
+    /// callback handler (reactor mode) becomes the connection's delegate and starts, and the request goes
+    /// on on the loop until the connection closes. May be overridden.
     open func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
-        guard case .blocking(let handlerType) = requestHandler else {
+        switch (requestHandler, request) {
+        case (.blocking(let handlerType), _):
+            try handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
+        case (.callback(let handlerType), .connection(let connection)):
+            let handler = handlerType.init(connection: connection, clientAddress: clientAddress, server: self)
+            connection.delegate = handler
+            handler.start()
+        case (.callback, _):
+            throw ServerError.handlerDoesNotMatchMode("a callback handler needs a reactor-mode connection")
+        case (.async, _):
             throw ServerError.handlerDoesNotMatchMode("finishRequest needs a blocking handler")
         }
-        try handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
     }
 
     /// Instantiates the async handler class and runs its setup, handle and finish (reactor mode). May be overridden.

@@ -20,8 +20,6 @@ open class CallbackRequestHandler: ConnectionDelegate {
     public let clientAddress: SocketAddress
     /// The server that accepted the connection.
     public let server: BaseServer
-    /// Told when the connection closes, so the server knows what is still in progress.
-    unowned(unsafe) var reactor: ReactorMixIn?
 
     /// Called by the server; do not call directly.
     public required init(connection: Connection, clientAddress: SocketAddress, server: BaseServer) {
@@ -59,12 +57,12 @@ open class CallbackRequestHandler: ConnectionDelegate {
         do { try setup() } catch { fail(error) }
     }
 
-    /// A hook threw: report it, then shut the connection down; once is enough.
+    /// A hook threw: report it, then close the connection (what was written is still sent); once is enough.
     private func fail(_ error: any Error) {
         guard hookError == nil else { return }
         hookError = error
         server.reportHandlerError(.connection(connection), clientAddress: clientAddress, error: error)
-        server.shutdownRequest(.connection(connection))
+        connection.close()
     }
 
     // ConnectionDelegate: forwards to the hooks above. Do not override.
@@ -87,8 +85,8 @@ open class CallbackRequestHandler: ConnectionDelegate {
         finish(error: hookError ?? error)
         server.metrics.bytesReceived.increment(by: connection.bytesReceived)
         server.metrics.bytesSent.increment(by: connection.bytesSent)
-        server.metrics.requestFinished()
-        reactor?.requestFinished()
-        reactor = nil
+        // The end of the request, as in every mode: shutdownRequest once, then the count.
+        server.shutdownRequest(.connection(connection))
+        server.mixIn.requestFinished(server.metrics)
     }
 }

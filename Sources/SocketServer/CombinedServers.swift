@@ -4,17 +4,18 @@ import Reactor
 // Python's combined names: a server class with its mode set. One file, because each is three lines.
 
 /// A server in threading mode: ``daemonThreads`` and ``blockOnClose`` forward to its ``ThreadingMixIn``.
-public protocol ThreadingServer: BaseServer {}
+public protocol ThreadingServer: BaseServer {
+    /// The server's ``ThreadingMixIn``, the same object as its ``BaseServer/mixIn``.
+    var threading: ThreadingMixIn { get }
+}
 
 extension ThreadingServer {
-    /// The server's ``ThreadingMixIn``.
-    public var threading: ThreadingMixIn { mixIn as! ThreadingMixIn }
     /// See ``ThreadingMixIn/daemonThreads``.
     public var daemonThreads: Bool {
         get { threading.daemonThreads }
         set { threading.daemonThreads = newValue }
     }
-    /// See ``ThreadingMixIn/blockOnClose``.
+    /// See ``ProcessingMixIn/blockOnClose``.
     public var blockOnClose: Bool {
         get { threading.blockOnClose }
         set { threading.blockOnClose = newValue }
@@ -22,17 +23,18 @@ extension ThreadingServer {
 }
 
 /// A server in forking mode: ``maxChildren``, ``blockOnClose`` and ``activeChildren`` forward to its ``ForkingMixIn``.
-public protocol ForkingServer: BaseServer {}
+public protocol ForkingServer: BaseServer {
+    /// The server's ``ForkingMixIn``, the same object as its ``BaseServer/mixIn``.
+    var forking: ForkingMixIn { get }
+}
 
 extension ForkingServer {
-    /// The server's ``ForkingMixIn``.
-    public var forking: ForkingMixIn { mixIn as! ForkingMixIn }
     /// See ``ForkingMixIn/maxChildren``.
     public var maxChildren: Int {
         get { forking.maxChildren }
         set { forking.maxChildren = newValue }
     }
-    /// See ``ForkingMixIn/blockOnClose``.
+    /// See ``ProcessingMixIn/blockOnClose``.
     public var blockOnClose: Bool {
         get { forking.blockOnClose }
         set { forking.blockOnClose = newValue }
@@ -43,89 +45,113 @@ extension ForkingServer {
 
 /// A TCP server that serves each request on its own thread.
 open class ThreadingTCPServer: TCPServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let threading: ThreadingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        threading = ThreadingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: threading, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A UDP server that serves each packet on its own thread.
 open class ThreadingUDPServer: UDPServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let threading: ThreadingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        threading = ThreadingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: threading, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A Unix stream server that serves each request on its own thread.
 open class ThreadingUnixStreamServer: UnixStreamServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let threading: ThreadingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        threading = ThreadingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: threading, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A Unix datagram server that serves each packet on its own thread.
 open class ThreadingUnixDatagramServer: UnixDatagramServer, ThreadingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let threading: ThreadingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ThreadingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        threading = ThreadingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: threading, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A TCP server that serves each request in a child process.
 open class ForkingTCPServer: TCPServer, ForkingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let forking: ForkingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        forking = ForkingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: forking, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A UDP server that serves each packet in a child process.
 open class ForkingUDPServer: UDPServer, ForkingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let forking: ForkingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        forking = ForkingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: forking, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A Unix stream server that serves each request in a child process.
 open class ForkingUnixStreamServer: UnixStreamServer, ForkingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let forking: ForkingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        forking = ForkingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: forking, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 
 /// A Unix datagram server that serves each packet in a child process.
 open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchecked Sendable {
-    public convenience init(
+    /// The server's mode; a combined class always has this one (it inherits no initializer taking another).
+    public let forking: ForkingMixIn
+
+    public init(
         _ address: SocketAddress, handler: BaseRequestHandler.Type, bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
-        try self.init(
-            address, requestHandler: .blocking(handler), mixIn: ForkingMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+        forking = ForkingMixIn()
+        try super.init(
+            address, requestHandler: .blocking(handler), mixIn: forking, bindAndActivate: bindAndActivate, loop: loop)
     }
 }
 

@@ -13,8 +13,6 @@ import Reactor
 open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// The most children at once; at this number the server waits for one to end. Default 40.
     public var maxChildren = 40
-    /// Whether ``BaseServer/serverClose()`` waits for the children. Default true.
-    public var blockOnClose = true
     /// The children started and not yet reaped.
     public private(set) var activeChildren: Set<pid_t> = []
     /// The server's metrics, counted as children end.
@@ -24,7 +22,13 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        let pid = try ChildProcess.fork()
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.fork()
+        } catch {
+            requestFinished(server.metrics)
+            throw error
+        }
         if pid > 0 {
             metrics = server.metrics
             activeChildren.insert(pid)
@@ -66,10 +70,11 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         case .running:
             return
         case .notAChild:
-            activeChildren.remove(pid)  // not ours to wait for any more
+            activeChildren.remove(pid)  // not ours to wait for any more: its request is over all the same
+            if let metrics { requestFinished(metrics) }
         case .ended(let status):
             activeChildren.remove(pid)
-            metrics?.requestFinished()
+            if let metrics { requestFinished(metrics) }
             childExited(pid, status: status)
         }
     }
@@ -94,7 +99,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         collectChildren()
     }
 
-    /// Waits for every child unless ``blockOnClose`` is cleared.
+    /// Waits for every child unless ``ProcessingMixIn/blockOnClose`` is cleared.
     open override func serverClose(_ server: BaseServer) {
         if blockOnClose { collectChildren(blocking: true) }
     }

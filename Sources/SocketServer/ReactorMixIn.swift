@@ -7,33 +7,31 @@ import Synchronization
 /// on the loop; a handler that awaits lets every other request proceed) or by a
 /// ``CallbackRequestHandler`` called as bytes arrive. One thread serves thousands of clients.
 open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
-    /// Whether ``BaseServer/serverClose()`` runs the loop until handlers in progress finish. Default true.
-    public var blockOnClose = true
-    /// Requests whose handler has not finished. Readable from any thread.
-    public var activeRequests: Int { active.load(ordering: .relaxed) }
-    private let active = Atomic<Int>(0)
+    /// Requests whose handler has not finished (``ProcessingMixIn/requestsInProgress``). Readable from any thread.
+    public var activeRequests: Int { requestsInProgress }
 
     public override init() {}
 
     open override var handlesAsync: Bool { true }
     open override var requestsPerWakeup: Int { 64 }
-    open override var hasRequestsInProgress: Bool { activeRequests > 0 }
 
-    /// Starts a task on the loop that runs the async handler, reports its error and shuts the request down.
+    /// Adopts the socket into a `Connection`, then runs `finishRequest` on the loop: a callback handler
+    /// starts at once and its request finishes when the connection closes; an async handler runs in a
+    /// task, after which the request is shut down.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         var request = request
-        if case .stream(let socket) = request {
-            request = .connection(try Connection(adopting: socket.detach(), on: server.loop))
+        do {
+            if case .stream(let socket) = request {
+                request = .connection(try Connection(adopting: socket.detach(), on: server.loop))
+            }
+            if case .callback = server.requestHandler {
+                try server.finishRequest(request, clientAddress: clientAddress)
+                return  // CallbackRequestHandler ends the request when its connection closes
+            }
+        } catch {
+            requestFinished(server.metrics)
+            throw error
         }
-        if case .callback(let handlerType) = server.requestHandler, case .connection(let connection) = request {
-            let handler = handlerType.init(connection: connection, clientAddress: clientAddress, server: server)
-            active.add(1, ordering: .relaxed)
-            handler.reactor = self
-            connection.delegate = handler
-            handler.start()
-            return
-        }
-        active.add(1, ordering: .relaxed)
         server.loop.spawn { [self] in
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
@@ -45,17 +43,11 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 server.metrics.bytesReceived.increment(by: connection.bytesReceived)
                 server.metrics.bytesSent.increment(by: connection.bytesSent)
             }
-            server.metrics.requestFinished()
-            active.subtract(1, ordering: .relaxed)
+            requestFinished(server.metrics)
         }
     }
 
-    /// A callback handler's connection closed.
-    func requestFinished() {
-        active.subtract(1, ordering: .relaxed)
-    }
-
-    /// Runs the loop until the handlers in progress have finished, unless ``blockOnClose`` is cleared.
+    /// Runs the loop until the handlers in progress have finished, unless ``ProcessingMixIn/blockOnClose`` is cleared.
     open override func serverClose(_ server: BaseServer) {
         guard blockOnClose, activeRequests > 0 else { return }
         server.loop.takeOwnership()

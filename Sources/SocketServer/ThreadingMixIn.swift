@@ -11,26 +11,21 @@ import Synchronization
 open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Threads the server does not wait for on close (Python's `daemon_threads`). Default false.
     public var daemonThreads = false
-    /// Whether ``BaseServer/serverClose()`` waits for request threads (Python's `block_on_close`). Default true.
-    public var blockOnClose = true
 
-    private let running = Atomic<Int>(0)
     private let joinable = DispatchGroup()
 
     public override init() {}
 
-    /// Request threads still running.
-    public var activeThreads: Int { running.load(ordering: .acquiring) }
+    /// Request threads still running (``ProcessingMixIn/requestsInProgress``).
+    public var activeThreads: Int { requestsInProgress }
 
     /// Starts a thread that runs ``processRequestThread(_:clientAddress:server:)``.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let waitedFor = !daemonThreads && blockOnClose
         if waitedFor { joinable.enter() }
-        running.add(1, ordering: .acquiringAndReleasing)
         Thread.detachNewThread { [self] in
             processRequestThread(request, clientAddress: clientAddress, server: server)
-            server.metrics.requestFinished()
-            running.subtract(1, ordering: .acquiringAndReleasing)
+            requestFinished(server.metrics)
             if waitedFor { joinable.leave() }
         }
     }
@@ -46,7 +41,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         server.shutdownRequest(request)
     }
 
-    /// Waits for the request threads (see ``blockOnClose`` and ``daemonThreads``).
+    /// Waits for the request threads (see ``ProcessingMixIn/blockOnClose`` and ``daemonThreads``).
     open override func serverClose(_ server: BaseServer) {
         if blockOnClose { joinable.wait() }
     }

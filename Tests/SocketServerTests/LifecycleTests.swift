@@ -1,0 +1,96 @@
+import Glibc
+import Reactor
+import SocketServer
+import Synchronization
+import TestSupport
+import Testing
+
+/// Counts the request hooks it runs, in whatever mode.
+final class HookCountingServer: TCPServer, @unchecked Sendable {
+    let finished = Atomic<Int>(0)
+    let shutDown = Atomic<Int>(0)
+
+    override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        finished.add(1, ordering: .relaxed)
+        try super.finishRequest(request, clientAddress: clientAddress)
+    }
+
+    override func finishRequest(_ request: Request, clientAddress: SocketAddress) async throws {
+        finished.add(1, ordering: .relaxed)
+        try await super.finishRequest(request, clientAddress: clientAddress)
+    }
+
+    override func shutdownRequest(_ request: Request) {
+        shutDown.add(1, ordering: .relaxed)
+        super.shutdownRequest(request)
+    }
+}
+
+/// One request lifecycle in every mode: `finishRequest` and `shutdownRequest` run once per request,
+/// callback handlers included, and one count of requests in progress goes up and down with them.
+@Suite(.serialized) struct LifecycleTests {
+    static let modes = ["sequential", "threading", "forking", "reactor async", "reactor callback"]
+
+    static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) {
+        switch name {
+        case "threading": return (.blocking(PoisonableHandler.self), ThreadingMixIn())
+        case "forking": return (.blocking(PoisonableHandler.self), ForkingMixIn())
+        case "reactor async": return (.async(AsyncPoisonableHandler.self), ReactorMixIn())
+        case "reactor callback": return (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
+        default: return (.blocking(PoisonableHandler.self), ProcessingMixIn())
+        }
+    }
+
+    /// Overriding `finishRequest` or `shutdownRequest` works in every mode that runs them in this process
+    /// (a forked child runs them in its own), and each runs once per request.
+    @Test(arguments: modes.filter { $0 != "forking" })
+    func theRequestHooksRunOncePerRequest(name: String) throws {
+        let (handler, mixIn) = Self.setup(name)
+        let server = try HookCountingServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
+        try withServing(server, pollInterval: .milliseconds(20)) {
+            for index in 0..<3 {
+                let client = try connectedClient(server.serverAddress)
+                #expect(try echoes(client, "request \(index)\n"), "\(name)")
+                hangUp(client)
+            }
+            #expect(
+                eventually {
+                    server.shutDown.load(ordering: .relaxed) == 3 && server.mixIn.requestsInProgress == 0
+                }, "\(name): shutdownRequest ran \(server.shutDown.load(ordering: .relaxed)) times")
+        }
+        #expect(server.finished.load(ordering: .relaxed) == 3, "\(name): finishRequest")
+        #expect(server.shutDown.load(ordering: .relaxed) == 3, "\(name): shutdownRequest")
+    }
+
+    /// A request held open counts as in progress until it ends, in every mode (a forked child until it is reaped).
+    @Test(arguments: modes)
+    func requestsInProgressFollowsARequest(name: String) throws {
+        guard name != "forking" || forkingIsTestable else { return }
+        let (handler, mixIn) = Self.setup(name)
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
+        try withServing(server, pollInterval: .milliseconds(20)) {
+            let client = try connectedClient(server.serverAddress)
+            #expect(try echoes(client, "hold\n"), "\(name)")
+            #expect(server.mixIn.requestsInProgress == 1, "\(name): one request in progress")
+            #expect(server.mixIn.hasRequestsInProgress)
+            hangUp(client)
+            #expect(eventually { server.mixIn.requestsInProgress == 0 }, "\(name): the request ended")
+        }
+    }
+
+    /// A combined class always has its own mode: its mix-in accessor is the server's mix-in.
+    @Test func combinedServersHoldTheirMode() throws {
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let threading = try ThreadingTCPServer(address, handler: PoisonableHandler.self)
+        defer { threading.serverClose() }
+        #expect(threading.threading === threading.mixIn)
+        threading.blockOnClose = false
+        #expect(!threading.mixIn.blockOnClose)
+        let forking = try ForkingTCPServer(address, handler: PoisonableHandler.self)
+        defer { forking.serverClose() }
+        #expect(forking.forking === forking.mixIn)
+        forking.maxChildren = 3
+        #expect(forking.forking.maxChildren == 3)
+    }
+}
