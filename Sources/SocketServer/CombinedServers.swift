@@ -2,6 +2,11 @@ import Glibc
 import Reactor
 
 // Python's combined names: a server class with its mode set. One file, because each is three lines.
+//
+// Each declares designated initializers of its own, so it inherits none of its superclass's: a
+// `ReactorTCPServer` cannot be made with a blocking handler (it would have served one client at a time),
+// nor a `ThreadingTCPServer` with another mode. What the types cannot refuse (a datagram handler on a stream
+// server) `TCPServer.init` refuses with `ServerError.handlerDoesNotMatchMode`.
 
 /// A server in threading mode: ``daemonThreads`` and ``blockOnClose`` forward to its ``ThreadingMixIn``.
 public protocol ThreadingServer: BaseServer {
@@ -157,20 +162,20 @@ open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchec
 
 /// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorTCPServer: TCPServer, @unchecked Sendable {
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }
 
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }
@@ -178,11 +183,11 @@ open class ReactorTCPServer: TCPServer, @unchecked Sendable {
 
 /// A UDP server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUDPServer: UDPServer, @unchecked Sendable {
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }
@@ -190,20 +195,20 @@ open class ReactorUDPServer: UDPServer, @unchecked Sendable {
 
 /// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
 open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }
 
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }
@@ -211,11 +216,11 @@ open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
 
 /// A Unix datagram server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUnixDatagramServer: UnixDatagramServer, @unchecked Sendable {
-    public convenience init(
+    public init(
         _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
-        try self.init(
+        try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
             loop: loop)
     }

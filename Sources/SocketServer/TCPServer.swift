@@ -60,6 +60,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         guard Self.addressFamilies.contains(serverAddress.family) else {
             throw ServerError.wrongAddressFamily("\(Self.self) serves \(Self.addressFamilies), not \(serverAddress)")
         }
+        if let mismatch = requestHandler.mismatch(with: Self.socketKind) {
+            throw ServerError.handlerDoesNotMatchMode("\(Self.self): \(mismatch)")
+        }
         socket = try Socket(family: serverAddress.family, kind: Self.socketKind, nonBlocking: true)
         try super.init(serverAddress: serverAddress, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
         requestQueueSize = Self.requestQueueSize
