@@ -8,7 +8,7 @@ import Reactor
 /// blocking I/O, and leaves with `_exit` (status 0, or 1 after a handler error). Children that die
 /// otherwise (killed by a signal, a trap) are reaped and reported by ``childExited(_:status:)``. The parent reaps
 /// its children in ``BaseServer/serviceActions()`` and ``BaseServer/handleTimeout()``, waits when
-/// ``maxChildren`` are running, and waits for all on close unless ``blockOnClose`` is cleared. It
+/// ``maxChildren`` are running, and waits for all on close unless ``ProcessingMixIn/blockOnClose`` is cleared. It
 /// only ever waits for children it started: other children of the process keep their status.
 open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// The most children at once; at this number the server waits for one to end. Default 40.

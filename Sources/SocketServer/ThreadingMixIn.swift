@@ -6,7 +6,7 @@ import Synchronization
 /// Serves each request on a new thread: Python's `ThreadingMixIn`.
 ///
 /// ``BaseServer/serverClose()`` waits for the request threads unless ``daemonThreads`` is set or
-/// ``blockOnClose`` is cleared. Finished threads are forgotten as they end, so a long-running server
+/// ``ProcessingMixIn/blockOnClose`` is cleared. Finished threads are forgotten as they end, so a long-running server
 /// accumulates nothing.
 open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Threads the server does not wait for on close (Python's `daemon_threads`). Default false.
