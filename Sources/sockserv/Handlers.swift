@@ -16,17 +16,18 @@ final class BlockingSessionHandler: StreamRequestHandler {
     }
 
     private func serve() throws {
-        let stats = ServeContext.stats
+        let context = server.sessionContext
+        let stats = context.stats
         stats.add(.connections)
         stats.add(.open)
         defer { stats.add(.open, -1) }
-        var session = ServeContext.makeSession()
+        var session = context.makeSession()
         var input = ByteBuffer()
         var output: [UInt8] = []
         var idleSince = ContinuousClock.now
-        while !ServeContext.stopping.load(ordering: .relaxed) {
+        while !ProcessSignals.stopping.load(ordering: .relaxed) {
             guard waitReadable() else {
-                if let idle = ServeContext.idleTimeout, ContinuousClock.now - idleSince >= idle { return }
+                if let idle = context.idleTimeout, ContinuousClock.now - idleSince >= idle { return }
                 continue
             }
             let chunk = try connection.receive(maxCount: 16 * 1024)
@@ -64,25 +65,26 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
     }
 
     private func serve() async throws {
-        let stats = ServeContext.stats
+        let context = server.sessionContext
+        let stats = context.stats
         stats.add(.connections)
         stats.add(.open)
         defer { stats.add(.open, -1) }
-        connection.readTimeout = ServeContext.idleTimeout
-        var session = ServeContext.makeSession()
+        connection.readTimeout = context.idleTimeout
+        var session = context.makeSession()
         var input = ByteBuffer()
         var output: [UInt8] = []
         // Registered once: a graceful stop closes it, which still sends what was written.
-        let idle = ServeContext.idle(on: connection.loop)
+        let idle = context.idle
         idle.add(connection)
         defer { idle.remove(connection) }  // kept until closed if replies are still going out
-        while !ServeContext.stopping.load(ordering: .relaxed) {
+        while !ProcessSignals.stopping.load(ordering: .relaxed) {
             let chunk: [UInt8]
             do {
                 chunk = try await rfile.read(upTo: 64 * 1024)
             } catch ReactorError.timedOut {
                 return  // idle timeout
-            } catch ReactorError.alreadyClosed where ServeContext.stopping.load(ordering: .relaxed) {
+            } catch ReactorError.alreadyClosed where ProcessSignals.stopping.load(ordering: .relaxed) {
                 return  // closed while idle by a graceful stop
             }
             if chunk.isEmpty { return }
@@ -102,18 +104,25 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
 
 /// The callback shell around a ``Session``: reactor mode with no task per connection, the cheapest.
 final class CallbackSessionHandler: CallbackRequestHandler {
-    private var session = ServeContext.makeSession()
+    private let context: ServeContext
+    private var session: any Session
     private var output: [UInt8] = []
 
+    required init(connection: Connection, clientAddress: SocketAddress, server: BaseServer) {
+        context = server.sessionContext
+        session = context.makeSession()
+        super.init(connection: connection, clientAddress: clientAddress, server: server)
+    }
+
     override func setup() {
-        ServeContext.stats.add(.connections)
-        ServeContext.stats.add(.open)
-        if let idle = ServeContext.idleTimeout { connection.idleTimeout = idle }
-        ServeContext.idle(on: connection.loop).add(connection)
+        context.stats.add(.connections)
+        context.stats.add(.open)
+        if let idle = context.idleTimeout { connection.idleTimeout = idle }
+        context.idle.add(connection)
     }
 
     override func handle(_ buffer: inout ByteBuffer) {
-        let stats = ServeContext.stats
+        let stats = context.stats
         stats.add(.bytesIn, buffer.readableBytes)
         let (requests, keepOpen) = session.consume(&buffer, into: &output)
         stats.add(.requests, requests)
@@ -122,14 +131,14 @@ final class CallbackSessionHandler: CallbackRequestHandler {
             stats.add(.bytesOut, output.count)
             output.removeAll(keepingCapacity: true)
         }
-        if !keepOpen || ServeContext.stopping.load(ordering: .relaxed) { connection.close() }
+        if !keepOpen || ProcessSignals.stopping.load(ordering: .relaxed) { connection.close() }
     }
 
     override func finish(error: (any Error)?) {
-        ServeContext.stats.add(.open, -1)
-        ServeContext.idle(on: connection.loop).connections[ObjectIdentifier(connection)] = nil
+        context.stats.add(.open, -1)
+        context.idle.connections[ObjectIdentifier(connection)] = nil
         if let error = error as? IOError, !isPeerGone(error) {
-            ServeContext.stats.add(.errors)
+            context.stats.add(.errors)
             reportError(clientAddress, error)
         }
     }
@@ -138,9 +147,10 @@ final class CallbackSessionHandler: CallbackRequestHandler {
 /// Each datagram back (blocking modes).
 final class EchoDatagramHandler: DatagramRequestHandler {
     override func handle() throws {
-        ServeContext.stats.add(.requests)
-        ServeContext.stats.add(.bytesIn, packet.count)
-        ServeContext.stats.add(.bytesOut, packet.count)
+        let stats = server.sessionContext.stats
+        stats.add(.requests)
+        stats.add(.bytesIn, packet.count)
+        stats.add(.bytesOut, packet.count)
         try wfile.write(packet)
     }
 }
@@ -148,9 +158,10 @@ final class EchoDatagramHandler: DatagramRequestHandler {
 /// Each datagram back (reactor mode).
 final class AsyncEchoDatagramHandler: AsyncDatagramRequestHandler {
     override func handle() async throws {
-        ServeContext.stats.add(.requests)
-        ServeContext.stats.add(.bytesIn, packet.count)
-        ServeContext.stats.add(.bytesOut, packet.count)
+        let stats = server.sessionContext.stats
+        stats.add(.requests)
+        stats.add(.bytesIn, packet.count)
+        stats.add(.bytesOut, packet.count)
         try wfile.write(packet)
     }
 }

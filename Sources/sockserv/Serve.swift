@@ -6,6 +6,7 @@ import Prometheus
 import Protocols
 import Reactor
 import SocketServer
+import Synchronization
 
 /// The concurrency modes, as the command line names them.
 enum Mode: String, CaseIterable, ExpressibleByArgument {
@@ -184,13 +185,16 @@ struct Serve: ParsableCommand {
         if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let wake = try installStopSignals(metricsDump: metrics)
         let address = try listenAddress()
-        configureSessions()
+        let stats = try SharedCounters()  // mapped now, before any child is forked
+        let makeSession = sessionMaker()
+        let idle = idleTimeout.map { Duration.milliseconds(Int($0 * 1000)) }
         var servers: [TCPServer] = []
         for index in 0..<loops {
             let loop = try EventLoop(backend: backend)
-            ServeContext.idleRegistries[ObjectIdentifier(loop)] = IdleRegistry()
+            let context = ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)
             // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
-            servers.append(try makeServer(index == 0 ? address : servers[0].serverAddress, loop: loop))
+            servers.append(
+                try makeServer(index == 0 ? address : servers[0].serverAddress, loop: loop, context: context))
         }
         print("listening on \(servers[0].serverAddress)")
         fflush(nil)
@@ -205,38 +209,43 @@ struct Serve: ParsableCommand {
             if dump { writeToStandardError(registry.emitToString()) }
             if stop { for server in servers { server.requestShutdown() } }
         }
+        let cutOff = CutOffCount()
         let others = DispatchGroup()
         for server in servers.dropFirst() {
             others.enter()
             Thread.detachNewThread {
                 defer { others.leave() }
-                do { try serve(server) } catch { writeToStandardError("sockserv: \(error)\n") }
+                do { try serve(server, cutOff: cutOff) } catch { writeToStandardError("sockserv: \(error)\n") }
             }
         }
-        try serve(servers[0])
+        try serve(servers[0], cutOff: cutOff)
         stopWatcher.cancel()
         others.wait()
         let cpu = CPUTime.ofThisProcess()
-        writeToStandardError("sockserv: \(ServeContext.stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
-        if ServeContext.cutOff.load(ordering: .relaxed) > 0 {
-            writeToStandardError(
-                "sockserv: cut off \(ServeContext.cutOff.load(ordering: .relaxed)) requests in progress after the \(grace) s grace period\n"
-            )
+        writeToStandardError("sockserv: \(stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
+        let left = cutOff.requests.load(ordering: .relaxed)
+        if left > 0 {
+            writeToStandardError("sockserv: cut off \(left) requests in progress after the \(grace) s grace period\n")
             throw ExitCode(1)
         }
     }
 
+    /// Requests cut off at the end of the grace period, over all loops.
+    private final class CutOffCount: Sendable {
+        let requests = Atomic<Int>(0)
+    }
+
     /// Serves until stopped, lets requests in progress finish, closes. Runs on the server's loop thread.
-    private func serve(_ server: TCPServer) throws {
+    private func serve(_ server: TCPServer, cutOff: CutOffCount) throws {
         try server.serveForever(pollInterval: .milliseconds(250))
         server.socket.close()  // refuse new connections while the last requests finish
-        let cutOff = try finishRequestsInProgress(
+        let left = try finishRequestsInProgress(
             server, deadline: ContinuousClock.now + .milliseconds(Int(grace * 1000)))
-        ServeContext.cutOff.add(cutOff, ordering: .relaxed)
+        cutOff.requests.add(left, ordering: .relaxed)
         server.serverClose()
     }
 
-    private func makeServer(_ address: SocketAddress, loop: EventLoop) throws -> TCPServer {
+    private func makeServer(_ address: SocketAddress, loop: EventLoop, context: ServeContext) throws -> TCPServer {
         let mixIn = mode.makeMixIn()
         // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be
         // open, plus one, so that --max-connections refuses (verifyRequest) before the parent would wait.
@@ -246,7 +255,7 @@ struct Serve: ParsableCommand {
             let handler: RequestHandlerType =
                 mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
             server = try SockservDatagramServer(
-                address, requestHandler: handler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+                address, requestHandler: handler, mixIn: mixIn, context: context, loop: loop)
         } else {
             let requestHandler: RequestHandlerType
             switch (mode, handler) {
@@ -255,7 +264,7 @@ struct Serve: ParsableCommand {
             default: requestHandler = .blocking(BlockingSessionHandler.self)
             }
             let stream = try SockservStreamServer(
-                address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+                address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
             stream.maxConnections = maxConnections
             stream.allowReusePort = loops > 1
             server = stream
@@ -280,21 +289,18 @@ struct Serve: ParsableCommand {
         return address
     }
 
-    private func configureSessions() {
-        _ = ServeContext.stats  // map the shared counters now, before any child is forked
-        ServeContext.idleTimeout = idleTimeout.map { .milliseconds(Int($0 * 1000)) }
+    /// Makes the protocol state of one connection, for `--protocol`; every loop's server shares it.
+    private func sessionMaker() -> @Sendable () -> any Session {
+        let limits = self.limits
         switch service {
         case .echo:
-            let limits = self.limits
-            ServeContext.makeSession = { EchoSession(limits: limits) }
+            return { EchoSession(limits: limits) }
         case .resp:
             let store = RedisStore()
-            let limits = self.limits
-            ServeContext.makeSession = { RESPSession(store: store, limits: limits) }
+            return { RESPSession(store: store, limits: limits) }
         case .http:
             let responder = HTTPResponder(root: root)
-            let limits = self.limits
-            ServeContext.makeSession = { HTTPSession(responder: responder, limits: limits) }
+            return { HTTPSession(responder: responder, limits: limits) }
         }
     }
 
@@ -304,7 +310,7 @@ struct Serve: ParsableCommand {
         switch server.mixIn {
         case let reactor as ReactorMixIn:
             // Closing sends what was written first; a connection is done once its replies are out.
-            let idle = ServeContext.idle(on: server.loop)
+            let idle = server.sessionContext.idle
             idle.closeAll()
             while (reactor.activeRequests > 0 || idle.prune() > 0) && ContinuousClock.now < deadline {
                 try server.loop.runOnce(timeout: .milliseconds(50))
@@ -346,13 +352,13 @@ func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
     for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-    ServeContext.wakeFD = fds[1]
-    _ = ServeContext.stopping.load(ordering: .relaxed)  // initialize the global before a signal can touch it
+    ProcessSignals.wakeFD.store(fds[1], ordering: .relaxed)
+    _ = ProcessSignals.stopping.load(ordering: .relaxed)  // initialize the global before a signal can touch it
     var action = sigaction()
     action.__sigaction_handler.sa_handler = { _ in
-        ServeContext.stopping.store(true, ordering: .relaxed)
+        ProcessSignals.stopping.store(true, ordering: .relaxed)
         var byte = WakeReason.stop
-        _ = write(ServeContext.wakeFD, &byte, 1)
+        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
     }
     action.sa_flags = SA_RESTART
     sigaction(SIGINT, &action, nil)
@@ -361,7 +367,7 @@ func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
         var dump = sigaction()
         dump.__sigaction_handler.sa_handler = { _ in
             var byte = WakeReason.metrics
-            _ = write(ServeContext.wakeFD, &byte, 1)
+            _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
         }
         dump.sa_flags = SA_RESTART
         sigaction(SIGUSR1, &dump, nil)

@@ -1,28 +1,47 @@
 import Glibc
 import Reactor
+import SocketServer
 import Synchronization
 
-/// What the handlers of one `sockserv serve` process share. Set once before serving starts and only
-/// read afterwards, which is why the plain static variables are safe.
-enum ServeContext {
+/// What the handlers of one server share, owned by the server (``SessionServer/context``): made before
+/// serving starts and not changed afterwards.
+final class ServeContext: Sendable {
     /// Makes the protocol state for a new connection.
-    nonisolated(unsafe) static var makeSession: () -> any Session = { EchoSession() }
+    let makeSession: @Sendable () -> any Session
     /// Close connections idle this long; `nil` never.
-    nonisolated(unsafe) static var idleTimeout: Duration?
-    /// Counters shared with forked children.
-    static let stats = SharedCounters()
+    let idleTimeout: Duration?
+    /// Counters shared with forked children (and with the other loops' servers).
+    let stats: SharedCounters
+    /// The connections waiting for input on the server's loop (touched on that loop's thread only).
+    let idle = IdleRegistry()
+
+    init(makeSession: @escaping @Sendable () -> any Session, idleTimeout: Duration?, stats: SharedCounters) {
+        self.makeSession = makeSession
+        self.idleTimeout = idleTimeout
+        self.stats = stats
+    }
+}
+
+/// What stays process-wide, because a signal handler must reach it: the stop flag and the wake pipe.
+enum ProcessSignals {
     /// Set by SIGINT or SIGTERM: finish what was read, accept nothing new.
     static let stopping = Atomic<Bool>(false)
-    /// Requests in progress cut off at the end of the grace period, over all loops.
-    static let cutOff = Atomic<Int>(0)
-    /// Written by the signal handler to wake the loop (the self-pipe trick).
-    nonisolated(unsafe) static var wakeFD: Int32 = -1
-    /// One registry per loop, filled before serving starts.
-    nonisolated(unsafe) static var idleRegistries: [ObjectIdentifier: IdleRegistry] = [:]
+    /// The write end of the pipe the signal handler wakes the loop with (the self-pipe trick); -1 before.
+    static let wakeFD = Atomic<Int32>(-1)
+}
 
-    /// The registry of connections waiting for input on `loop`.
-    static func idle(on loop: EventLoop) -> IdleRegistry {
-        idleRegistries[ObjectIdentifier(loop)]!
+/// A server whose handlers share a ``ServeContext``: every server `sockserv serve` makes.
+protocol SessionServer: BaseServer {
+    var context: ServeContext { get }
+}
+
+extension BaseServer {
+    /// The context of the sockserv server that accepted a request.
+    var sessionContext: ServeContext {
+        guard let server = self as? any SessionServer else {
+            preconditionFailure("\(type(of: self)) is not a sockserv server: its handlers need a SessionServer")
+        }
+        return server.context
     }
 }
 
@@ -61,7 +80,8 @@ final class IdleRegistry: @unchecked Sendable {
     }
 }
 
-/// Counters in shared anonymous memory, so forked children's requests and bytes count too.
+/// Counters in shared anonymous memory, so forked children's requests and bytes count too. Made before
+/// any child is forked; never unmapped (the process serves until it exits).
 final class SharedCounters: @unchecked Sendable {
     enum Counter: Int, CaseIterable {
         case connections, open, requests, bytesIn, bytesOut, errors, refused
@@ -69,12 +89,12 @@ final class SharedCounters: @unchecked Sendable {
 
     private let base: UnsafeMutablePointer<Atomic<Int>>
 
-    init() {
+    /// - Throws: ``IOError`` if the shared memory cannot be mapped.
+    init() throws(IOError) {
         let size = MemoryLayout<Atomic<Int>>.stride * Counter.allCases.count
-        guard let memory = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
-            memory != MAP_FAILED
-        else {
-            fatalError("mmap of \(size) shared bytes failed: errno \(errno)")
+        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        guard let memory = mapped, memory != MAP_FAILED else {
+            throw IOError(errnoCode: errno, operation: "mmap of \(size) shared bytes")
         }
         base = memory.bindMemory(to: Atomic<Int>.self, capacity: Counter.allCases.count)
         for counter in Counter.allCases { (base + counter.rawValue).initialize(to: Atomic(0)) }
