@@ -111,6 +111,6 @@ if ProcessInfo.processInfo.environment["SOCKETSERVER_FUZZ"] != nil {
         .target(name: "FuzzDriver", path: "Fuzz/Driver"),
         .executableTarget(name: "fuzz-resp", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/RESP"),
         .executableTarget(name: "fuzz-http", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/HTTP"),
-        .executableTarget(name: "fuzz-lines", dependencies: ["FuzzDriver", "Reactor"], path: "Fuzz/Lines"),
+        .executableTarget(name: "fuzz-lines", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/Lines"),
     ]
 }

@@ -1,44 +1,44 @@
 import FuzzDriver
-import Reactor
+import Protocols
 
 runFuzzer { data, size in fuzzLines(data, size) }
 
-/// The fuzzed function: `ByteBuffer.readLine` on arbitrary bytes arriving in reads whose sizes the input
-/// chooses. Properties: no crash; the lines read, with their newlines, are exactly the input's prefix;
-/// no line is longer than the limit; a too-long line is only reported when one really is.
+/// The fuzzed function: `EchoSession` (and so `LineFraming.scan`) on arbitrary bytes arriving in reads whose
+/// sizes the input chooses, with what a read leaves unconsumed kept for the next one, as a handler does.
+/// Properties: no crash; the echoed bytes are exactly the input's complete lines, in order (a prefix of the
+/// input ending in a newline); no echoed line is longer than the limit; the session closes only when a line
+/// really is longer than the limit.
 func fuzzLines(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    let maxLength = 64
-    var buffer = ByteBuffer()
-    var rebuilt: [UInt8] = []
+    var limits = Limits()
+    limits.lineLength = 64
+    var session = EchoSession(limits: limits)
+    var pending: [UInt8] = []
+    var echoed: [UInt8] = []
     var offset = 0
-    var step = 1
-    var tooLong = false
-    reading: while offset < bytes.count {
+    var closed = false
+    while offset < bytes.count && !closed {
         let count = min(bytes.count - offset, 1 + Int(bytes[offset]) % 97)
-        buffer.append(bytes[offset..<(offset + count)])
+        pending += bytes[offset..<(offset + count)]
         offset += count
-        step += 1
-        while true {
-            do {
-                guard let line = try buffer.readLine(maxLength: maxLength, strippingNewline: false) else { break }
-                precondition(line.last == UInt8(ascii: "\n"))
-                let content = line.count - (line.count >= 2 && line[line.count - 2] == UInt8(ascii: "\r") ? 2 : 1)
-                precondition(content <= maxLength, "a line of \(content) bytes passed the \(maxLength) limit")
-                rebuilt += line
-            } catch {
-                tooLong = true
-                break reading
-            }
-        }
+        var output: [UInt8] = []
+        let (consumed, requests, keepOpen) = pending.withUnsafeBytes { session.consume($0, into: &output) }
+        precondition(output == Array(pending[..<consumed]), "the session echoes exactly what it consumed")
+        precondition(requests == output.filter { $0 == UInt8(ascii: "\n") }.count, "one request per line")
+        echoed += output
+        pending.removeFirst(consumed)
+        closed = !keepOpen
     }
-    precondition(bytes.starts(with: rebuilt), "the lines read are not the input's prefix")
-    if tooLong {
-        // The rest really holds a line (or the start of one) longer than the limit.
-        let rest = bytes[rebuilt.count..<offset]
-        let line = rest.prefix { $0 != UInt8(ascii: "\n") }
-        precondition(line.count > maxLength, "lineTooLong for a line of \(line.count) bytes")
+    precondition(bytes.starts(with: echoed), "the lines echoed are not the input's prefix")
+    precondition(echoed.isEmpty || echoed.last == UInt8(ascii: "\n"), "only whole lines are echoed")
+    for line in echoed.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+        precondition(line.count <= limits.lineLength, "a line of \(line.count) bytes passed the limit")
+    }
+    if closed {
+        // What follows the echoed lines really holds a line (or the start of one) longer than the limit.
+        let line = bytes[echoed.count...].prefix { $0 != UInt8(ascii: "\n") }
+        precondition(line.count > limits.lineLength, "closed for a line of \(line.count) bytes")
     }
     return 0
 }

@@ -1,4 +1,5 @@
 import Glibc
+import Protocols
 import Reactor
 import SocketServer
 

@@ -297,7 +297,7 @@ struct Serve: ParsableCommand {
             return { EchoSession(limits: limits) }
         case .resp:
             let store = RedisStore()
-            return { RESPSession(store: store, limits: limits) }
+            return { RESPSession(commands: store, limits: limits) }
         case .http:
             let responder = HTTPResponder(root: root)
             return { HTTPSession(responder: responder, limits: limits) }

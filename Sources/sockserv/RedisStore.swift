@@ -1,3 +1,4 @@
+import Protocols
 import Synchronization
 
 /// A key-value store that executes the commands of a small Redis: PING, ECHO, SET (EX/PX), GET, DEL,

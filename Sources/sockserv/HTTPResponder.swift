@@ -1,4 +1,5 @@
 import Foundation
+import Protocols
 
 /// Answers GET and HEAD: `/` with a small fixed body, or, with a root directory, files under it like
 /// Python's `SimpleHTTPRequestHandler` (directory listings, index.html, no path escaping the root).

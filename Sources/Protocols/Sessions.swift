@@ -1,0 +1,132 @@
+/// One connection's protocol state, sans I/O: bytes in, replies out. Blocking, async and callback
+/// handlers are thin shells around it, and the fuzzers drive it directly.
+public protocol Session {
+    /// Consumes what it can of `input` (an incomplete request stays unconsumed), appending replies to `output`.
+    /// - Returns: how many bytes of `input` were consumed, how many requests were answered, and false when the
+    ///   connection should close after `output`.
+    mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
+        -> (consumed: Int, requests: Int, keepOpen: Bool)
+}
+
+/// Line framing: where the complete lines of a byte stream end.
+public enum LineFraming {
+    /// Scans `bytes` for complete lines (each ending in `\n`) no longer than `maxLength` before their newline.
+    /// - Returns: how many complete lines there are, where the last one ends, and whether a line (complete
+    ///   or not) is longer than `maxLength`, in which case the scan stops before it.
+    public static func scan(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> (lines: Int, end: Int, tooLong: Bool) {
+        var lines = 0
+        var start = 0
+        while start < bytes.count, let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            if newline - start > maxLength { return (lines, start, true) }
+            lines += 1
+            start = newline + 1
+        }
+        return (lines, start, bytes.count - start > maxLength)
+    }
+}
+
+/// Each line back.
+public struct EchoSession: Session {
+    public let maxLineLength: Int
+
+    public init(limits: Limits = .default) {
+        maxLineLength = limits.lineLength
+    }
+
+    public mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
+        -> (consumed: Int, requests: Int, keepOpen: Bool)
+    {
+        // Every complete line goes straight from the input to the output; a line over the limit closes.
+        let (lines, end, tooLong) = LineFraming.scan(input, maxLength: maxLineLength)
+        output.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[..<end]))
+        return (end, lines, !tooLong)
+    }
+}
+
+/// What a RESP session runs its commands against: the application (a store).
+public protocol RESPCommandHandler: Sendable {
+    /// Executes one command (its name and arguments).
+    /// - Returns: the reply, and whether the connection should close after it (QUIT).
+    func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool)
+}
+
+/// Pipelined RESP2 commands, each answered by the application.
+public struct RESPSession<Commands: RESPCommandHandler>: Session {
+    public let commands: Commands
+    public let limits: Limits
+
+    public init(commands: Commands, limits: Limits = .default) {
+        self.commands = commands
+        self.limits = limits
+    }
+
+    public mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
+        -> (consumed: Int, requests: Int, keepOpen: Bool)
+    {
+        var consumed = 0
+        var requests = 0
+        while true {
+            let parsed: (arguments: [[UInt8]], consumed: Int)?
+            do {
+                parsed = try RESP.parseCommand(UnsafeRawBufferPointer(rebasing: input[consumed...]), limits: limits)
+            } catch {
+                RESP.Reply.error("ERR \(error.message)").encode(into: &output)
+                return (consumed, requests, false)
+            }
+            guard let (arguments, length) = parsed else { return (consumed, requests, true) }
+            consumed += length
+            if arguments.isEmpty { continue }
+            let outcome = commands.execute(arguments)
+            outcome.reply.encode(into: &output)
+            requests += 1
+            if outcome.close { return (consumed, requests, false) }
+        }
+    }
+}
+
+/// What an HTTP session answers each request head with: the application (a file server).
+public protocol HTTPResponding: Sendable {
+    func respond(to head: HTTP.RequestHead) -> HTTP.Response
+}
+
+/// HTTP/1.1 with keep-alive and pipelining; request bodies are skipped.
+public struct HTTPSession<Responder: HTTPResponding>: Session {
+    public let responder: Responder
+    public let limits: Limits
+    /// Request body bytes still to skip.
+    var bodyToSkip = 0
+
+    public init(responder: Responder, limits: Limits = .default) {
+        self.responder = responder
+        self.limits = limits
+    }
+
+    public mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
+        -> (consumed: Int, requests: Int, keepOpen: Bool)
+    {
+        var consumed = 0
+        var requests = 0
+        while true {
+            if bodyToSkip > 0 {
+                let skipped = min(bodyToSkip, input.count - consumed)
+                consumed += skipped
+                bodyToSkip -= skipped
+                if bodyToSkip > 0 { return (consumed, requests, true) }
+            }
+            let parsed: (head: HTTP.RequestHead, consumed: Int)?
+            do {
+                parsed = try HTTP.parseRequestHead(UnsafeRawBufferPointer(rebasing: input[consumed...]), limits: limits)
+            } catch {
+                output += error.response.encoded()
+                return (consumed, requests + 1, false)
+            }
+            guard let (head, length) = parsed else { return (consumed, requests, true) }
+            consumed += length
+            bodyToSkip = head.bodyLength
+            let response = responder.respond(to: head)
+            output += response.encoded(headOnly: head.method == "HEAD")
+            requests += 1
+            if response.close { return (consumed, requests, false) }
+        }
+    }
+}
