@@ -1,0 +1,54 @@
+import Protocols
+import Testing
+
+@Suite struct SessionTests {
+    func echo(_ text: String, limit: Int = 64) -> (output: String, consumed: Int, requests: Int, keepOpen: Bool) {
+        var limits = Limits()
+        limits.lineLength = limit
+        var session = EchoSession(limits: limits)
+        var output: [UInt8] = []
+        let (consumed, requests, keepOpen) = Array(text.utf8).withUnsafeBytes { session.consume($0, into: &output) }
+        return (String(decoding: output, as: UTF8.self), consumed, requests, keepOpen)
+    }
+
+    @Test func echoAnswersCompleteLinesAndKeepsTheRest() {
+        let result = echo("one\ntwo\nthr")
+        #expect(result.output == "one\ntwo\n" && result.consumed == 8 && result.requests == 2 && result.keepOpen)
+    }
+
+    /// The lines before an overlong one are answered, then the session closes.
+    @Test func anOverlongLineClosesAfterTheLinesBeforeIt() {
+        let long = String(repeating: "x", count: 65)
+        for text in ["ok\n\(long)\n", "ok\n\(long)"] {
+            let result = echo(text)
+            #expect(result.output == "ok\n" && result.consumed == 3 && result.requests == 1 && !result.keepOpen)
+        }
+        #expect(echo(String(repeating: "y", count: 64) + "\n").keepOpen, "a line of exactly the limit is fine")
+    }
+
+    /// RESP and HTTP sessions call their application and consume exactly what they answered.
+    @Test func sessionsCallTheirApplication() {
+        struct Pong: RESPCommandHandler {
+            func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool) {
+                (.simple("PONG"), arguments.first == Array("QUIT".utf8))
+            }
+        }
+        var resp = RESPSession(commands: Pong())
+        var output: [UInt8] = []
+        let (consumed, requests, keepOpen) = Array("PING\r\nPING\r\nQUIT\r\nPING\r\n".utf8).withUnsafeBytes {
+            resp.consume($0, into: &output)
+        }
+        #expect(String(decoding: output, as: UTF8.self) == "+PONG\r\n+PONG\r\n+PONG\r\n")
+        #expect(consumed == 18 && requests == 3 && !keepOpen)
+
+        struct Fixed: HTTPResponding {
+            func respond(to head: HTTP.RequestHead) -> HTTP.Response { HTTP.Response(status: 204) }
+        }
+        var http = HTTPSession(responder: Fixed())
+        output = []
+        let request = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.1\r\nHost: a\r\n\r\nGET"
+        let answer = Array(request.utf8).withUnsafeBytes { http.consume($0, into: &output) }
+        #expect(answer.requests == 2 && answer.keepOpen && answer.consumed == request.utf8.count - 3)
+        #expect(String(decoding: output, as: UTF8.self).components(separatedBy: "HTTP/1.1 204").count == 3)
+    }
+}
