@@ -57,8 +57,8 @@ public final class EventLoop: @unchecked Sendable {
     private var localJobs: [UnownedJob] = []
     /// How many callbacks (or job drains) are on the stack.
     private var callbackDepth = 0
-    /// Listeners that stopped accepting on EMFILE/ENFILE; resumed when a connection closes.
-    var pausedListeners: [Listener] = []
+    /// Acceptors that stopped accepting on EMFILE/ENFILE; resumed when a connection closes.
+    var pausedAcceptors: [Acceptor] = []
     /// Scratch space every connection reads into first, so an idle connection holds no buffer.
     let scratch: UnsafeMutableRawBufferPointer
     static let scratchSize = 64 * 1024
@@ -304,12 +304,13 @@ public final class EventLoop: @unchecked Sendable {
     /// A connection closed: descriptors are free again, so paused listeners may accept.
     @inline(__always)
     func descriptorReleased() {
-        if !pausedListeners.isEmpty {
-            let listeners = pausedListeners
-            pausedListeners = []
-            for listener in listeners { listener.resumeAccepting() }
+        if !pausedAcceptors.isEmpty {
+            let acceptors = pausedAcceptors
+            pausedAcceptors = []
+            for acceptor in acceptors { acceptor.resume() }
         }
     }
+
 }
 
 extension timeval {

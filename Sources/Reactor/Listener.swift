@@ -2,13 +2,14 @@ import Glibc
 
 /// A listening TCP (IPv4 or IPv6) or Unix stream socket that accepts ``Connection``s on a loop; loop-bound.
 ///
-/// When accepting fails for lack of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`),
-/// the listener reports the error, stops accepting, and resumes after ``acceptBackoff`` or as soon as
-/// a connection on its loop closes, so a full descriptor table never spins the loop.
+/// Accepting goes through an ``Acceptor``: in batches, and when accepting fails for lack of descriptors
+/// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) the listener reports the error, stops accepting,
+/// and resumes after ``acceptBackoff`` or as soon as a connection on its loop closes, so a full
+/// descriptor table never spins the loop.
 ///
-/// Ownership: the listener owns its descriptor and its event, and for a Unix address the socket file,
+/// Ownership: the listener owns its descriptor and its acceptor, and for a Unix address the socket file,
 /// which it removes on ``close()`` if that file is still its own. An open listener keeps itself alive
-/// (through its event) until ``close()``.
+/// (through its acceptor) until ``close()``.
 public final class Listener {
     /// The loop the listener accepts on.
     public let loop: EventLoop
@@ -17,16 +18,18 @@ public final class Listener {
     /// The listening socket (owned).
     public let fileDescriptor: Int32
     /// How long to pause accepting after a resource error, unless a connection closes first.
-    public var acceptBackoff: Duration = .milliseconds(100)
+    public var acceptBackoff: Duration {
+        get { acceptor?.backoff ?? .milliseconds(100) }
+        set { acceptor?.backoff = newValue }
+    }
     /// Receives accept errors (each pause reports one). The default writes one line to standard error.
     public var onError: ((IOError) -> Void)?
     /// Whether the listener is currently accepting (false while paused and after close).
-    public private(set) var isAccepting = false
+    public var isAccepting: Bool { acceptor?.isAccepting ?? false }
 
     private let options: ListenOptions
-    private var event: LoopEvent?
+    private var acceptor: Acceptor?
     private var onAccept: ((Connection) -> Void)?
-    private var retryTimer: LoopTimer?
     private var unixFile: UnixSocketFile?
 
     /// Most connections accepted per readiness callback, so one busy listener cannot starve the loop.
@@ -61,79 +64,44 @@ public final class Listener {
         fileDescriptor = fd
         self.unixFile = unixFile
         do {
-            event = try LoopEvent(loop: loop, fileDescriptor: fd, watching: .readable, persistent: true) { [self] _ in
-                acceptReady()
-            }
+            acceptor = try Acceptor(
+                fileDescriptor: fd, on: loop, acceptsPerWakeup: Self.acceptsPerWakeup,
+                accept: { [self] () throws(IOError) -> Bool in try acceptOne() },
+                onPause: { [self] error in report(error) })
         } catch {
             unixFile?.remove()
             Posix.close(fd)
             throw error
         }
-        resumeAccepting()
     }
 
-    private func acceptReady() {
-        for _ in 0..<Self.acceptsPerWakeup {
-            guard event != nil, isAccepting else { return }
-            let fd: Int32
-            do {
-                guard let accepted = try Posix.accept(fileDescriptor) else { return }
-                fd = accepted
-            } catch {
-                switch error.errnoCode {
-                case ECONNABORTED, EPROTO, EPERM, EINTR:
-                    continue  // that one connection failed; others may be waiting
-                default:
-                    return pause(error)
-                }
-            }
-            if options.noDelay && localAddress.family != .unix { Socket.disableNagle(fd) }
-            guard let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true) else { continue }
-            onAccept?(connection)
-        }
+    /// Accepts one connection and hands it on; false when none is waiting.
+    private func acceptOne() throws(IOError) -> Bool {
+        guard let fd = try Posix.accept(fileDescriptor) else { return false }
+        if options.noDelay && localAddress.family != .unix { Socket.disableNagle(fd) }
+        if let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true) { onAccept?(connection) }
+        return true
     }
 
-    private func pause(_ error: IOError) {
-        isAccepting = false
-        event?.remove()
-        loop.pausedListeners.append(self)
-        // Without a timer (out of memory), the next connection that closes resumes accepting.
-        retryTimer = try? loop.schedule(after: acceptBackoff) { [weak self] in
-            self?.retryTimer = nil
-            self?.resumeAccepting()
-        }
+    private func report(_ error: IOError) {
         if let onError {
             onError(error)
         } else {
-            let line =
+            reportToStandardError(
                 "Reactor: accepting on \(localAddress): \(error); paused for \(acceptBackoff) or until a connection closes\n"
-            reportToStandardError(line)
+            )
         }
-    }
-
-    /// Starts accepting again after a pause.
-    func resumeAccepting() {
-        guard let event, !isAccepting else { return }
-        retryTimer?.cancel()
-        retryTimer = nil
-        loop.pausedListeners.removeAll { $0 === self }
-        isAccepting = event.add()
     }
 
     /// Stops accepting, closes the socket and removes its Unix socket file. Connections already
     /// accepted stay open. Safe to call more than once.
     public func close() {
         loop.preconditionInEventLoop()
-        guard let event else { return }
-        event.remove()
-        isAccepting = false
-        retryTimer?.cancel()
-        retryTimer = nil
-        loop.pausedListeners.removeAll { $0 === self }
+        guard let acceptor else { return }
+        self.acceptor = nil
+        onAccept = nil
+        acceptor.close()  // stops watching before the descriptor closes; it kept the listener alive
         Posix.close(fileDescriptor)
         unixFile?.remove()
-        onAccept = nil
-        self.event = nil
-        event.free()  // last: it keeps the listener alive
     }
 }

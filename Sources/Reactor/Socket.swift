@@ -105,6 +105,16 @@ public final class Socket: @unchecked Sendable {
         try Posix.acceptWithPeer(fileDescriptor, nonBlocking: nonBlocking).map { (Socket(adopting: $0.fd), $0.peer) }
     }
 
+    /// Accepts one connection straight into a ``Connection`` on `loop`, already reading: one `accept4` that
+    /// makes it non-blocking, and no blocking ``Socket`` in between. Call on the loop thread.
+    /// - Returns: the connection and the peer's address, or `nil` when none is waiting.
+    /// - Throws: the ``IOError`` of a failed accept; ``ReactorError/libevent(_:)`` if libevent is out of
+    ///   memory for the connection's event (the accepted descriptor is then closed).
+    public func acceptConnection(on loop: EventLoop) throws -> (connection: Connection, address: SocketAddress?)? {
+        guard let (fd, peer) = try Posix.acceptWithPeer(fileDescriptor, nonBlocking: true) else { return nil }
+        return (try Connection(adopting: fd, on: loop, nonBlocking: true), peer)
+    }
+
     /// Connects, blocking until connected.
     public func connect(to address: SocketAddress) throws(IOError) {
         try Posix.connectBlocking(fileDescriptor, to: address)

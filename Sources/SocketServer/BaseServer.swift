@@ -63,9 +63,8 @@ open class BaseServer: @unchecked Sendable {
     }
     private let serveState = Mutex(ServeState())
     private let shutdownRequested = Atomic<Bool>(false)
-    private var readiness: IOWatcher?
+    private var acceptor: Acceptor?
     private var serviceTimer: LoopTimer?
-    private var acceptRetry: LoopTimer?
     private var acceptPauses = 0
     private var lastPauseReport: ContinuousClock.Instant?
 
@@ -139,12 +138,15 @@ open class BaseServer: @unchecked Sendable {
     /// Starts waiting for requests on ``loop`` without running it, for a program that runs the loop
     /// itself with other servers, timers and watchers. Call on the loop thread; ``stopServing()`` undoes it.
     public func startServing(pollInterval: Duration = .milliseconds(500)) throws {
-        readiness = try IOWatcher(fileDescriptor: fileno, events: .readable, on: loop) { [unowned self] _ in
-            for _ in 0..<mixIn.requestsPerWakeup {
-                guard handleRequestNoBlock(honoringShutdown: true) == .handled else { break }
+        // Reactor's one accept path: batches, and a pause (resumed when a descriptor frees) on failure.
+        acceptor = try Acceptor(
+            fileDescriptor: fileno, on: loop, acceptsPerWakeup: mixIn.requestsPerWakeup,
+            accept: { [unowned self] () throws(IOError) -> Bool in
+                guard try handleRequestNoBlock(honoringShutdown: true) else { return false }
                 serviceActions()
-            }
-        }
+                return true
+            },
+            onPause: { [unowned self] error in acceptingPaused(error) })
         let metrics = self.metrics
         do {
             serviceTimer = try loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in
@@ -160,12 +162,10 @@ open class BaseServer: @unchecked Sendable {
     /// Stops waiting for requests on ``loop``; requests being served go on.
     public func stopServing() {
         if serviceTimer != nil { metrics.reportLoop(loop) }
-        readiness?.cancel()
-        readiness = nil
+        acceptor?.close()
+        acceptor = nil
         serviceTimer?.cancel()
         serviceTimer = nil
-        acceptRetry?.cancel()
-        acceptRetry = nil
     }
 
     /// Asks ``serveForever(pollInterval:)`` to stop, wakes its loop, and waits until it has stopped.
@@ -216,10 +216,10 @@ open class BaseServer: @unchecked Sendable {
             // Readiness can be spurious (another process took the request): keep waiting until the deadline.
             if ready {
                 ready = false
-                switch handleRequestNoBlock(honoringShutdown: false) {
-                case .handled: break
-                case .failed: return
-                case .none: continue
+                do {
+                    guard try handleRequestNoBlock(honoringShutdown: false) else { continue }
+                } catch {
+                    return  // the accept failed (out of descriptors, say): no request this time
                 }
                 break
             }
@@ -244,22 +244,23 @@ open class BaseServer: @unchecked Sendable {
 
     // MARK: The request chain
 
-    enum Attempt { case handled, none, failed }
-
     /// Accepts and processes one request if one is waiting: Python's `_handle_request_noblock`.
     /// While serving, nothing is accepted once a shutdown was asked.
-    final func handleRequestNoBlock(honoringShutdown: Bool) -> Attempt {
-        if honoringShutdown && shutdownRequested.load(ordering: .acquiring) { return .none }
+    /// - Returns: false when no request was waiting (or a shutdown was asked); true when one was taken,
+    ///   whether or not it was served (refused, or its handler failed).
+    /// - Throws: the `IOError` of a failed accept, for the ``Acceptor`` to pause on.
+    final func handleRequestNoBlock(honoringShutdown: Bool) throws(IOError) -> Bool {
+        if honoringShutdown && shutdownRequested.load(ordering: .acquiring) { return false }
         let accepted: (Request, SocketAddress)?
         do {
             accepted = try getRequest()
-        } catch let error as IOError where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) {
-            pauseAccepting(error)
-            return .failed
+        } catch let error as IOError {
+            throw error
         } catch {
-            return .failed
+            logger.error("getRequest failed: \(error)")
+            return true  // not an accept failure: try the next one
         }
-        guard let (request, clientAddress) = accepted else { return .none }
+        guard let (request, clientAddress) = accepted else { return false }
         metrics.accepted.increment()
         if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
         if verifyRequest(request, clientAddress: clientAddress) {
@@ -275,14 +276,11 @@ open class BaseServer: @unchecked Sendable {
             metrics.refused.increment()
             shutdownRequest(request)
         }
-        return .handled
+        return true
     }
 
-    /// Out of descriptors: stop waiting for 100 ms rather than spin on a socket that stays readable.
-    private func pauseAccepting(_ error: IOError) {
-        guard let readiness, readiness.isActive else { return }
-        readiness.stop()
-        // One report per episode (and every 10 s while it lasts), not one per 100 ms pause.
+    /// The acceptor paused (out of descriptors, say): one report per episode, and every 10 s while it lasts.
+    private func acceptingPaused(_ error: IOError) {
         let now = ContinuousClock.now
         acceptPauses += 1
         if lastPauseReport.map({ now - $0 >= .seconds(10) }) ?? true {
@@ -290,14 +288,6 @@ open class BaseServer: @unchecked Sendable {
                 "\(type(of: self)) on \(serverAddress): \(error); not accepting for 100 ms at a time (\(acceptPauses) pauses so far)"
             )
             lastPauseReport = now
-        }
-        do {
-            acceptRetry = try loop.schedule(after: .milliseconds(100)) { [weak self] in
-                try? self?.readiness?.start()
-                self?.acceptRetry = nil
-            }
-        } catch {
-            try? readiness.start()  // no timer to resume with: keep accepting rather than stop for good
         }
     }
 

@@ -15,9 +15,10 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     open override var handlesAsync: Bool { true }
     open override var requestsPerWakeup: Int { 64 }
 
-    /// Adopts the socket into a `Connection`, then runs `finishRequest` on the loop: a callback handler
-    /// starts at once and its request finishes when the connection closes; an async handler runs in a
-    /// task, after which the request is shut down.
+    /// Runs `finishRequest` on the loop for the request's `Connection` (`getRequest` accepts straight into
+    /// one; a blocking socket from an overriding `getRequest` is adopted first): a callback handler starts at
+    /// once and its request finishes when the connection closes; an async handler runs in a task, after
+    /// which the request is shut down.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         var request = request
         do {

@@ -103,9 +103,14 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         socket.close()
     }
 
-    /// Accepts one connection: blocking for the blocking modes, non-blocking for the reactor.
+    /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
+    /// for the reactor.
     open override func getRequest() throws -> (Request, SocketAddress)? {
-        guard let (connection, address) = try socket.accept(nonBlocking: mixIn.handlesAsync) else { return nil }
+        if mixIn.handlesAsync {
+            guard let (connection, address) = try socket.acceptConnection(on: loop) else { return nil }
+            return (.connection(connection), address ?? .unnamedUnix)
+        }
+        guard let (connection, address) = try socket.accept(nonBlocking: false) else { return nil }
         return (.stream(connection), address ?? .unnamedUnix)
     }
 

@@ -106,17 +106,9 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
 }
 
 @Suite(.serialized) struct CrashingHandlerTests {
-    static let modes = ["sequential", "threading", "forking", "reactor async", "reactor callback"]
+    static let modes = poisonableModes
 
-    private static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) {
-        switch name {
-        case "threading": return (.blocking(PoisonableHandler.self), ThreadingMixIn())
-        case "forking": return (.blocking(PoisonableHandler.self), ForkingMixIn())
-        case "reactor async": return (.async(AsyncPoisonableHandler.self), ReactorMixIn())
-        case "reactor callback": return (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
-        default: return (.blocking(PoisonableHandler.self), ProcessingMixIn())
-        }
-    }
+    private static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) { poisonableSetup(name) }
 
     /// A handler that throws on a poison request loses only its own connection; the error reaches
     /// `handleError` (in the child, for forking mode) and the server goes on serving.
@@ -196,6 +188,20 @@ final class RecordingServer: TCPServer, @unchecked Sendable {
         #expect(
             ChildCounter.shared.peak == 2,
             "at most 2 children at once, and 2 were needed: peak \(ChildCounter.shared.peak)")
+    }
+}
+
+/// Every mode, with the reactor's two handler faces, by name.
+let poisonableModes = ["sequential", "threading", "forking", "reactor async", "reactor callback"]
+
+/// The poisonable handlers and the mix-in for a mode named in ``poisonableModes``.
+func poisonableSetup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) {
+    switch name {
+    case "threading": return (.blocking(PoisonableHandler.self), ThreadingMixIn())
+    case "forking": return (.blocking(PoisonableHandler.self), ForkingMixIn())
+    case "reactor async": return (.async(AsyncPoisonableHandler.self), ReactorMixIn())
+    case "reactor callback": return (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
+    default: return (.blocking(PoisonableHandler.self), ProcessingMixIn())
     }
 }
 

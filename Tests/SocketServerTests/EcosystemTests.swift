@@ -14,14 +14,7 @@ import Testing
     @Test(arguments: ["sequential", "threading", "reactor async", "reactor callback"])
     func serversCountWhatTheyServe(mode: String) throws {
         let metrics = TestMetrics()
-        let handler: RequestHandlerType
-        let mixIn: ProcessingMixIn
-        switch mode {
-        case "threading": (handler, mixIn) = (.blocking(PoisonableHandler.self), ThreadingMixIn())
-        case "reactor async": (handler, mixIn) = (.async(AsyncPoisonableHandler.self), ReactorMixIn())
-        case "reactor callback": (handler, mixIn) = (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
-        default: (handler, mixIn) = (.blocking(PoisonableHandler.self), ProcessingMixIn())
-        }
+        let (handler, mixIn) = poisonableSetup(mode)
         let server = try RecordingServer(
             try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
         let dimensions = [("server", "\(server.serverAddress)")]

@@ -7,8 +7,16 @@ import Testing
 
 /// Counts the request hooks it runs, in whatever mode.
 final class HookCountingServer: TCPServer, @unchecked Sendable {
+    let gotten = Atomic<Int>(0)
     let finished = Atomic<Int>(0)
     let shutDown = Atomic<Int>(0)
+
+    /// Python's hook, still called by the one accept path.
+    override func getRequest() throws -> (Request, SocketAddress)? {
+        let request = try super.getRequest()
+        if request != nil { gotten.add(1, ordering: .relaxed) }
+        return request
+    }
 
     override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
         finished.add(1, ordering: .relaxed)
@@ -29,19 +37,11 @@ final class HookCountingServer: TCPServer, @unchecked Sendable {
 /// One request lifecycle in every mode: `finishRequest` and `shutdownRequest` run once per request,
 /// callback handlers included, and one count of requests in progress goes up and down with them.
 @Suite(.serialized) struct LifecycleTests {
-    static let modes = ["sequential", "threading", "forking", "reactor async", "reactor callback"]
+    static let modes = poisonableModes
 
-    static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) {
-        switch name {
-        case "threading": return (.blocking(PoisonableHandler.self), ThreadingMixIn())
-        case "forking": return (.blocking(PoisonableHandler.self), ForkingMixIn())
-        case "reactor async": return (.async(AsyncPoisonableHandler.self), ReactorMixIn())
-        case "reactor callback": return (.callback(CallbackPoisonableHandler.self), ReactorMixIn())
-        default: return (.blocking(PoisonableHandler.self), ProcessingMixIn())
-        }
-    }
+    static func setup(_ name: String) -> (RequestHandlerType, ProcessingMixIn) { poisonableSetup(name) }
 
-    /// Overriding `finishRequest` or `shutdownRequest` works in every mode that runs them in this process
+    /// Overriding `getRequest`, `finishRequest` or `shutdownRequest` works in every mode that runs them in this process
     /// (a forked child runs them in its own), and each runs once per request.
     @Test(arguments: modes.filter { $0 != "forking" })
     func theRequestHooksRunOncePerRequest(name: String) throws {
@@ -59,6 +59,7 @@ final class HookCountingServer: TCPServer, @unchecked Sendable {
                     server.shutDown.load(ordering: .relaxed) == 3 && server.mixIn.requestsInProgress == 0
                 }, "\(name): shutdownRequest ran \(server.shutDown.load(ordering: .relaxed)) times")
         }
+        #expect(server.gotten.load(ordering: .relaxed) == 3, "\(name): getRequest")
         #expect(server.finished.load(ordering: .relaxed) == 3, "\(name): finishRequest")
         #expect(server.shutDown.load(ordering: .relaxed) == 3, "\(name): shutdownRequest")
     }
