@@ -32,6 +32,7 @@ public final class Acceptor {
     /// Starts accepting. Call on the loop thread.
     /// - Parameters:
     ///   - fileDescriptor: a listening (or, for a datagram server, bound) socket.
+    ///   - loop: the loop that watches it; the acceptor belongs to it.
     ///   - acceptsPerWakeup: most calls of `accept` per readiness.
     ///   - backoff: how long a pause lasts unless a descriptor frees first.
     ///   - accept: accepts and hands on one connection (or request); false when none is waiting.
