@@ -155,6 +155,29 @@ enum Posix {
         return (result, status)
     }
 
+    /// What `path` itself is (`lstat`: a symlink is not followed): its device, inode and whether it is a socket;
+    /// `nil` when there is nothing there (`ENOENT`).
+    static func fileIdentity(_ path: String) throws(IOError) -> (device: UInt, inode: UInt, isSocket: Bool)? {
+        var info = stat()
+        let result = lstat(path, &info)
+        if result != 0 {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { return nil }
+            throw IOError(errnoCode: code, operation: "lstat \(path)")
+        }
+        return (UInt(info.st_dev), UInt(info.st_ino), info.st_mode & S_IFMT == S_IFSOCK)
+    }
+
+    /// Removes the name `path` (`unlink`).
+    static func unlink(_ path: String) throws(IOError) {
+        _ = try syscall("unlink \(path)", { Glibc.unlink(path) })
+    }
+
+    /// Sets the permission bits of `path` itself, never through a symlink (`fchmodat`, `AT_SYMLINK_NOFOLLOW`).
+    static func setPermissions(_ path: String, _ mode: mode_t) throws(IOError) {
+        _ = try syscall("chmod \(path)", { fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) })
+    }
+
     /// Bytes received and not read yet (`ioctl FIONREAD`).
     static func unreadByteCount(_ fd: Int32) throws(IOError) -> Int {
         var count: Int32 = 0

@@ -296,9 +296,8 @@ public final class Socket: @unchecked Sendable {
     /// Removes a Unix socket file nobody listens on; throws `EADDRINUSE` if someone does or it is not a socket.
     static func removeStaleSocketFile(_ address: SocketAddress, type: Int32) throws(IOError) {
         let path = address.path!
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        guard info.st_mode & S_IFMT == S_IFSOCK else {
+        guard let file = try Posix.fileIdentity(path) else { return }
+        guard file.isSocket else {
             throw IOError(errnoCode: EADDRINUSE, operation: "bind \(address) (the path exists and is not a socket)")
         }
         let probe = try Posix.socket(domain: AF_UNIX, type: type)
@@ -306,7 +305,7 @@ public final class Socket: @unchecked Sendable {
         do {
             _ = try Posix.connect(probe, to: address)
         } catch  where error.errnoCode == ECONNREFUSED {
-            unlink(path)  // nobody listens: a file left by a dead process
+            try Posix.unlink(path)  // nobody listens: a file left by a dead process
             return
         } catch {}
         throw IOError(errnoCode: EADDRINUSE, operation: "bind \(address) (another socket is listening there)")
@@ -318,7 +317,7 @@ public final class Socket: @unchecked Sendable {
         guard file.isStillOurs else {
             throw IOError(errnoCode: EEXIST, operation: "chmod \(file.path) (the socket file was replaced)")
         }
-        _ = try Posix.syscall("chmod \(file.path)", { fchmodat(AT_FDCWD, file.path, mode, AT_SYMLINK_NOFOLLOW) })
+        try Posix.setPermissions(file.path, mode)
     }
 
     /// Sets `TCP_NODELAY` on a TCP socket; a no-op for other families (which refuse the option).
@@ -342,23 +341,24 @@ struct UnixSocketFile {
     private let device: UInt
     private let inode: UInt
 
+    /// Remembers the file just bound at `path` (if it cannot be read, ``isStillOurs`` is never true and the
+    /// file is left in place: better than removing another server's).
     init(path: String) {
-        var info = stat()
-        _ = lstat(path, &info)
+        let file = try? Posix.fileIdentity(path)
         self.path = path
-        device = UInt(info.st_dev)
-        inode = UInt(info.st_ino)
+        device = file?.device ?? 0
+        inode = file?.inode ?? 0
     }
 
     /// Whether the path still names the file this socket created (not one a later server bound).
     var isStillOurs: Bool {
-        var info = stat()
-        return lstat(path, &info) == 0 && UInt(info.st_dev) == device && UInt(info.st_ino) == inode
-            && info.st_mode & S_IFMT == S_IFSOCK
+        guard let file = try? Posix.fileIdentity(path) else { return false }
+        return file.device == device && file.inode == inode && file.isSocket && inode != 0
     }
 
-    /// Unlinks the path if it is still the file this socket created.
+    /// Unlinks the path if it is still the file this socket created. Best effort: a file that cannot be
+    /// removed stays, and the next bind replaces it if nobody listens there.
     func remove() {
-        if isStillOurs { unlink(path) }
+        if isStillOurs { _ = try? Posix.unlink(path) }
     }
 }
