@@ -71,9 +71,6 @@ final class LoopEvent {
         event.loop.withCallbackScope { handler(Fired(rawValue: what)) }
     }
 
-    /// Whether the event still exists (not freed).
-    var isAllocated: Bool { event != nil }
-
     /// Adds the event to the loop (`event_add`), with a timeout if given (a timer's delay). Adding a pending
     /// event again resets its timeout.
     /// - Returns: false if libevent refused (or the event was freed).
