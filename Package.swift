@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "SocketServer", targets: ["SocketServer"]),
+        .library(name: "SocketServerHTTP", targets: ["SocketServerHTTP"]),
         .executable(name: "sockserv", targets: ["sockserv"]),
     ],
     dependencies: [
@@ -45,11 +46,19 @@ let package = Package(
         .target(
             name: "Protocols"
         ),
+        .target(
+            name: "SocketServerHTTP",
+            dependencies: [
+                "SocketServer", "Reactor", "Protocols",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "sockserv",
             dependencies: [
-                "Reactor", "SocketServer", "Protocols",
+                "Reactor", "SocketServer", "Protocols", "SocketServerHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -82,6 +91,13 @@ let package = Package(
         .testTarget(
             name: "ReactorTests",
             dependencies: ["Reactor", "TestSupport"]
+        ),
+        .testTarget(
+            name: "SocketServerHTTPTests",
+            dependencies: [
+                "SocketServerHTTP", "SocketServer", "Reactor", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ProtocolsTests",

@@ -13,4 +13,11 @@ static inline int cposix_accept4(int fd, struct sockaddr *addr, socklen_t *addrl
     return accept4(fd, addr, addrlen, flags);
 }
 
+// sendfile(2) is in <sys/sendfile.h>, which Glibc's module map leaves out.
+extern ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+
+static inline ssize_t cposix_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
+    return sendfile(out_fd, in_fd, offset, count);
+}
+
 #endif

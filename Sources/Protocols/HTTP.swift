@@ -1,150 +1,258 @@
-/// HTTP/1.x request heads parsed from bytes and responses encoded to bytes, sans I/O.
+/// HTTP/1.x request heads and chunked bodies parsed from bytes, sans I/O: what `http.server`'s
+/// `parse_request` does, with limits, and the chunked decoding Python leaves out.
 public enum HTTP {
-    /// Why a request could not be parsed; answered with ``status`` and the connection closed.
-    public enum ParseError: Error, Equatable, Sendable {
-        case badRequest(String)
-        /// The head is over ``Limits/headLength``.
-        case headTooLarge
-        /// The body announced is over ``Limits/requestLength``.
-        case bodyTooLarge
+    /// Why a request could not be served: Python's `send_error(status, message, explain)` arguments.
+    /// The server answers with ``status`` and closes the connection.
+    public struct ParseError: Error, Equatable, Sendable {
+        /// The status to answer with: 400, 413, 414, 431, 501 or 505.
+        public var status: Int
+        /// The short message, as Python words it (`Bad request version ('HTTP/1.2.3')`).
+        public var message: String
+        /// What the request line said before the error, for the access log; empty when unreadable.
+        public var requestLine: String
+        /// The request's version when it was read before the error (`HTTP/0.9` until then).
+        public var version: String
 
-        /// The status code to answer with.
-        public var status: Int {
-            switch self {
-            case .badRequest: return 400
-            case .headTooLarge: return 431
-            case .bodyTooLarge: return 413
-            }
+        public init(status: Int, message: String, requestLine: String = "", version: String = "HTTP/0.9") {
+            self.status = status
+            self.message = message
+            self.requestLine = requestLine
+            self.version = version
+        }
+    }
+
+    /// A protocol version, `HTTP/major.minor`.
+    public struct Version: Comparable, Sendable, CustomStringConvertible {
+        public var major: Int
+        public var minor: Int
+
+        public init(_ major: Int, _ minor: Int) {
+            self.major = major
+            self.minor = minor
         }
 
-        /// The plain-text response to send before closing: the status and what was wrong.
-        public var response: Response {
-            switch self {
-            case .badRequest(let detail): return .error(status, detail)
-            case .headTooLarge: return .error(status, "the request head is over the limit")
-            case .bodyTooLarge: return .error(status, "the request body is over the limit")
-            }
+        /// Parses `HTTP/1.1` as Python does: two dot-separated runs of at most 10 digits.
+        public init?(_ text: some StringProtocol) {
+            guard text.hasPrefix("HTTP/") else { return nil }
+            let parts = text.dropFirst(5).split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2,
+                parts.allSatisfy({ !$0.isEmpty && $0.count <= 10 && $0.utf8.allSatisfy { (48...57).contains($0) } }),
+                let major = Int(parts[0]), let minor = Int(parts[1])
+            else { return nil }
+            self.init(major, minor)
         }
+
+        public static let http09 = Version(0, 9)
+        public static let http10 = Version(1, 0)
+        public static let http11 = Version(1, 1)
+
+        public var description: String { "HTTP/\(major).\(minor)" }
+
+        public static func < (lhs: Version, rhs: Version) -> Bool {
+            (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
+        }
+    }
+
+    /// Header fields in the order received, looked up by case-insensitive name (Python's `headers`).
+    public struct Headers: Sequence, Sendable, ExpressibleByDictionaryLiteral {
+        public private(set) var fields: [(name: String, value: String)] = []
+
+        public init() {}
+
+        public init(dictionaryLiteral elements: (String, String)...) {
+            fields = elements.map { (name: $0.0, value: $0.1) }
+        }
+
+        public mutating func add(_ name: String, _ value: String) {
+            fields.append((name, value))
+        }
+
+        /// The first value of the field `name`, or `nil` (Python's `headers.get(name)`).
+        public subscript(_ name: String) -> String? {
+            fields.first { $0.name.lowercased() == name.lowercased() }?.value
+        }
+
+        /// Every value of the field `name`, in order (Python's `headers.get_all(name)`).
+        public func values(_ name: String) -> [String] {
+            fields.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
+        }
+
+        /// The comma-separated tokens of every `name` field, lowercased.
+        public func tokens(_ name: String) -> [String] {
+            values(name).flatMap { $0.lowercased().split(separator: ",").map { $0.trimmingSpaces } }
+        }
+
+        public var count: Int { fields.count }
+
+        public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+            fields.makeIterator()
+        }
+    }
+
+    /// How the request's body is framed.
+    public enum Body: Equatable, Sendable {
+        /// No body.
+        case none
+        /// `Content-Length` bytes.
+        case length(Int)
+        /// `Transfer-Encoding: chunked`: decode with ``ChunkedDecoder``.
+        case chunked
     }
 
     /// A parsed request line and headers.
-    public struct RequestHead: Equatable, Sendable {
+    public struct RequestHead: Sendable {
+        /// The request line without its line end (Python's `requestline`).
+        public var requestLine: String
+        /// The method (Python's `command`).
         public var method: String
+        /// The request target, with a leading `//...` reduced to one `/` as Python does (an open-redirect guard).
         public var target: String
-        /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-        public var minorVersion: Int
-        public var headers: [(name: String, value: String)]
-        /// Bytes of body that follow the head (`Content-Length`), to be skipped.
-        public var bodyLength: Int
+        /// The version as sent (Python's `request_version`); `HTTP/0.9` for a two-word request line.
+        public var version: String
+        /// ``version`` as numbers.
+        public var versionNumber: Version
+        public var headers: Headers
+        public var body: Body
 
-        /// The first value of a header, by case-insensitive name.
-        public func header(_ name: String) -> String? {
-            headers.first { $0.name.lowercased() == name.lowercased() }?.value
-        }
-
-        /// Whether the connection stays open after the response: HTTP/1.1 unless `Connection: close`,
-        /// HTTP/1.0 only with `Connection: keep-alive`.
-        public var keepAlive: Bool {
-            let tokens = (header("Connection") ?? "").lowercased().split(separator: ",").map { $0.trimmingSpaces }
-            if tokens.contains("close") { return false }
-            return minorVersion >= 1 || tokens.contains("keep-alive")
-        }
-
-        public static func == (lhs: RequestHead, rhs: RequestHead) -> Bool {
-            lhs.method == rhs.method && lhs.target == rhs.target && lhs.minorVersion == rhs.minorVersion
-                && lhs.bodyLength == rhs.bodyLength
-                && lhs.headers.map { [$0.name, $0.value] } == rhs.headers.map { [$0.name, $0.value] }
+        /// Whether the client asked for `100 Continue` before sending its body (`Expect: 100-continue`).
+        public var expectsContinue: Bool {
+            headers["Expect"]?.lowercased() == "100-continue"
         }
     }
 
-    /// Parses the request head at the start of `bytes`.
+    /// The most header fields in one request, as Python's `http.client._MAXHEADERS`; over it is 431.
+    public static let maxHeaderCount = 100
+
+    /// Parses the request head at the start of `bytes`, as Python's `parse_request` and `parse_headers`.
+    ///
+    /// A two-word request line is HTTP/0.9 (`GET` only) and has no headers. Limits: the request line is at most
+    /// `limits.headLength` bytes (over: 414), the whole head too (over: 431), at most ``maxHeaderCount`` fields
+    /// (over: 431), a body at most `limits.requestLength` bytes (over: 413). Beyond Python: header names must be
+    /// tokens and values free of CR and NUL, obsolete line folding is refused, `Content-Length` must be one
+    /// decimal number, and `Transfer-Encoding` may only be `chunked` (501 otherwise), never with `Content-Length`.
     /// - Returns: the head and the bytes it took (not counting the body), or `nil` if incomplete.
-    /// - Throws: ``ParseError`` for malformed heads, or heads or bodies over `limits`.
+    /// - Throws: ``ParseError`` with the status and Python's message.
     public static func parseRequestHead(
         _ bytes: UnsafeRawBufferPointer, limits: Limits = .default
     ) throws(ParseError) -> (head: RequestHead, consumed: Int)? {
-        let maxHeadLength = limits.headLength
-        // Find the blank line ending the head; bare LF line ends are accepted too.
-        var lines: [Slice<UnsafeRawBufferPointer>] = []
-        var lineStart = 0
-        var end: Int?
-        var index = 0
-        let limit = min(bytes.count, maxHeadLength + 1)
-        while index < limit {
-            if bytes[index] == UInt8(ascii: "\n") {
-                var lineEnd = index
-                if lineEnd > lineStart && bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
-                if lineEnd == lineStart {
-                    if lines.isEmpty {
-                        lineStart = index + 1  // tolerate blank lines before a request (RFC 9112 2.2)
-                    } else {
-                        end = index + 1
-                        break
-                    }
-                } else {
-                    lines.append(bytes[lineStart..<lineEnd])
-                    lineStart = index + 1
-                }
-            }
-            index += 1
-        }
-        guard let end else {
-            if bytes.count > maxHeadLength { throw .headTooLarge }
+        let maxHead = limits.headLength
+        // Blank lines before a request are skipped (RFC 9112 2.2).
+        var start = 0
+        while start < bytes.count, bytes[start] == 13 || bytes[start] == 10 { start += 1 }
+        guard let lineEnd = bytes[start...].prefix(maxHead + 2).firstIndex(of: 10) else {
+            if bytes.count - start > maxHead + 1 { throw ParseError(status: 414, message: "Request-URI Too Long") }
             return nil
         }
-        guard end <= maxHeadLength else { throw .headTooLarge }
-        var head = try parseRequestLine(lines[0])
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else {
-                throw .badRequest("malformed header line")
+        var requestLineBytes = bytes[start..<lineEnd]
+        if requestLineBytes.last == 13 { requestLineBytes = requestLineBytes.dropLast() }
+        guard requestLineBytes.count <= maxHead else { throw ParseError(status: 414, message: "Request-URI Too Long") }
+        // Latin-1, as Python decodes it: every byte is one character.
+        let requestLine = String(String.UnicodeScalarView(requestLineBytes.map { Unicode.Scalar($0) }))
+        var head = try parseRequestLine(requestLine)
+        if head.versionNumber == .http09 { return (head, lineEnd + 1) }
+
+        // The header lines, up to the blank one.
+        var lineStart = lineEnd + 1
+        while true {
+            guard let end = bytes[lineStart...].prefix(maxHead + 2).firstIndex(of: 10) else {
+                if bytes.count - start > maxHead {
+                    throw ParseError(
+                        status: 431, message: "Line too long", requestLine: requestLine, version: head.version)
+                }
+                return nil
             }
-            let name = line[line.startIndex..<colon]
-            guard name.allSatisfy(isTokenByte) else { throw .badRequest("invalid header name") }
-            // RFC 9110 5.5: CR, LF and NUL in a field value are invalid (LF already ended the line).
+            guard end + 1 - start <= maxHead else {
+                throw ParseError(
+                    status: 431, message: "Request header fields too large", requestLine: requestLine,
+                    version: head.version)
+            }
+            var line = bytes[lineStart..<end]
+            lineStart = end + 1
+            if line.last == 13 { line = line.dropLast() }
+            if line.isEmpty { break }
+            func bad(_ message: String) -> ParseError {
+                ParseError(status: 400, message: message, requestLine: requestLine, version: head.version)
+            }
+            guard head.headers.count < maxHeaderCount else {
+                throw ParseError(
+                    status: 431, message: "Too many headers", requestLine: requestLine, version: head.version)
+            }
+            guard line.first != 32 && line.first != 9 else { throw bad("Obsolete line folding") }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
+                line[line.startIndex..<colon].allSatisfy(isTokenByte)
+            else { throw bad("Bad header line") }
+            // RFC 9110 5.5: CR and NUL in a field value are invalid (LF already ended the line).
             guard !line[(colon + 1)...].contains(where: { $0 == 0 || $0 == 13 }) else {
-                throw .badRequest("invalid header value")
+                throw bad("Bad header value")
             }
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
-            head.headers.append((String(decoding: name, as: UTF8.self), value))
+            head.headers.add(
+                String(decoding: line[line.startIndex..<colon], as: UTF8.self),
+                String(String.UnicodeScalarView(line[(colon + 1)...].map { Unicode.Scalar($0) })).trimmingSpaces)
         }
-        if head.header("Transfer-Encoding") != nil {
-            throw .badRequest("request bodies with Transfer-Encoding are not supported")
-        }
-        let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
-        if let length = lengths.first {
-            guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18,
-                length.utf8.allSatisfy({ (48...57).contains($0) }),
-                let value = Int(length)
-            else { throw .badRequest("invalid Content-Length") }
-            guard value <= limits.requestLength else { throw .bodyTooLarge }
-            head.bodyLength = value
-        }
-        if head.minorVersion == 1 && head.header("Host") == nil { throw .badRequest("HTTP/1.1 request without Host") }
-        return (head, end)
+        head.body = try bodyFraming(head, limits: limits)
+        return (head, lineStart)
     }
 
-    private static func parseRequestLine(_ line: Slice<UnsafeRawBufferPointer>) throws(ParseError) -> RequestHead {
-        let parts = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(isTokenByte), !parts[1].isEmpty else {
-            throw .badRequest("malformed request line")
+    /// The request line's method, target and version, with Python's checks and messages.
+    private static func parseRequestLine(_ requestLine: String) throws(ParseError) -> RequestHead {
+        let words = requestLine.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        var version = "HTTP/0.9"
+        var number = Version.http09
+        if words.count >= 3 {
+            let last = words[words.count - 1]
+            guard let parsed = Version(last) else {
+                throw ParseError(status: 400, message: "Bad request version ('\(last)')", requestLine: requestLine)
+            }
+            guard parsed < Version(2, 0) else {
+                throw ParseError(
+                    status: 505, message: "Invalid HTTP version (\(last.dropFirst(5)))", requestLine: requestLine)
+            }
+            (version, number) = (last, parsed)
         }
-        let version = String(decoding: parts[2], as: UTF8.self)
-        let minor: Int
-        switch version {
-        case "HTTP/1.1": minor = 1
-        case "HTTP/1.0": minor = 0
-        default: throw .badRequest("unsupported version \(version)")
+        guard (2...3).contains(words.count) else {
+            throw ParseError(
+                status: 400, message: "Bad request syntax ('\(requestLine)')", requestLine: requestLine,
+                version: version)
         }
-        let target = String(decoding: parts[1], as: UTF8.self)
-        guard target.hasPrefix("/") || target == "*", !parts[1].contains(where: { $0 < 0x21 || $0 == 0x7f }) else {
-            throw .badRequest("invalid request target")
+        let (method, target) = (words[0], words[1])
+        if words.count == 2 && method != "GET" {
+            throw ParseError(status: 400, message: "Bad HTTP/0.9 request type ('\(method)')", requestLine: requestLine)
         }
+        guard method.utf8.allSatisfy(isTokenByte) else {
+            throw ParseError(
+                status: 400, message: "Bad request method ('\(method)')", requestLine: requestLine, version: version)
+        }
+        guard !target.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7f }) else {
+            throw ParseError(
+                status: 400, message: "Bad request target", requestLine: requestLine, version: version)
+        }
+        var path = target
+        if path.hasPrefix("//") { path = "/" + path.drop { $0 == "/" } }
         return RequestHead(
-            method: String(decoding: parts[0], as: UTF8.self), target: target, minorVersion: minor, headers: [],
-            bodyLength: 0)
+            requestLine: requestLine, method: method, target: path, version: version, versionNumber: number,
+            headers: Headers(), body: .none)
     }
 
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
+    private static func bodyFraming(_ head: RequestHead, limits: Limits) throws(ParseError) -> Body {
+        func fail(_ status: Int, _ message: String) -> ParseError {
+            ParseError(status: status, message: message, requestLine: head.requestLine, version: head.version)
+        }
+        let lengths = Set(head.headers.values("Content-Length"))
+        let codings = head.headers.tokens("Transfer-Encoding")
+        if !codings.isEmpty {
+            guard lengths.isEmpty else { throw fail(400, "Both Transfer-Encoding and Content-Length") }
+            guard codings == ["chunked"] else { throw fail(501, "Unsupported Transfer-Encoding") }
+            return .chunked
+        }
+        guard let length = lengths.first else { return .none }
+        guard lengths.count == 1, !length.isEmpty, length.utf8.count <= 18,
+            length.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(length)
+        else { throw fail(400, "Bad Content-Length") }
+        guard value <= limits.requestLength else { throw fail(413, "Request body too large") }
+        return value == 0 ? .none : .length(value)
+    }
+
+    static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
@@ -154,63 +262,158 @@ public enum HTTP {
         }
     }
 
-    /// A response to encode.
-    public struct Response: Equatable, Sendable {
-        public var status: Int
-        public var headers: [(name: String, value: String)]
-        public var body: [UInt8]
-        /// Close the connection after sending.
-        public var close: Bool
+    /// Decodes a chunked body (RFC 9112 7.1) as its bytes arrive: sizes, data, trailers skipped.
+    public struct ChunkedDecoder: Sendable {
+        private enum State: Sendable {
+            case size
+            case data(Int)
+            case dataEnd
+            case trailer
+            case done
+        }
+        private var state = State.size
+        /// The decoded bytes so far, against ``limit``.
+        public private(set) var decodedCount = 0
+        /// The most decoded bytes accepted (over: 413).
+        public let limit: Int
+        /// The longest size or trailer line.
+        public let maxLineLength: Int
 
-        public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], close: Bool = false)
+        public init(limit: Int, maxLineLength: Int = 8 * 1024) {
+            self.limit = limit
+            self.maxLineLength = maxLineLength
+        }
+
+        /// Whether the last chunk and the trailers were read.
+        public var isComplete: Bool {
+            if case .done = state { return true }
+            return false
+        }
+
+        /// Decodes what it can of `input`, appending the body's bytes to `output`.
+        /// - Returns: how many bytes of `input` were consumed; stops after the end of the body.
+        /// - Throws: ``ParseError`` (400, or 413 past ``limit``).
+        public mutating func decode(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) throws(ParseError)
+            -> Int
         {
-            self.status = status
-            self.headers = headers
-            self.body = body
-            self.close = close
+            var offset = 0
+            while offset < input.count {
+                switch state {
+                case .done:
+                    return offset
+                case .data(let remaining):
+                    let count = min(remaining, input.count - offset)
+                    output.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[offset..<(offset + count)]))
+                    offset += count
+                    state = remaining == count ? .dataEnd : .data(remaining - count)
+                case .size, .dataEnd, .trailer:
+                    guard let newline = input[offset...].prefix(maxLineLength + 2).firstIndex(of: 10) else {
+                        if input.count - offset > maxLineLength + 1 {
+                            throw ParseError(status: 400, message: "Chunk line too long")
+                        }
+                        return offset
+                    }
+                    var line = input[offset..<newline]
+                    if line.last == 13 { line = line.dropLast() }
+                    offset = newline + 1
+                    try take(line)
+                }
+            }
+            return offset
         }
 
-        /// A plain-text error response that closes the connection.
-        public static func error(_ status: Int, _ message: String? = nil, close: Bool = true) -> Response {
-            let text = "\(status) \(reason(status))\(message.map { ": \($0)" } ?? "")\n"
-            return Response(
-                status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8),
-                close: close)
+        private mutating func take(_ line: Slice<UnsafeRawBufferPointer>) throws(ParseError) {
+            switch state {
+            case .dataEnd:
+                guard line.isEmpty else { throw ParseError(status: 400, message: "Bad chunk end") }
+                state = .size
+            case .trailer:
+                if line.isEmpty { state = .done }
+            case .size:
+                let digits = line.prefix { $0 != UInt8(ascii: ";") }.reversed().drop { $0 == 32 || $0 == 9 }
+                guard !digits.isEmpty, digits.count <= 15,
+                    let size = Int(String(decoding: digits.reversed(), as: UTF8.self), radix: 16), size >= 0,
+                    digits.allSatisfy({ isHexDigit($0) })
+                else { throw ParseError(status: 400, message: "Bad chunk size") }
+                guard decodedCount + size <= limit else {
+                    throw ParseError(status: 413, message: "Request body too large")
+                }
+                decodedCount += size
+                state = size == 0 ? .trailer : .data(size)
+            case .data, .done:
+                break
+            }
         }
 
-        /// The encoded response; `headOnly` leaves out the body (for HEAD) but keeps its Content-Length.
-        public func encoded(headOnly: Bool = false) -> [UInt8] {
-            var text = "HTTP/1.1 \(status) \(HTTP.reason(status))\r\n"
-            for (name, value) in headers { text += "\(name): \(value)\r\n" }
-            text += "Content-Length: \(body.count)\r\n"
-            if close { text += "Connection: close\r\n" }
-            text += "\r\n"
-            var bytes = Array(text.utf8)
-            if !headOnly { bytes += body }
-            return bytes
-        }
-
-        public static func == (lhs: Response, rhs: Response) -> Bool {
-            lhs.status == rhs.status && lhs.body == rhs.body && lhs.close == rhs.close
-                && lhs.headers.map { [$0.name, $0.value] } == rhs.headers.map { [$0.name, $0.value] }
+        private func isHexDigit(_ byte: UInt8) -> Bool {
+            (48...57).contains(byte) || (65...70).contains(byte) || (97...102).contains(byte)
         }
     }
 
-    /// The reason phrase for a status code.
+    /// The reason phrase for a status code (Python's `HTTPStatus.phrase`), `""` for an unknown one.
     public static func reason(_ status: Int) -> String {
-        switch status {
-        case 200: return "OK"
-        case 301: return "Moved Permanently"
-        case 400: return "Bad Request"
-        case 403: return "Forbidden"
-        case 404: return "Not Found"
-        case 405: return "Method Not Allowed"
-        case 413: return "Content Too Large"
-        case 431: return "Request Header Fields Too Large"
-        case 500: return "Internal Server Error"
-        default: return "Status"
-        }
+        statusTexts[status]?.phrase ?? ""
     }
+
+    /// The longer explanation Python's error page shows (`HTTPStatus.description`), `""` for an unknown code.
+    public static func explanation(_ status: Int) -> String {
+        statusTexts[status]?.description ?? ""
+    }
+
+    /// Python's `HTTPStatus` phrases and descriptions.
+    static let statusTexts: [Int: (phrase: String, description: String)] = [
+        100: ("Continue", "Request received, please continue"),
+        101: ("Switching Protocols", "Switching to new protocol; obey Upgrade header"),
+        200: ("OK", "Request fulfilled, document follows"),
+        201: ("Created", "Document created, URL follows"),
+        202: ("Accepted", "Request accepted, processing continues off-line"),
+        203: ("Non-Authoritative Information", "Request fulfilled from cache"),
+        204: ("No Content", "Request fulfilled, nothing follows"),
+        205: ("Reset Content", "Clear input form for further input"),
+        206: ("Partial Content", "Partial content follows"),
+        300: ("Multiple Choices", "Object has several resources -- see URI list"),
+        301: ("Moved Permanently", "Object moved permanently -- see URI list"),
+        302: ("Found", "Object moved temporarily -- see URI list"),
+        303: ("See Other", "Object moved -- see Method and URL list"),
+        304: ("Not Modified", "Document has not changed since given time"),
+        307: ("Temporary Redirect", "Object moved temporarily -- see URI list"),
+        308: ("Permanent Redirect", "Object moved permanently -- see URI list"),
+        400: ("Bad Request", "Bad request syntax or unsupported method"),
+        401: ("Unauthorized", "No permission -- see authorization schemes"),
+        403: ("Forbidden", "Request forbidden -- authorization will not help"),
+        404: ("Not Found", "Nothing matches the given URI"),
+        405: ("Method Not Allowed", "Specified method is invalid for this resource"),
+        406: ("Not Acceptable", "URI not available in preferred format"),
+        408: ("Request Timeout", "Request timed out; try again later"),
+        409: ("Conflict", "Request conflict"),
+        410: ("Gone", "URI no longer exists and has been permanently removed"),
+        411: ("Length Required", "Client must specify Content-Length"),
+        412: ("Precondition Failed", "Precondition in headers is false"),
+        413: ("Content Too Large", "Content is too large"),
+        414: ("URI Too Long", "URI is too long"),
+        415: ("Unsupported Media Type", "Entity body in unsupported format"),
+        416: ("Range Not Satisfiable", "Cannot satisfy request range"),
+        417: ("Expectation Failed", "Expect condition could not be satisfied"),
+        418: ("I'm a Teapot", "Server refuses to brew coffee because it is a teapot."),
+        421: ("Misdirected Request", "Server is not able to produce a response"),
+        422: ("Unprocessable Content", "Server is not able to process the contained instructions"),
+        426: ("Upgrade Required", "Client should switch to a different protocol"),
+        428: ("Precondition Required", "The origin server requires the request to be conditional"),
+        429: (
+            "Too Many Requests",
+            "The user has sent too many requests in a given amount of time (\"rate limiting\")"
+        ),
+        431: (
+            "Request Header Fields Too Large",
+            "The server is unwilling to process the request because its header fields are too large"
+        ),
+        500: ("Internal Server Error", "Server got itself in trouble"),
+        501: ("Not Implemented", "Server does not support this operation"),
+        502: ("Bad Gateway", "Invalid responses from another server/proxy."),
+        503: ("Service Unavailable", "The server cannot process the request due to a high load"),
+        504: ("Gateway Timeout", "The gateway server did not receive a timely response"),
+        505: ("HTTP Version Not Supported", "Cannot fulfill request"),
+    ]
 }
 
 extension StringProtocol {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// The async face of ``Connection``: call from a task running on the connection's loop
 /// (`loop.spawn { ... }` or `Task(executorPreference: loop)`). One reader and one writer may wait
 /// at a time. Task cancellation is not observed; use ``Connection/readTimeout`` and
@@ -152,6 +154,71 @@ extension Connection {
         try await withUnsafeThrowingContinuation { continuation in
             flushWaiters.append(continuation)
             armWriteDeadline()
+        }
+    }
+
+    /// Sends `count` bytes of the open file `file`, from `offset`, after everything written before: the
+    /// way to send a file of any size with bounded memory.
+    ///
+    /// The bytes go from the page cache to the socket with `sendfile(2)`, at most 1 MiB per call and
+    /// only as the socket drains, with a pass through the loop after each call, so one large download
+    /// never delays another connection, and a peer that stops reading holds only the socket's buffer.
+    /// Where `sendfile` does not apply to `file`, it is read in pieces through the loop's scratch space
+    /// and written with backpressure. ``writeTimeout`` bounds each wait for the socket to drain.
+    /// - Returns: the bytes sent: fewer than `count` only if the file ended first (it shrank meanwhile);
+    ///   the caller decides what that means for the connection.
+    /// - Throws: like `write(_:)`, and the ``IOError`` of a failed read of `file` (the connection then stays
+    ///   open: close it or reset it).
+    public func sendFile(_ file: Int32, offset: Int, count: Int) async throws -> Int {
+        precondition(offset >= 0 && count >= 0, "sendFile(_:offset:count:) needs a non-negative offset and count")
+        try checkWritable()
+        try await flush()
+        var position = offset
+        var sent = 0
+        var copying = false
+        while sent < count {
+            try checkWritable()
+            if copying {
+                let read = try Posix.readFile(
+                    file, loop.scratch.baseAddress!, min(count - sent, loop.scratch.count), at: position)
+                if read == 0 { return sent }
+                position += read
+                sent += read
+                enqueue(UnsafeRawBufferPointer(start: loop.scratch.baseAddress!, count: read))
+                try await waitForOutputBelowHighWatermark()
+                continue
+            }
+            let result: Int?
+            do {
+                result = try Posix.sendFile(
+                    fileDescriptor, from: file, offset: &position, count: min(count - sent, 1 << 20))
+            } catch {
+                if sent == 0 && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) {
+                    copying = true  // not a file sendfile can read (a pipe, some /proc files)
+                    continue
+                }
+                finishClose(error)
+                throw error
+            }
+            if let result {
+                if result == 0 { return sent }
+                sent += result
+                bytesSent &+= result
+                if idleTimeout != nil { lastActivity = Connection.now() }
+                if sent == count { break }
+            }
+            try await waitUntilWritable()
+        }
+        return sent
+    }
+
+    /// Waits for the socket to accept more output (a pass through the loop even when it already does).
+    private func waitUntilWritable() async throws {
+        if state == .closed { throw closeError ?? ReactorError.alreadyClosed }
+        try await withUnsafeThrowingContinuation { continuation in
+            flushWaiters.append(continuation)
+            armWriteDeadline()
+            setWriting(true)
         }
     }
 

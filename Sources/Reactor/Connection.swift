@@ -71,7 +71,7 @@ public final class Connection {
     var reader: PendingRead?
     var writer: UnsafeContinuation<Void, any Error>?
     var flushWaiters: [UnsafeContinuation<Void, any Error>] = []
-    private var lastActivity: UInt64 = 0
+    var lastActivity: UInt64 = 0
     var readDeadline: UInt64?
     var writeDeadline: UInt64?
 
@@ -126,7 +126,7 @@ public final class Connection {
     /// Bytes read from the socket so far.
     public private(set) var bytesReceived = 0
     /// Bytes the kernel has accepted for sending so far.
-    public private(set) var bytesSent = 0
+    public internal(set) var bytesSent = 0
 
     /// Bytes written and not yet accepted by the kernel.
     public var bufferedOutputBytes: Int { output.readableBytes }
@@ -287,7 +287,7 @@ public final class Connection {
         setWriting(true)
     }
 
-    private func setWriting(_ wanted: Bool) {
+    func setWriting(_ wanted: Bool) {
         guard wanted != writing else { return }
         if writeEvent == nil {
             do {
@@ -305,6 +305,7 @@ public final class Connection {
     private func handleWritable() {
         guard state != .closed else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
+        if output.isEmpty { return outputProgressed() }  // someone waits for the socket to drain (sendFile)
         do {
             let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
                 try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count)

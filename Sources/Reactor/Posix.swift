@@ -212,6 +212,23 @@ enum Posix {
         try nonBlocking("send", { Glibc.send(fd, buffer, count, Int32(MSG_NOSIGNAL)) })
     }
 
+    /// Sends up to `count` bytes of the file `file` from `offset` (advanced by what was sent) to the socket
+    /// `fd` (`sendfile(2)`: no copy through user space); `nil` when the socket buffer is full, 0 at the
+    /// file's end. A closed peer is an ``IOError`` (`EPIPE`; SIGPIPE is ignored process-wide).
+    static func sendFile(_ fd: Int32, from file: Int32, offset: inout Int, count: Int) throws(IOError) -> Int? {
+        var position = off_t(offset)
+        let sent = try nonBlocking("sendfile", { cposix_sendfile(fd, file, &position, count) })
+        offset = Int(position)
+        return sent
+    }
+
+    /// Reads up to `count` bytes of `file` at `offset` (`pread`); 0 at the file's end.
+    static func readFile(_ file: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, at offset: Int)
+        throws(IOError) -> Int
+    {
+        try syscall("pread", { pread(file, buffer, count, off_t(offset)) })
+    }
+
     static func shutdown(_ fd: Int32, how: Int32) throws(IOError) {
         _ = try syscall("shutdown", { Glibc.shutdown(fd, how) })
     }

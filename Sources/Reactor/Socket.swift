@@ -156,6 +156,46 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Sends `count` bytes of the open file `file` from `offset`, blocking until they are sent: with
+    /// `sendfile(2)` (no copy through user space), or where that does not apply to `file`, in 64 KiB
+    /// pieces read with `pread`. Memory stays bounded whatever the size.
+    /// - Returns: the bytes sent: fewer than `count` only if the file ended first (it shrank meanwhile).
+    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires during a send, or an ``IOError``.
+    public func sendFile(_ file: Int32, offset: Int, count: Int) throws -> Int {
+        precondition(offset >= 0 && count >= 0, "sendFile(_:offset:count:) needs a non-negative offset and count")
+        var position = offset
+        var sent = 0
+        while sent < count {
+            let result: Int?
+            do {
+                result = try Posix.sendFile(
+                    fileDescriptor, from: file, offset: &position, count: min(count - sent, 1 << 20))
+            } catch {
+                // Not a file sendfile can read (a pipe, some /proc files): copy it instead.
+                guard sent == 0 && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) else { throw error }
+                return try copyFile(file, offset: offset, count: count)
+            }
+            guard let result else { throw ReactorError.timedOut }
+            if result == 0 { break }
+            sent += result
+        }
+        return sent
+    }
+
+    /// ``sendFile(_:offset:count:)`` for files `sendfile` cannot read: `pread` and ``sendAll(_:)-(UnsafeRawBufferPointer)``.
+    private func copyFile(_ file: Int32, offset: Int, count: Int) throws -> Int {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        var sent = 0
+        while sent < count {
+            let read = try Posix.readFile(file, buffer.baseAddress!, min(count - sent, buffer.count), at: offset + sent)
+            if read == 0 { break }
+            try sendAll(UnsafeRawBufferPointer(rebasing: buffer[..<read]))
+            sent += read
+        }
+        return sent
+    }
+
     /// Sends all of `bytes` (see ``sendAll(_:)-(UnsafeRawBufferPointer)``).
     public func sendAll(_ bytes: some Sequence<UInt8>) throws {
         try Array(bytes).withUnsafeBytes { try sendAll($0) }

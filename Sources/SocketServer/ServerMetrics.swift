@@ -47,6 +47,16 @@ public final class ServerMetrics: @unchecked Sendable {
         loopCallbacks = counter("loop_callbacks_total")
     }
 
+    /// Counts bytes a handler read (for handlers beyond this module's, which count their own).
+    public func countReceived(_ count: Int) {
+        bytesReceived.increment(by: count)
+    }
+
+    /// Counts bytes a handler wrote.
+    public func countSent(_ count: Int) {
+        bytesSent.increment(by: count)
+    }
+
     func requestFinished() {
         inProgress.decrement()
         finished.increment()

@@ -2,10 +2,12 @@ import ArgumentParser
 import CoreMetrics
 import Foundation
 import Glibc
+import Logging
 import Prometheus
 import Protocols
 import Reactor
 import SocketServer
+import SocketServerHTTP
 import Synchronization
 
 /// The concurrency modes, as the command line names them.
@@ -42,6 +44,13 @@ enum Service: String, CaseIterable, ExpressibleByArgument {
     case echo, resp, http
 }
 
+/// `--log-level`'s values: swift-log's levels.
+enum LogLevel: String, CaseIterable, ExpressibleByArgument {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level { Logger.Level(rawValue: rawValue) ?? .info }
+}
+
 extension EventLoop.Backend: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(rawValue: argument == "auto" ? "automatic" : argument)
@@ -73,8 +82,11 @@ struct Serve: ParsableCommand {
     @Option(help: "How requests are processed: sequential, threading, forking or reactor.")
     var mode: Mode = .reactor
 
-    @Option(help: "Reactor mode's handler: callback (no task per connection) or async (a task per connection).")
-    var handler: HandlerStyle = .callback
+    @Option(
+        help: ArgumentHelp(
+            "Reactor mode's handler for echo and resp: callback (no task per connection, the default) or async (a task per connection). http runs a task per connection.",
+            valueName: "style"))
+    var handler: HandlerStyle?
 
     @Option(help: "Reactor mode: this many loops, each on its own thread with its own SO_REUSEPORT listener.")
     var loops = 1
@@ -100,8 +112,18 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Refuse connections beyond this many open ones.")
     var maxConnections: Int?
 
-    @Option(help: "http: serve files under this directory (like Python's SimpleHTTPRequestHandler).")
+    @Option(
+        help: ArgumentHelp(
+            "http: serve the files under this directory, as Python's SimpleHTTPRequestHandler (listings, index.html, ranges, 304s), streamed with sendfile. Without it, / answers one line of text and everything else is 404.",
+            valueName: "directory"))
     var root: String?
+
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp(
+            "The least severe log lines shown on standard error: trace, debug, info (http's access log), notice, warning, error or critical.",
+            valueName: "level"))
+    var logLevel: LogLevel = .info
 
     @Flag(help: "Count with swift-metrics; SIGUSR1 prints every metric on standard error in Prometheus text format.")
     var metrics = false
@@ -134,6 +156,9 @@ struct Serve: ParsableCommand {
     func validate() throws {
         if udp && service != .echo { throw ValidationError("--udp serves echo only") }
         if root != nil && service != .http { throw ValidationError("--root is for http only") }
+        if handler != nil && (service == .http || mode != .reactor || udp) {
+            throw ValidationError("--handler is for echo and resp over streams in reactor mode")
+        }
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0-65535") }
         if let idleTimeout, idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive") }
         if let maxConnections, maxConnections <= 0 { throw ValidationError("--max-connections must be positive") }
@@ -181,6 +206,12 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         let registry = PrometheusCollectorRegistry()
         if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let wake = try installStopSignals(metricsDump: metrics)
@@ -258,13 +289,21 @@ struct Serve: ParsableCommand {
                 address, requestHandler: handler, mixIn: mixIn, context: context, loop: loop)
         } else {
             let requestHandler: RequestHandlerType
-            switch (mode, handler) {
+            switch (mode, handler ?? .callback) {
+            case _ where service == .http: requestHandler = HTTPService.requestHandler(for: mixIn)
             case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
             case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
             default: requestHandler = .blocking(BlockingSessionHandler.self)
             }
             let stream = try SockservStreamServer(
                 address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
+            if service == .http {
+                let root = self.root
+                let http = HTTPService(limits: limits) { SockservHTTPHandler(root: root) }
+                http.keepAliveTimeout = context.idleTimeout
+                http.drainWhen = { ProcessSignals.stopping.load(ordering: .relaxed) }
+                stream.httpService = http
+            }
             stream.maxConnections = maxConnections
             stream.allowReusePort = loops > 1
             server = stream
@@ -299,14 +338,15 @@ struct Serve: ParsableCommand {
             let store = RedisStore()
             return { RESPSession(commands: store, limits: limits) }
         case .http:
-            let responder = HTTPResponder(root: root)
-            return { HTTPSession(responder: responder, limits: limits) }
+            return { EchoSession(limits: limits) }  // not used: http is served by SocketServerHTTP
         }
     }
 
     /// After the last accept: let requests in progress finish, closing connections that wait idle.
     /// - Returns: how many requests were still in progress at the deadline (then cut off).
     private func finishRequestsInProgress(_ server: TCPServer, deadline: ContinuousClock.Instant) throws -> Int {
+        // HTTP: no new request on a kept-alive connection; those waiting for one close now.
+        (server as? SockservStreamServer)?.httpService?.stopKeepAlive()
         switch server.mixIn {
         case let reactor as ReactorMixIn:
             // Closing sends what was written first; a connection is done once its replies are out.

@@ -1,9 +1,10 @@
 import Reactor
 import SocketServer
+import SocketServerHTTP
 
 /// The stream server for every family and mode: refuses connections beyond `--max-connections` and
 /// reports handler errors in one line.
-final class SockservStreamServer: TCPServer, SessionServer, @unchecked Sendable {
+final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchecked Sendable {
     override class var addressFamilies: [SocketAddress.Family] { [.ipv4, .ipv6, .unix] }
     override class var requestQueueSize: Int32 { 1024 }
     override class var allowReuseAddress: Bool { true }
@@ -16,6 +17,13 @@ final class SockservStreamServer: TCPServer, SessionServer, @unchecked Sendable 
     ) throws {
         self.context = context
         try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+    }
+
+    /// `serve http`'s configuration; `nil` for the other services.
+    var httpService: HTTPService?
+    var http: HTTPService {
+        guard let httpService else { preconditionFailure("an HTTP connection on a server without HTTPService") }
+        return httpService
     }
 
     /// The most connections served at once; `nil` is unlimited.

@@ -20,8 +20,6 @@ extension RedisStore: RESPCommandHandler {
     }
 }
 
-extension HTTPResponder: HTTPResponding {}
-
 /// Milliseconds of the monotonic clock, for key expiry.
 func monotonicMilliseconds() -> UInt64 {
     var now = timespec()

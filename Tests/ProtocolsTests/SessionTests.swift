@@ -40,15 +40,5 @@ import Testing
         }
         #expect(String(decoding: output, as: UTF8.self) == "+PONG\r\n+PONG\r\n+PONG\r\n")
         #expect(consumed == 18 && requests == 3 && !keepOpen)
-
-        struct Fixed: HTTPResponding {
-            func respond(to head: HTTP.RequestHead) -> HTTP.Response { HTTP.Response(status: 204) }
-        }
-        var http = HTTPSession(responder: Fixed())
-        output = []
-        let request = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.1\r\nHost: a\r\n\r\nGET"
-        let answer = Array(request.utf8).withUnsafeBytes { http.consume($0, into: &output) }
-        #expect(answer.requests == 2 && answer.keepOpen && answer.consumed == request.utf8.count - 3)
-        #expect(String(decoding: output, as: UTF8.self).components(separatedBy: "HTTP/1.1 204").count == 3)
     }
 }

@@ -1,0 +1,503 @@
+import Glibc
+import Logging
+import Protocols
+import Reactor
+import SocketServer
+
+/// An HTTP/1.x request handler: Python's `http.server.BaseHTTPRequestHandler`, in every mode.
+///
+/// One handler serves one connection, request after request (keep-alive and pipelining when
+/// ``protocolVersion`` is `HTTP/1.1`). For each request the server parses the request line and
+/// headers (with limits), sets ``command``, ``path``, ``requestVersion``, ``headers``, and calls
+/// `doGET()`, `doHEAD()`, `doPOST()`... by method: override the ones you serve; a method with no
+/// override is answered 501, as Python answers a missing `do_X`.
+///
+/// ```swift
+/// final class Hello: BaseHTTPRequestHandler {
+///     override func doGET() throws {
+///         let body = Array("Hello, \(path)\n".utf8)
+///         sendResponse(200)
+///         sendHeader("Content-Type", "text/plain")
+///         sendHeader("Content-Length", "\(body.count)")
+///         try endHeaders()
+///         try wfile.write(body)
+///     }
+/// }
+/// ```
+///
+/// The same handler runs in every mode. In the blocking modes (``HTTPServer``, ``ThreadingHTTPServer``,
+/// ``ForkingHTTPServer``) ``rfile`` reads the body from the socket and ``wfile`` sends as it goes. In
+/// reactor mode (``ReactorHTTPServer``) the body has been read before the `do` method is called and what
+/// it writes is sent by the loop as the client reads: nothing a handler does with ``rfile`` and ``wfile``
+/// waits for a client, so the `do` methods must not block in other ways either.
+///
+/// Class attributes (override as computed properties): ``serverVersion``, ``sysVersion``,
+/// ``protocolVersion``, ``defaultRequestVersion``, ``errorMessageFormat``, ``errorContentType``,
+/// ``timeout``. Handlers are made by the server's factory, one per connection: `init()` for a
+/// handler type, or any closure (Python's `functools.partial(Handler, directory=...)`).
+open class BaseHTTPRequestHandler {
+    // MARK: Class attributes
+
+    /// The `Server` header's product token.
+    open var serverVersion: String { "BaseHTTP/0.6" }
+    /// Appended to ``serverVersion`` in the `Server` header.
+    open var sysVersion: String { "Swift/6" }
+    /// The version of the responses; `HTTP/1.1` keeps connections open between requests (then every
+    /// response needs a `Content-Length`). Python's default, `HTTP/1.0`, closes after each response.
+    open var protocolVersion: String { "HTTP/1.0" }
+    /// The version assumed for a request line without one (Python's `default_request_version`).
+    open var defaultRequestVersion: String { "HTTP/0.9" }
+    /// The error page: `%(code)d`, `%(message)s`, `%(explain)s` as in Python's `DEFAULT_ERROR_MESSAGE`.
+    open var errorMessageFormat: String { Self.defaultErrorMessage }
+    /// The error page's content type.
+    open var errorContentType: String { "text/html;charset=utf-8" }
+    /// Every read and write on the connection waits at most this long, and a connection waits this long for
+    /// its next request; then it is closed ("Request timed out", logged). `nil` waits forever, as Python's.
+    open var timeout: Duration? { nil }
+
+    /// Python's `DEFAULT_ERROR_MESSAGE`.
+    public static let defaultErrorMessage = """
+        <!DOCTYPE HTML>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8">
+                <title>Error response</title>
+            </head>
+            <body>
+                <h1>Error response</h1>
+                <p>Error code: %(code)d</p>
+                <p>Message: %(message)s.</p>
+                <p>Error code explanation: %(code)s - %(explain)s.</p>
+            </body>
+        </html>
+
+        """
+
+    // MARK: The connection
+
+    /// The client's address.
+    public internal(set) var clientAddress: SocketAddress = .unnamedUnix
+    /// The server serving the connection; set before ``setup()``.
+    public var server: BaseServer { attachedServer! }
+    private var attachedServer: BaseServer?
+    /// The reactor connection in reactor mode, `nil` in the blocking modes.
+    public internal(set) var reactorConnection: Connection?
+    /// Bytes received on the connection, set before ``finish()``.
+    public internal(set) var bytesReceived = 0
+    /// Bytes sent on the connection, set before ``finish()``.
+    public internal(set) var bytesSent = 0
+    /// Where ``logRequest(code:size:)`` and ``logError(_:)`` report: the server's logger.
+    public var logger: Logger { server.logger }
+
+    // MARK: The request
+
+    /// The method (Python's `command`); empty before a request line was read.
+    public internal(set) var command = ""
+    /// The request target as sent (`/a/b?c=d`), with a leading `//` reduced to `/`.
+    public internal(set) var path = ""
+    /// The request's version (`HTTP/1.1`).
+    public internal(set) var requestVersion = ""
+    /// The request line, for logs.
+    public internal(set) var requestline = ""
+    /// The request's header fields.
+    public internal(set) var headers = HTTP.Headers()
+    /// The request body (Python's `rfile`), bounded by its `Content-Length` or chunked framing.
+    public internal(set) var rfile = HTTPRequestBody.empty()
+    /// The response (Python's `wfile`). Set before ``setup()``.
+    public var wfile: HTTPResponseWriter { writer! }
+    var writer: HTTPResponseWriter?
+    /// Close the connection after this response. Set from the request's version and `Connection` header,
+    /// by ``sendHeader(_:_:)`` for a `Connection` header, and by ``sendError(_:_:explain:)``.
+    public var closeConnection = true
+
+    /// The status sent for this request, for the access log.
+    public private(set) var responseStatus: Int?
+    private var headersBuffer: [UInt8] = []
+    /// ``HTTPResponseWriter/bytesWritten`` when the head ended: what follows is the body.
+    private var bodyStart: Int?
+    private var requestStart = 0
+    private var dateCache: (time: time_t, text: String) = (0, "")
+
+    /// Made by the server, one per connection.
+    public required init() {}
+
+    // MARK: Hooks
+
+    /// The connection is open; called before the first request. May be overridden.
+    open func setup() throws {}
+
+    /// The connection is ending; called once, after the last response, also after an error. May be overridden.
+    open func finish() {}
+
+    /// Answers `Expect: 100-continue` before the body is read: `100 Continue` by default. Return false
+    /// after sending an error (a 417, say) to refuse the body. May be overridden.
+    open func handleExpect100() throws -> Bool {
+        sendResponseOnly(100)
+        try endHeaders()
+        return true
+    }
+
+    /// Serves the request by ``command``: `doGET()` for GET and so on; 501 for other methods. Override
+    /// it to serve methods beyond these.
+    open func handleCommand() throws {
+        switch command {
+        case "GET": try doGET()
+        case "HEAD": try doHEAD()
+        case "POST": try doPOST()
+        case "PUT": try doPUT()
+        case "DELETE": try doDELETE()
+        case "PATCH": try doPATCH()
+        case "OPTIONS": try doOPTIONS()
+        default: try sendUnsupportedMethod()
+        }
+    }
+
+    /// GET; 501 unless overridden.
+    open func doGET() throws { try sendUnsupportedMethod() }
+    /// HEAD; 501 unless overridden.
+    open func doHEAD() throws { try sendUnsupportedMethod() }
+    /// POST; 501 unless overridden.
+    open func doPOST() throws { try sendUnsupportedMethod() }
+    /// PUT; 501 unless overridden.
+    open func doPUT() throws { try sendUnsupportedMethod() }
+    /// DELETE; 501 unless overridden.
+    open func doDELETE() throws { try sendUnsupportedMethod() }
+    /// PATCH; 501 unless overridden.
+    open func doPATCH() throws { try sendUnsupportedMethod() }
+    /// OPTIONS; 501 unless overridden.
+    open func doOPTIONS() throws { try sendUnsupportedMethod() }
+
+    /// Python's answer to a method with no `do_` method.
+    public func sendUnsupportedMethod() throws {
+        try sendError(501, "Unsupported method ('\(command)')")
+    }
+
+    // MARK: Responding
+
+    /// Starts a response: the status line, `Server` and `Date` (buffered until ``endHeaders()``).
+    public func sendResponse(_ code: Int, _ message: String? = nil) {
+        sendResponseOnly(code, message)
+        sendHeader("Server", versionString())
+        sendHeader("Date", dateTimeString())
+    }
+
+    /// The status line alone (buffered until ``endHeaders()``); nothing for an HTTP/0.9 request.
+    public func sendResponseOnly(_ code: Int, _ message: String? = nil) {
+        if code >= 200 || responseStatus == nil { responseStatus = code }
+        guard requestVersion != "HTTP/0.9" else { return }
+        let reason = message ?? HTTP.reason(code)
+        headersBuffer += latin1("\(protocolVersion) \(code) \(reason)\r\n")
+    }
+
+    /// One header (buffered until ``endHeaders()``). A `Connection: close` or `keep-alive` header sets
+    /// ``closeConnection``.
+    public func sendHeader(_ keyword: String, _ value: String) {
+        if requestVersion != "HTTP/0.9" {
+            headersBuffer += latin1("\(keyword): \(value)\r\n")
+        }
+        if keyword.lowercased() == "connection" {
+            if value.lowercased() == "close" {
+                closeConnection = true
+            } else if value.lowercased() == "keep-alive" {
+                closeConnection = false
+            }
+        }
+    }
+
+    /// Ends the head and writes it to ``wfile``.
+    public func endHeaders() throws {
+        guard requestVersion != "HTTP/0.9" else { return }
+        headersBuffer += [13, 10]
+        try flushHeaders()
+    }
+
+    /// Writes the buffered head to ``wfile``.
+    public func flushHeaders() throws {
+        guard !headersBuffer.isEmpty else { return }
+        let head = headersBuffer
+        headersBuffer = []
+        try wfile.write(head)
+        if let status = responseStatus, status >= 200 { bodyStart = wfile.bytesWritten }
+    }
+
+    /// Sends an error response and closes the connection after it: Python's `send_error`, with its HTML
+    /// page (none for 1xx, 204, 205 and 304, and no body for HEAD).
+    public func sendError(_ code: Int, _ message: String? = nil, explain: String? = nil) throws {
+        let phrase = HTTP.reason(code)
+        let message = message ?? (phrase.isEmpty ? "???" : phrase)
+        let explain = explain ?? (phrase.isEmpty ? "???" : HTTP.explanation(code))
+        logError("code \(code), message \(message)")
+        sendResponse(code, message)
+        sendHeader("Connection", "close")
+        var body: [UInt8]?
+        if code >= 200 && ![204, 205, 304].contains(code) {
+            let page =
+                errorMessageFormat
+                .replacingAll("%(code)d", "\(code)")
+                .replacingAll("%(code)s", "\(code)")
+                .replacingAll("%(message)s", htmlEscape(message, quote: false))
+                .replacingAll("%(explain)s", htmlEscape(explain, quote: false))
+            body = Array(page.utf8)
+            sendHeader("Content-Type", errorContentType)
+            sendHeader("Content-Length", "\(body!.count)")
+        }
+        try endHeaders()
+        if command != "HEAD", let body { try wfile.write(body) }
+    }
+
+    // MARK: Logging
+
+    /// Logs the request once its response has been sent: one access line at `info` level with the Common
+    /// Log Format's fields (`127.0.0.1 - - [30/Nov/2026:09:15:02 +0000] "GET / HTTP/1.1" 200 1024`): the
+    /// client, the time, the request line, the status and the body bytes sent. May be overridden.
+    ///
+    /// Unlike Python's, called at the end of the request (so the size is known), not by ``sendResponse(_:_:)``.
+    open func logRequest(code: Int?, size: Int?) {
+        logMessage("\"\(requestline)\" \(code.map(String.init) ?? "-") \(size.map(String.init) ?? "-")", level: .info)
+    }
+
+    /// Logs a problem with a request (an error response, a timeout) at `notice` level. May be overridden.
+    open func logError(_ message: String) {
+        logMessage(message, level: .notice)
+    }
+
+    /// Logs `message` prefixed with the client and the time, control characters escaped as Python does.
+    open func logMessage(_ message: String, level: Logger.Level = .info) {
+        logger.log(level: level, "\(addressString()) - - [\(logDateTimeString())] \(escapeControlCharacters(message))")
+    }
+
+    /// The `Server` header's value.
+    public func versionString() -> String {
+        "\(serverVersion) \(sysVersion)"
+    }
+
+    /// A time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`); now by default.
+    public func dateTimeString(_ time: time_t? = nil) -> String {
+        guard let time else {
+            // Formatted once a second per connection: no lock shared between threads (nor inherited by a fork).
+            let now = Glibc.time(nil)
+            if dateCache.time != now { dateCache = (now, HTTPDate.format(now)) }
+            return dateCache.text
+        }
+        return HTTPDate.format(time)
+    }
+
+    /// Now, as the Common Log Format writes it: `30/Nov/2026:09:15:02 +0000` (UTC).
+    public func logDateTimeString() -> String {
+        HTTPDate.logFormat(time(nil))
+    }
+
+    /// The client's address for logs: the IP address, or the Unix path.
+    public func addressString() -> String {
+        clientAddress.host ?? "\(clientAddress)"
+    }
+
+    // MARK: Driven by the server
+
+    /// Attaches the handler to a connection.
+    func attach(server: BaseServer, clientAddress: SocketAddress, writer: HTTPResponseWriter) {
+        attachedServer = server
+        self.clientAddress = clientAddress
+        self.writer = writer
+    }
+
+    /// Starts a request: resets the per-request state from a parsed head.
+    func begin(_ head: HTTP.RequestHead, body: HTTPRequestBody) {
+        resetRequest()
+        requestline = head.requestLine
+        command = head.method
+        path = head.target
+        headers = head.headers
+        rfile = body
+        let twoWords = head.versionNumber == .http09 && !head.requestLine.hasSuffix("HTTP/0.9")
+        requestVersion = twoWords ? defaultRequestVersion : head.version
+        let protocolNumber = HTTP.Version(protocolVersion) ?? .http10
+        closeConnection = !(head.versionNumber >= .http11 && protocolNumber >= .http11) || twoWords
+        let connection = headers.tokens("Connection")
+        if connection.contains("close") {
+            closeConnection = true
+        } else if connection.contains("keep-alive") && protocolNumber >= .http11 {
+            closeConnection = false
+        }
+    }
+
+    /// Whether the request's `Expect: 100-continue` applies (both sides at HTTP/1.1).
+    func wantsContinue(_ head: HTTP.RequestHead) -> Bool {
+        head.expectsContinue && (HTTP.Version(protocolVersion) ?? .http10) >= .http11
+            && head.versionNumber >= .http11
+    }
+
+    /// Answers a request that could not be parsed: Python's `send_error` from `parse_request`.
+    func reject(_ error: HTTP.ParseError) throws {
+        resetRequest()
+        requestline = error.requestLine
+        requestVersion = error.status == 414 ? "" : error.version == "HTTP/0.9" ? "HTTP/1.1" : error.version
+        try sendError(error.status, error.message)
+        closeConnection = true
+    }
+
+    private func resetRequest() {
+        command = ""
+        path = ""
+        requestVersion = ""
+        requestline = ""
+        headers = HTTP.Headers()
+        rfile = .empty()
+        responseStatus = nil
+        headersBuffer = []
+        bodyStart = nil
+        requestStart = writer?.bytesWritten ?? 0
+        closeConnection = true
+    }
+
+    /// Ends a request once its response was sent: the access line.
+    func end() {
+        let size =
+            bodyStart.map { (writer?.bytesWritten ?? 0) - $0 }
+            ?? (requestVersion == "HTTP/0.9" ? (writer?.bytesWritten ?? 0) - requestStart : nil)
+        logRequest(code: responseStatus, size: size)
+    }
+
+    /// The head buffered but not yet written (a handler that forgot ``endHeaders()``).
+    var hasPendingHead: Bool { !headersBuffer.isEmpty }
+
+    private func latin1(_ text: String) -> [UInt8] {
+        text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
+    }
+}
+
+/// `&`, `<`, `>` (and with `quote`, `"` and `'`) as HTML entities: Python's `html.escape`.
+func htmlEscape(_ text: String, quote: Bool = true) -> String {
+    var result = ""
+    result.reserveCapacity(text.utf8.count)
+    for character in text.unicodeScalars {
+        switch character {
+        case "&": result += "&amp;"
+        case "<": result += "&lt;"
+        case ">": result += "&gt;"
+        case "\"" where quote: result += "&quot;"
+        case "'" where quote: result += "&#x27;"
+        default: result.unicodeScalars.append(character)
+        }
+    }
+    return result
+}
+
+/// Control characters as `\xNN` and `\` doubled, as Python's `log_message` writes them.
+func escapeControlCharacters(_ text: String) -> String {
+    var result = ""
+    for scalar in text.unicodeScalars {
+        let value = scalar.value
+        if value < 0x20 || (0x7f..<0xa0).contains(value) {
+            let hex = String(value, radix: 16)
+            result += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+        } else if scalar == "\\" {
+            result += "\\\\"
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
+}
+
+extension String {
+    func replacingAll(_ target: String, _ replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var result = ""
+        var rest = self[...]
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
+    }
+}
+
+extension Substring {
+    func range(of target: String) -> Range<Index>? {
+        let needle = Array(target.utf8)
+        let utf8 = self.utf8
+        var index = utf8.startIndex
+        while index != utf8.endIndex {
+            if utf8[index...].starts(with: needle) {
+                return index..<utf8.index(index, offsetBy: needle.count)
+            }
+            index = utf8.index(after: index)
+        }
+        return nil
+    }
+}
+
+/// HTTP dates (RFC 9110 5.6.7), in UTC.
+enum HTTPDate {
+    private static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    private static func utc(_ time: time_t) -> tm {
+        var time = time
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        return parts
+    }
+
+    private static func two(_ value: Int32) -> String {
+        value < 10 ? "0\(value)" : "\(value)"
+    }
+
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`.
+    static func format(_ time: time_t) -> String {
+        let t = utc(time)
+        return
+            "\(weekdays[Int(t.tm_wday)]), \(two(t.tm_mday)) \(months[Int(t.tm_mon)]) \(t.tm_year + 1900) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec)) GMT"
+    }
+
+    /// `06/Nov/1994:08:49:37 +0000`.
+    static func logFormat(_ time: time_t) -> String {
+        let t = utc(time)
+        return
+            "\(two(t.tm_mday))/\(months[Int(t.tm_mon)])/\(t.tm_year + 1900):\(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec)) +0000"
+    }
+
+    /// Parses an HTTP date in any of the three forms RFC 9110 allows: `Sun, 06 Nov 1994 08:49:37 GMT`,
+    /// `Sunday, 06-Nov-94 08:49:37 GMT` and `Sun Nov  6 08:49:37 1994`; `nil` for anything else.
+    static func parse(_ text: String) -> time_t? {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+        var day: Int32?
+        var month: Int32?
+        var year: Int32?
+        var clock: [Int32]?
+        switch words.count {
+        case 5 where words[4] != "GMT":  // asctime: weekday month day time year
+            month = months.firstIndex(of: words[1]).map(Int32.init)
+            day = Int32(words[2])
+            clock = words[3].split(separator: ":").compactMap { Int32($0) }
+            year = Int32(words[4])
+        case 6 where words[5] == "GMT":  // IMF-fixdate: weekday day month year time GMT
+            day = Int32(words[1])
+            month = months.firstIndex(of: words[2]).map(Int32.init)
+            year = Int32(words[3])
+            clock = words[4].split(separator: ":").compactMap { Int32($0) }
+        case 4 where words[3] == "GMT":  // RFC 850: weekday day-month-yy time GMT
+            let parts = words[1].split(separator: "-").map(String.init)
+            guard parts.count == 3 else { return nil }
+            day = Int32(parts[0])
+            month = months.firstIndex(of: parts[1]).map(Int32.init)
+            year = Int32(parts[2]).map { $0 < 70 ? $0 + 2000 : $0 < 100 ? $0 + 1900 : $0 }
+            clock = words[2].split(separator: ":").compactMap { Int32($0) }
+        default:
+            return nil
+        }
+        guard let day, let month, let year, let clock, clock.count == 3, (1...31).contains(day),
+            (0...23).contains(clock[0]), (0...59).contains(clock[1]), (0...60).contains(clock[2])
+        else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month
+        parts.tm_mday = day
+        parts.tm_hour = clock[0]
+        parts.tm_min = clock[1]
+        parts.tm_sec = clock[2]
+        return timegm(&parts)
+    }
+}

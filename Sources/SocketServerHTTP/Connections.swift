@@ -1,0 +1,430 @@
+import Glibc
+import Protocols
+import Reactor
+import SocketServer
+import Synchronization
+
+/// What the connections of one HTTP server share: how to make their handlers, the input limits, and
+/// whether the server is draining (no request is started on an idle connection once it is).
+public final class HTTPService: @unchecked Sendable {
+    /// Makes the handler of a new connection.
+    public let makeHandler: @Sendable () -> BaseHTTPRequestHandler
+    /// Input limits: the request head (`headLength`, over it 414 or 431) and the body (`requestLength`,
+    /// over it 413). Set before serving. In reactor mode a body is read whole before its handler runs, so
+    /// `requestLength` is what one connection may make the server hold.
+    public var limits: Limits
+    /// How long a connection may wait for its next request; `nil` leaves it to the handler's `timeout`.
+    public var keepAliveTimeout: Duration?
+
+    private let draining = Atomic<Bool>(false)
+    /// Reactor connections waiting for their next request, by loop (touched on that loop's thread only).
+    private let waiting = Mutex<[ObjectIdentifier: UncheckedConnection]>([:])
+
+    public init(limits: Limits = .default, makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler) {
+        self.makeHandler = makeHandler
+        self.limits = limits
+    }
+
+    /// Also drain while this returns true (a flag a signal handler sets, say): read between requests, as
+    /// the draining flag is. Set before serving.
+    public var drainWhen: (@Sendable () -> Bool)?
+
+    /// Whether ``stopKeepAlive()`` was called (or ``drainWhen`` says so).
+    public var isDraining: Bool { draining.load(ordering: .acquiring) || drainWhen?() == true }
+
+    /// Ends keep-alive, for a graceful stop: each connection closes after the response in progress, and
+    /// one waiting for its next request closes now (in the blocking modes within 250 ms). Call it on the
+    /// server's loop thread in reactor mode (where it closes the waiting connections), from any thread
+    /// otherwise.
+    public func stopKeepAlive() {
+        draining.store(true, ordering: .releasing)
+        let idle = waiting.withLock { entries in
+            defer { entries = [:] }
+            return Array(entries.values)
+        }
+        for entry in idle { entry.connection.close() }
+    }
+
+    /// The handler types that serve HTTP in `mixIn`'s mode, for a `TCPServer` (or Unix stream server)
+    /// that conforms to ``HTTPServing``.
+    public static func requestHandler(for mixIn: ProcessingMixIn) -> RequestHandlerType {
+        mixIn.handlesAsync ? .async(LoopHTTPConnection.self) : .blocking(BlockingHTTPConnection.self)
+    }
+
+    func startWaiting(_ connection: Connection) {
+        waiting.withLock { $0[ObjectIdentifier(connection)] = UncheckedConnection(connection: connection) }
+    }
+
+    func stopWaiting(_ connection: Connection) {
+        _ = waiting.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+}
+
+/// A reactor connection in ``HTTPService``'s registry: only ever touched on its loop's thread.
+private struct UncheckedConnection: @unchecked Sendable {
+    let connection: Connection
+}
+
+/// A server whose connections speak HTTP: ``HTTPServer`` and its kin, or your own `TCPServer` subclass
+/// made with ``HTTPService/requestHandler(for:)``.
+public protocol HTTPServing: BaseServer {
+    /// The server's HTTP configuration.
+    var http: HTTPService { get }
+}
+
+extension BaseServer {
+    fileprivate var httpService: HTTPService {
+        guard let server = self as? any HTTPServing else {
+            preconditionFailure("\(type(of: self)) serves HTTP connections but does not conform to HTTPServing")
+        }
+        return server.http
+    }
+}
+
+/// Whether an error only means the client went away (a reset, or closed while we wrote).
+func isPeerGone(_ error: any Error) -> Bool {
+    guard let error = error as? IOError else { return false }
+    return error.errnoCode == ECONNRESET || error.errnoCode == EPIPE
+}
+
+// MARK: Blocking modes
+
+/// Sends at once on the blocking socket.
+private final class SocketTransport: HTTPTransport {
+    let socket: Socket
+    let metrics: ServerMetrics
+    var sent = 0
+
+    init(socket: Socket, metrics: ServerMetrics) {
+        self.socket = socket
+        self.metrics = metrics
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        try socket.sendAll(bytes)
+        sent += bytes.count
+        metrics.countSent(bytes.count)
+    }
+
+    func send(_ region: FileRegion) throws -> Int? {
+        let count = try socket.sendFile(region.fileDescriptor, offset: region.offset, count: region.count)
+        sent += count
+        metrics.countSent(count)
+        return count
+    }
+}
+
+/// One HTTP connection in sequential, threading or forking mode: requests read from the blocking socket,
+/// served by the handler one after another.
+final class BlockingHTTPConnection: BaseRequestHandler {
+    private var input = ByteBuffer()
+    private var socket: Socket!
+    private var received = 0
+
+    /// How often a connection waiting for its next request looks at the draining flag.
+    static let pollInterval: Int32 = 250
+
+    override func handle() throws {
+        guard case .stream(let socket) = request else { throw ServerError.wrongRequestKind }
+        self.socket = socket
+        let service = server.httpService
+        let handler = service.makeHandler()
+        let transport = SocketTransport(socket: socket, metrics: server.metrics)
+        let writer = HTTPResponseWriter(transport: transport)
+        handler.attach(server: server, clientAddress: clientAddress, writer: writer)
+        if let timeout = handler.timeout { socket.timeout = timeout }
+        try handler.setup()
+        defer {
+            handler.bytesReceived = received
+            handler.bytesSent = transport.sent
+            handler.finish()
+        }
+        do {
+            while try serveOne(handler, writer: writer, service: service) {}
+        } catch let error where isPeerGone(error) {
+            return  // the client went away: an end like any other
+        } catch ReactorError.timedOut {
+            handler.logError("Request timed out")
+        }
+    }
+
+    /// Serves one request; false when the connection should close.
+    private func serveOne(_ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, service: HTTPService) throws
+        -> Bool
+    {
+        let limits = service.limits
+        var parsed: (head: HTTP.RequestHead, consumed: Int)?
+        while true {
+            do {
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
+                    try HTTP.parseRequestHead(bytes, limits: limits)
+                }
+            } catch {
+                try handler.reject(error)
+                try writer.flush()
+                handler.end()
+                return false
+            }
+            if parsed != nil { break }
+            if input.isEmpty {
+                guard try waitForRequest(handler, service) else { return false }
+            }
+            guard try receive() else { return false }  // the client closed, perhaps mid-head: nothing to answer
+        }
+        let (head, consumed) = parsed!
+        input.moveReaderIndex(forwardBy: consumed)
+        handler.begin(head, body: body(head.body, limits: limits))
+        defer { handler.end() }
+        if handler.wantsContinue(head) {
+            guard try handler.handleExpect100() else {
+                try writer.flush()
+                return false
+            }
+            try writer.flush()
+        }
+        do {
+            try handler.handleCommand()
+        } catch let error as HTTP.ParseError where handler.responseStatus == nil {
+            // A malformed chunked body, found while the handler read it: answered as a bad head is.
+            try handler.reject(error)
+        }
+        if handler.hasPendingHead { try handler.flushHeaders() }
+        try writer.flush()
+        if writer.truncated {
+            handler.logError("file ended before its Content-Length: closing the connection")
+            return false
+        }
+        if handler.closeConnection || service.isDraining { return false }
+        // What the handler left of the body is read and dropped, within reason, to reach the next request.
+        return try handler.rfile.discard(upTo: 64 * 1024)
+    }
+
+    /// Waits for the next request's first bytes, looking at the draining flag and the keep-alive timeout.
+    private func waitForRequest(_ handler: BaseHTTPRequestHandler, _ service: HTTPService) throws -> Bool {
+        let limit = service.keepAliveTimeout ?? handler.timeout
+        let deadline = limit.map { ContinuousClock.now + $0 }
+        while true {
+            if service.isDraining { return false }
+            var entry = pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            if poll(&entry, 1, Self.pollInterval) > 0 { return true }
+            if let deadline, ContinuousClock.now >= deadline { return false }
+        }
+    }
+
+    /// Receives more input; false at its end.
+    private func receive() throws -> Bool {
+        let bytes = try socket.receive(maxCount: 16 * 1024)
+        if bytes.isEmpty { return false }
+        received += bytes.count
+        server.metrics.countReceived(bytes.count)
+        input.append(bytes)
+        return true
+    }
+
+    /// The request body's reader: from what was received after the head, then from the socket.
+    private func body(_ framing: HTTP.Body, limits: Limits) -> HTTPRequestBody {
+        switch framing {
+        case .none:
+            return .empty()
+        case .length(let length):
+            var remaining = length
+            return HTTPRequestBody(contentLength: length) { [self] in
+                guard remaining > 0 else { return [] }
+                if input.isEmpty, try !receive() { throw ReactorError.unexpectedEOF }
+                let bytes = input.readBytes(min(remaining, input.readableBytes)) ?? []
+                remaining -= bytes.count
+                return bytes
+            }
+        case .chunked:
+            var decoder = HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength)
+            return HTTPRequestBody(contentLength: nil) { [self] in
+                var output: [UInt8] = []
+                while output.isEmpty && !decoder.isComplete {
+                    if input.isEmpty, try !receive() { throw ReactorError.unexpectedEOF }
+                    let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &output) }
+                    input.moveReaderIndex(forwardBy: consumed)
+                }
+                return output
+            }
+        }
+    }
+}
+
+// MARK: Reactor mode
+
+/// Queues output for the loop to send after the handler returns.
+private final class LoopTransport: HTTPTransport {
+    enum Item {
+        case bytes([UInt8])
+        case file(FileRegion)
+    }
+    var queue: [Item] = []
+
+    func send(_ bytes: [UInt8]) throws {
+        queue.append(.bytes(bytes))
+    }
+
+    func send(_ region: FileRegion) throws -> Int? {
+        queue.append(.file(region))
+        return nil
+    }
+
+    /// Sends what is queued, as the connection drains.
+    /// - Returns: false if a file ended before its count (the response was cut short).
+    func drain(to connection: Connection) async throws -> Bool {
+        var complete = true
+        while !queue.isEmpty {
+            let items = queue
+            queue = []
+            for item in items {
+                switch item {
+                case .bytes(let bytes):
+                    try await connection.write(bytes)
+                case .file(let region):
+                    let sent = try await connection.sendFile(
+                        region.fileDescriptor, offset: region.offset, count: region.count)
+                    if sent < region.count { complete = false }
+                }
+            }
+        }
+        return complete
+    }
+}
+
+/// One HTTP connection in reactor mode, a task on the loop: requests and their bodies are read without
+/// blocking, each handler runs on the loop thread, and what it wrote is sent as the client reads.
+final class LoopHTTPConnection: AsyncStreamRequestHandler {
+    private var input = ByteBuffer()
+
+    override func handle() async throws {
+        let service = server.httpService
+        let handler = service.makeHandler()
+        let transport = LoopTransport()
+        let writer = HTTPResponseWriter(transport: transport)
+        handler.attach(server: server, clientAddress: clientAddress, writer: writer)
+        handler.reactorConnection = connection
+        connection.writeTimeout = handler.timeout
+        try handler.setup()
+        defer {
+            service.stopWaiting(connection)
+            handler.bytesReceived = connection.bytesReceived
+            handler.bytesSent = connection.bytesSent
+            handler.finish()
+        }
+        do {
+            while try await serveOne(handler, writer: writer, transport: transport, service: service) {}
+        } catch let error where isPeerGone(error) {
+            return
+        } catch ReactorError.timedOut {
+            handler.logError("Request timed out")
+        } catch ReactorError.alreadyClosed {
+            return  // closed while waiting for a request (a graceful stop)
+        }
+        if connection.isOpen { connection.close() }
+    }
+
+    private func serveOne(
+        _ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, transport: LoopTransport, service: HTTPService
+    ) async throws -> Bool {
+        let limits = service.limits
+        var parsed: (head: HTTP.RequestHead, consumed: Int)?
+        while true {
+            do {
+                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
+                    try HTTP.parseRequestHead(bytes, limits: limits)
+                }
+            } catch {
+                try handler.reject(error)
+                try writer.flush()
+                _ = try await transport.drain(to: connection)
+                handler.end()
+                return false
+            }
+            if parsed != nil { break }
+            let idle = input.isEmpty
+            if idle {
+                if service.isDraining { return false }
+                service.startWaiting(connection)
+                connection.readTimeout = service.keepAliveTimeout ?? handler.timeout
+            } else {
+                connection.readTimeout = handler.timeout
+            }
+            let bytes: [UInt8]
+            do {
+                bytes = try await connection.read(upTo: 64 * 1024)
+            } catch ReactorError.timedOut where idle {
+                return false  // idle past the keep-alive timeout: close quietly
+            }
+            if idle { service.stopWaiting(connection) }
+            if bytes.isEmpty { return false }
+            input.append(bytes)
+        }
+        let (head, consumed) = parsed!
+        input.moveReaderIndex(forwardBy: consumed)
+        handler.begin(head, body: .empty())
+        if handler.wantsContinue(head) {
+            guard try handler.handleExpect100() else {
+                try writer.flush()
+                _ = try await transport.drain(to: connection)
+                handler.end()
+                return false
+            }
+            try writer.flush()
+            _ = try await transport.drain(to: connection)
+        }
+        let body: [UInt8]
+        do {
+            connection.readTimeout = handler.timeout
+            body = try await readBody(head.body, limits: limits)
+        } catch let error as HTTP.ParseError {
+            try handler.reject(error)
+            try writer.flush()
+            _ = try await transport.drain(to: connection)
+            handler.end()
+            return false
+        }
+        handler.begin(head, body: .bytes(body, contentLength: head.body == .chunked ? nil : body.count))
+        var failure: (any Error)?
+        do {
+            try handler.handleCommand()
+            if handler.hasPendingHead { try handler.flushHeaders() }
+        } catch {
+            failure = error
+        }
+        try writer.flush()
+        let complete = try await transport.drain(to: connection)
+        handler.end()
+        if let failure { throw failure }
+        if !complete || writer.truncated {
+            handler.logError("file ended before its Content-Length: closing the connection")
+            return false
+        }
+        return !handler.closeConnection && !service.isDraining
+    }
+
+    /// Reads the whole body: `Content-Length` bytes, or a chunked body decoded.
+    private func readBody(_ framing: HTTP.Body, limits: Limits) async throws -> [UInt8] {
+        switch framing {
+        case .none:
+            return []
+        case .length(let length):
+            while input.readableBytes < length {
+                let bytes = try await connection.read(upTo: min(length - input.readableBytes, 256 * 1024))
+                if bytes.isEmpty { throw ReactorError.unexpectedEOF }
+                input.append(bytes)
+            }
+            return input.readBytes(length) ?? []
+        case .chunked:
+            var decoder = HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength)
+            var body: [UInt8] = []
+            while true {
+                let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &body) }
+                input.moveReaderIndex(forwardBy: consumed)
+                if decoder.isComplete { return body }
+                let bytes = try await connection.read(upTo: 64 * 1024)
+                if bytes.isEmpty { throw ReactorError.unexpectedEOF }
+                input.append(bytes)
+            }
+        }
+    }
+}

@@ -1,0 +1,412 @@
+import Glibc
+import Protocols
+import Reactor
+import SocketServer
+
+/// A response body a handler has ready: bytes, or a part of an open file.
+public enum ResponseBody {
+    case bytes([UInt8])
+    case file(FileRegion)
+}
+
+/// Serves the files under a directory: Python's `http.server.SimpleHTTPRequestHandler`, streaming.
+///
+/// GET and HEAD; a directory is answered with its `index.html` (or `index.htm`) or a sorted, escaped
+/// listing, and a directory named without its trailing slash with a 301 to it. Files are never read into
+/// memory: each is opened once, checked with `fstat`, and sent with `sendfile(2)` (``HTTPResponseWriter/sendFile(_:)``).
+///
+/// Safety: a path is decoded and normalized as Python does (no `..` climbs out of ``directory``), and
+/// beyond Python, a symbolic link leading outside ``directory`` is answered 404, and only regular files
+/// are opened: a FIFO or a device file in the directory is never opened for reading.
+///
+/// Caching: `Last-Modified` with `If-Modified-Since` (304, as Python); beyond Python, an `ETag`
+/// (`"mtime-size"` in hex) with `If-None-Match`, and `Accept-Ranges: bytes` with one `Range`
+/// (206, or 416 when it cannot be satisfied; several ranges get the whole file), honouring `If-Range`.
+open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
+    open override var serverVersion: String { "SimpleHTTP/0.6" }
+
+    /// The directory served, as given.
+    public let directory: String
+    /// ``directory`` with its symbolic links resolved: every file served is inside it.
+    private let root: String
+    /// The files a directory is answered with, first found first.
+    open var indexPages: [String] { ["index.html", "index.htm"] }
+
+    /// Serves `directory` (the current directory when `nil`).
+    public init(directory: String? = nil) {
+        let directory = directory ?? currentDirectory()
+        self.directory = directory
+        root = realPath(directory) ?? directory
+        super.init()
+    }
+
+    /// Serves the current directory.
+    public required convenience init() {
+        self.init(directory: nil)
+    }
+
+    open override func doGET() throws {
+        if let body = try sendHead() { try copyBody(body) }
+    }
+
+    open override func doHEAD() throws {
+        _ = try sendHead()
+    }
+
+    /// Writes a body returned by ``sendHead()``: Python's `copyfile`.
+    open func copyBody(_ body: ResponseBody) throws {
+        switch body {
+        case .bytes(let bytes): try wfile.write(bytes)
+        case .file(let region): try wfile.sendFile(region)
+        }
+    }
+
+    /// Sends the response's status and headers, and returns its body for GET to send (`nil` when there is
+    /// none: an error, a redirect, a 304).
+    open func sendHead() throws -> ResponseBody? {
+        guard let filePath = translatePath(path) else {
+            try sendError(404, "File not found")
+            return nil
+        }
+        var path = filePath
+        var info = stat()
+        if stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+            let (bare, rest) = splitTarget(self.path)
+            guard bare.hasSuffix("/") else {
+                sendResponse(301)
+                sendHeader("Location", bare + "/" + rest)
+                sendHeader("Content-Length", "0")
+                try endHeaders()
+                return nil
+            }
+            guard let index = indexPages.map({ path + $0 }).first(where: { isRegularFile($0) }) else {
+                return try listDirectory(path)
+            }
+            path = index
+        }
+        if path.hasSuffix("/") {
+            try sendError(404, "File not found")
+            return nil
+        }
+        // Only a regular file inside the root, whatever links lead to it, is ever opened.
+        guard let resolved = realPath(path), isInside(resolved), isRegularFile(resolved) else {
+            try sendError(404, "File not found")
+            return nil
+        }
+        let descriptor = open(resolved, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard descriptor >= 0 else {
+            try sendError(404, "File not found")
+            return nil
+        }
+        var handedOver = false
+        defer { if !handedOver { close(descriptor) } }
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            try sendError(404, "File not found")
+            return nil
+        }
+        let size = Int(info.st_size)
+        let modified = info.st_mtim.tv_sec
+        let etag = "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\""
+        let lastModified = dateTimeString(modified)
+
+        if notModified(etag: etag, modified: modified) {
+            sendResponse(304)
+            sendHeader("ETag", etag)
+            sendHeader("Last-Modified", lastModified)
+            try endHeaders()
+            return nil
+        }
+        var range = 0..<size
+        var partial = false
+        if let header = headers["Range"], rangeApplies(etag: etag, lastModified: lastModified) {
+            switch Self.parseRange(header, size: size) {
+            case .whole:
+                break
+            case .unsatisfiable:
+                sendResponse(416)
+                sendHeader("Content-Range", "bytes */\(size)")
+                sendHeader("Content-Length", "0")
+                try endHeaders()
+                return nil
+            case .part(let part):
+                (range, partial) = (part, true)
+            }
+        }
+        sendResponse(partial ? 206 : 200)
+        sendHeader("Content-type", guessType(path))
+        sendHeader("Content-Length", "\(range.count)")
+        if partial { sendHeader("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)") }
+        sendHeader("Last-Modified", lastModified)
+        sendHeader("ETag", etag)
+        sendHeader("Accept-Ranges", "bytes")
+        try endHeaders()
+        handedOver = true
+        return .file(FileRegion(fileDescriptor: descriptor, offset: range.lowerBound, count: range.count))
+    }
+
+    /// Whether the client's copy is current: `If-None-Match` against the ETag, else (as Python)
+    /// `If-Modified-Since` against the modification time.
+    private func notModified(etag: String, modified: time_t) -> Bool {
+        if headers["If-None-Match"] != nil {
+            let tags = headers.values("If-None-Match").flatMap { $0.split(separator: ",") }.map { $0.trimmed }
+            return tags.contains("*") || tags.contains { $0 == etag || $0 == "W/" + etag }
+        }
+        guard let since = headers["If-Modified-Since"], let time = HTTPDate.parse(since) else { return false }
+        return modified <= time
+    }
+
+    /// Whether a `Range` applies: no `If-Range`, or one naming the current ETag or modification date.
+    private func rangeApplies(etag: String, lastModified: String) -> Bool {
+        guard command == "GET" || command == "HEAD" else { return false }
+        guard let condition = headers["If-Range"]?.trimmed else { return true }
+        return condition == etag || condition == lastModified
+    }
+
+    /// What a `Range` header asks of a file of `size` bytes.
+    enum RangeRequest: Equatable {
+        /// Not a single byte range this handler serves: send the whole file.
+        case whole
+        /// A range past the end: 416.
+        case unsatisfiable
+        case part(Range<Int>)
+    }
+
+    /// Parses `bytes=first-last`, `bytes=first-` or `bytes=-suffix` (RFC 9110 14.1.2); several ranges,
+    /// other units or malformed values ask for the whole file.
+    static func parseRange(_ header: String, size: Int) -> RangeRequest {
+        let text = header.trimmed
+        guard text.lowercased().hasPrefix("bytes="), !text.contains(",") else { return .whole }
+        let spec = text.dropFirst(6).trimmed
+        guard let dash = spec.firstIndex(of: "-") else { return .whole }
+        let first = spec[..<dash].trimmed
+        let last = spec[spec.index(after: dash)...].trimmed
+        func number(_ digits: String) -> Int? {
+            guard !digits.isEmpty, digits.count <= 18, digits.utf8.allSatisfy({ (48...57).contains($0) }) else {
+                return nil
+            }
+            return Int(digits)
+        }
+        if first.isEmpty {
+            guard let suffix = number(last) else { return .whole }
+            guard suffix > 0, size > 0 else { return .unsatisfiable }
+            return .part(max(0, size - suffix)..<size)
+        }
+        guard let start = number(first) else { return .whole }
+        var end = size - 1
+        if !last.isEmpty {
+            guard let value = number(last), value >= start else { return .whole }
+            end = min(value, size - 1)
+        }
+        guard start < size else { return .unsatisfiable }
+        return .part(start..<(end + 1))
+    }
+
+    /// Answers with a listing of the directory at `path` (sorted case-insensitively, names escaped, links
+    /// quoted), Python's page. Returns its body.
+    open func listDirectory(_ path: String) throws -> ResponseBody? {
+        guard let names = directoryEntries(path) else {
+            try sendError(404, "No permission to list directory")
+            return nil
+        }
+        let displayPath = htmlEscape(
+            percentDecoded(self.path).map { String(decoding: $0, as: UTF8.self) } ?? self.path, quote: false)
+        let title = "Directory listing for \(displayPath)"
+        var lines = [
+            "<!DOCTYPE HTML>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">",
+            "<title>\(title)</title>\n</head>", "<body>\n<h1>\(title)</h1>", "<hr>\n<ul>",
+        ]
+        for name in names.sorted(by: { $0.lowercased() < $1.lowercased() }) {
+            let full = path + name
+            var displayName = name
+            var linkName = name
+            var info = stat()
+            if stat(full, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+                displayName += "/"
+                linkName += "/"
+            }
+            if lstat(full, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK {
+                displayName = name + "@"
+            }
+            lines.append(
+                "<li><a href=\"\(percentEncoded(linkName))\">\(htmlEscape(displayName, quote: false))</a></li>")
+        }
+        lines.append("</ul>\n<hr>\n</body>\n</html>\n")
+        let body = Array(lines.joined(separator: "\n").utf8)
+        sendResponse(200)
+        sendHeader("Content-type", "text/html; charset=utf-8")
+        sendHeader("Content-Length", "\(body.count)")
+        try endHeaders()
+        return .bytes(body)
+    }
+
+    /// The file system path for a request path, as Python's `translate_path`: the query and fragment
+    /// dropped, percent-decoded, normalized (`..` never climbs above ``directory``), words that are `.`,
+    /// `..` or contain a separator dropped; a trailing `/` kept. `nil` for a path with a NUL byte or
+    /// that is not UTF-8 once decoded.
+    open func translatePath(_ path: String) -> String? {
+        let bare = String(splitTarget(path).path.prefix { $0 != "#" })
+        let trailingSlash = bare.trimmingTrailingWhitespace.hasSuffix("/")
+        guard let bytes = percentDecoded(bare), !bytes.contains(0),
+            let decoded = String(validating: bytes, as: UTF8.self)
+        else { return nil }
+        var words: [Substring] = []
+        for word in decoded.split(separator: "/") {
+            if word == "." { continue }
+            if word == ".." {
+                if !words.isEmpty { words.removeLast() }
+                continue
+            }
+            words.append(word)
+        }
+        var result = directory
+        for word in words { result += (result.hasSuffix("/") ? "" : "/") + word }
+        if trailingSlash && !result.hasSuffix("/") { result += "/" }
+        return result
+    }
+
+    /// The content type for a path: ``extensionsMap`` by extension (as written, then lowercased), then
+    /// `/etc/mime.types`, then `application/octet-stream`.
+    open func guessType(_ path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
+        let ext = String(name[dot...])
+        return Self.extensionsMap[ext] ?? Self.extensionsMap[ext.lowercased()]
+            ?? MIMETypes.shared[String(ext.dropFirst()).lowercased()] ?? "application/octet-stream"
+    }
+
+    /// Python's `extensions_map`: checked before the system's types.
+    open class var extensionsMap: [String: String] {
+        [
+            ".gz": "application/gzip", ".Z": "application/octet-stream", ".bz2": "application/x-bzip2",
+            ".xz": "application/x-xz",
+        ]
+    }
+
+    private func isInside(_ resolved: String) -> Bool {
+        root == "/" || resolved == root || resolved.hasPrefix(root + "/")
+    }
+}
+
+/// The path part of a request target and the rest (`?query`, kept as sent).
+func splitTarget(_ target: String) -> (path: String, rest: String) {
+    guard let question = target.firstIndex(of: "?") else { return (target, "") }
+    return (String(target[..<question]), String(target[question...]))
+}
+
+/// `%XX` escapes decoded to bytes; an invalid escape is kept as written, as Python's `unquote`.
+func percentDecoded(_ text: String) -> [UInt8]? {
+    let bytes = Array(text.utf8)
+    var result: [UInt8] = []
+    result.reserveCapacity(bytes.count)
+    var index = 0
+    while index < bytes.count {
+        if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.count, let high = hexValue(bytes[index + 1]),
+            let low = hexValue(bytes[index + 2])
+        {
+            result.append(high << 4 | low)
+            index += 3
+        } else {
+            result.append(bytes[index])
+            index += 1
+        }
+    }
+    return result
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+/// Python's `urllib.parse.quote` with `/` safe: every byte but letters, digits, `_.-~` and `/` as `%XX`.
+func percentEncoded(_ text: String) -> String {
+    var result = ""
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "-"),
+            UInt8(ascii: "~"), UInt8(ascii: "/"):
+            result.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            let hex = String(byte, radix: 16, uppercase: true)
+            result += "%" + (hex.count < 2 ? "0" + hex : hex)
+        }
+    }
+    return result
+}
+
+/// The names in a directory (not `.` and `..`), or `nil` if it cannot be read.
+func directoryEntries(_ path: String) -> [String]? {
+    guard let directory = opendir(path) else { return nil }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
+/// `path` with every symbolic link resolved, or `nil` if it does not exist.
+func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+func isRegularFile(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+}
+
+func currentDirectory() -> String {
+    guard let path = getcwd(nil, 0) else { return "." }
+    defer { free(path) }
+    return String(cString: path)
+}
+
+extension StringProtocol {
+    var trimmed: String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+
+    var trimmingTrailingWhitespace: String {
+        String(reversed().drop { $0.isWhitespace }.reversed())
+    }
+}
+
+/// Content types by extension: a built-in table of the common ones, and the system's `/etc/mime.types`
+/// when present (read once).
+enum MIMETypes {
+    static let shared: [String: String] = {
+        var types = builtIn
+        guard let file = fopen("/etc/mime.types", "r") else { return types }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0, let line {
+            let text = String(cString: line)
+            if text.hasPrefix("#") { continue }
+            let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+            guard words.count >= 2 else { continue }
+            for ext in words.dropFirst() where types[String(ext)] == nil { types[String(ext)] = String(words[0]) }
+        }
+        return types
+    }()
+
+    static let builtIn: [String: String] = [
+        "html": "text/html", "htm": "text/html", "txt": "text/plain", "css": "text/css", "js": "text/javascript",
+        "mjs": "text/javascript", "json": "application/json", "xml": "text/xml", "csv": "text/csv",
+        "md": "text/markdown", "svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+        "gif": "image/gif", "webp": "image/webp", "ico": "image/vnd.microsoft.icon", "pdf": "application/pdf",
+        "wasm": "application/wasm", "zip": "application/zip", "tar": "application/x-tar", "mp4": "video/mp4",
+        "webm": "video/webm", "mp3": "audio/mpeg", "wav": "audio/x-wav", "woff": "font/woff", "woff2": "font/woff2",
+    ]
+}

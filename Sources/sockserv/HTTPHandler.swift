@@ -1,0 +1,64 @@
+import Reactor
+import SocketServer
+import SocketServerHTTP
+
+/// `serve http`: the files under `--root` (``SimpleHTTPRequestHandler``, streamed), or without it one
+/// line of text at `/`. HTTP/1.1 with keep-alive; the access log at `info` level; counted in the summary.
+final class SockservHTTPHandler: SimpleHTTPRequestHandler {
+    /// The body of `/` without `--root`.
+    static let defaultBody = Array("Hello from sockserv\n".utf8)
+
+    override var protocolVersion: String { "HTTP/1.1" }
+    override var serverVersion: String { "sockserv" }
+    override var sysVersion: String { "(SocketServerHTTP)" }
+    override var timeout: Duration? { server.sessionContext.idleTimeout }
+
+    /// Whether a directory is served.
+    private let servesFiles: Bool
+
+    init(root: String?) {
+        servesFiles = root != nil
+        super.init(directory: root ?? "/nonexistent")
+    }
+
+    required convenience init() {
+        self.init(root: nil)
+    }
+
+    override func setup() throws {
+        let stats = server.sessionContext.stats
+        stats.add(.connections)
+        stats.add(.open)
+    }
+
+    override func finish() {
+        let stats = server.sessionContext.stats
+        stats.add(.open, -1)
+        stats.add(.bytesIn, bytesReceived)
+        stats.add(.bytesOut, bytesSent)
+    }
+
+    override func doGET() throws {
+        guard servesFiles else { return try sendFixedPage(body: true) }
+        try super.doGET()
+    }
+
+    override func doHEAD() throws {
+        guard servesFiles else { return try sendFixedPage(body: false) }
+        try super.doHEAD()
+    }
+
+    private func sendFixedPage(body: Bool) throws {
+        guard path == "/" || path.hasPrefix("/?") else { return try sendError(404, "File not found") }
+        sendResponse(200)
+        sendHeader("Content-Type", "text/plain; charset=utf-8")
+        sendHeader("Content-Length", "\(Self.defaultBody.count)")
+        try endHeaders()
+        if body { try wfile.write(Self.defaultBody) }
+    }
+
+    override func logRequest(code: Int?, size: Int?) {
+        server.sessionContext.stats.add(.requests)
+        super.logRequest(code: code, size: size)
+    }
+}
