@@ -18,11 +18,11 @@ deps:
 
 # Real clients for the end-to-end tests (redis-cli, redis-benchmark, curl); the tests skip, saying so, without them.
 clients:
-	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
 		if [ "$$(id -u)" -eq 0 ]; then \
-			apt-get install -y redis-tools curl || (apt-get update && apt-get install -y redis-tools curl) || true; \
+			apt-get install -y redis-tools curl wrk || (apt-get update && apt-get install -y redis-tools curl wrk) || true; \
 		else \
-			echo "note: without redis-tools and curl the real-client tests are skipped (sudo apt-get install -y redis-tools curl)"; \
+			echo "note: without redis-tools, curl and wrk the real-client tests are skipped (sudo apt-get install -y redis-tools curl wrk)"; \
 		fi; \
 	fi
 
@@ -114,10 +114,10 @@ bench: release
 		|| echo "note: the SwiftNIO baseline did not build, its rows are skipped"
 	python3 Benchmarks/run.py $(BENCH_ARGS)
 
-# DocC for Reactor and SocketServer (swift-docc-plugin), warnings as errors; HTML under .build/docs/.
+# DocC for Reactor, SocketServer and SocketServerHTTP (swift-docc-plugin), warnings as errors; HTML under .build/docs/.
 docs: deps
 	mkdir -p .build/docs
-	for target in Reactor SocketServer; do \
+	for target in Reactor SocketServer SocketServerHTTP; do \
 		$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target $$target \
 			--warnings-as-errors --output-path .build/docs/$$target || exit 1; \
 	done

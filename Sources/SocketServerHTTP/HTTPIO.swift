@@ -41,11 +41,11 @@ protocol HTTPTransport: AnyObject {
 /// In the blocking modes each send blocks the handler's thread until the socket takes the bytes. In
 /// reactor mode nothing blocks: writes are queued and the loop sends them, after the handler returns,
 /// as the socket drains; the queue holds what the handler wrote, so send large bodies with
-/// ``sendFile(_:)`` rather than ``write(_:)-(Sequence<UInt8>)``.
+/// ``sendFile(_:)`` rather than `write(_:)`.
 public final class HTTPResponseWriter {
     private var buffer: [UInt8] = []
     let transport: HTTPTransport
-    /// Bytes passed to ``write(_:)-(Sequence<UInt8>)`` and ``sendFile(_:)`` so far, on this connection.
+    /// Bytes passed to `write(_:)` and ``sendFile(_:)`` so far, on this connection.
     public private(set) var bytesWritten = 0
     /// Set when a file ended before its announced length: the response is cut short and the connection
     /// must close.
@@ -58,7 +58,7 @@ public final class HTTPResponseWriter {
     }
 
     /// Writes all of `bytes`.
-    /// - Throws: ``Reactor/ReactorError/timedOut`` past the handler's timeout, or an ``Reactor/IOError``
+    /// - Throws: `ReactorError/timedOut` past the handler's timeout, or an `IOError`
     ///   (`EPIPE`...) in the blocking modes.
     public func write(_ bytes: some Sequence<UInt8>) throws {
         let before = buffer.count
@@ -173,8 +173,8 @@ public final class HTTPRequestBody {
     }
 
     /// Reads `count` bytes, fewer only at the end of the body (Python's `rfile.read(n)`).
-    /// - Throws: ``Reactor/ReactorError/timedOut`` past the handler's timeout, a malformed chunked body's
-    ///   `HTTP.ParseError`, ``Reactor/ReactorError/unexpectedEOF`` if the client closed mid-body, or an `IOError`.
+    /// - Throws: `ReactorError/timedOut` past the handler's timeout, a malformed chunked body's
+    ///   `HTTP.ParseError`, `ReactorError/unexpectedEOF` if the client closed mid-body, or an `IOError`.
     public func read(_ count: Int) throws -> [UInt8] {
         while available < count, try receiveMore() {}
         return take(min(count, available))
@@ -188,7 +188,7 @@ public final class HTTPRequestBody {
 
     /// Reads one line, keeping its `\n` unless `strippingNewline` (Python's `rfile.readline()` keeps it);
     /// at the end of the body the last bytes, then `nil`.
-    /// - Throws: ``Reactor/ReactorError/lineTooLong(limit:)`` for a line over `maxLength` bytes.
+    /// - Throws: `ReactorError/lineTooLong(limit:)` for a line over `maxLength` bytes.
     public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = false) throws -> [UInt8]? {
         while true {
             if let newline = buffer[start...].firstIndex(of: 10) {

@@ -3,7 +3,7 @@ import Protocols
 import Reactor
 import SocketServer
 
-/// An HTTP server: Python's `http.server.HTTPServer`, a ``SocketServer/TCPServer`` whose connections are
+/// An HTTP server: Python's `http.server.HTTPServer`, a `TCPServer` whose connections are
 /// served by a ``BaseHTTPRequestHandler``, sequentially unless another mode is given.
 ///
 /// `allowReuseAddress` is on, as in Python. The handler comes from a type (`handler: Hello.self`, made
@@ -22,7 +22,7 @@ open class HTTPServer: TCPServer, HTTPServing, @unchecked Sendable {
     public var serverPort: Int { serverAddress.port ?? 0 }
 
     /// A server in the mode of `mixIn` (sequential by default) whose handlers `makeHandler` makes.
-    /// - Throws: ``SocketServer/ServerError/wrongAddressFamily(_:)``, or the `IOError` of a failed bind or listen.
+    /// - Throws: `ServerError/wrongAddressFamily(_:)`, or the `IOError` of a failed bind or listen.
     public init(
         _ address: SocketAddress, mixIn: ProcessingMixIn = ProcessingMixIn(), bindAndActivate: Bool = true,
         loop: EventLoop? = nil, handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
