@@ -39,7 +39,7 @@ test: deps
 # The style gate: swift-format (the toolchain's, configured by .swift-format: 120 columns) finds nothing,
 # and .ci/house-rules holds (which module imports which, libevent only in the bridge and the loop, errno
 # only in Posix, sockaddr only in SocketAddress). `make format` fixes what swift-format can.
-FORMAT_PATHS = Sources Tests Examples Benchmarks/nio-echo/Sources Fuzz Package.swift
+FORMAT_PATHS = Sources Tests Examples Benchmarks/nio-echo/Sources Benchmarks/hummingbird-files/Sources Fuzz Package.swift
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
 	.ci/house-rules
@@ -99,8 +99,9 @@ soak: deps build
 demo: release
 	.build/release/sockserv bench --connections 1,10,100,1000 --duration 2 --output bench-results
 
-# Side by side on this machine (about 10 minutes): sockserv in each mode, C libevent and epoll echo servers,
-# SwiftNIO on one loop, Python's socketserver and asyncio; sockserv resp against redis-server; idle memory.
+# Side by side on this machine (about 15 minutes): sockserv in each mode, C libevent and epoll echo servers,
+# SwiftNIO on one loop, Python's socketserver and asyncio; sockserv resp against redis-server; idle memory;
+# sockserv serve http against nginx, Hummingbird 2 and Python's http.server under wrk.
 BENCH_DIR = .build/bench
 bench: release
 	mkdir -p $(BENCH_DIR)
@@ -112,6 +113,12 @@ bench: release
 	@if [ "$$(id -u)" -eq 0 ] && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server; fi
 	$(SWIFT) build -c release --package-path Benchmarks/nio-echo --scratch-path .build-nio \
 		|| echo "note: the SwiftNIO baseline did not build, its rows are skipped"
+	@for tool in nginx wrk; do command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || [ "$$(id -u)" -ne 0 ] \
+		|| (printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+			&& apt-get install -y $$tool; rm -f /usr/sbin/policy-rc.d) \
+		|| echo "note: $$tool is missing, the HTTP rows that need it are skipped"; done
+	$(SWIFT) build -c release --package-path Benchmarks/hummingbird-files --scratch-path .build-hummingbird \
+		|| echo "note: the Hummingbird baseline did not build, its rows are skipped"
 	python3 Benchmarks/run.py $(BENCH_ARGS)
 
 # DocC for Reactor, SocketServer and SocketServerHTTP (swift-docc-plugin), warnings as errors; HTML under .build/docs/.

@@ -79,6 +79,11 @@ let package = Package(
             path: "Examples/Daemon"
         ),
         .executableTarget(
+            name: "hello-http",
+            dependencies: ["SocketServerHTTP", "Reactor"],
+            path: "Examples/HelloHTTP"
+        ),
+        .executableTarget(
             name: "thank-you",
             dependencies: ["SocketServer", "Reactor"],
             path: "Examples/ThankYou"

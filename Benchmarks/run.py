@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """make bench: the same echo workload against every server a user might pick, side by side, then the mini
-Redis against redis-server, then memory per idle connection.
+Redis against redis-server, then memory per idle connection, then HTTP file serving (sockserv serve http
+against nginx, Hummingbird and Python's http.server, driven by wrk).
 
 Every server runs as a child process on 127.0.0.1 and is driven by the closed-loop C client
 (baselines/echo_client.c). Server CPU time comes from /proc (the process and its children), which is the
@@ -8,7 +9,7 @@ figure that survives a noisy machine; every row is run ROUNDS times, servers int
 reported with ratios against libevent's bufferevent echo server. Writes results/latest.json and
 results/latest.md and prints the Markdown.
 
-Usage: run.py [--rounds N] [--seconds S] [--quick]
+Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http]
 """
 import argparse
 import json
@@ -269,6 +270,151 @@ def idle_table(connections):
     return results
 
 
+# HTTP: the same directory served by each contender, loaded by wrk (one thread). A 1 KiB file with keep-alive
+# at 100 connections, and a 100 MiB file to 4 clients. CPU is the server's (and its children's) from /proc.
+HB = os.path.join(ROOT, ".build-hummingbird", "release", "hummingbird-files")
+HTTP_BASELINE = "nginx (1 worker, sendfile)"
+WWW = os.path.join(BENCH, "www")
+
+
+def http_site():
+    os.makedirs(WWW, exist_ok=True)
+    with open(os.path.join(WWW, "1k.bin"), "wb") as f:
+        f.write(bytes(range(256)) * 4)
+    with open(os.path.join(WWW, "100m.bin"), "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(100):
+            f.write(block)
+
+
+def nginx_command(port):
+    directory = os.path.join(BENCH, "nginx")
+    os.makedirs(directory, exist_ok=True)
+    config = os.path.join(directory, "nginx.conf")
+    with open(config, "w") as f:
+        f.write(f"""daemon off;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    types {{ application/octet-stream bin; }}
+    server {{ listen 127.0.0.1:{port}; root {WWW}; }}
+}}
+""")
+    return ["/usr/sbin/nginx", "-c", config, "-p", directory]
+
+
+def http_servers():
+    table = {
+        "sockserv reactor": lambda port: [SOCKSERV, "serve", "http", "--mode", "reactor", "--root", WWW,
+                                          "--port", str(port), "--log-level", "warning"],
+        "sockserv threading": lambda port: [SOCKSERV, "serve", "http", "--mode", "threading", "--root", WWW,
+                                            "--port", str(port), "--log-level", "warning"],
+        HTTP_BASELINE: nginx_command,
+        "Hummingbird 2 (FileMiddleware)": lambda port: [HB, str(port), WWW],
+        "Python ThreadingHTTPServer": lambda port: [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                                    "--directory", WWW, str(port)],
+    }
+    present = {"sockserv reactor": SOCKSERV, "sockserv threading": SOCKSERV, HTTP_BASELINE: "/usr/sbin/nginx",
+               "Hummingbird 2 (FileMiddleware)": HB, "Python ThreadingHTTPServer": sys.executable}
+    return {name: make for name, make in table.items() if os.path.exists(present[name])}
+
+
+HTTP_ROWS = [
+    ("1 KiB file, keep-alive, 100 connections", "/1k.bin", 100),
+    ("100 MiB file, 4 clients", "/100m.bin", 4),
+]
+
+
+def wrk(port, path, connections, seconds):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    requests = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", out)
+    if not requests:
+        raise RuntimeError(f"wrk printed {out[-200:]!r}")
+    count = int(requests.group(1))
+    unit = {"B": 1, "KB": 1024, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[requests.group(5)]
+    read = float(requests.group(4)) * unit
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return count, read, errors + (int(non2xx.group(1)) if non2xx else 0)
+
+
+def run_http(make, path, connections, seconds):
+    port = free_port()
+    process = subprocess.Popen(make(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], timeout=60)  # warm
+        before = cpu_seconds(process.pid)
+        start = time.time()
+        count, read, errors = wrk(port, path, connections, seconds)
+        elapsed = time.time() - start
+        cpu = cpu_seconds(process.pid) - before
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            for member in family(process.pid):
+                try:
+                    os.kill(member, signal.SIGKILL)
+                except OSError:
+                    pass
+            process.wait()
+    mib = read / (1 << 20)
+    return {"requests_per_second": count / seconds, "mib_per_second": mib / seconds,
+            "cpu_us_per_request": cpu * 1e6 / count if count else None,
+            "cpu_ms_per_mib": cpu * 1e3 / mib if mib else None, "errors": errors}
+
+
+def http_table(rounds, seconds):
+    if not os.path.exists("/usr/bin/wrk"):
+        return [], "wrk is not installed (apt-get install wrk)"
+    http_site()
+    table = http_servers()
+    samples = {}
+    for round_number in range(rounds):
+        for label, path, connections in HTTP_ROWS:
+            for name, make in table.items():
+                progress(f"http round {round_number + 1}/{rounds}: {label}: {name}")
+                try:
+                    samples.setdefault((label, name), []).append(run_http(make, path, connections, seconds))
+                except Exception as error:
+                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    results = []
+    for label, *_ in HTTP_ROWS:
+        base = [s for s in samples.get((label, HTTP_BASELINE), []) if "failed" not in s]
+        base_cpu_request = median(s["cpu_us_per_request"] for s in base)
+        base_cpu_mib = median(s["cpu_ms_per_mib"] for s in base)
+        base_rps = median(s["requests_per_second"] for s in base)
+        for name in table:
+            runs = samples[(label, name)]
+            ok = [s for s in runs if "failed" not in s]
+            row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
+            for key in ("requests_per_second", "mib_per_second", "cpu_us_per_request", "cpu_ms_per_mib", "errors"):
+                row[key] = median(s[key] for s in ok) if ok else None
+            row["cpu_per_request_vs_nginx"] = (row["cpu_us_per_request"] / base_cpu_request
+                                               if base_cpu_request and row["cpu_us_per_request"] else None)
+            row["cpu_per_mib_vs_nginx"] = (row["cpu_ms_per_mib"] / base_cpu_mib
+                                           if base_cpu_mib and row["cpu_ms_per_mib"] else None)
+            row["requests_vs_nginx"] = (row["requests_per_second"] / base_rps
+                                        if base_rps and row["requests_per_second"] else None)
+            results.append(row)
+    return results, None
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -327,6 +473,25 @@ def markdown(document):
         out.append("")
     elif document.get("redis_skipped"):
         out += [f"redis: skipped, {document['redis_skipped']}", ""]
+    if document.get("http"):
+        out += ["### HTTP: wrk -t1 against each server, the same directory", "",
+                "CPU is the server's; ratios are against nginx (one worker, sendfile on, access log off).", ""]
+        for label, *_ in HTTP_ROWS:
+            out += [f"#### {label}", "",
+                    "| server | requests/s | MiB/s | CPU us/request | CPU ms/MiB | CPU/request vs nginx | CPU/MiB vs nginx | requests/s vs nginx | errors |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for row in document["http"]:
+                if row["row"] != label:
+                    continue
+                note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
+                out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | "
+                           f"{fmt(row['mib_per_second'], '.1f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
+                           f"{fmt(row['cpu_ms_per_mib'], '.2f')} | {fmt(row['cpu_per_request_vs_nginx'], '.2f')} | "
+                           f"{fmt(row['cpu_per_mib_vs_nginx'], '.2f')} | {fmt(row['requests_vs_nginx'], '.2f')} | "
+                           f"{fmt(row['errors'], '.0f')} |")
+            out.append("")
+    elif document.get("http_skipped"):
+        out += [f"http: skipped, {document['http_skipped']}", ""]
     if document["idle"]:
         out += ["### Memory per idle connection", "", "| server | connections held | memory before MiB | after MiB | bytes per connection |",
                 "|---|---:|---:|---:|---:|"]
@@ -342,19 +507,25 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--idle", type=int, default=9000)
-    parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis or idle run")
+    parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis, idle or http run")
+    parser.add_argument("--only", choices=["echo", "redis", "idle", "http"], help="one table only")
+    parser.add_argument("--http-seconds", type=float, default=3)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
+    wanted = {args.only} if args.only else ({"echo"} if args.quick else {"echo", "redis", "idle", "http"})
     document = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         "rounds": rounds, "seconds": args.seconds,
-        "echo": echo_table(rounds, args.seconds, args.quick),
-        "redis": [], "idle": [],
+        "echo": echo_table(rounds, args.seconds, args.quick) if "echo" in wanted else [],
+        "redis": [], "idle": [], "http": [],
     }
-    if not args.quick:
+    if "redis" in wanted:
         document["redis"], document["redis_skipped"] = redis_table(rounds)
+    if "idle" in wanted:
         document["idle"] = idle_table(args.idle)
+    if "http" in wanted:
+        document["http"], document["http_skipped"] = http_table(rounds, args.http_seconds)
     progress("")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "latest.json"), "w") as f:

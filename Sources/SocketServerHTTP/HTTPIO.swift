@@ -94,8 +94,7 @@ public final class HTTPResponseWriter {
                 let count = chunk.withUnsafeMutableBytes {
                     pread(region.fileDescriptor, $0.baseAddress! + read, $0.count - read, off_t(region.offset + read))
                 }
-                if count < 0 && errno == EINTR { continue }
-                if count <= 0 { break }
+                if count <= 0 { break }  // a read error ends the file early: treated as a file that shrank
                 read += count
             }
             buffer += chunk[..<read]
