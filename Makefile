@@ -49,7 +49,7 @@ format:
 
 # What CI runs: the style gate, the tests, the docs (warnings are errors), each fuzzer for a minute, and the
 # tests again under AddressSanitizer and ThreadSanitizer.
-check: deps clients lint build test docs fuzz check-sanitizers
+check: deps clients lint build release test docs fuzz check-sanitizers
 
 # The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip

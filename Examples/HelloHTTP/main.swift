@@ -32,5 +32,5 @@ default:
     exit(2)
 }
 print("serving \(mode) on http://\(server.serverAddress)/")
-fflush(stdout)
+fflush(nil)
 try server.serveForever()

@@ -53,28 +53,39 @@ public enum HTTP {
         }
     }
 
+    /// One header field.
+    public struct Field: Sendable, Equatable {
+        public var name: String
+        public var value: String
+
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
     /// Header fields in the order received, looked up by case-insensitive name (Python's `headers`).
     public struct Headers: Sequence, Sendable, ExpressibleByDictionaryLiteral {
-        public private(set) var fields: [(name: String, value: String)] = []
+        public private(set) var fields: [Field] = []
 
         public init() {}
 
         public init(dictionaryLiteral elements: (String, String)...) {
-            fields = elements.map { (name: $0.0, value: $0.1) }
+            fields = elements.map { Field(name: $0.0, value: $0.1) }
         }
 
         public mutating func add(_ name: String, _ value: String) {
-            fields.append((name, value))
+            fields.append(Field(name: name, value: value))
         }
 
         /// The first value of the field `name`, or `nil` (Python's `headers.get(name)`).
         public subscript(_ name: String) -> String? {
-            fields.first { $0.name.lowercased() == name.lowercased() }?.value
+            fields.first { sameName($0.name, name) }?.value
         }
 
         /// Every value of the field `name`, in order (Python's `headers.get_all(name)`).
         public func values(_ name: String) -> [String] {
-            fields.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
+            fields.filter { sameName($0.name, name) }.map(\.value)
         }
 
         /// The comma-separated tokens of every `name` field, lowercased.
@@ -84,8 +95,16 @@ public enum HTTP {
 
         public var count: Int { fields.count }
 
-        public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+        public func makeIterator() -> IndexingIterator<[Field]> {
             fields.makeIterator()
+        }
+
+        /// ASCII case-insensitive equality, without allocating.
+        private func sameName(_ a: String, _ b: String) -> Bool {
+            a.utf8.count == b.utf8.count
+                && zip(a.utf8, b.utf8).allSatisfy { x, y in
+                    x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 97 && (x | 0x20) <= 122)
+                }
         }
     }
 
@@ -147,7 +166,7 @@ public enum HTTP {
         if requestLineBytes.last == 13 { requestLineBytes = requestLineBytes.dropLast() }
         guard requestLineBytes.count <= maxHead else { throw ParseError(status: 414, message: "Request-URI Too Long") }
         // Latin-1, as Python decodes it: every byte is one character.
-        let requestLine = String(String.UnicodeScalarView(requestLineBytes.map { Unicode.Scalar($0) }))
+        let requestLine = latin1(requestLineBytes)
         var head = try parseRequestLine(requestLine)
         if head.versionNumber == .http09 { return (head, lineEnd + 1) }
 
@@ -187,7 +206,7 @@ public enum HTTP {
             }
             head.headers.add(
                 String(decoding: line[line.startIndex..<colon], as: UTF8.self),
-                String(String.UnicodeScalarView(line[(colon + 1)...].map { Unicode.Scalar($0) })).trimmingSpaces)
+                latin1(trimmed(line[(colon + 1)...])))
         }
         head.body = try bodyFraming(head, limits: limits)
         return (head, lineStart)
@@ -250,6 +269,21 @@ public enum HTTP {
         else { throw fail(400, "Bad Content-Length") }
         guard value <= limits.requestLength else { throw fail(413, "Request body too large") }
         return value == 0 ? .none : .length(value)
+    }
+
+    /// Bytes as Latin-1 text, as Python decodes a request head: every byte is one character.
+    static func latin1(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
+        if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+    }
+
+    /// Without leading and trailing spaces and tabs.
+    static func trimmed(_ bytes: Slice<UnsafeRawBufferPointer>) -> Slice<UnsafeRawBufferPointer> {
+        var start = bytes.startIndex
+        var end = bytes.endIndex
+        while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
+        while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
+        return bytes[start..<end]
     }
 
     static func isTokenByte(_ byte: UInt8) -> Bool {

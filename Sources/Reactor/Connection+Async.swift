@@ -178,38 +178,68 @@ extension Connection {
         var copying = false
         while sent < count {
             try checkWritable()
-            if copying {
-                let read = try Posix.readFile(
-                    file, loop.scratch.baseAddress!, min(count - sent, loop.scratch.count), at: position)
-                if read == 0 { return sent }
-                position += read
-                sent += read
-                enqueue(UnsafeRawBufferPointer(start: loop.scratch.baseAddress!, count: read))
-                try await waitForOutputBelowHighWatermark()
-                continue
-            }
-            let result: Int?
-            do {
-                result = try Posix.sendFile(
-                    fileDescriptor, from: file, offset: &position, count: min(count - sent, 1 << 20))
-            } catch {
-                if sent == 0 && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) {
-                    copying = true  // not a file sendfile can read (a pipe, some /proc files)
-                    continue
+            // The system calls run in a synchronous step: no typed error crosses a suspension point.
+            switch sendFileStep(file, position: &position, remaining: count - sent, copying: copying, first: sent == 0)
+            {
+            case .sent(let bytes):
+                sent += bytes
+                if sent == count { return sent }
+                if copying {
+                    try await waitForOutputBelowHighWatermark()
+                } else {
+                    try await waitUntilWritable()
                 }
-                finishClose(error)
+            case .wouldBlock:
+                try await waitUntilWritable()
+            case .endOfFile:
+                return sent
+            case .notSendable:
+                copying = true  // not a file sendfile can read (a pipe, some /proc files)
+            case .failed(let error):
                 throw error
             }
-            if let result {
-                if result == 0 { return sent }
-                sent += result
-                bytesSent &+= result
-                if idleTimeout != nil { lastActivity = Connection.now() }
-                if sent == count { break }
-            }
-            try await waitUntilWritable()
         }
         return sent
+    }
+
+    private enum FileStep {
+        case sent(Int)
+        case wouldBlock
+        case endOfFile
+        case notSendable
+        case failed(any Error)
+    }
+
+    /// One `sendfile` of at most 1 MiB, or one `pread` into the scratch space and a write of it.
+    private func sendFileStep(_ file: Int32, position: inout Int, remaining: Int, copying: Bool, first: Bool)
+        -> FileStep
+    {
+        if copying {
+            let read: Int
+            do {
+                read = try Posix.readFile(
+                    file, loop.scratch.baseAddress!, min(remaining, loop.scratch.count), at: position)
+            } catch {
+                return .failed(error)
+            }
+            if read == 0 { return .endOfFile }
+            position += read
+            enqueue(UnsafeRawBufferPointer(start: loop.scratch.baseAddress!, count: read))
+            return .sent(read)
+        }
+        let result: Int?
+        do {
+            result = try Posix.sendFile(fileDescriptor, from: file, offset: &position, count: min(remaining, 1 << 20))
+        } catch {
+            if first && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) { return .notSendable }
+            finishClose(error)
+            return .failed(error)
+        }
+        guard let result else { return .wouldBlock }
+        if result == 0 { return .endOfFile }
+        bytesSent &+= result
+        if idleTimeout != nil { lastActivity = Connection.now() }
+        return .sent(result)
     }
 
     /// Waits for the socket to accept more output (a pass through the loop even when it already does).

@@ -362,7 +362,8 @@ open class BaseHTTPRequestHandler {
     var hasPendingHead: Bool { !headersBuffer.isEmpty }
 
     private func latin1(_ text: String) -> [UInt8] {
-        text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
+        if text.utf8.allSatisfy({ $0 < 0x80 }) { return Array(text.utf8) }  // ASCII, the common case
+        return text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
     }
 }
 
