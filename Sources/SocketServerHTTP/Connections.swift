@@ -81,6 +81,16 @@ extension BaseServer {
     }
 }
 
+/// Parses the request head at the start of `input` and consumes it; `nil` (nothing consumed) while incomplete.
+func takeRequestHead(from input: inout ByteBuffer, limits: Limits) throws(HTTP.ParseError) -> HTTP.RequestHead? {
+    let parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
+        try HTTP.parseRequestHead(bytes, limits: limits)
+    }
+    guard let (head, consumed) = parsed else { return nil }
+    input.moveReaderIndex(forwardBy: consumed)
+    return head
+}
+
 /// Whether an error only means the client went away (a reset, or closed while we wrote).
 func isPeerGone(_ error: any Error) -> Bool {
     guard let error = error as? IOError else { return false }
@@ -153,12 +163,10 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         -> Bool
     {
         let limits = service.limits
-        var parsed: (head: HTTP.RequestHead, consumed: Int)?
+        var parsed: HTTP.RequestHead?
         while true {
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
-                    try HTTP.parseRequestHead(bytes, limits: limits)
-                }
+                parsed = try takeRequestHead(from: &input, limits: limits)
             } catch {
                 try handler.reject(error)
                 try writer.flush()
@@ -171,8 +179,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             }
             guard try receive() else { return false }  // the client closed, perhaps mid-head: nothing to answer
         }
-        let (head, consumed) = parsed!
-        input.moveReaderIndex(forwardBy: consumed)
+        let head = parsed!
         handler.begin(head, body: body(head.body, limits: limits))
         defer { handler.end() }
         if handler.wantsContinue(head) {
@@ -327,12 +334,10 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
         _ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, transport: LoopTransport, service: HTTPService
     ) async throws -> Bool {
         let limits = service.limits
-        var parsed: (head: HTTP.RequestHead, consumed: Int)?
+        var parsed: HTTP.RequestHead?
         while true {
             do {
-                parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
-                    try HTTP.parseRequestHead(bytes, limits: limits)
-                }
+                parsed = try takeRequestHead(from: &input, limits: limits)
             } catch {
                 try handler.reject(error)
                 try writer.flush()
@@ -359,8 +364,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
             if bytes.isEmpty { return false }
             input.append(bytes)
         }
-        let (head, consumed) = parsed!
-        input.moveReaderIndex(forwardBy: consumed)
+        let head = parsed!
         handler.begin(head, body: .empty())
         if handler.wantsContinue(head) {
             guard try handler.handleExpect100() else {

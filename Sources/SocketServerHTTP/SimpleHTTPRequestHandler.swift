@@ -70,7 +70,8 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         }
         var path = filePath
         var info = stat()
-        if stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+        let exists = stat(path, &info) == 0
+        if exists && info.st_mode & S_IFMT == S_IFDIR {
             let (bare, rest) = splitTarget(self.path)
             guard bare.hasSuffix("/") else {
                 sendResponse(301)
@@ -79,17 +80,14 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
                 try endHeaders()
                 return nil
             }
-            guard let index = indexPages.map({ path + $0 }).first(where: { isRegularFile($0) }) else {
+            guard let index = indexPages.map({ path + $0 }).first(where: { stat($0, &info) == 0 && isRegular(info) })
+            else {
                 return try listDirectory(path)
             }
             path = index
         }
-        if path.hasSuffix("/") {
-            try sendError(404, "File not found")
-            return nil
-        }
-        // Only a regular file inside the root, whatever links lead to it, is ever opened.
-        guard let resolved = realPath(path), isInside(resolved), isRegularFile(resolved) else {
+        // Only a regular file (the stat above followed every link) inside the root is ever opened.
+        guard exists, isRegular(info), !path.hasSuffix("/"), let resolved = realPath(path), isInside(resolved) else {
             try sendError(404, "File not found")
             return nil
         }
@@ -360,9 +358,8 @@ func realPath(_ path: String) -> String? {
     return String(cString: resolved)
 }
 
-func isRegularFile(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+func isRegular(_ info: stat) -> Bool {
+    info.st_mode & S_IFMT == S_IFREG
 }
 
 func currentDirectory() -> String {

@@ -141,6 +141,9 @@ import Testing
         ["serve", "echo", "--idle-timeout", "-1"],
         ["serve", "echo", "--bogus"],
         ["serve", "echo", "--loops", "2", "--mode", "threading"],
+        ["serve", "http", "--handler", "async"],  // http runs a task per connection: not silently ignored
+        ["serve", "echo", "--mode", "threading", "--handler", "callback"],
+        ["serve", "http", "--log-level", "loud"],
     ])
     func badOptionsAreAUsageErrorWithExit64(arguments: [String]) throws {
         let server = try SockservProcess(arguments)
