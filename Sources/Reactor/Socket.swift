@@ -132,6 +132,19 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Receives up to `maxCount` bytes if some are waiting, without blocking even a blocking socket
+    /// (`MSG_DONTWAIT`).
+    /// - Returns: `nil` when nothing is waiting; empty at end of input.
+    public func receiveIfReady(maxCount: Int) throws(IOError) -> [UInt8]? {
+        let fd = fileDescriptor
+        var received: Int?
+        let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { (buffer, count) throws(IOError) in
+            received = try Posix.receive(fd, buffer.baseAddress, maxCount, dontWait: true)
+            count = received ?? 0
+        }
+        return received.map { _ in bytes }
+    }
+
     /// Receives up to `maxCount` bytes of one datagram, with its sender.
     /// - Returns: `nil` when nothing is waiting on a non-blocking socket.
     public func receiveFrom(maxCount: Int) throws(IOError) -> (bytes: [UInt8], sender: SocketAddress?)? {

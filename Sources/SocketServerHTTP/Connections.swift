@@ -175,6 +175,11 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             }
             if parsed != nil { break }
             if input.isEmpty {
+                // The next request is often there already (pipelining, a quick client): no wait then.
+                if let bytes = try socket.receiveIfReady(maxCount: 16 * 1024) {
+                    guard count(bytes) else { return false }
+                    continue
+                }
                 guard try waitForRequest(handler, service) else { return false }
             }
             guard try receive() else { return false }  // the client closed, perhaps mid-head: nothing to answer
@@ -220,7 +225,11 @@ final class BlockingHTTPConnection: BaseRequestHandler {
 
     /// Receives more input; false at its end.
     private func receive() throws -> Bool {
-        let bytes = try socket.receive(maxCount: 16 * 1024)
+        count(try socket.receive(maxCount: 16 * 1024))
+    }
+
+    /// Counts and keeps received bytes; false for none (the end of input).
+    private func count(_ bytes: [UInt8]) -> Bool {
         if bytes.isEmpty { return false }
         received += bytes.count
         server.metrics.countReceived(bytes.count)
