@@ -163,6 +163,36 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
             "descriptors back to \(descriptors)")
     }
 
+    /// The exit summary's counts for http are what the clients sent and received, in every mode: two
+    /// connections, three requests (one answered 404), every byte.
+    @Test(arguments: ["reactor", "threading", "forking", "sequential"])
+    func summaryCountsWhatClientsSaw(mode: String) throws {
+        let site = try Site(bigSize: 100_000)
+        let server = try SockservProcess([
+            "serve", "http", "--mode", mode, "--root", site.root, "--log-level", "warning",
+        ])
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        let first = Array(
+            "GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\nGET /missing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".utf8
+        )
+        let second = Array("GET /small.txt HTTP/1.0\r\n\r\n".utf8)
+        var received = 0
+        for request in [first, second] {
+            let client = try connectedClient(address)
+            try client.sendAll(request)
+            received += readToEnd(client).count
+            client.close()
+        }
+        #expect(received > 100_000)
+        #expect(server.stop() == 0)
+        let summary = server.standardError.split(separator: "\n").first { $0.hasPrefix("sockserv: ") } ?? ""
+        #expect(
+            summary.hasPrefix(
+                "sockserv: 2 connections, 3 requests, \(first.count + second.count) bytes in, \(received) bytes out, 0 errors"
+            ), "\(summary)")
+    }
+
     /// Real clients: curl's HEAD, ranges, conditional GET, HTTP/1.0 and keep-alive across requests; wrk's
     /// keep-alive load with every response complete.
     @Test(arguments: ["reactor", "threading", "forking", "sequential"])
