@@ -349,10 +349,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
                 parsed = try takeRequestHead(from: &input, limits: limits)
             } catch {
                 try handler.reject(error)
-                try writer.flush()
-                _ = try await transport.drain(to: connection)
-                handler.end()
-                return false
+                return try await endEarly(handler, writer: writer, transport: transport)
             }
             if parsed != nil { break }
             let idle = input.isEmpty
@@ -377,10 +374,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
         handler.begin(head, body: .empty())
         if handler.wantsContinue(head) {
             guard try handler.handleExpect100() else {
-                try writer.flush()
-                _ = try await transport.drain(to: connection)
-                handler.end()
-                return false
+                return try await endEarly(handler, writer: writer, transport: transport)
             }
             try writer.flush()
             _ = try await transport.drain(to: connection)
@@ -391,10 +385,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
             body = try await readBody(head.body, limits: limits)
         } catch let error as HTTP.ParseError {
             try handler.reject(error)
-            try writer.flush()
-            _ = try await transport.drain(to: connection)
-            handler.end()
-            return false
+            return try await endEarly(handler, writer: writer, transport: transport)
         }
         handler.begin(head, body: .bytes(body, contentLength: head.body == .chunked ? nil : body.count))
         var failure: (any Error)?
@@ -413,6 +404,16 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
             return false
         }
         return !handler.closeConnection && !service.isDraining
+    }
+
+    /// Sends what the handler wrote (an error, a refused 100-continue), logs the request, and ends the connection.
+    private func endEarly(_ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, transport: LoopTransport)
+        async throws -> Bool
+    {
+        try writer.flush()
+        _ = try await transport.drain(to: connection)
+        handler.end()
+        return false
     }
 
     /// Reads the whole body: `Content-Length` bytes, or a chunked body decoded.

@@ -88,16 +88,20 @@ public final class HTTPResponseWriter {
     public func sendFile(_ region: FileRegion) throws {
         // A small file goes with the head, in one packet: read it into the buffer.
         if region.count <= 16 * 1024 && buffer.count + region.count <= Self.bufferSize {
-            var chunk = [UInt8](repeating: 0, count: region.count)
+            // Read straight into the buffer's tail: no array per file.
+            let start = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: region.count))
             var read = 0
-            while read < region.count {
-                let count = chunk.withUnsafeMutableBytes {
-                    pread(region.fileDescriptor, $0.baseAddress! + read, $0.count - read, off_t(region.offset + read))
+            buffer.withUnsafeMutableBytes { bytes in
+                while read < region.count {
+                    let count = pread(
+                        region.fileDescriptor, bytes.baseAddress! + start + read, region.count - read,
+                        off_t(region.offset + read))
+                    if count <= 0 { break }  // a read error ends the file early: treated as a file that shrank
+                    read += count
                 }
-                if count <= 0 { break }  // a read error ends the file early: treated as a file that shrank
-                read += count
             }
-            buffer += chunk[..<read]
+            buffer.removeLast(region.count - read)
             bytesWritten += read
             if read < region.count { truncated = true }
             if buffer.count >= Self.bufferSize { try flush() }
@@ -110,9 +114,6 @@ public final class HTTPResponseWriter {
             truncated = true
         }
     }
-
-    /// The bytes written and not yet sent.
-    var bufferedCount: Int { buffer.count }
 }
 
 /// The request body, Python's `rfile`, bounded by the request's framing: reads stop at the end of the
