@@ -5,15 +5,17 @@ SWIFT ?= swift
 
 all: build
 
-# libevent-dev provides the headers and pkg-config files; a fresh Debian machine has only the runtime.
+# libevent-dev and libssl-dev provide the headers and pkg-config files; a fresh Debian machine has only
+# the runtimes. The tests make their certificates with the openssl command.
 deps:
-	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libevent_pthreads; then \
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libevent_pthreads openssl \
+		|| ! command -v openssl >/dev/null 2>&1; then \
 		if [ "$$(id -u)" -ne 0 ]; then \
-			echo "libevent-dev is missing. Install it with:"; \
-			echo "  sudo apt-get update && sudo apt-get install -y libevent-dev pkg-config"; \
+			echo "libevent-dev or libssl-dev is missing. Install them with:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y libevent-dev libssl-dev openssl pkg-config"; \
 			exit 1; \
 		fi; \
-		apt-get update && apt-get install -y libevent-dev pkg-config; \
+		apt-get update && apt-get install -y libevent-dev libssl-dev openssl pkg-config; \
 	fi
 
 # Real clients for the end-to-end tests (redis-cli, redis-benchmark, curl); the tests skip, saying so, without them.

@@ -27,12 +27,18 @@ let package = Package(
             providers: [.apt(["libevent-dev"])]
         ),
         .systemLibrary(
+            name: "COpenSSL",
+            path: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CPosix",
             path: "CPosix"
         ),
         .target(
             name: "Reactor",
-            dependencies: ["CLibevent", "CPosix"]
+            dependencies: ["CLibevent", "CPosix", "COpenSSL"]
         ),
         .target(
             name: "SocketServer",

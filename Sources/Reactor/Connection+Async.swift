@@ -163,8 +163,8 @@ extension Connection {
     /// The bytes go from the page cache to the socket with `sendfile(2)`, at most 1 MiB per call and
     /// only as the socket drains, with a pass through the loop after each call, so one large download
     /// never delays another connection, and a peer that stops reading holds only the socket's buffer.
-    /// Where `sendfile` does not apply to `file`, it is read in pieces through the loop's scratch space
-    /// and written with backpressure. ``writeTimeout`` bounds each wait for the socket to drain.
+    /// Where `sendfile` does not apply to `file` (or over TLS, which must encrypt it), it is read in pieces
+    /// through the loop's scratch space and written with backpressure. ``writeTimeout`` bounds each wait for the socket to drain.
     /// - Returns: the bytes sent: fewer than `count` only if the file ended first (it shrank meanwhile);
     ///   the caller decides what that means for the connection.
     /// - Throws: like `write(_:)`, and the ``IOError`` of a failed read of `file` (the connection then stays
@@ -175,7 +175,7 @@ extension Connection {
         try await flush()
         var position = offset
         var sent = 0
-        var copying = false
+        var copying = usesTLS  // sendfile would bypass TLS: read the file and write it through OpenSSL
         while sent < count {
             try checkWritable()
             // The system calls run in a synchronous step: no typed error crosses a suspension point.

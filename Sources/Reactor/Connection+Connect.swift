@@ -14,7 +14,41 @@ extension Connection {
         _ completion: @escaping (Result<Connection, any Error>) -> Void
     ) {
         loop.preconditionInEventLoop()
-        PendingConnect(address: address, loop: loop, timeout: timeout, completion: completion).start()
+        PendingConnect(address: address, loop: loop, timeout: timeout, tls: nil, completion: completion).start()
+    }
+
+    /// Opens a TLS connection without blocking the loop: connects, then completes the handshake (bounded
+    /// by the context's handshake timeout) before `completion` runs. Call on the loop thread.
+    ///
+    /// - Parameters:
+    ///   - tls: a client context (``TLSContext/init(client:)``).
+    ///   - serverName: sent as SNI and, when the context verifies peers, the name the server's certificate
+    ///     must carry; by default the address's IP, which the certificate must then list.
+    ///   - completion: as in ``connect(to:on:timeout:_:)``; a failed handshake is its ``TLSError``
+    ///     (`"certificate verify failed: ..."`).
+    public static func connect(
+        to address: SocketAddress, on loop: EventLoop, timeout: Duration? = nil, tls: TLSContext,
+        serverName: String? = nil, _ completion: @escaping (Result<Connection, any Error>) -> Void
+    ) {
+        loop.preconditionInEventLoop()
+        PendingConnect(
+            address: address, loop: loop, timeout: timeout, tls: (tls, serverName ?? address.host),
+            completion: completion
+        ).start()
+    }
+
+    /// Opens a TLS connection and completes its handshake; call from a task on `loop`.
+    /// - Throws: ``IOError``, ``ReactorError/timedOut``, or the ``TLSError`` of a failed handshake.
+    public static func connect(
+        to address: SocketAddress, on loop: EventLoop, timeout: Duration? = nil, tls: TLSContext,
+        serverName: String? = nil
+    ) async throws -> Connection {
+        let bound: LoopBound<Connection> = try await withUnsafeThrowingContinuation { continuation in
+            connect(to: address, on: loop, timeout: timeout, tls: tls, serverName: serverName) { result in
+                continuation.resume(with: result.map { LoopBound(value: $0) })
+            }
+        }
+        return bound.value
     }
 
     /// Opens a TCP or Unix stream connection; call from a task on `loop`.
@@ -36,18 +70,20 @@ private final class PendingConnect {
     let address: SocketAddress
     let loop: EventLoop
     let timeout: Duration?
+    let tls: (context: TLSContext, serverName: String?)?
     var completion: ((Result<Connection, any Error>) -> Void)?
     var fd: Int32 = -1
     var event: LoopEvent?
     var failure: (any Error)?
 
     init(
-        address: SocketAddress, loop: EventLoop, timeout: Duration?,
+        address: SocketAddress, loop: EventLoop, timeout: Duration?, tls: (TLSContext, String?)?,
         completion: @escaping (Result<Connection, any Error>) -> Void
     ) {
         self.address = address
         self.loop = loop
         self.timeout = timeout
+        self.tls = tls
         self.completion = completion
     }
 
@@ -99,6 +135,18 @@ private final class PendingConnect {
         if let failure {
             if fd >= 0 { Posix.close(fd) }
             completion?(.failure(failure))
+        } else if let tls, let completion {
+            let connection: Connection
+            do {
+                let session = try TLSSession(context: tls.context, fileDescriptor: fd, serverName: tls.serverName)
+                connection = try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session)
+            } catch {
+                Posix.close(fd)
+                return completion(.failure(error))
+            }
+            connection.whenHandshakeCompletes { error in
+                completion(error.map { .failure($0) } ?? .success(connection))
+            }
         } else {
             completion?(Result { try Connection(adopting: fd, on: loop, nonBlocking: true) })
         }

@@ -9,8 +9,15 @@ import Glibc
 /// left unconsumed are copied into the connection's own buffer, so an idle connection holds none.
 /// Writes go to the socket at once and are buffered only when the socket is full.
 ///
-/// Loop-bound. Ownership: the connection owns its descriptor and its events and frees them when it
-/// closes; an open connection keeps itself alive (through its events) until it closes.
+/// With TLS (``init(adopting:on:tls:serverName:)``, ``connect(to:on:timeout:tls:serverName:_:)``, a
+/// ``Listener`` with a ``TLSContext``) both faces stay the same and see plaintext: the handshake, every
+/// read and write, and `close_notify` run on the loop, driven by readiness in either direction (a read
+/// may wait for the socket to be writable, a write for it to be readable). Watermarks, timeouts and
+/// half-close keep their meaning; byte counts are plaintext. Writes made before the handshake completes
+/// are sent after it; the handshake is bounded by its own timeout (``TLSConfiguration/handshakeTimeout``).
+///
+/// Loop-bound. Ownership: the connection owns its descriptor, its events and its TLS state and frees them
+/// when it closes; an open connection keeps itself alive (through its events) until it closes.
 public final class Connection {
     /// The loop the connection belongs to.
     public let loop: EventLoop
@@ -22,7 +29,7 @@ public final class Connection {
         didSet { updateReading() }
     }
 
-    /// Output above this many bytes suspends async writers and pauses reading (backpressure).
+    /// Output above this many bytes suspends async writers and pauses a delegate's reading (backpressure).
     public var highWatermark = 64 * 1024
     /// Output at or below this many bytes resumes writers and reading.
     public var lowWatermark = 16 * 1024
@@ -53,15 +60,15 @@ public final class Connection {
     private(set) var state = State.open
     /// The peer closed its sending side.
     public private(set) var inputClosed = false
-    private var outputShutdown = OutputShutdown.open
-    private enum OutputShutdown { case open, requested, done }
+    var outputShutdown = OutputShutdown.open
+    enum OutputShutdown { case open, requested, done }
 
     var input = ByteBuffer()
     var output = ByteBuffer()
-    private var readEvent: LoopEvent?
+    private(set) var readEvent: LoopEvent?
     private var writeEvent: LoopEvent?
     private var timerEvent: LoopEvent?
-    private var reading = false
+    private(set) var reading = false
     private var writing = false
     private var pausedForOutput = false
     /// Closing: everything was sent, the FIN too; reading only to discard until the peer closes.
@@ -78,6 +85,25 @@ public final class Connection {
     /// The error the connection closed with, if it closed abnormally.
     public private(set) var closeError: (any Error)?
 
+    // TLS: nil without it.
+    /// OpenSSL's state for this connection; released when it closes.
+    var tls: TLSSession?
+    /// Whether the connection was made with TLS.
+    public let usesTLS: Bool
+    /// What the TLS handshake agreed on: `nil` until it completes, and always without TLS.
+    public internal(set) var tlsInfo: TLSInfo?
+    /// A TLS read that must wait for the socket to be writable (OpenSSL has to send first).
+    var tlsReadWaitsForWrite = false
+    /// A TLS write that must wait for the socket to be readable.
+    var tlsWriteWaitsForRead = false
+    /// `close_notify` was sent (or could not be: the peer was gone).
+    var closeNotifySent = false
+    /// The handshake must send before it can go on.
+    var handshakeWaitsForWrite = false
+    var handshakeDeadline: UInt64?
+    /// Told once when the handshake completes (`nil`) or the connection closes before it does.
+    var handshakeObservers: [((any Error)?) -> Void] = []
+
     /// Adopts a connected stream socket: makes it non-blocking and starts reading. Call on the loop thread.
     /// - Throws: ``IOError`` if the descriptor cannot be made non-blocking (it is then closed),
     ///   ``ReactorError/libevent(_:)`` if libevent rejects it.
@@ -85,10 +111,43 @@ public final class Connection {
         try self.init(adopting: fileDescriptor, on: loop, nonBlocking: false)
     }
 
-    init(adopting fileDescriptor: Int32, on loop: EventLoop, nonBlocking: Bool) throws {
+    /// Adopts a connected stream socket and starts TLS on it, as `context`'s role says: a server waits for
+    /// the client's hello, a client sends its own on the loop's next pass. Call on the loop thread.
+    /// - Parameters:
+    ///   - serverName: a client's: sent as SNI and checked against the server's certificate.
+    /// - Throws: as ``init(adopting:on:)``, or ``TLSError/configuration(_:)`` if OpenSSL cannot set the
+    ///   connection up (the descriptor is then closed).
+    public convenience init(
+        adopting fileDescriptor: Int32, on loop: EventLoop, tls context: TLSContext, serverName: String? = nil
+    )
+        throws
+    {
+        let session: TLSSession
+        do {
+            session = try TLSSession(context: context, fileDescriptor: fileDescriptor, serverName: serverName)
+        } catch {
+            Posix.close(fileDescriptor)
+            throw error
+        }
+        try self.init(adopting: fileDescriptor, on: loop, nonBlocking: false, tls: session)
+    }
+
+    /// Adopts a connected ``Socket``, blocking or not, with its TLS state if it has one (a handshake begun
+    /// or completed on it goes on here). The socket gives up its descriptor. Call on the loop thread.
+    /// - Throws: as ``init(adopting:on:)``.
+    public convenience init(adopting socket: Socket, on loop: EventLoop) throws {
+        let session = socket.tlsSession
+        let info = socket.tlsInfo
+        try self.init(adopting: socket.detach(), on: loop, nonBlocking: false, tls: session)
+        tlsInfo = info
+    }
+
+    init(adopting fileDescriptor: Int32, on loop: EventLoop, nonBlocking: Bool, tls session: TLSSession? = nil) throws {
         loop.preconditionInEventLoop()
         self.loop = loop
         self.fileDescriptor = fileDescriptor
+        self.tls = session
+        self.usesTLS = session != nil
         do {
             if !nonBlocking { try Posix.setNonBlocking(fileDescriptor) }
         } catch {
@@ -105,6 +164,7 @@ public final class Connection {
             state = .closed
             throw error
         }
+        if let session { startTLS(session) }
         updateReading()
     }
 
@@ -124,7 +184,7 @@ public final class Connection {
     public var localAddress: SocketAddress? { try? SocketAddress.local(of: fileDescriptor) }
 
     /// Bytes read from the socket so far.
-    public private(set) var bytesReceived = 0
+    public internal(set) var bytesReceived = 0
     /// Bytes the kernel has accepted for sending so far.
     public internal(set) var bytesSent = 0
 
@@ -137,6 +197,7 @@ public final class Connection {
         guard state != .closed else { return }
         if lingering { return discardInput() }
         if idleTimeout != nil { lastActivity = Connection.now() }
+        if let tls { return tlsReadable(tls) }
         if input.isEmpty {
             readIntoScratch()
         } else {
@@ -196,7 +257,7 @@ public final class Connection {
         updateReading()
     }
 
-    private func deliver(_ buffer: inout ByteBuffer) {
+    func deliver(_ buffer: inout ByteBuffer) {
         if let delegate {
             delegate.connection(self, didReceive: &buffer)
         } else {
@@ -204,7 +265,7 @@ public final class Connection {
         }
     }
 
-    private func handleEndOfInput() {
+    func handleEndOfInput() {
         inputClosed = true
         updateReading()
         if let delegate {
@@ -228,15 +289,36 @@ public final class Connection {
         }
     }
 
-    /// Reads while someone will consume what arrives and nothing says to pause, or to discard while lingering.
+    /// Whether input is wanted: someone will consume what arrives and nothing says to pause. Output
+    /// above the high watermark pauses a delegate's input, not a waiting async read: a task that asked
+    /// for bytes gets them while another task's write waits, or a full-duplex peer (an echo server, say)
+    /// and this connection would each wait for the other to read.
+    var wantsInput: Bool {
+        state == .open && !inputClosed && (!pausedForOutput || reader != nil)
+            && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
+    }
+
+    /// Reads while input is wanted, to discard while lingering, and with TLS while the handshake runs
+    /// or a write waits for the socket to be readable.
     func updateReading() {
-        let wanted =
-            lingering
-            || state == .open && !inputClosed && !pausedForOutput
-                && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
+        var wanted = lingering || wantsInput
+        if let tls, state != .closed, !lingering {
+            if !tls.isHandshakeComplete {
+                wanted = !handshakeWaitsForWrite
+            } else {
+                // A read waiting for writability would find the socket readable on every pass: pause it.
+                wanted = (wanted && !tlsReadWaitsForWrite) || tlsWriteWaitsForRead
+            }
+        }
         guard wanted != reading, let readEvent else { return }
         reading = wanted
-        if wanted { readEvent.add() } else { readEvent.remove() }
+        if wanted {
+            readEvent.add()
+            // Bytes OpenSSL already holds make the socket no more readable: look at them on the next pass.
+            if let tls, tls.hasPendingInput { readEvent.activate(.readable) }
+        } else {
+            readEvent.remove()
+        }
     }
 
     // MARK: Writing
@@ -272,7 +354,11 @@ public final class Connection {
         var sent = 0
         if output.isEmpty {
             do {
-                sent = try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
+                if let tls {
+                    sent = try tlsTransmit(tls, bytes)
+                } else {
+                    sent = try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
+                }
             } catch {
                 return finishClose(error)
             }
@@ -284,7 +370,14 @@ public final class Connection {
             pausedForOutput = true
             updateReading()
         }
-        setWriting(true)
+        if outputMayProceed { setWriting(true) }
+    }
+
+    /// Whether buffered output can be sent once the socket is writable: always without TLS; with it,
+    /// once the handshake has completed, unless a write waits for the socket to be readable.
+    var outputMayProceed: Bool {
+        guard let tls else { return true }
+        return tls.isHandshakeComplete && !tlsWriteWaitsForRead
     }
 
     func setWriting(_ wanted: Bool) {
@@ -305,6 +398,7 @@ public final class Connection {
     private func handleWritable() {
         guard state != .closed else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
+        if let tls { return tlsWritable(tls) }
         if output.isEmpty { return outputProgressed() }  // someone waits for the socket to drain (sendFile)
         do {
             let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
@@ -321,7 +415,7 @@ public final class Connection {
     }
 
     /// After bytes left the output buffer: wake writers, resume reading, finish a pending shutdown or close.
-    private func outputProgressed() {
+    func outputProgressed() {
         if output.isEmpty {
             output.clear()
             setWriting(false)
@@ -329,6 +423,7 @@ public final class Connection {
             flushWaiters = []
             for waiter in waiters { waiter.resume() }
             if outputShutdown == .requested {
+                guard closeNotify() else { return }  // retried once the socket drains
                 outputShutdown = .done
                 try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
             }
@@ -377,6 +472,7 @@ public final class Connection {
     /// Everything written is sent: close now, unless input the peer sent is still unread in the kernel
     /// (closing then would send a reset): then send a FIN and linger, discarding input until the peer closes.
     private func linger() {
+        guard closeNotify() else { return }  // retried once the socket drains
         guard !inputClosed, state == .closing, LingeringClose.isNeeded(fileDescriptor, timeout: lingerTimeout) else {
             return finishClose(nil)
         }
@@ -405,11 +501,10 @@ public final class Connection {
     public func shutdownOutput() {
         loop.preconditionInEventLoop()
         guard state == .open, outputShutdown == .open else { return }
-        if output.isEmpty {
+        outputShutdown = .requested
+        if output.isEmpty && closeNotify() {  // else finished once the socket drains
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
-        } else {
-            outputShutdown = .requested
         }
     }
 
@@ -432,9 +527,13 @@ public final class Connection {
         writeEvent = nil
         timerEvent = nil
         Posix.close(fileDescriptor)
+        tls = nil
         input.clear()
         output.clear()
         let failure = error ?? ReactorError.alreadyClosed
+        let observers = handshakeObservers
+        handshakeObservers = []
+        for observer in observers { observer(failure) }
         if let reader {
             self.reader = nil
             reader.continuation.resume(throwing: failure)
@@ -465,7 +564,7 @@ public final class Connection {
     /// Arms the one timer for the earliest of the idle, read and write deadlines.
     func updateDeadlineTimer() {
         guard state != .closed else { return }
-        var earliest = [readDeadline, writeDeadline, lingerDeadline].compactMap { $0 }.min()
+        var earliest = [readDeadline, writeDeadline, lingerDeadline, handshakeDeadline].compactMap { $0 }.min()
         if let idleTimeout {
             let idleDeadline = lastActivity &+ idleTimeout.nanoseconds
             earliest = min(earliest ?? idleDeadline, idleDeadline)
@@ -488,6 +587,9 @@ public final class Connection {
     private func handleDeadline() {
         guard state != .closed else { return }
         let now = Connection.now()
+        if let handshakeDeadline, handshakeDeadline <= now {
+            return finishClose(TLSError.handshakeTimedOut)
+        }
         if !lingering, let idleTimeout, lastActivity &+ idleTimeout.nanoseconds <= now {
             return finishClose(ReactorError.timedOut)
         }

@@ -16,6 +16,10 @@ public protocol ConnectionDelegate: AnyObject {
     /// Reading pauses while output is above the high watermark. The default does nothing.
     func connectionDidBecomeWritable(_ connection: Connection)
 
+    /// The TLS handshake completed: ``Connection/tlsInfo`` says what it agreed on (the peer's certificate
+    /// subject, ALPN). Bytes written earlier have been sent; received ones follow. The default does nothing.
+    func connectionDidCompleteHandshake(_ connection: Connection)
+
     /// The connection closed: `error` is `nil` after an orderly ``Connection/close()``, otherwise
     /// the reason (an ``IOError`` such as `ECONNRESET`, or ``ReactorError/timedOut``). Called once.
     /// The default does nothing.
@@ -28,6 +32,8 @@ extension ConnectionDelegate {
     }
 
     public func connectionDidBecomeWritable(_ connection: Connection) {}
+
+    public func connectionDidCompleteHandshake(_ connection: Connection) {}
 
     public func connection(_ connection: Connection, didCloseWith error: (any Error)?) {}
 }

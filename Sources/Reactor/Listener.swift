@@ -7,6 +7,10 @@ import Glibc
 /// and resumes after ``acceptBackoff`` or as soon as a connection on its loop closes, so a full
 /// descriptor table never spins the loop.
 ///
+/// With a ``TLSContext`` (``tls``), each connection is handed to `onAccept` once its handshake has
+/// completed; a handshake that fails (or times out) closes only that connection, counts in
+/// ``failedHandshakes`` and goes to ``onHandshakeError``.
+///
 /// Ownership: the listener owns its descriptor and its acceptor, and for a Unix address the socket file,
 /// which it removes on ``close()`` if that file is still its own. An open listener keeps itself alive
 /// (through its acceptor) until ``close()``.
@@ -26,6 +30,14 @@ public final class Listener {
     public var onError: ((IOError) -> Void)?
     /// Whether the listener is currently accepting (false while paused and after close).
     public var isAccepting: Bool { acceptor?.isAccepting ?? false }
+    /// TLS for the connections accepted from now on; `nil` serves plain TCP. Replace it to reload
+    /// certificates: connections already open keep the context they started with.
+    public var tls: TLSContext?
+    /// Handshakes that failed or timed out so far.
+    public private(set) var failedHandshakes = 0
+    /// Receives each failed handshake's error (a ``TLSError`` with OpenSSL's reason, or an ``IOError``) and
+    /// the client's address. The default does nothing: failed handshakes are routine on a public port.
+    public var onHandshakeError: ((any Error, SocketAddress?) -> Void)?
 
     private let options: ListenOptions
     private var acceptor: Acceptor?
@@ -42,13 +54,15 @@ public final class Listener {
     ///   - loop: the loop that accepts; the listener belongs to it.
     ///   - onAccept: called on the loop thread with each accepted connection, which is already reading.
     /// - Throws: ``IOError`` if the socket cannot be created, bound or put in listening state (the socket is closed).
+    ///   - tls: a server context: connections are handed on after their handshake.
     public init(
-        address: SocketAddress, options: ListenOptions = ListenOptions(), on loop: EventLoop,
+        address: SocketAddress, options: ListenOptions = ListenOptions(), tls: TLSContext? = nil, on loop: EventLoop,
         onAccept: @escaping (Connection) -> Void
     ) throws {
         loop.preconditionInEventLoop()
         self.loop = loop
         self.options = options
+        self.tls = tls
         self.onAccept = onAccept
         let (fd, unixFile) = try Socket.bound(
             to: address, type: Socket.stream, reuseAddress: options.reuseAddress, reusePort: options.reusePort,
@@ -79,7 +93,29 @@ public final class Listener {
     private func acceptOne() throws(IOError) -> Bool {
         guard let fd = try Posix.accept(fileDescriptor) else { return false }
         if options.noDelay && localAddress.family != .unix { Socket.disableNagle(fd) }
-        if let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true) { onAccept?(connection) }
+        guard let tls else {
+            if let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true) { onAccept?(connection) }
+            return true
+        }
+        guard let session = try? TLSSession(context: tls, fileDescriptor: fd) else {
+            Posix.close(fd)  // out of memory for this one connection
+            return true
+        }
+        // On failure the connection closes its descriptor itself.
+        guard let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true, tls: session) else {
+            return true
+        }
+        let peer = onHandshakeError != nil ? connection.remoteAddress : nil  // gone once a failure closed it
+        connection.whenHandshakeCompletes { [weak self] error in
+            if let error {
+                self?.failedHandshakes += 1
+                self?.onHandshakeError?(error, peer)
+                return
+            }
+            // Closed meanwhile: nobody would serve it.
+            guard let onAccept = self?.onAccept else { return connection.close() }
+            onAccept(connection)
+        }
         return true
     }
 

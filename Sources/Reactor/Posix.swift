@@ -35,6 +35,10 @@ enum Posix {
         }
     }
 
+    /// `errno` as the last failed call left it, for a C library that reports failures through it
+    /// (OpenSSL's `SSL_ERROR_SYSCALL`); read it at once after the call.
+    static var lastError: Int32 { errno }
+
     static func socket(domain: Int32, type: Int32, nonBlocking: Bool = true) throws(IOError) -> Int32 {
         let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
         return try syscall("socket", { Glibc.socket(domain, type | flags, 0) })
@@ -106,6 +110,13 @@ enum Posix {
     static func waitForInput(_ fd: Int32, timeout: Duration) throws(IOError) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let milliseconds = Int32(clamping: (timeout.nanoseconds + 999_999) / 1_000_000)
+        return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds) }) > 0
+    }
+
+    /// Waits up to `timeout` (`nil`: forever) for `fd` to be readable (or writable) (`poll`); true if it is.
+    static func wait(_ fd: Int32, writable: Bool, timeout: Duration?) throws(IOError) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
+        let milliseconds = timeout.map { Int32(clamping: ($0.nanoseconds + 999_999) / 1_000_000) } ?? -1
         return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds) }) > 0
     }
 

@@ -21,6 +21,10 @@ public final class Socket: @unchecked Sendable {
     public private(set) var fileDescriptor: Int32
     /// For a bound Unix socket: the file to remove on close.
     private var unixFile: UnixSocketFile?
+    /// TLS, once ``startTLS(_:serverName:)`` was called.
+    var tlsSession: TLSSession?
+    /// What the TLS handshake agreed on: `nil` until it completes, and always without TLS.
+    public internal(set) var tlsInfo: TLSInfo?
 
     /// Adopts a descriptor; the socket now owns it.
     public init(adopting fileDescriptor: Int32) {
@@ -59,6 +63,7 @@ public final class Socket: @unchecked Sendable {
     /// Closes the descriptor (and removes a Unix socket file this socket bound). Safe to call more than once.
     public func close() {
         guard fileDescriptor >= 0 else { return }
+        tlsSession = nil  // no close_notify here: shutdown(.write) sends it (a forked parent closes its copy unseen)
         Posix.close(fileDescriptor)
         fileDescriptor = -1
         unixFile?.remove()
@@ -70,6 +75,7 @@ public final class Socket: @unchecked Sendable {
         let fd = fileDescriptor
         fileDescriptor = -1
         unixFile = nil
+        tlsSession = nil
         return fd
     }
 
@@ -110,9 +116,20 @@ public final class Socket: @unchecked Sendable {
     /// - Returns: the connection and the peer's address, or `nil` when none is waiting.
     /// - Throws: the ``IOError`` of a failed accept; ``ReactorError/libevent(_:)`` if libevent is out of
     ///   memory for the connection's event (the accepted descriptor is then closed).
-    public func acceptConnection(on loop: EventLoop) throws -> (connection: Connection, address: SocketAddress?)? {
+    /// With `tls`, the connection starts its TLS handshake as a server (``Connection/whenHandshakeCompletes(_:)``).
+    public func acceptConnection(on loop: EventLoop, tls: TLSContext? = nil) throws -> (
+        connection: Connection, address: SocketAddress?
+    )? {
         guard let (fd, peer) = try Posix.acceptWithPeer(fileDescriptor, nonBlocking: true) else { return nil }
-        return (try Connection(adopting: fd, on: loop, nonBlocking: true), peer)
+        guard let tls else { return (try Connection(adopting: fd, on: loop, nonBlocking: true), peer) }
+        let session: TLSSession
+        do {
+            session = try TLSSession(context: tls, fileDescriptor: fd)
+        } catch {
+            Posix.close(fd)
+            throw error
+        }
+        return (try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session), peer)
     }
 
     /// Connects, blocking until connected.
@@ -123,6 +140,7 @@ public final class Socket: @unchecked Sendable {
     /// Receives up to `maxCount` bytes; empty at end of input.
     /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first, or an ``IOError``.
     public func receive(maxCount: Int) throws -> [UInt8] {
+        if let tlsSession { return try tlsReceive(tlsSession, maxCount: maxCount) }
         let fd = fileDescriptor
         return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
             guard let received = try Posix.receive(fd, buffer.baseAddress, maxCount) else {
@@ -135,7 +153,8 @@ public final class Socket: @unchecked Sendable {
     /// Receives up to `maxCount` bytes if some are waiting, without blocking even a blocking socket
     /// (`MSG_DONTWAIT`).
     /// - Returns: `nil` when nothing is waiting; empty at end of input.
-    public func receiveIfReady(maxCount: Int) throws(IOError) -> [UInt8]? {
+    public func receiveIfReady(maxCount: Int) throws -> [UInt8]? {
+        if let tlsSession { return try tlsReceiveIfReady(tlsSession, maxCount: maxCount) }
         let fd = fileDescriptor
         var received: Int?
         let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { (buffer, count) throws(IOError) in
@@ -160,6 +179,7 @@ public final class Socket: @unchecked Sendable {
     /// Sends all of `bytes`, looping over partial sends (Python's `sendall`).
     /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first, or an ``IOError`` (`EPIPE`, ...).
     public func sendAll(_ bytes: UnsafeRawBufferPointer) throws {
+        if let tlsSession { return try tlsSendAll(tlsSession, bytes) }
         var offset = 0
         while offset < bytes.count {
             guard let sent = try Posix.send(fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset) else {
@@ -176,6 +196,7 @@ public final class Socket: @unchecked Sendable {
     /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires during a send, or an ``IOError``.
     public func sendFile(_ file: Int32, offset: Int, count: Int) throws -> Int {
         precondition(offset >= 0 && count >= 0, "sendFile(_:offset:count:) needs a non-negative offset and count")
+        if tlsSession != nil { return try copyFile(file, offset: offset, count: count) }  // encrypted, so copied
         var position = offset
         var sent = 0
         while sent < count {
@@ -230,7 +251,9 @@ public final class Socket: @unchecked Sendable {
     }
 
     /// Shuts down one or both directions (`shutdown(2)`).
+    /// With TLS, shutting down the sending side sends `close_notify` first.
     public func shutdown(_ direction: Direction) throws(IOError) {
+        if direction != .read, let tlsSession { sendCloseNotify(tlsSession) }
         let how: Int32
         switch direction {
         case .read: how = Int32(SHUT_RD)

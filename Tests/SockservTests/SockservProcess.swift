@@ -107,30 +107,3 @@ final class SockservProcess {
         String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 }
-
-/// Runs a command from the machine (a real client) and returns its exit status and output, or `nil`
-/// when the command is not installed.
-func runClient(_ command: String, _ arguments: [String], input: String? = nil) throws -> (
-    status: Int32, output: String
-)? {
-    guard
-        let path = ["/usr/bin/", "/bin/", "/usr/local/bin/"].map({ $0 + command }).first(
-            where: FileManager.default.isExecutableFile)
-    else {
-        return nil
-    }
-    let process = Process()
-    let output = Pipe()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    process.standardOutput = output
-    process.standardError = output
-    let inputPipe = Pipe()
-    process.standardInput = inputPipe
-    try process.run()
-    if let input { inputPipe.fileHandleForWriting.write(Data(input.utf8)) }
-    try inputPipe.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}

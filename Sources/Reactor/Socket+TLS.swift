@@ -1,0 +1,124 @@
+import Glibc
+
+/// TLS on a blocking ``Socket``, for handlers on their own thread or in a forked child: the same
+/// `receive`, `sendAll` and `sendFile` calls read and write plaintext.
+///
+/// The descriptor becomes non-blocking and each call waits with `poll` for the direction OpenSSL asks
+/// for, so ``Socket/timeout`` bounds each wait of `receive` and the whole of `sendAll`, and the
+/// handshake is bounded as a whole by ``TLSConfiguration/handshakeTimeout``. `sendFile` reads the file
+/// and writes it through OpenSSL (64 KiB at a time), as `sendfile(2)` would bypass the encryption.
+extension Socket {
+    /// Starts TLS on this connected socket, as `context`'s role says. No byte moves yet: the handshake
+    /// runs in ``handshake()``, or in the first `receive` or `sendAll`.
+    /// - Parameter serverName: a client's: sent as SNI and checked against the server's certificate.
+    /// - Throws: ``TLSError/configuration(_:)`` if OpenSSL cannot set the connection up, or an ``IOError``
+    ///   if the descriptor cannot be made non-blocking.
+    public func startTLS(_ context: TLSContext, serverName: String? = nil) throws {
+        precondition(tlsSession == nil, "startTLS(_:serverName:) on a socket that has TLS already")
+        try Posix.setNonBlocking(fileDescriptor)
+        tlsSession = try TLSSession(context: context, fileDescriptor: fileDescriptor, serverName: serverName)
+    }
+
+    /// Whether ``startTLS(_:serverName:)`` was called.
+    public var usesTLS: Bool { tlsSession != nil || tlsInfo != nil }
+
+    /// Runs the TLS handshake to its end, blocking the calling thread for at most the context's handshake
+    /// timeout; returns at once without TLS or once the handshake has completed.
+    /// - Throws: ``TLSError/handshakeTimedOut``, ``TLSError/handshakeFailed(_:)`` with OpenSSL's reason,
+    ///   ``TLSError/closedDuringHandshake``, or the ``IOError`` of the socket (`ECONNRESET`).
+    public func handshake() throws {
+        guard let tlsSession, !tlsSession.isHandshakeComplete else { return }
+        let deadline = ContinuousClock.now + tlsSession.context.configuration.handshakeTimeout
+        let outcome: TLSSession.Outcome
+        do {
+            outcome = try blockingStep(deadline) { tlsSession.handshake() }
+        } catch ReactorError.timedOut {
+            throw TLSError.handshakeTimedOut
+        }
+        switch outcome {
+        case .failed(let error): throw error
+        case .closed: throw TLSError.closedDuringHandshake
+        default: tlsInfo = tlsSession.info()
+        }
+    }
+
+    /// Waits up to `timeout` (`nil`: forever) for input: true when some can be read without blocking (or
+    /// the peer closed). With TLS, bytes OpenSSL already holds count, though the socket may not be readable.
+    public func waitForInput(timeout: Duration?) throws -> Bool {
+        if let tlsSession, tlsSession.isHandshakeComplete, tlsSession.hasPendingInput { return true }
+        return try Posix.wait(fileDescriptor, writable: false, timeout: timeout)
+    }
+
+    // MARK: Through OpenSSL (called by receive, receiveIfReady, sendAll and shutdown)
+
+    func tlsReceive(_ tls: TLSSession, maxCount: Int) throws -> [UInt8] {
+        try handshake()
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
+            switch try blockingStep(deadline, { tls.read(into: buffer.baseAddress!, count: maxCount) }) {
+            case .done(let read): count = read
+            case .failed(let error): throw error
+            default: count = 0  // the end of input
+            }
+        }
+    }
+
+    func tlsReceiveIfReady(_ tls: TLSSession, maxCount: Int) throws -> [UInt8]? {
+        try handshake()
+        var ready = true
+        let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
+            count = 0
+            switch tls.read(into: buffer.baseAddress!, count: maxCount) {
+            case .done(let read): count = read
+            case .wantRead, .wantWrite: ready = false
+            case .closed: break
+            case .failed(let error): throw error
+            }
+        }
+        return ready ? bytes : nil
+    }
+
+    func tlsSendAll(_ tls: TLSSession, _ bytes: UnsafeRawBufferPointer) throws {
+        try handshake()
+        // One deadline for the whole buffer: a slow reader cannot stretch it record by record.
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var offset = 0
+        while offset < bytes.count {
+            let outcome = try blockingStep(deadline) {
+                tls.write(bytes.baseAddress! + offset, count: bytes.count - offset)
+            }
+            switch outcome {
+            case .done(let sent): offset += sent
+            case .failed(let error): throw error
+            default: throw IOError(errnoCode: EPIPE, operation: "TLS send")  // the peer's close_notify came first
+            }
+        }
+    }
+
+    /// Sends `close_notify`, waiting for the socket to drain for up to ``timeout`` (2 s without one);
+    /// a peer that is gone or does not read is not waited for further.
+    func sendCloseNotify(_ tls: TLSSession) {
+        _ = try? blockingStep(ContinuousClock.now + (timeout ?? .seconds(2))) { tls.shutdown() }
+    }
+
+    /// Repeats `step` while OpenSSL asks to wait, waiting for the direction it names until `deadline`.
+    /// - Throws: ``ReactorError/timedOut`` at the deadline, or the ``IOError`` of `poll`.
+    private func blockingStep(_ deadline: ContinuousClock.Instant?, _ step: () -> TLSSession.Outcome) throws
+        -> TLSSession.Outcome
+    {
+        while true {
+            let outcome = step()
+            let writable: Bool
+            switch outcome {
+            case .wantRead: writable = false
+            case .wantWrite: writable = true
+            default: return outcome
+            }
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if let remaining, remaining <= .zero { throw ReactorError.timedOut }
+            guard try Posix.wait(fileDescriptor, writable: writable, timeout: remaining) else {
+                throw ReactorError.timedOut
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+internal import COpenSSL
+import Glibc
+
+/// One connection's TLS state (`SSL *`) over a socket descriptor: each step (handshake, read, write,
+/// close_notify) is one non-blocking OpenSSL call whose outcome says what to wait for. ``Connection``
+/// drives it from the loop's readiness, a blocking ``Socket`` from `poll`.
+///
+/// OpenSSL reads and writes the descriptor itself (a socket BIO, as nginx and libevent's
+/// `bufferevent_openssl` do): ciphertext never passes through a buffer of ours, so TLS adds no copy.
+///
+/// Used by one thread at a time. Ownership: owns its `SSL *` (freed in `deinit`), never the descriptor;
+/// keeps its ``TLSContext`` alive.
+final class TLSSession {
+    /// What a step did.
+    enum Outcome {
+        /// Done: bytes read or written (0 for a handshake or close_notify).
+        case done(Int)
+        /// Call again once the socket is readable.
+        case wantRead
+        /// Call again once the socket is writable.
+        case wantWrite
+        /// The peer closed: `close_notify`, or its TCP end without one (see ``TLSContext``).
+        case closed
+        /// A ``TLSError``, or an ``IOError`` from the socket (`ECONNRESET`).
+        case failed(any Error)
+    }
+
+    let context: TLSContext
+    private let ssl: OpaquePointer
+    /// Whether the handshake has completed.
+    private(set) var isHandshakeComplete = false
+
+    /// Starts TLS on a connected socket, as the context's role says; no byte is exchanged yet.
+    /// - Parameter serverName: a client's: the name sent as SNI (unless it is an IP address) and checked
+    ///   against the server's certificate when the context verifies peers.
+    /// - Throws: ``TLSError/configuration(_:)`` if OpenSSL cannot allocate the connection.
+    init(context: TLSContext, fileDescriptor: Int32, serverName: String? = nil) throws(TLSError) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.defaultContext) else {
+            throw .configuration("SSL_new: \(TLSContext.errorReason())")
+        }
+        self.ssl = ssl
+        self.context = context
+        guard SSL_set_fd(ssl, fileDescriptor) == 1 else {
+            throw .configuration("SSL_set_fd: \(TLSContext.errorReason())")
+        }
+        switch context.role {
+        case .server:
+            SSL_set_accept_state(ssl)
+        case .client:
+            SSL_set_connect_state(ssl)
+            if let serverName { try expect(serverName) }
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)
+    }
+
+    /// A client's SNI and the name its peer's certificate must carry.
+    private func expect(_ serverName: String) throws(TLSError) {
+        let isAddress =
+            (try? SocketAddress(ipv4: serverName, port: 0)) != nil
+            || (try? SocketAddress(ipv6: serverName, port: 0)) != nil
+        if !isAddress { _ = copenssl_set_tlsext_host_name(ssl, serverName) }
+        guard context.configuration.verifiesPeer else { return }
+        let checked =
+            isAddress
+            ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) : SSL_set1_host(ssl, serverName)
+        guard checked == 1 else { throw .configuration("server name \(serverName): \(TLSContext.errorReason())") }
+    }
+
+    // MARK: Steps
+
+    /// Advances the handshake.
+    func handshake() -> Outcome {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            isHandshakeComplete = true
+            return .done(0)
+        }
+        return outcome(of: result, systemError: Posix.lastError)
+    }
+
+    /// Decrypts up to `count` bytes into `buffer` (running the handshake first if it has not completed).
+    @inline(__always)
+    func read(into buffer: UnsafeMutableRawPointer, count: Int) -> Outcome {
+        ERR_clear_error()
+        let result = SSL_read(ssl, buffer, Int32(clamping: count))
+        if result > 0 { return .done(Int(result)) }
+        return outcome(of: result, systemError: Posix.lastError)
+    }
+
+    /// Encrypts and sends up to `count` bytes (a record or more: partial writes are on). After
+    /// ``Outcome/wantWrite`` the next call must start with the same bytes (they may have moved).
+    @inline(__always)
+    func write(_ bytes: UnsafeRawPointer, count: Int) -> Outcome {
+        ERR_clear_error()
+        let result = SSL_write(ssl, bytes, Int32(clamping: count))
+        if result > 0 { return .done(Int(result)) }
+        return outcome(of: result, systemError: Posix.lastError)
+    }
+
+    /// Sends `close_notify` (without waiting for the peer's).
+    func shutdown() -> Outcome {
+        guard isHandshakeComplete else { return .done(0) }  // nothing to close before the handshake
+        ERR_clear_error()
+        let result = SSL_shutdown(ssl)
+        if result >= 0 { return .done(0) }
+        return outcome(of: result, systemError: Posix.lastError)
+    }
+
+    /// Whether decrypted bytes, or received bytes not yet decrypted, wait inside OpenSSL: the socket
+    /// may not be readable, yet a read would return something.
+    var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
+
+    /// Reads OpenSSL's verdict on a failed call: what to wait for, or why it failed.
+    private func outcome(of result: Int32, systemError: Int32) -> Outcome {
+        let code = SSL_get_error(ssl, result)
+        switch code {
+        case SSL_ERROR_WANT_READ:
+            return .wantRead
+        case SSL_ERROR_WANT_WRITE:
+            return .wantWrite
+        case SSL_ERROR_ZERO_RETURN:
+            return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
+        case SSL_ERROR_SYSCALL where ERR_peek_error() == 0:
+            if systemError != 0 && systemError != EAGAIN {
+                return .failed(
+                    IOError(errnoCode: systemError, operation: isHandshakeComplete ? "TLS" : "TLS handshake"))
+            }
+            return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
+        default:
+            var reason = TLSContext.errorReason()
+            let verification = SSL_get_verify_result(ssl)
+            if verification != X509_V_OK {
+                reason += ": \(String(cString: X509_verify_cert_error_string(verification)))"
+            }
+            return .failed(isHandshakeComplete ? TLSError.protocolError(reason) : TLSError.handshakeFailed(reason))
+        }
+    }
+
+    // MARK: What was agreed
+
+    /// The handshake's result; call once it has completed.
+    func info() -> TLSInfo {
+        var alpn: UnsafePointer<UInt8>?
+        var alpnLength: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &alpn, &alpnLength)
+        let applicationProtocol = alpn.map {
+            String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self)
+        }
+        return TLSInfo(
+            version: String(cString: SSL_get_version(ssl)),
+            cipher: copenssl_current_cipher_name(ssl).map { String(cString: $0) } ?? "",
+            applicationProtocol: applicationProtocol,
+            serverName: SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) },
+            peerSubject: peerSubject(),
+            resumed: SSL_session_reused(ssl) == 1)
+    }
+
+    /// The peer certificate's subject in RFC 2253 form.
+    private func peerSubject() -> String? {
+        guard let certificate = SSL_get0_peer_certificate(ssl), let name = X509_get_subject_name(certificate),
+            let bio = BIO_new(BIO_s_mem())
+        else { return nil }
+        defer { BIO_free(bio) }
+        guard copenssl_print_name_rfc2253(bio, name) >= 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
+        let count = BIO_read(bio, &bytes, Int32(bytes.count))
+        return String(decoding: bytes.prefix(max(0, Int(count))), as: UTF8.self)
+    }
+}

@@ -1,0 +1,439 @@
+import Foundation
+import Glibc
+import Reactor
+import TestSupport
+import Testing
+
+/// TLS on the loop: both faces, both ends, the handshake's options, and its failures. Certificates come
+/// from ``TestCertificates`` (made with the `openssl` command).
+@Suite struct TLSTests {
+    /// Connects with `client`, sends lines (one split across writes) and reads each back.
+    private func exchange(
+        with address: SocketAddress, on loop: EventLoop, client: TLSContext, serverName: String? = nil
+    ) async throws -> Connection {
+        let connection = try await Connection.connect(
+            to: address, on: loop, timeout: .seconds(5), tls: client, serverName: serverName)
+        #expect(connection.isHandshakeComplete)
+        try await connection.write("hello\n")
+        #expect(try await connection.readLine() == Array("hello"))
+        try await connection.write("wor")
+        try await connection.write("ld\n")
+        #expect(try await connection.readLine() == Array("world"))
+        return connection
+    }
+
+    @Test(arguments: Family.allCases, Face.allCases)
+    func echoesOverTLS(family: Family, face: Face) throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        var serverInfo: TLSInfo?
+        try runLoop { loop in
+            let listener = try Listener(address: try family.listenAddress(), tls: server, on: loop) { connection in
+                serverInfo = connection.tlsInfo
+                serveEcho(connection, face: face)
+            }
+            loop.test {
+                // A Unix path has no name to check: verify against localhost's certificate by name.
+                let connection = try await exchange(
+                    with: listener.localAddress, on: loop, client: client,
+                    serverName: family == .unix ? "localhost" : nil)
+                #expect(connection.tlsInfo?.version == "TLSv1.3")
+                #expect(connection.tlsInfo?.peerSubject == "CN=localhost")
+                connection.shutdownOutput()
+                #expect(try await connection.readLine() == nil, "the server closes after end of input")
+                connection.close()
+                listener.close()
+            }
+        }
+        #expect(serverInfo?.version == "TLSv1.3")
+        #expect(serverInfo?.peerSubject == nil, "no client certificate was asked for")
+    }
+
+    /// `openssl s_client` limited to TLS 1.2 is served by default, and refused by a TLS 1.3 minimum.
+    @Test func tls12IsAcceptedAndTheMinimumCanBeRaised() throws {
+        let lenient = try TestCertificates.serverContext()
+        let strict = try TestCertificates.serverContext { $0.minimumVersion = .tls13 }
+        let outputs = Outputs()
+        var listeners: [Listener] = []
+        try runLoop { loop in
+            listeners = try [lenient, strict].map { context in
+                try Listener(address: try Family.ipv4.listenAddress(), tls: context, on: loop) {
+                    serveEcho($0, face: .callback)
+                }
+            }
+            let ports = listeners.map { $0.localAddress.port! }
+            Thread.detachNewThread {
+                for port in ports {
+                    outputs.append(
+                        (try? runClient(
+                            "openssl",
+                            [
+                                "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-CAfile",
+                                TestCertificates.caFile, "-verify_return_error", "-brief",
+                            ], input: ""))?.output ?? "openssl is missing")
+                }
+                loop.stop()
+            }
+        }
+        for listener in listeners { listener.close() }
+        let results = outputs.values
+        #expect(results.count == 2)
+        #expect(results.first?.contains("Protocol version: TLSv1.2") == true, "\(results)")
+        #expect(results.last?.contains("Protocol version") == false, "refused by a TLS 1.3 minimum: \(results)")
+        #expect(results.last?.contains("alert protocol version") == true, "\(results)")
+    }
+
+    @Test func serverNameMismatchFailsWithOpenSSLsReason() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        var serverErrors: [String] = []
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) { _ in
+                Issue.record("a failed handshake reached onAccept")
+            }
+            listener.onHandshakeError = { error, peer in
+                serverErrors.append("\(error)")
+                #expect(peer?.host == "127.0.0.1")
+            }
+            loop.test {
+                do {
+                    _ = try await Connection.connect(
+                        to: listener.localAddress, on: loop, tls: client, serverName: "wrong.example")
+                    Issue.record("the handshake should fail")
+                } catch let error as TLSError {
+                    #expect("\(error)".contains("certificate verify failed"))
+                    #expect("\(error)".contains("hostname mismatch"))
+                }
+                #expect(await eventuallyAsync { listener.failedHandshakes == 1 })
+                listener.close()
+            }
+        }
+        #expect(serverErrors.count == 1)
+        #expect(serverErrors.first?.contains("TLS handshake failed") == true)
+    }
+
+    @Test func sniChoosesTheCertificateAndALPNTheProtocol() throws {
+        let server = try TLSContext(
+            server: TLSConfiguration(
+                certificates: [TestCertificates.server, TestCertificates.other],
+                applicationProtocols: ["h2", "http/1.1"]))
+        let client = try TestCertificates.clientContext { $0.applicationProtocols = ["http/1.1", "h2"] }
+        let plainClient = try TestCertificates.clientContext { $0.applicationProtocols = ["imap"] }
+        var serverNames: [String?] = []
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                serverNames.append($0.tlsInfo?.serverName)
+                serveEcho($0, face: .callback)
+            }
+            loop.test {
+                let other = try await exchange(
+                    with: listener.localAddress, on: loop, client: client, serverName: "other.test")
+                #expect(other.tlsInfo?.peerSubject == "CN=other.test")
+                #expect(other.tlsInfo?.applicationProtocol == "h2", "the server's preference")
+                other.close()
+                let local = try await exchange(
+                    with: listener.localAddress, on: loop, client: plainClient, serverName: "localhost")
+                #expect(local.tlsInfo?.peerSubject == "CN=localhost")
+                #expect(local.tlsInfo?.applicationProtocol == nil, "no protocol in common: no ALPN")
+                local.close()
+                listener.close()
+            }
+        }
+        #expect(serverNames == ["other.test", "localhost"])
+    }
+
+    @Test func mutualTLSAcceptsOnlyTheRightCA() throws {
+        let server = try TestCertificates.serverContext {
+            $0.clientAuthentication = .required(caFile: TestCertificates.caFile)
+        }
+        let anonymous = try TestCertificates.clientContext()
+        let alice = try TestCertificates.clientContext { $0.certificates = [TestCertificates.alice] }
+        let mallory = try TestCertificates.clientContext { $0.certificates = [TestCertificates.mallory] }
+        var subjects: [String?] = []
+        var refusals: [String] = []
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                subjects.append($0.tlsInfo?.peerSubject)
+                serveEcho($0, face: .callback)
+            }
+            listener.onHandshakeError = { error, _ in refusals.append("\(error)") }
+            loop.test {
+                let accepted = try await exchange(with: listener.localAddress, on: loop, client: alice)
+                accepted.close()
+                for refused in [anonymous, mallory] {
+                    // TLS 1.3: the client's handshake ends before the server has judged its certificate; the
+                    // refusal arrives as an alert on the first read.
+                    do {
+                        let connection = try await Connection.connect(to: listener.localAddress, on: loop, tls: refused)
+                        try await connection.write("hello\n")
+                        _ = try await connection.readLine()
+                        Issue.record("a client the CA does not vouch for was served")
+                    } catch {
+                        #expect(error is TLSError, "\(error)")
+                    }
+                }
+                #expect(await eventuallyAsync { refusals.count == 2 })
+                listener.close()
+            }
+        }
+        #expect(subjects == ["CN=alice,O=Example"])
+        #expect(refusals.count == 2)
+        #expect(refusals.first?.contains("peer did not return a certificate") == true, "\(refusals)")
+        #expect(refusals.last?.contains("unable to get local issuer certificate") == true, "\(refusals)")
+    }
+
+    @Test func plaintextToTheTLSPortEndsOnlyThatConnection() throws {
+        let server = try TestCertificates.serverContext()
+        var refusals: [String] = []
+        let address = SharedAddress()
+        let result = ResultBox()
+        Thread.detachNewThread {
+            let port = address.wait()
+            defer { result.done.signal() }
+            guard let client = try? connectedClient(port, timeout: .seconds(5)) else { return }
+            try? client.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            result.bytes = readToEnd(client)
+        }
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) { _ in }
+            listener.onHandshakeError = { error, _ in
+                refusals.append("\(error)")
+                loop.stop()
+            }
+            address.set(listener.localAddress)
+        }
+        result.done.wait()
+        #expect(refusals.count == 1)
+        #expect(refusals.first?.contains("http request") == true, "\(refusals)")
+        #expect(result.bytes.count < 16, "at most an alert came back: \(result.bytes)")
+    }
+
+    @Test func silentClientIsClosedByTheHandshakeTimeoutWhileOthersAreServed() throws {
+        let server = try TestCertificates.serverContext { $0.handshakeTimeout = .milliseconds(300) }
+        let client = try TestCertificates.clientContext()
+        var refusals: [TLSError] = []
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                serveEcho($0, face: .callback)
+            }
+            listener.onHandshakeError = { error, _ in refusals.append(error as! TLSError) }
+            loop.test {
+                // Half a ClientHello, then silence.
+                let silent = try await Connection.connect(to: listener.localAddress, on: loop)
+                try await silent.write([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+                let started = ContinuousClock.now
+                let served = try await exchange(with: listener.localAddress, on: loop, client: client)
+                served.close()
+                #expect(try await silent.read(upTo: 100).isEmpty, "closed by the server")
+                #expect(ContinuousClock.now - started < .seconds(5))
+                silent.close()
+                listener.close()
+            }
+        }
+        #expect(refusals == [.handshakeTimedOut])
+    }
+
+    @Test(arguments: Face.allCases)
+    func bulkTransferKeepsEveryByteThroughBackpressure(face: Face) throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let size = scaled(8 << 20)
+        let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
+        try runLoop(timeout: .seconds(60)) { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                serveEcho($0, face: face)
+            }
+            loop.test {
+                let connection = try await Connection.connect(to: listener.localAddress, on: loop, tls: client)
+                var received: [UInt8] = []
+                received.reserveCapacity(size)
+                // Write in a task of its own while this one reads, so both directions fill up.
+                loop.spawn {
+                    var offset = 0
+                    while offset < size {
+                        let end = min(size, offset + 100_000)
+                        try? await connection.write(payload[offset..<end])
+                        offset = end
+                    }
+                    connection.shutdownOutput()
+                }
+                while true {
+                    let chunk = try await connection.read(upTo: 1 << 20)
+                    if chunk.isEmpty { break }
+                    received += chunk
+                }
+                #expect(received.count == size)
+                #expect(received == payload)
+                #expect(connection.bytesReceived == size)
+                connection.close()
+                listener.close()
+            }
+        }
+    }
+
+    @Test func gracefulCloseDeliversWhatWasWrittenThenCloseNotify() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let big = [UInt8](repeating: 0x61, count: 1 << 20)
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                $0.write(big)
+                $0.write("bye\n")
+                $0.close()
+            }
+            loop.test {
+                let connection = try await Connection.connect(to: listener.localAddress, on: loop, tls: client)
+                var received: [UInt8] = []
+                while true {
+                    let chunk = try await connection.read(upTo: 1 << 20)
+                    if chunk.isEmpty { break }
+                    received += chunk
+                }
+                #expect(received == big + Array("bye\n".utf8))
+                #expect(connection.inputClosed)
+                connection.close()
+                listener.close()
+            }
+        }
+    }
+
+    @Test func reloadServesNewConnectionsWithTheNewContextAndKeepsOldOnes() throws {
+        let first = try TestCertificates.serverContext()
+        let second = try TLSContext(server: TLSConfiguration(certificates: [TestCertificates.other]))
+        let client = try TestCertificates.clientContext()
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: first, on: loop) {
+                serveEcho($0, face: .callback)
+            }
+            loop.test {
+                let old = try await exchange(with: listener.localAddress, on: loop, client: client)
+                listener.tls = second
+                let new = try await exchange(
+                    with: listener.localAddress, on: loop, client: client, serverName: "other.test")
+                #expect(new.tlsInfo?.peerSubject == "CN=other.test")
+                try await old.write("still here\n")
+                #expect(try await old.readLine() == Array("still here"))
+                old.close()
+                new.close()
+                listener.close()
+            }
+        }
+    }
+
+    @Test func badFilesAreConfigurationErrorsNamingTheFile() throws {
+        let missing = "/nonexistent/cert.pem"
+        #expect {
+            try TLSContext(server: .server(certificateChain: missing, privateKey: TestCertificates.server.privateKey))
+        } throws: { error in
+            guard case TLSError.configuration(let reason) = error else { return false }
+            return reason.contains(missing)
+        }
+        #expect {
+            try TLSContext(
+                server: .server(
+                    certificateChain: TestCertificates.server.chain, privateKey: TestCertificates.other.privateKey))
+        } throws: { error in
+            guard case TLSError.configuration(let reason) = error else { return false }
+            return reason.contains("mismatch")
+        }
+        #expect(throws: TLSError.self) { try TLSContext(server: TLSConfiguration()) }
+        #expect(throws: TLSError.self) {
+            try TLSContext(client: .client(trustRoots: .file(TestCertificates.server.privateKey)))
+        }
+    }
+
+    @Test func blockingSocketsSpeakTLSToTheLoop() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let address = SharedAddress()
+        let result = ResultBox()
+        Thread.detachNewThread {
+            defer { result.done.signal() }
+            do {
+                let socket = try connectedClient(address.wait(), timeout: .seconds(5))
+                try socket.startTLS(client, serverName: "localhost")
+                try socket.handshake()
+                result.info = socket.tlsInfo
+                let message = [UInt8](repeating: 0x62, count: 300_000) + Array("\n".utf8)
+                try socket.sendAll(message)
+                var echoed: [UInt8] = []
+                while echoed.count < message.count {
+                    let chunk = try socket.receive(maxCount: 64 * 1024)
+                    if chunk.isEmpty { break }
+                    echoed += chunk
+                }
+                result.matched = echoed == message
+                try socket.shutdown(.write)
+                result.ended = try socket.receive(maxCount: 10).isEmpty
+                socket.close()
+            } catch {
+                result.error = "\(error)"
+            }
+        }
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                $0.delegate = EchoDelegate()
+            }
+            address.set(listener.localAddress)
+            let waiter = try loop.scheduleRepeating(every: .milliseconds(10)) { _ in
+                if result.finished { loop.stop() }
+            }
+            _ = waiter
+        }
+        result.done.wait()
+        #expect(result.error == nil)
+        #expect(result.info?.peerSubject == "CN=localhost")
+        #expect(result.matched)
+        #expect(result.ended)
+    }
+}
+
+/// An address handed from the loop's thread to a client thread.
+final class SharedAddress: @unchecked Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    private var address: SocketAddress?
+
+    func set(_ address: SocketAddress) {
+        self.address = address
+        ready.signal()
+    }
+
+    func wait() -> SocketAddress {
+        ready.wait()
+        return address!
+    }
+}
+
+/// Lines collected on one thread and read on another.
+final class Outputs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func append(_ item: String) { lock.withLock { items.append(item) } }
+    var values: [String] { lock.withLock { items } }
+}
+
+/// What a client thread saw.
+final class ResultBox: @unchecked Sendable {
+    let done = DispatchSemaphore(value: 0)
+    var info: TLSInfo?
+    var matched = false
+    var ended = false
+    var bytes: [UInt8] = []
+    var error: String?
+
+    /// Whether the thread has finished (without consuming its signal).
+    var finished: Bool {
+        guard done.wait(timeout: .now()) == .success else { return false }
+        done.signal()
+        return true
+    }
+}
+
+/// Checks `condition` every 5 ms for up to 5 s from a task on a loop, letting the loop run meanwhile.
+func eventuallyAsync(_ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(5)
+    while !condition() && ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
+}
