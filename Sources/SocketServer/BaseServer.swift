@@ -318,12 +318,14 @@ open class BaseServer: @unchecked Sendable {
         try mixIn.processRequest(request, clientAddress: clientAddress, server: self)
     }
 
-    /// Instantiates the handler class: a blocking handler runs its setup, handle and finish here; a
-    /// callback handler (reactor mode) becomes the connection's delegate and starts, and the request goes
-    /// on on the loop until the connection closes. May be overridden.
+    /// Instantiates the handler class: a blocking handler runs its setup, handle and finish here (after
+    /// the TLS handshake of a TLS connection, bounded by its handshake timeout); a callback handler
+    /// (reactor mode) becomes the connection's delegate and starts, and the request goes on on the loop
+    /// until the connection closes. May be overridden.
     open func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
         switch (requestHandler, request) {
         case (.blocking(let handlerType), _):
+            if case .stream(let socket) = request { try socket.handshake() }
             try handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
         case (.callback(let handlerType), .connection(let connection)):
             let handler = handlerType.init(connection: connection, clientAddress: clientAddress, server: self)

@@ -19,12 +19,41 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// one; a blocking socket from an overriding `getRequest` is adopted first): a callback handler starts at
     /// once and its request finishes when the connection closes; an async handler runs in a task, after
     /// which the request is shut down.
+    ///
+    /// A TLS connection's handler starts once its handshake has completed on the loop; a failed handshake
+    /// goes to `handleError` and ends the request.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         var request = request
         do {
             if case .stream(let socket) = request {
-                request = .connection(try Connection(adopting: socket.detach(), on: server.loop))
+                request = .connection(try Connection(adopting: socket, on: server.loop))
             }
+        } catch {
+            requestFinished(server.metrics)
+            throw error
+        }
+        guard case .connection(let connection) = request, !connection.isHandshakeComplete else {
+            return try serve(request, clientAddress: clientAddress, server: server)
+        }
+        connection.whenHandshakeCompletes { [self] error in
+            guard let error else {
+                do {
+                    try serve(request, clientAddress: clientAddress, server: server)
+                } catch {
+                    server.reportHandlerError(request, clientAddress: clientAddress, error: error)
+                    server.shutdownRequest(request)
+                }
+                return
+            }
+            server.reportHandlerError(request, clientAddress: clientAddress, error: error)
+            server.shutdownRequest(request)
+            requestFinished(server.metrics)
+        }
+    }
+
+    /// Runs the handler of a connection ready to serve (its TLS handshake done).
+    private func serve(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        do {
             if case .callback = server.requestHandler {
                 try server.finishRequest(request, clientAddress: clientAddress)
                 return  // CallbackRequestHandler ends the request when its connection closes

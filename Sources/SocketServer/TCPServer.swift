@@ -1,5 +1,6 @@
 import Glibc
 import Reactor
+import Synchronization
 
 /// A stream server over TCP (IPv4 or IPv6, from the address): Python's `TCPServer`.
 ///
@@ -8,6 +9,15 @@ import Reactor
 /// Class attributes (override as `class var`): `requestQueueSize` (5), `allowReuseAddress` (false),
 /// `allowReusePort` (false), `unixSocketPermissions` (`0o600`), ``addressFamilies``, ``socketKind``; each is copied to an instance
 /// property of the same name that may be changed before binding.
+///
+/// With ``tls`` set, every mode serves TLS (Python leaves it to an override of `get_request` that wraps the
+/// accepted socket). The handshake never runs in the accept loop, where one slow client would stall
+/// `serve_forever` (Python's classic pitfall with `wrap_socket` in `get_request`): in threading and forking
+/// modes it runs in the request's thread or child, in sequential mode in `finishRequest` on the serving
+/// thread (which serves one client at a time anyway), in reactor mode on the loop, next to every other
+/// connection. The handler starts once the handshake has completed, `rfile` and `wfile` read and write
+/// plaintext, and a failed or timed-out handshake goes to ``handleError(_:clientAddress:error:)`` as a
+/// `TLSError` with OpenSSL's reason.
 open class TCPServer: BaseServer, @unchecked Sendable {
     /// The families this server accepts.
     open class var addressFamilies: [SocketAddress.Family] { [.ipv4, .ipv6] }
@@ -35,6 +45,17 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     public var unixSocketPermissions: mode_t = 0o600
     /// The family of ``BaseServer/serverAddress``.
     public var addressFamily: SocketAddress.Family { serverAddress.family }
+    /// TLS for the connections accepted from now on (stream servers only); `nil` serves plain bytes.
+    /// Thread-safe: replace it at any time to reload certificates; connections already open keep theirs.
+    public var tls: TLSContext? {
+        get { tlsContext.withLock { $0 } }
+        set {
+            precondition(newValue == nil || Self.socketKind == .stream, "\(Self.self): TLS needs a stream server")
+            precondition(newValue?.role != .client, "\(Self.self): a server needs a server TLSContext")
+            tlsContext.withLock { $0 = newValue }
+        }
+    }
+    private let tlsContext = Mutex<TLSContext?>(nil)
     /// How long ``shutdownRequest(_:)`` may wait for a blocking connection's replies to be delivered
     /// when its client sent input that was never read. Default 2 s; zero closes at once.
     public var lingerTimeout: Duration = .seconds(2)
@@ -104,13 +125,22 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
-    /// for the reactor.
+    /// for the reactor. With ``tls``, TLS is started on it; its handshake runs later (see the class).
     open override func getRequest() throws -> (Request, SocketAddress)? {
+        let tls = self.tls
         if mixIn.handlesAsync {
-            guard let (connection, address) = try socket.acceptConnection(on: loop) else { return nil }
+            guard let (connection, address) = try socket.acceptConnection(on: loop, tls: tls) else { return nil }
             return (.connection(connection), address ?? .unnamedUnix)
         }
         guard let (connection, address) = try socket.accept(nonBlocking: false) else { return nil }
+        if let tls {
+            do {
+                try connection.startTLS(tls)
+            } catch {
+                connection.close()
+                throw error  // a TLSError (out of memory): logged, and the next client is accepted
+            }
+        }
         return (.stream(connection), address ?? .unnamedUnix)
     }
 
