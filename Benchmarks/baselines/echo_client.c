@@ -1,5 +1,5 @@
 // Closed-loop echo load generator: one thread, epoll, non-blocking sockets.
-// Usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] [--connect-per-request] [--idle]
+// Usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] [--connect-per-request] [--idle] [--tls]
 //   default                CONNECTIONS persistent connections (all connected first); each sends N requests of BYTES
 //                          (BYTES-1 'x' then '\n') back to back, waits for N*BYTES bytes back, repeats for SECONDS.
 //                          A request's latency runs from sending its batch to the end of its own reply.
@@ -7,6 +7,9 @@
 //                          repeat; the latency includes the connect.
 //   --idle                 open CONNECTIONS connections, print "connected K", hold them without sending until SECONDS
 //                          have passed or stdin reaches EOF, close them, exit 0.
+//   --tls                  speak TLS (OpenSSL, non-blocking): a connection counts as connected once its handshake
+//                          is done; each handshake is a full one (no session is reused) and the server's
+//                          certificate is not verified (the load measures the server, not the client's checks).
 // Otherwise prints one JSON line at the end:
 //   {"requests": R, "seconds": S, "requests_per_second": X, "p50_us": A, "p99_us": B, "p999_us": C, "errors": E,
 //    "connected": K}
@@ -26,12 +29,13 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 
 #define LAT_CAP 50000000L  // latencies kept for percentiles (float us, 200 MB of address space, touched as used)
 #define CONNECT_LIMIT 4.0  // seconds allowed for the initial connects of the persistent mode
 
-enum { DEAD, CONNECTING, ACTIVE };
-struct conn { int fd, state; unsigned events; size_t sent, got; double t0; };
+enum { DEAD, CONNECTING, HANDSHAKING, ACTIVE };
+struct conn { int fd, state; unsigned events; size_t sent, got; double t0; SSL *ssl; };
 
 static struct sockaddr_in addr;
 static int ep, nconn, per_request, idle;
@@ -41,6 +45,7 @@ static struct conn *c;
 static float *lat; static long lat_cap = LAT_CAP, nlat;
 static long requests, errors, connected;
 static double end;  // end of the measured run
+static SSL_CTX *tls;  // with --tls
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 
@@ -53,8 +58,13 @@ static void interest(struct conn *x, int i, unsigned events) {
 static void open_conn(int i);
 
 // A connection failed (refused, reset, EOF, too many bytes): count it; a virtual client starts over.
+static void drop(int i) {
+  if (c[i].ssl) { SSL_free(c[i].ssl); c[i].ssl = NULL; }
+  close(c[i].fd); c[i].state = DEAD;
+}
+
 static void fail(int i) {
-  errors++; close(c[i].fd); c[i].state = DEAD;
+  errors++; drop(i);
   if (per_request && now() < end) open_conn(i);
 }
 
@@ -75,6 +85,13 @@ static void open_conn(int i) {
 static void do_write(int i) {
   struct conn *x = &c[i];
   while (x->sent < batch) {
+    if (x->ssl) {
+      int w = SSL_write(x->ssl, req + x->sent, (int)(batch - x->sent));
+      if (w > 0) { x->sent += (size_t)w; continue; }
+      int e = SSL_get_error(x->ssl, w);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+      fail(i); return;
+    }
     ssize_t w = send(x->fd, req + x->sent, batch - x->sent, MSG_NOSIGNAL);
     if (w > 0) x->sent += (size_t)w;
     else if (w < 0 && errno == EINTR) continue;
@@ -88,10 +105,28 @@ static void send_batch(int i) { c[i].sent = c[i].got = 0; c[i].t0 = now(); do_wr
 
 static void record(double us) { if (nlat < lat_cap) lat[nlat++] = (float)us; requests++; }
 
+// Bytes of replies arrived: record each request whose reply completed, then send again (or reconnect).
+static void got_bytes(int i, ssize_t r);
+
 static void do_read(int i) {
   struct conn *x = &c[i];
+  if (x->ssl) {  // OpenSSL may hold more than one record: read until it wants the socket again
+    while (x->state == ACTIVE && x->ssl) {
+      int r = SSL_read(x->ssl, rbuf, sizeof rbuf);
+      if (r > 0) { got_bytes(i, r); continue; }
+      int e = SSL_get_error(x->ssl, r);
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) fail(i);
+      return;
+    }
+    return;
+  }
   ssize_t r = read(x->fd, rbuf, sizeof rbuf);
   if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  got_bytes(i, r);
+}
+
+static void got_bytes(int i, ssize_t r) {
+  struct conn *x = &c[i];
   if (r <= 0 || x->got + (size_t)r > x->sent) { fail(i); return; }  // EOF, error, or more bytes than were sent
   double t = now(), us = (t - x->t0) * 1e6;
   size_t done = x->got / payload;
@@ -99,17 +134,40 @@ static void do_read(int i) {
   for (size_t k = x->got / payload; done < k; done++) record(us);  // every request whose reply just completed
   if (x->got < batch) return;
   if (per_request) {  // reply complete: close and start the next request with a fresh connection
-    close(x->fd); x->state = DEAD;
+    if (x->ssl) SSL_shutdown(x->ssl);  // close_notify, as a real client sends
+    drop(i);
     if (t < end) open_conn(i);
   } else if (t < end) {
     send_batch(i);
   }
 }
 
+static void connected_now(int i);
+
+// Advances a TLS handshake; once done the connection is connected.
+static void do_handshake(int i) {
+  struct conn *x = &c[i];
+  int r = SSL_do_handshake(x->ssl);
+  if (r == 1) { connected_now(i); return; }
+  int e = SSL_get_error(x->ssl, r);
+  if (e == SSL_ERROR_WANT_READ) interest(x, i, EPOLLIN);
+  else if (e == SSL_ERROR_WANT_WRITE) interest(x, i, EPOLLOUT);
+  else fail(i);
+}
+
 static void finish_connect(int i) {
   struct conn *x = &c[i];
   int err = 0; socklen_t len = sizeof err;
   if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) { fail(i); return; }
+  if (tls) {
+    x->ssl = SSL_new(tls); SSL_set_fd(x->ssl, x->fd); SSL_set_connect_state(x->ssl);
+    x->state = HANDSHAKING; do_handshake(i); return;
+  }
+  connected_now(i);
+}
+
+static void connected_now(int i) {
+  struct conn *x = &c[i];
   x->state = ACTIVE; connected++;
   if (per_request) send_batch(i);
   else if (idle) { epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL); x->events = 0; }
@@ -120,14 +178,15 @@ static void finish_connect(int i) {
 static void loop(double until, int stop_when_connected) {
   struct epoll_event evs[512];
   long pending = 0;
-  if (stop_when_connected) for (int i = 0; i < nconn; i++) pending += c[i].state == CONNECTING;
+  if (stop_when_connected) for (int i = 0; i < nconn; i++) pending += c[i].state == CONNECTING || c[i].state == HANDSHAKING;
   double t;
   while ((t = now()) < until && !(stop_when_connected && pending == 0)) {
     int ms = (int)((until - t) * 1000) + 1;
     int k = epoll_wait(ep, evs, 512, ms < 100 ? ms : 100);
     for (int j = 0; j < k; j++) {
       int i = (int)evs[j].data.u32; struct conn *x = &c[i]; unsigned e = evs[j].events;
-      if (x->state == CONNECTING) { finish_connect(i); pending--; continue; }
+      if (x->state == CONNECTING) { finish_connect(i); if (x->state != HANDSHAKING) pending--; continue; }
+      if (x->state == HANDSHAKING) { do_handshake(i); if (x->state != HANDSHAKING) pending--; continue; }
       if (x->state != ACTIVE) continue;
       if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) do_read(i);  // read reports EOF and errors
       if (x->state == ACTIVE && (e & EPOLLOUT) && x->sent < batch) do_write(i);
@@ -165,7 +224,7 @@ static void percentiles(double *out, const double *ps, int n) {
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] "
-                  "[--connect-per-request] [--idle]\n");
+                  "[--connect-per-request] [--idle] [--tls]\n");
   return 2;
 }
 
@@ -177,6 +236,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[a], "--pipeline") && a + 1 < argc) pipeline = strtoul(argv[++a], NULL, 10);
     else if (!strcmp(argv[a], "--connect-per-request")) per_request = 1;
     else if (!strcmp(argv[a], "--idle")) idle = 1;
+    else if (!strcmp(argv[a], "--tls")) {
+      tls = SSL_CTX_new(TLS_client_method());
+      SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_OFF);
+    }
     else return usage();
   }
   if (nconn < 1 || payload < 1 || pipeline < 1 || seconds <= 0) return usage();
@@ -196,7 +260,7 @@ int main(int argc, char **argv) {
     end = start + seconds;
     for (int i = 0; i < nconn; i++) open_conn(i);
     loop(end, 1);
-    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING) { errors++; close(c[i].fd); c[i].state = DEAD; }
+    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING || c[i].state == HANDSHAKING) { errors++; drop(i); }
     printf("connected %ld\n", connected); fflush(stdout);
     if (errors) fprintf(stderr, "%ld connections failed\n", errors);
     // Hold until SECONDS have passed or stdin is at EOF (a /dev/null stdin is at EOF at once).
@@ -209,7 +273,7 @@ int main(int argc, char **argv) {
         if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) break;
       }
     }
-    for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) close(c[i].fd);
+    for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) drop(i);
     return 0;
   }
 
@@ -220,7 +284,7 @@ int main(int argc, char **argv) {
     end = start + CONNECT_LIMIT + seconds;  // lets connects that finish in time proceed; reset below
     for (int i = 0; i < nconn; i++) open_conn(i);
     loop(start + CONNECT_LIMIT, 1);
-    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING) { errors++; close(c[i].fd); c[i].state = DEAD; }
+    for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING || c[i].state == HANDSHAKING) { errors++; drop(i); }
     start = now(); end = start + seconds;
     for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) send_batch(i);
   }

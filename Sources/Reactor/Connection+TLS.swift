@@ -32,7 +32,10 @@ extension Connection {
     public var isHandshakeComplete: Bool { !usesTLS || tlsInfo != nil }
 
     /// Arms the handshake timeout; a client sends its hello once the socket is writable (the loop's next pass).
+    /// Nagle's algorithm goes off: a handshake's last flight and the first reply leave as separate writes,
+    /// and the second would wait for the peer's delayed ACK (40 ms on Linux).
     func startTLS(_ tls: TLSSession) {
+        Socket.disableNagle(fileDescriptor)
         if tls.isHandshakeComplete {  // adopted from a blocking Socket after its handshake
             if tlsInfo == nil { tlsInfo = tls.info() }
             return

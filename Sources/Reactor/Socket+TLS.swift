@@ -16,6 +16,7 @@ extension Socket {
     public func startTLS(_ context: TLSContext, serverName: String? = nil) throws {
         precondition(tlsSession == nil, "startTLS(_:serverName:) on a socket that has TLS already")
         try Posix.setNonBlocking(fileDescriptor)
+        Socket.disableNagle(fileDescriptor)  // as on a Connection: no delayed-ACK stall after the handshake
         tlsSession = try TLSSession(context: context, fileDescriptor: fileDescriptor, serverName: serverName)
     }
 

@@ -217,8 +217,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         let deadline = limit.map { ContinuousClock.now + $0 }
         while true {
             if service.isDraining { return false }
-            var entry = pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            if poll(&entry, 1, Self.pollInterval) > 0 { return true }
+            if try socket.waitForInput(timeout: .milliseconds(Int(Self.pollInterval))) { return true }
             if let deadline, ContinuousClock.now >= deadline { return false }
         }
     }

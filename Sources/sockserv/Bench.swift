@@ -246,7 +246,7 @@ struct Bench: ParsableCommand {
         server.waitUntilExit()
     }
 
-    /// Reads `listening on HOST:PORT` from a server's standard output, waiting up to 10 s.
+    /// Reads `listening on HOST:PORT` (and ` (tls)`) from a server's standard output, waiting up to 10 s.
     static func readPort(_ fd: Int32) -> Int? {
         var line: [UInt8] = []
         let deadline = ContinuousClock.now + .seconds(10)
@@ -258,7 +258,8 @@ struct Bench: ParsableCommand {
             if byte == 10 { break }
             line.append(byte)
         }
-        return Int(String(decoding: line, as: UTF8.self).split(separator: ":").last ?? "")
+        let address = String(decoding: line, as: UTF8.self).split(separator: " ").dropFirst(2).first
+        return Int(address?.split(separator: ":").last ?? "")
     }
 }
 

@@ -47,10 +47,9 @@ final class BlockingSessionHandler: StreamRequestHandler {
         }
     }
 
-    /// Waits up to the poll interval for input (or end of input).
+    /// Waits up to the poll interval for input (or end of input); with TLS, bytes OpenSSL holds count.
     private func waitReadable() -> Bool {
-        var entry = pollfd(fd: connection.fileDescriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&entry, 1, Self.pollInterval) > 0
+        (try? connection.waitForInput(timeout: .milliseconds(Int(Self.pollInterval)))) ?? true
     }
 }
 

@@ -73,6 +73,10 @@ struct Serve: ParsableCommand {
 
             resp keeps one store for all connections in reactor, threading and sequential modes; in forking mode \
             each child process has its own store, so keys set on one connection are not seen by another.
+
+            With --tls-cert and --tls-key every stream mode serves TLS (1.2 at least) and the first line says \
+            `listening on ADDRESS (tls)`. A bad file is an error at start (exit 1). SIGHUP reloads the files for \
+            new connections; a bad file then is logged and the old certificates stay.
             """
     )
 
@@ -128,6 +132,29 @@ struct Serve: ParsableCommand {
     @Flag(help: "Count with swift-metrics; SIGUSR1 prints every metric on standard error in Prometheus text format.")
     var metrics = false
 
+    @Option(
+        name: .customLong("tls-cert"),
+        help: ArgumentHelp(
+            "Serve TLS with this certificate chain (PEM: the certificate, then its intermediates); needs --tls-key.",
+            valueName: "file"))
+    var tlsCert: String?
+
+    @Option(
+        name: .customLong("tls-key"),
+        help: ArgumentHelp("The private key of --tls-cert (PEM, unencrypted).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-client-ca"),
+        help: ArgumentHelp(
+            "Require a client certificate signed by a CA in this PEM file (mutual TLS).", valueName: "file"))
+    var tlsClientCA: String?
+
+    @Option(
+        name: .customLong("tls-handshake-timeout"),
+        help: ArgumentHelp("Close a connection whose TLS handshake takes longer, in seconds.", valueName: "seconds"))
+    var tlsHandshakeTimeout: Double = 10
+
     @Option(help: "Seconds to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
     var grace: Double = 5
 
@@ -155,6 +182,17 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         if udp && service != .echo { throw ValidationError("--udp serves echo only") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCA != nil && tlsCert == nil {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        guard tlsHandshakeTimeout > 0 && tlsHandshakeTimeout <= 3600 else {
+            throw ValidationError("--tls-handshake-timeout must be more than 0 and at most 3600 seconds")
+        }
+        if udp && tlsCert != nil {
+            throw ValidationError(
+                "--tls-cert is for stream servers: TLS over UDP would be DTLS, which sockserv does not speak")
+        }
         if root != nil && service != .http { throw ValidationError("--root is for http only") }
         if handler != nil && (service == .http || mode != .reactor || udp) {
             throw ValidationError("--handler is for echo and resp over streams in reactor mode")
@@ -195,6 +233,17 @@ struct Serve: ParsableCommand {
         }
     }
 
+    /// The TLS context from --tls-cert, --tls-key and --tls-client-ca, read now; `nil` without them.
+    /// - Throws: `TLSError.configuration` naming the file that could not be used.
+    func makeTLSContext() throws -> TLSContext? {
+        guard let tlsCert, let tlsKey else { return nil }
+        var configuration = TLSConfiguration.server(certificateChain: tlsCert, privateKey: tlsKey)
+        if let tlsClientCA { configuration.clientAuthentication = .required(caFile: tlsClientCA) }
+        configuration.handshakeTimeout = .milliseconds(Int(tlsHandshakeTimeout * 1000))
+        if service == .http { configuration.applicationProtocols = ["http/1.1"] }
+        return try TLSContext(server: configuration)
+    }
+
     /// The input limits from the options.
     var limits: Limits {
         var limits = Limits()
@@ -214,6 +263,13 @@ struct Serve: ParsableCommand {
         }
         let registry = PrometheusCollectorRegistry()
         if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
+        let tls: TLSContext?
+        do {
+            tls = try makeTLSContext()
+        } catch {
+            writeToStandardError("sockserv: \(error)\n")
+            throw ExitCode(1)
+        }
         let wake = try installStopSignals(metricsDump: metrics)
         let address = try listenAddress()
         let stats = try SharedCounters()  // mapped now, before any child is forked
@@ -226,18 +282,25 @@ struct Serve: ParsableCommand {
             // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
             servers.append(
                 try makeServer(index == 0 ? address : servers[0].serverAddress, loop: loop, context: context))
+            servers[index].tls = tls
         }
-        print("listening on \(servers[0].serverAddress)")
+        print("listening on \(servers[0].serverAddress)\(tls != nil ? " (tls)" : "")")
         fflush(nil)
 
         let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
             var byte: UInt8 = 0
             var stop = false
             var dump = false
+            var reload = false
             while read(wake, &byte, 1) > 0 {
-                if byte == WakeReason.metrics { dump = true } else { stop = true }
+                switch byte {
+                case WakeReason.metrics: dump = true
+                case WakeReason.reload: reload = true
+                default: stop = true
+                }
             }
             if dump { writeToStandardError(registry.emitToString()) }
+            if reload { reloadTLS(servers) }
             if stop { for server in servers { server.requestShutdown() } }
         }
         let cutOff = CutOffCount()
@@ -258,6 +321,19 @@ struct Serve: ParsableCommand {
         if left > 0 {
             writeToStandardError("sockserv: cut off \(left) requests in progress after the \(grace) s grace period\n")
             throw ExitCode(1)
+        }
+    }
+
+    /// SIGHUP: reads the TLS files again for new connections; a file that fails keeps the old context.
+    private func reloadTLS(_ servers: [TCPServer]) {
+        let logger = Logger(label: "sockserv")
+        guard tlsCert != nil else { return logger.notice("SIGHUP: nothing to reload without --tls-cert") }
+        do {
+            let context = try makeTLSContext()
+            for server in servers { server.tls = context }
+            logger.notice("SIGHUP: reloaded the TLS certificate \(tlsCert ?? "") and key \(tlsKey ?? "")")
+        } catch {
+            logger.error("SIGHUP: keeping the TLS certificates in use: \(error)")
         }
     }
 
@@ -383,11 +459,12 @@ struct Serve: ParsableCommand {
 enum WakeReason {
     static let stop: UInt8 = 1
     static let metrics: UInt8 = 2
+    static let reload: UInt8 = 3
 }
 
 /// Makes SIGINT and SIGTERM set the stop flag and write to a pipe the loop watches (both
-/// async-signal-safe), and with `metricsDump` SIGUSR1 ask for a metrics dump the same way; forked
-/// children inherit the handlers. Returns the pipe's read end.
+/// async-signal-safe), SIGHUP ask for a TLS reload the same way, and with `metricsDump` SIGUSR1 ask for
+/// a metrics dump; forked children inherit the handlers. Returns the pipe's read end.
 func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
@@ -403,6 +480,13 @@ func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     action.sa_flags = SA_RESTART
     sigaction(SIGINT, &action, nil)
     sigaction(SIGTERM, &action, nil)
+    var reload = sigaction()
+    reload.__sigaction_handler.sa_handler = { _ in
+        var byte = WakeReason.reload
+        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
+    }
+    reload.sa_flags = SA_RESTART
+    sigaction(SIGHUP, &reload, nil)
     if metricsDump {
         var dump = sigaction()
         dump.__sigaction_handler.sa_handler = { _ in
@@ -417,6 +501,7 @@ func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     sigemptyset(&set)
     sigaddset(&set, SIGINT)
     sigaddset(&set, SIGTERM)
+    sigaddset(&set, SIGHUP)
     if metricsDump { sigaddset(&set, SIGUSR1) }
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
     return fds[0]

@@ -49,7 +49,8 @@ import Testing
         compiler.arguments = [
             "swiftc", "-typecheck", "-I", modules.path,
             "-Xcc", "-fmodule-map-file=" + packageRoot.appendingPathComponent("CLibevent/module.modulemap").path,
-            "-Xcc", "-fmodule-map-file=" + packageRoot.appendingPathComponent("CPosix/module.modulemap").path, source,
+            "-Xcc", "-fmodule-map-file=" + packageRoot.appendingPathComponent("CPosix/module.modulemap").path,
+            "-Xcc", "-fmodule-map-file=" + packageRoot.appendingPathComponent("COpenSSL/module.modulemap").path, source,
         ]
         let output = Pipe()
         compiler.standardOutput = output

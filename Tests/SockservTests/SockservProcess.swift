@@ -68,8 +68,8 @@ final class SockservProcess {
         return nil
     }
 
-    /// The port from a `listening on HOST:PORT` line.
-    var port: Int? { Int(firstLine.split(separator: ":").last ?? "") }
+    /// The port from a `listening on HOST:PORT` line (followed by ` (tls)` with TLS).
+    var port: Int? { Int(firstLine.split(separator: " ").dropFirst(2).first?.split(separator: ":").last ?? "") }
 
     /// Sends `signal` and waits up to 10 s for the exit; returns the status, or `nil` if it did not exit.
     func stop(with signal: Int32 = SIGTERM) -> Int32? {
