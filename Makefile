@@ -101,14 +101,16 @@ soak: deps build
 demo: release
 	.build/release/sockserv bench --connections 1,10,100,1000 --duration 2 --output bench-results
 
-# Side by side on this machine (about 15 minutes): sockserv in each mode, C libevent and epoll echo servers,
+# Side by side on this machine (about 20 minutes): sockserv in each mode, C libevent and epoll echo servers,
 # SwiftNIO on one loop, Python's socketserver and asyncio; sockserv resp against redis-server; idle memory;
-# sockserv serve http against nginx, Hummingbird 2 and Python's http.server under wrk.
+# sockserv serve http against nginx, Hummingbird 2 and Python's http.server under wrk; TLS against libevent's
+# bufferevent_openssl echo server and nginx over HTTPS.
 BENCH_DIR = .build/bench
 bench: release
 	mkdir -p $(BENCH_DIR)
-	for name in echo_bufferevent echo_libevent echo_epoll echo_client; do \
-		cc -O2 -Wall -o $(BENCH_DIR)/$$name Benchmarks/baselines/$$name.c $$(pkg-config --cflags --libs libevent) || exit 1; \
+	for name in echo_bufferevent echo_libevent echo_epoll echo_client echo_bufferevent_openssl; do \
+		cc -O2 -Wall -o $(BENCH_DIR)/$$name Benchmarks/baselines/$$name.c \
+			$$(pkg-config --cflags --libs libevent libevent_openssl openssl) || exit 1; \
 	done
 	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ] || apt-get install -y redis-server redis-tools \
 		|| echo "note: redis-server is missing, the redis rows are skipped"

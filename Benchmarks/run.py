@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """make bench: the same echo workload against every server a user might pick, side by side, then the mini
 Redis against redis-server, then memory per idle connection, then HTTP file serving (sockserv serve http
-against nginx, Hummingbird and Python's http.server, driven by wrk).
+against nginx, Hummingbird and Python's http.server, driven by wrk), then TLS (sockserv against libevent's
+bufferevent_openssl echo server and nginx over HTTPS).
 
 Every server runs as a child process on 127.0.0.1 and is driven by the closed-loop C client
 (baselines/echo_client.c). Server CPU time comes from /proc (the process and its children), which is the
@@ -9,7 +10,7 @@ figure that survives a noisy machine; every row is run ROUNDS times, servers int
 reported with ratios against libevent's bufferevent echo server. Writes results/latest.json and
 results/latest.md and prints the Markdown.
 
-Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http]
+Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http|tls]
 """
 import argparse
 import json
@@ -123,7 +124,7 @@ class Server:
         self.process = subprocess.Popen([part.replace("{port}", "0") for part in command],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
-        match = re.search(r":(\d+)\s*$", line)
+        match = re.search(r":(\d+)(?: \(tls\))?\s*$", line)
         if not match:
             self.stop()
             raise RuntimeError(f"{command[0]} printed {line!r}")
@@ -336,9 +337,9 @@ HTTP_ROWS = [
 ]
 
 
-def wrk(port, path, connections, seconds):
+def wrk(port, path, connections, seconds, scheme="http"):
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                          f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          timeout=seconds + 60).stdout
     requests = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", out)
     if not requests:
@@ -351,15 +352,15 @@ def wrk(port, path, connections, seconds):
     return count, read, errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def run_http(make, path, connections, seconds):
+def run_http(make, path, connections, seconds, scheme="http"):
     port = free_port()
     process = subprocess.Popen(make(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
-        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], timeout=60)  # warm
+        subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", f"{scheme}://127.0.0.1:{port}{path}"], timeout=60)  # warm
         before = cpu_seconds(process.pid)
         start = time.time()
-        count, read, errors = wrk(port, path, connections, seconds)
+        count, read, errors = wrk(port, path, connections, seconds, scheme)
         elapsed = time.time() - start
         cpu = cpu_seconds(process.pid) - before
     finally:
@@ -413,6 +414,170 @@ def http_table(rounds, seconds):
                                         if base_rps and row["requests_per_second"] else None)
             results.append(row)
     return results, None
+
+
+# TLS: one ECDSA P-256 certificate for 127.0.0.1, made with the openssl command; every server uses it. The load
+# is echo_client --tls (full handshakes, no session reuse, no certificate check: it measures the server) and wrk
+# over https for the 1 KiB file.
+TLS_DIR = os.path.join(BENCH, "tls")
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
+TLS_BASELINE = "C libevent bufferevent_openssl"
+TLS_HTTP_BASELINE = "nginx (1 worker, TLS)"
+
+
+def tls_certificate():
+    os.makedirs(TLS_DIR, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", TLS_KEY, "-out", TLS_CERT, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+
+
+def tls_servers():
+    tls = ["--tls-cert", TLS_CERT, "--tls-key", TLS_KEY]
+    table = {
+        "sockserv reactor, callback": [SOCKSERV, "serve", "echo", "--mode", "reactor", "--port", "{port}"] + tls,
+        "sockserv threading": [SOCKSERV, "serve", "echo", "--mode", "threading", "--port", "{port}"] + tls,
+        TLS_BASELINE: [os.path.join(BENCH, "echo_bufferevent_openssl"), "{port}", TLS_CERT, TLS_KEY],
+    }
+    return {name: command for name, command in table.items() if os.path.exists(command[0])}
+
+
+# (label, connections, connect per request): echo after the handshakes, then full handshakes.
+TLS_ROWS = [
+    ("echo after the handshake, 10 connections", 10, False),
+    ("echo after the handshake, 100 connections", 100, False),
+    ("echo after the handshake, 1,000 connections", 1000, False),
+    ("full handshakes, 10 concurrent clients", 10, True),
+]
+
+
+def run_tls_echo(command, connections, per_request, seconds):
+    """One TLS run. Persistent connections are all connected (handshakes done) before the server's CPU is read."""
+    server = Server(command)
+    try:
+        arguments = [CLIENT, str(server.port), str(connections), str(seconds), "--tls"]
+        if per_request:
+            arguments.append("--connect-per-request")
+            before = cpu_seconds(server.pid)
+            load = subprocess.run(arguments, capture_output=True, text=True, timeout=seconds + 60)
+            out = load.stdout
+        else:
+            client = subprocess.Popen(arguments + ["--hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+            line = client.stdout.readline()
+            if not line.startswith("connected"):
+                raise RuntimeError(f"echo_client printed {line!r}")
+            before = cpu_seconds(server.pid)
+            out, _ = client.communicate("\n", timeout=seconds + 60)
+        after = cpu_seconds(server.pid)
+    finally:
+        server.stop()
+    result = json.loads(out.strip().splitlines()[-1])
+    requests = result["requests"]
+    return {"requests_per_second": result["requests_per_second"], "p50_us": result["p50_us"],
+            "p99_us": result["p99_us"], "cpu_us_per_request": (after - before) * 1e6 / requests if requests else None,
+            "errors": result["errors"]}
+
+
+def tls_idle(connections):
+    results = []
+    for name, command in tls_servers().items():
+        progress(f"tls idle: {connections} connections: {name}")
+        server = Server(command)
+        try:
+            time.sleep(0.2)
+            before = memory_bytes(server.pid)
+            holder = subprocess.Popen([CLIENT, str(server.port), str(connections), "60", "--idle", "--tls"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            line = holder.stdout.readline()
+            held = int(line.split()[1]) if line.startswith("connected") else 0
+            time.sleep(1.0)
+            after = memory_bytes(server.pid)
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        finally:
+            server.stop()
+        results.append({"server": name, "connections": held, "memory_before": before, "memory_after": after,
+                        "bytes_per_connection": (after - before) / held if held else None})
+    return results
+
+
+def nginx_tls_command(port):
+    command = nginx_command(port)
+    config = command[2]
+    with open(config) as f:
+        text = f.read()
+    text = text.replace(f"server {{ listen 127.0.0.1:{port}; root {WWW}; }}",
+                        f"server {{ listen 127.0.0.1:{port} ssl; root {WWW}; ssl_certificate {TLS_CERT}; "
+                        f"ssl_certificate_key {TLS_KEY}; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on; }}")
+    with open(config, "w") as f:
+        f.write(text)
+    return command
+
+
+def tls_http_servers():
+    tls = ["--tls-cert", TLS_CERT, "--tls-key", TLS_KEY]
+    table = {
+        "sockserv reactor": lambda port: [SOCKSERV, "serve", "http", "--mode", "reactor", "--root", WWW,
+                                          "--port", str(port), "--log-level", "warning"] + tls,
+        "sockserv threading": lambda port: [SOCKSERV, "serve", "http", "--mode", "threading", "--root", WWW,
+                                            "--port", str(port), "--log-level", "warning"] + tls,
+        TLS_HTTP_BASELINE: nginx_tls_command,
+    }
+    present = {"sockserv reactor": SOCKSERV, "sockserv threading": SOCKSERV, TLS_HTTP_BASELINE: "/usr/sbin/nginx"}
+    return {name: make for name, make in table.items() if os.path.exists(present[name])}
+
+
+def tls_table(rounds, seconds, http_seconds, idle_connections):
+    if not os.path.exists(os.path.join(BENCH, "echo_bufferevent_openssl")):
+        return {}, "the C bufferevent_openssl baseline did not build"
+    tls_certificate()
+    table = tls_servers()
+    samples = {}
+    http = tls_http_servers() if os.path.exists("/usr/bin/wrk") else {}
+    if http:
+        http_site()
+    for round_number in range(rounds):
+        for label, connections, per_request in TLS_ROWS:
+            for name, command in table.items():
+                progress(f"tls round {round_number + 1}/{rounds}: {label}: {name}")
+                try:
+                    samples.setdefault((label, name), []).append(
+                        run_tls_echo(command, connections, per_request, seconds))
+                except Exception as error:
+                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+        for name, make in http.items():
+            progress(f"tls round {round_number + 1}/{rounds}: https 1 KiB: {name}")
+            try:
+                samples.setdefault(("https", name), []).append(
+                    run_http(make, "/1k.bin", 100, http_seconds, scheme="https"))
+            except Exception as error:
+                samples.setdefault(("https", name), []).append({"failed": str(error)[:120]})
+    echo = []
+    for label, *_ in TLS_ROWS:
+        base = median(s.get("cpu_us_per_request") for s in samples.get((label, TLS_BASELINE), []))
+        base_rps = median(s.get("requests_per_second") for s in samples.get((label, TLS_BASELINE), []))
+        for name in table:
+            runs = samples[(label, name)]
+            ok = [s for s in runs if "failed" not in s]
+            row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
+            for key in ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "errors"):
+                row[key] = median(s[key] for s in ok) if ok else None
+            row["cpu_vs_c"] = (row["cpu_us_per_request"] / base) if base and row["cpu_us_per_request"] else None
+            row["rate_vs_c"] = (row["requests_per_second"] / base_rps) if base_rps and row["requests_per_second"] else None
+            echo.append(row)
+    https = []
+    base = median(s.get("cpu_us_per_request") for s in samples.get(("https", TLS_HTTP_BASELINE), []))
+    for name in http:
+        runs = samples[("https", name)]
+        ok = [s for s in runs if "failed" not in s]
+        row = {"server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
+        for key in ("requests_per_second", "cpu_us_per_request", "errors"):
+            row[key] = median(s[key] for s in ok) if ok else None
+        row["cpu_vs_nginx"] = (row["cpu_us_per_request"] / base) if base and row["cpu_us_per_request"] else None
+        https.append(row)
+    return {"echo": echo, "https": https, "idle": tls_idle(idle_connections)}, None
 
 
 def free_port():
@@ -492,6 +657,44 @@ def markdown(document):
             out.append("")
     elif document.get("http_skipped"):
         out += [f"http: skipped, {document['http_skipped']}", ""]
+    tls = document.get("tls") or {}
+    if tls.get("echo"):
+        out += ["### TLS: sockserv against libevent's bufferevent_openssl echo server", "",
+                "ECDSA P-256 certificate, TLS 1.3, 32-byte echo requests; echo_client --tls drives both. Echo rows "
+                "read the server's CPU after every connection's handshake; the handshake row opens a new connection "
+                "(a full handshake, one echo, close_notify) per request. Ratios are against the C server.", ""]
+        rows = []
+        for row in tls["echo"]:
+            if row["row"] not in rows:
+                rows.append(row["row"])
+        for label in rows:
+            out += [f"#### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs C | rate vs C | errors |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for row in tls["echo"]:
+                if row["row"] != label:
+                    continue
+                note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
+                out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
+                           f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
+                           f"{fmt(row['cpu_vs_c'], '.2f')} | {fmt(row['rate_vs_c'], '.2f')} | {fmt(row['errors'], '.0f')} |")
+            out.append("")
+    if tls.get("https"):
+        out += ["#### HTTPS: wrk -t1 -c100 over TLS, 1 KiB file, keep-alive", "",
+                "| server | requests/s | CPU us/request | CPU/request vs nginx | errors |", "|---|---:|---:|---:|---:|"]
+        for row in tls["https"]:
+            note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
+            out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | "
+                       f"{fmt(row['cpu_us_per_request'], '.1f')} | {fmt(row['cpu_vs_nginx'], '.2f')} | {fmt(row['errors'], '.0f')} |")
+        out.append("")
+    if tls.get("idle"):
+        out += ["#### Memory per idle TLS connection (after its handshake)", "",
+                "| server | connections held | memory before MiB | after MiB | bytes per connection |", "|---|---:|---:|---:|---:|"]
+        for row in tls["idle"]:
+            out.append(f"| {row['server']} | {row['connections']} | {row['memory_before'] / 1048576:.1f} | "
+                       f"{row['memory_after'] / 1048576:.1f} | {fmt(row['bytes_per_connection'], '.0f')} |")
+        out.append("")
+    elif document.get("tls_skipped"):
+        out += [f"tls: skipped, {document['tls_skipped']}", ""]
     if document["idle"]:
         out += ["### Memory per idle connection", "", "| server | connections held | memory before MiB | after MiB | bytes per connection |",
                 "|---|---:|---:|---:|---:|"]
@@ -508,17 +711,18 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--idle", type=int, default=9000)
     parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis, idle or http run")
-    parser.add_argument("--only", choices=["echo", "redis", "idle", "http"], help="one table only")
+    parser.add_argument("--only", choices=["echo", "redis", "idle", "http", "tls"], help="one table only")
+    parser.add_argument("--tls-idle", type=int, default=2000)
     parser.add_argument("--http-seconds", type=float, default=3)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
-    wanted = {args.only} if args.only else ({"echo"} if args.quick else {"echo", "redis", "idle", "http"})
+    wanted = {args.only} if args.only else ({"echo"} if args.quick else {"echo", "redis", "idle", "http", "tls"})
     document = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         "rounds": rounds, "seconds": args.seconds,
         "echo": echo_table(rounds, args.seconds, args.quick) if "echo" in wanted else [],
-        "redis": [], "idle": [], "http": [],
+        "redis": [], "idle": [], "http": [], "tls": {},
     }
     if "redis" in wanted:
         document["redis"], document["redis_skipped"] = redis_table(rounds)
@@ -526,6 +730,8 @@ def main():
         document["idle"] = idle_table(args.idle)
     if "http" in wanted:
         document["http"], document["http_skipped"] = http_table(rounds, args.http_seconds)
+    if "tls" in wanted:
+        document["tls"], document["tls_skipped"] = tls_table(rounds, args.seconds, args.http_seconds, args.tls_idle)
     progress("")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "latest.json"), "w") as f:

@@ -1,5 +1,6 @@
 // Closed-loop echo load generator: one thread, epoll, non-blocking sockets.
 // Usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] [--connect-per-request] [--idle] [--tls]
+//                    [--hold]
 //   default                CONNECTIONS persistent connections (all connected first); each sends N requests of BYTES
 //                          (BYTES-1 'x' then '\n') back to back, waits for N*BYTES bytes back, repeats for SECONDS.
 //                          A request's latency runs from sending its batch to the end of its own reply.
@@ -7,6 +8,8 @@
 //                          repeat; the latency includes the connect.
 //   --idle                 open CONNECTIONS connections, print "connected K", hold them without sending until SECONDS
 //                          have passed or stdin reaches EOF, close them, exit 0.
+//   --hold                 persistent mode: once connected, print "connected K" and wait for a line (or EOF) on stdin
+//                          before the run starts, so a caller can read the server's CPU after the handshakes.
 //   --tls                  speak TLS (OpenSSL, non-blocking): a connection counts as connected once its handshake
 //                          is done; each handshake is a full one (no session is reused) and the server's
 //                          certificate is not verified (the load measures the server, not the client's checks).
@@ -38,7 +41,7 @@ enum { DEAD, CONNECTING, HANDSHAKING, ACTIVE };
 struct conn { int fd, state; unsigned events; size_t sent, got; double t0; SSL *ssl; };
 
 static struct sockaddr_in addr;
-static int ep, nconn, per_request, idle;
+static int ep, nconn, per_request, idle, hold;
 static size_t payload = 32, pipeline = 1, batch;  // batch = pipeline * payload bytes, all in req
 static char *req, rbuf[65536];
 static struct conn *c;
@@ -224,7 +227,7 @@ static void percentiles(double *out, const double *ps, int n) {
 
 static int usage(void) {
   fprintf(stderr, "usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] "
-                  "[--connect-per-request] [--idle] [--tls]\n");
+                  "[--connect-per-request] [--idle] [--tls] [--hold]\n");
   return 2;
 }
 
@@ -236,6 +239,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[a], "--pipeline") && a + 1 < argc) pipeline = strtoul(argv[++a], NULL, 10);
     else if (!strcmp(argv[a], "--connect-per-request")) per_request = 1;
     else if (!strcmp(argv[a], "--idle")) idle = 1;
+    else if (!strcmp(argv[a], "--hold")) hold = 1;
     else if (!strcmp(argv[a], "--tls")) {
       tls = SSL_CTX_new(TLS_client_method());
       SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -285,6 +289,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nconn; i++) open_conn(i);
     loop(start + CONNECT_LIMIT, 1);
     for (int i = 0; i < nconn; i++) if (c[i].state == CONNECTING || c[i].state == HANDSHAKING) { errors++; drop(i); }
+    if (hold) {
+      printf("connected %ld\n", connected); fflush(stdout);
+      char ch;
+      while (read(0, &ch, 1) == 1 && ch != '\n') {}
+    }
     start = now(); end = start + seconds;
     for (int i = 0; i < nconn; i++) if (c[i].state == ACTIVE) send_batch(i);
   }

@@ -46,6 +46,13 @@ struct Bench: ParsableCommand {
     @Option(help: "Directory for results.json and chart.svg, created if missing and checked before the first run.")
     var output = "bench-results"
 
+    @Flag(
+        help: """
+            Serve and load over TLS: each server gets a throwaway ECDSA P-256 certificate (made with the openssl \
+            command) and the load verifies it; with --connect-per-request every request is a full handshake.
+            """)
+    var tls = false
+
     func validate() throws {
         let counts = connections.split(separator: ",", omittingEmptySubsequences: false)
         guard
@@ -89,13 +96,16 @@ struct Bench: ParsableCommand {
         }
         let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
         let connecting = connectPerRequest ? ", a new connection per request" : ""
+        let overTLS = tls ? ", over TLS" : ""
         return
-            "\(service.rawValue): \(request), \(perTrip)\(connecting), \(duration.formatted(.number.grouping(.never))) s per run"
+            "\(service.rawValue): \(request), \(perTrip)\(connecting)\(overTLS), \(duration.formatted(.number.grouping(.never))) s per run"
     }
 
     func run() throws {
         let directory = URL(fileURLWithPath: output)
         try Self.checkWritable(directory)
+        let certificate = try tls ? BenchCertificate() : nil
+        defer { certificate?.remove() }
         let loop = try EventLoop()
         loop.takeOwnership()
         // SIGINT or SIGTERM: stop the run in progress (or the next one, if it comes between runs).
@@ -115,7 +125,8 @@ struct Bench: ParsableCommand {
         for (index, (mode, count)) in runs.enumerated() {
             progress.begin(run: index, label: "\(mode.rawValue), \(BenchReport.connections(count))")
             let result = try measure(
-                mode: mode, connections: count, loop: loop, progress: progress, interruption: interruption)
+                mode: mode, connections: count, loop: loop, certificate: certificate, progress: progress,
+                interruption: interruption)
             if let result { results.append(result) }
             progress.finished(run: index, result: result)
             if interruption.signal != nil { break }
@@ -137,7 +148,8 @@ struct Bench: ParsableCommand {
     }
 
     private var settings: BenchReport.Settings {
-        .init(duration: duration, payload: payload, pipeline: pipeline, connectPerRequest: connectPerRequest)
+        .init(
+            duration: duration, payload: payload, pipeline: pipeline, connectPerRequest: connectPerRequest, tls: tls)
     }
 
     /// Creates `directory` if needed and proves it writable, so a bad `--output` fails before any run.
@@ -157,11 +169,12 @@ struct Bench: ParsableCommand {
     /// One mode at one connection count: start the server, load it, sample it, stop it. `nil` when a signal
     /// came before any load ran.
     private func measure(
-        mode: Mode, connections: Int, loop: EventLoop, progress: Progress, interruption: Interruption
+        mode: Mode, connections: Int, loop: EventLoop, certificate: BenchCertificate?, progress: Progress,
+        interruption: Interruption
     ) throws -> BenchResult? {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Bench.executablePath)
-        server.arguments = ["serve", service.rawValue, "--mode", mode.rawValue]
+        server.arguments = ["serve", service.rawValue, "--mode", mode.rawValue] + (certificate?.serverArguments ?? [])
         let stdout = Pipe()
         server.standardOutput = stdout
         // Its summary, read after it exits, is an independent count of requests and CPU.
@@ -175,7 +188,8 @@ struct Bench: ParsableCommand {
         let pid = server.processIdentifier
         let workload = LoadGenerator.Workload(
             address: try SocketAddress(ipv4: "127.0.0.1", port: port), request: request, framer: framer,
-            connections: connections, pipeline: pipeline, connectPerRequest: connectPerRequest)
+            connections: connections, pipeline: pipeline, connectPerRequest: connectPerRequest, tls: certificate?.client
+        )
         let generator = LoadGenerator(loop: loop, workload: workload)
         let sampler = PeakSampler(pid: pid)
         let cpuBefore = ProcessSample.read(pid).cpuSeconds
@@ -263,6 +277,44 @@ struct Bench: ParsableCommand {
     }
 }
 
+/// `--tls`: a throwaway self-signed ECDSA P-256 certificate for 127.0.0.1, made with the `openssl` command in a
+/// temporary directory, and a client context that trusts exactly it.
+final class BenchCertificate {
+    let directory: String
+    let client: TLSContext
+
+    var certificate: String { directory + "/cert.pem" }
+    var key: String { directory + "/key.pem" }
+    var serverArguments: [String] { ["--tls-cert", certificate, "--tls-key", key] }
+
+    init() throws {
+        var template = Array("/tmp/sockserv-bench-tls-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw BenchError.tls("mkdtemp: \(String(cString: strerror(errno)))") }
+        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        do {
+            try openssl.run()
+            openssl.waitUntilExit()
+        } catch {
+            throw BenchError.tls("the openssl command is needed for --tls: \(error)")
+        }
+        guard openssl.terminationStatus == 0 else { throw BenchError.tls("openssl req failed making a certificate") }
+        client = try TLSContext(client: .client(trustRoots: .file(directory + "/cert.pem")))
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
 /// A server's standard error, in an unlinked temporary file (a pipe nobody reads could fill up and block it).
 final class ServerLog {
     let handle: FileHandle
@@ -291,11 +343,13 @@ final class ServerLog {
 enum BenchError: Error, CustomStringConvertible {
     case output(String, String)
     case serverDidNotStart(String)
+    case tls(String)
 
     var description: String {
         switch self {
         case .output(let path, let reason): return "cannot write results to --output \(path): \(reason)"
         case .serverDidNotStart(let mode): return "the \(mode) server did not report its port within 10 s"
+        case .tls(let reason): return "--tls: \(reason)"
         }
     }
 }

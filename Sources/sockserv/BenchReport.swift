@@ -45,6 +45,7 @@ struct BenchReport {
         var payload: Int
         var pipeline: Int
         var connectPerRequest: Bool
+        var tls: Bool
     }
 
     let results: [BenchResult]

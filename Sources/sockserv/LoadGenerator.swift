@@ -64,6 +64,8 @@ final class LoadGenerator {
         var connections: Int
         var pipeline: Int
         var connectPerRequest: Bool
+        /// TLS for every connection (its handshake counts in the first request's latency); `nil` for plain TCP.
+        var tls: TLSContext? = nil
     }
 
     let loop: EventLoop
@@ -162,7 +164,10 @@ final class LoadGenerator {
 
     /// One virtual client.
     fileprivate final class Client: ConnectionDelegate {
-        unowned let generator: LoadGenerator
+        /// Weak: a connect (or TLS handshake) still in flight when its run ended completes during a later one.
+        weak var owner: LoadGenerator?
+        /// The generator, for the callbacks of connections it still holds (it resets them all when it stops).
+        var generator: LoadGenerator { owner! }
         var connection: Connection?
         /// When the connect began.
         var startedAt: UInt64 = 0
@@ -173,14 +178,18 @@ final class LoadGenerator {
         var answered = false
 
         init(generator: LoadGenerator) {
-            self.generator = generator
+            owner = generator
         }
 
         func connect() {
             startedAt = LoadGenerator.now()
             sentAt = startedAt
-            Connection.connect(to: generator.workload.address, on: generator.loop, timeout: .seconds(10)) {
-                [self] result in
+            let workload = generator.workload
+            let connected: (Result<Connection, any Error>) -> Void = { [self] result in
+                guard let owner, owner.running else {  // the run is over
+                    if case .success(let connection) = result { connection.reset() }
+                    return
+                }
                 switch result {
                 case .success(let connection):
                     self.connection = connection
@@ -189,6 +198,11 @@ final class LoadGenerator {
                 case .failure:
                     generator.failed(self)
                 }
+            }
+            if let tls = workload.tls {
+                Connection.connect(to: workload.address, on: generator.loop, timeout: .seconds(10), tls: tls, connected)
+            } else {
+                Connection.connect(to: workload.address, on: generator.loop, timeout: .seconds(10), connected)
             }
         }
 

@@ -68,6 +68,38 @@ import Testing
         #expect(table.contains("1/3"))
     }
 
+    /// `--tls`: every mode is served and loaded over TLS, and the figures still agree with the servers' own
+    /// counts; with a new connection per request, every request is a full handshake the server counts.
+    @Test func tlsRunsAgreeWithTheServers() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (modes, perRequest) in [(["forking", "reactor"], false), (["reactor"], true)] {
+            let bench = try SockservProcess(
+                [
+                    "bench", "--tls", "--modes", modes.joined(separator: ","), "--connections", "3", "--duration", "1",
+                    "--output", directory,
+                ] + (perRequest ? ["--connect-per-request"] : []))
+            while bench.readLine(timeout: .seconds(60)) != nil {}  // to the end of its output
+            #expect(bench.waitForExit() == 0)
+            let document = try Self.results(in: directory)
+            #expect(document.workload.contains("over TLS"), "\(document.workload)")
+            #expect(document.results.map(\.mode) == modes)
+            for result in document.results {
+                let label = "\(perRequest) \(result.mode): \(result)"
+                #expect(result.requests > 20 && result.errors == 0, "\(label)")
+                let served = try #require(result.serverRequests, "\(label)")
+                #expect(served >= result.requests && served <= result.requests + result.connections, "\(label)")
+                if perRequest {
+                    // One request per connection: as many connections opened and answered as requests.
+                    #expect(result.connectionsOpened >= result.requests, "\(label)")
+                    #expect(abs(result.connectionsAnswered - result.requests) <= result.connections, "\(label)")
+                } else {
+                    #expect(result.connectionsOpened == 3 && result.connectionsAnswered == 3, "\(label)")
+                }
+            }
+        }
+    }
+
     /// SIGTERM or SIGINT mid-run: the load stops, the server is stopped and reaped (no process left behind),
     /// the runs measured so far are written, and the exit status is 128 + the signal.
     @Test(arguments: [SIGTERM, SIGINT])
