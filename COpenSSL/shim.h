@@ -35,10 +35,16 @@ static inline int copenssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list) 
     return (int)SSL_CTX_set1_groups_list(ctx, list);
 }
 
-/// The options every context gets: no renegotiation, no compression, and a peer's TCP close without
-/// close_notify read as the end of input (as Python's suppress_ragged_eofs does).
+/// The options every context gets: no renegotiation, no compression, the server's cipher order.
+/// (Not SSL_OP_IGNORE_UNEXPECTED_EOF: it would make a TCP close look like close_notify; TLSSession tells them apart.)
 static inline uint64_t copenssl_default_options(void) {
-    return SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE;
+    return SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+}
+
+/// Whether the oldest queued error is a peer's TCP close without close_notify.
+static inline int copenssl_error_is_unexpected_eof(void) {
+    unsigned long code = ERR_peek_error();
+    return ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
 /// Partial writes (a record at a time), a write buffer that may move between retries, and buffers

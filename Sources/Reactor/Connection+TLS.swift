@@ -141,6 +141,7 @@ extension Connection {
             tlsReadWaitsForWrite = true
             setWriting(true)  // reading pauses meanwhile (updateReading), so a readable socket cannot spin the loop
         case .closed?:
+            receivedCloseNotify = tls.receivedCloseNotify
             return handleEndOfInput()
         case .failed(let error)?:
             return finishClose(error)

@@ -92,6 +92,9 @@ public final class Connection {
     public let usesTLS: Bool
     /// What the TLS handshake agreed on: `nil` until it completes, and always without TLS.
     public internal(set) var tlsInfo: TLSInfo?
+    /// Whether the peer ended its input with TLS's `close_notify`. A TCP close without one also ends the
+    /// input (see ``TLSContext``); a protocol that does not frame its messages can tell a truncation by this.
+    public internal(set) var receivedCloseNotify = false
     /// A TLS read that must wait for the socket to be writable (OpenSSL has to send first).
     var tlsReadWaitsForWrite = false
     /// A TLS write that must wait for the socket to be readable.

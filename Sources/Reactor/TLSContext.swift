@@ -14,7 +14,8 @@ import Glibc
 /// writes and buffers released while a connection is idle (`SSL_MODE_RELEASE_BUFFERS`), and read-ahead
 /// (a record is read with one system call, not two). A peer that closes its TCP connection without
 /// `close_notify` ends the input like a clean close, as Python's `suppress_ragged_eofs` does: protocols
-/// that frame their messages (HTTP with `Content-Length`, RESP) see a truncated message either way.
+/// that frame their messages (HTTP with `Content-Length`, RESP) see a truncated message either way, and
+/// ``Connection/receivedCloseNotify`` tells the two apart.
 ///
 /// Thread-safe: OpenSSL locks a context's shared state (its session cache) itself, and nothing here
 /// changes after `init`. Ownership: owns its `SSL_CTX`s (one per certificate, for SNI) and frees them in

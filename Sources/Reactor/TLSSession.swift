@@ -19,7 +19,7 @@ final class TLSSession {
         case wantRead
         /// Call again once the socket is writable.
         case wantWrite
-        /// The peer closed: `close_notify`, or its TCP end without one (see ``TLSContext``).
+        /// The peer closed: `close_notify`, or its TCP end without one (``receivedCloseNotify`` tells which).
         case closed
         /// A ``TLSError``, or an ``IOError`` from the socket (`ECONNRESET`).
         case failed(any Error)
@@ -111,6 +111,9 @@ final class TLSSession {
         return outcome(of: result, systemError: Posix.lastError)
     }
 
+    /// Whether the peer sent `close_notify` (a clean TLS close) rather than only closing its TCP side.
+    var receivedCloseNotify: Bool { SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 }
+
     /// Whether decrypted bytes, or received bytes not yet decrypted, wait inside OpenSSL: the socket
     /// may not be readable, yet a read would return something.
     var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
@@ -130,6 +133,10 @@ final class TLSSession {
                 return .failed(
                     IOError(errnoCode: systemError, operation: isHandshakeComplete ? "TLS" : "TLS handshake"))
             }
+            return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
+        case SSL_ERROR_SSL where copenssl_error_is_unexpected_eof() != 0:
+            // A TCP close without close_notify: an end of input all the same (Python's suppress_ragged_eofs).
+            _ = TLSContext.errorReason()  // empties the queue
             return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
         default:
             var reason = TLSContext.errorReason()

@@ -291,7 +291,65 @@ import Testing
                 }
                 #expect(received == big + Array("bye\n".utf8))
                 #expect(connection.inputClosed)
+                #expect(connection.receivedCloseNotify, "a graceful close sends close_notify before its FIN")
                 connection.close()
+                listener.close()
+            }
+        }
+    }
+
+    /// A peer that closes TCP without close_notify ends the input all the same, and the connection says so.
+    @Test func aCloseWithoutCloseNotifyEndsTheInputAndIsTold() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let address = SharedAddress()
+        let result = ResultBox()
+        Thread.detachNewThread {
+            defer { result.done.signal() }
+            // A blocking server for one connection: handshake, one line, then close() (no close_notify).
+            guard
+                let listener = try? Socket(
+                    binding: try! SocketAddress(ipv4: "127.0.0.1", port: 0), kind: .stream, nonBlocking: false),
+                (try? listener.listen(backlog: 1)) != nil, let bound = listener.localAddress
+            else { return }
+            address.set(bound)
+            guard let (accepted, _) = try? listener.accept(nonBlocking: false) else { return }
+            accepted.timeout = .seconds(5)
+            do {
+                try accepted.startTLS(server)
+                try accepted.sendAll(Array("truncated?\n".utf8))
+            } catch {
+                result.error = "\(error)"
+            }
+            accepted.close()
+            listener.close()
+        }
+        try runLoop { loop in
+            loop.test {
+                let connection = try await Connection.connect(to: address.wait(), on: loop, tls: client)
+                #expect(try await connection.readLine() == Array("truncated?"))
+                #expect(try await connection.readLine() == nil, "the TCP close ends the input")
+                #expect(!connection.receivedCloseNotify)
+                connection.close()
+            }
+        }
+        result.done.wait()
+        #expect(result.error == nil)
+    }
+
+    /// The system's trust store is the default, and it does not vouch for the test CA.
+    @Test func theSystemTrustStoreRefusesATestCertificate() throws {
+        let server = try TestCertificates.serverContext()
+        let system = try TLSContext(client: .client())
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) { _ in }
+            loop.test {
+                do {
+                    _ = try await Connection.connect(to: listener.localAddress, on: loop, tls: system)
+                    Issue.record("a certificate from an unknown CA was accepted")
+                } catch let error as TLSError {
+                    #expect("\(error)".contains("unable to get local issuer certificate"), "\(error)")
+                }
                 listener.close()
             }
         }
