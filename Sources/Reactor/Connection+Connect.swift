@@ -21,6 +21,9 @@ extension Connection {
     /// by the context's handshake timeout) before `completion` runs. Call on the loop thread.
     ///
     /// - Parameters:
+    ///   - address: where to connect.
+    ///   - loop: the loop the connection will belong to.
+    ///   - timeout: fail with ``ReactorError/timedOut`` if not connected by then (the handshake has its own).
     ///   - tls: a client context (``TLSContext/init(client:)``).
     ///   - serverName: sent as SNI and, when the context verifies peers, the name the server's certificate
     ///     must carry; by default the address's IP, which the certificate must then list.

@@ -117,8 +117,11 @@ public final class Connection {
     /// Adopts a connected stream socket and starts TLS on it, as `context`'s role says: a server waits for
     /// the client's hello, a client sends its own on the loop's next pass. Call on the loop thread.
     /// - Parameters:
+    ///   - fileDescriptor: a connected TCP or Unix stream socket; the connection owns it.
+    ///   - loop: the loop the connection belongs to.
+    ///   - context: the TLS context; its role says which side of the handshake this is.
     ///   - serverName: a client's: sent as SNI and checked against the server's certificate.
-    /// - Throws: as ``init(adopting:on:)``, or ``TLSError/configuration(_:)`` if OpenSSL cannot set the
+    /// - Throws: as `init(adopting:on:)`, or ``TLSError/configuration(_:)`` if OpenSSL cannot set the
     ///   connection up (the descriptor is then closed).
     public convenience init(
         adopting fileDescriptor: Int32, on loop: EventLoop, tls context: TLSContext, serverName: String? = nil
@@ -137,7 +140,7 @@ public final class Connection {
 
     /// Adopts a connected ``Socket``, blocking or not, with its TLS state if it has one (a handshake begun
     /// or completed on it goes on here). The socket gives up its descriptor. Call on the loop thread.
-    /// - Throws: as ``init(adopting:on:)``.
+    /// - Throws: as `init(adopting:on:)` with a descriptor.
     public convenience init(adopting socket: Socket, on loop: EventLoop) throws {
         let session = socket.tlsSession
         let info = socket.tlsInfo

@@ -51,10 +51,10 @@ public final class Listener {
     /// - Parameters:
     ///   - address: an IP address (port 0 picks a free port) or a Unix path.
     ///   - options: backlog and socket options.
+    ///   - tls: a server context: each connection is handed on once its handshake has completed.
     ///   - loop: the loop that accepts; the listener belongs to it.
     ///   - onAccept: called on the loop thread with each accepted connection, which is already reading.
     /// - Throws: ``IOError`` if the socket cannot be created, bound or put in listening state (the socket is closed).
-    ///   - tls: a server context: connections are handed on after their handshake.
     public init(
         address: SocketAddress, options: ListenOptions = ListenOptions(), tls: TLSContext? = nil, on loop: EventLoop,
         onAccept: @escaping (Connection) -> Void

@@ -10,7 +10,9 @@ import Glibc
 extension Socket {
     /// Starts TLS on this connected socket, as `context`'s role says. No byte moves yet: the handshake
     /// runs in ``handshake()``, or in the first `receive` or `sendAll`.
-    /// - Parameter serverName: a client's: sent as SNI and checked against the server's certificate.
+    /// - Parameters:
+    ///   - context: the TLS context; its role says which side of the handshake this is.
+    ///   - serverName: a client's: sent as SNI and checked against the server's certificate.
     /// - Throws: ``TLSError/configuration(_:)`` if OpenSSL cannot set the connection up, or an ``IOError``
     ///   if the descriptor cannot be made non-blocking.
     public func startTLS(_ context: TLSContext, serverName: String? = nil) throws {

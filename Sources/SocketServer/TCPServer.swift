@@ -16,7 +16,7 @@ import Synchronization
 /// modes it runs in the request's thread or child, in sequential mode in `finishRequest` on the serving
 /// thread (which serves one client at a time anyway), in reactor mode on the loop, next to every other
 /// connection. The handler starts once the handshake has completed, `rfile` and `wfile` read and write
-/// plaintext, and a failed or timed-out handshake goes to ``handleError(_:clientAddress:error:)`` as a
+/// plaintext, and a failed or timed-out handshake goes to ``BaseServer/handleError(_:clientAddress:error:)`` as a
 /// `TLSError` with OpenSSL's reason.
 open class TCPServer: BaseServer, @unchecked Sendable {
     /// The families this server accepts.
