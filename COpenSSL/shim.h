@@ -35,16 +35,23 @@ static inline int copenssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list) 
     return (int)SSL_CTX_set1_groups_list(ctx, list);
 }
 
-/// The options every context gets: no renegotiation, no compression, the server's cipher order.
-/// (Not SSL_OP_IGNORE_UNEXPECTED_EOF: it would make a TCP close look like close_notify; TLSSession tells them apart.)
+/// The options every context gets: no renegotiation, no compression, the server's cipher order, and a
+/// peer's TCP close without close_notify read as the end of input (as Python's suppress_ragged_eofs does;
+/// without the option OpenSSL 3 makes it a fatal error, and the connection could not answer any more).
 static inline uint64_t copenssl_default_options(void) {
-    return SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+    return SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF;
 }
 
-/// Whether the oldest queued error is a peer's TCP close without close_notify.
-static inline int copenssl_error_is_unexpected_eof(void) {
+/// Whether the socket under `ssl` has reached its end (the socket BIO saw read() return 0): with
+/// SSL_OP_IGNORE_UNEXPECTED_EOF, what tells a bare TCP close from a close_notify.
+static inline int copenssl_read_side_at_eof(SSL *ssl) {
+    return (int)BIO_eof(SSL_get_rbio(ssl));
+}
+
+/// The errno of a system-library error at the head of the queue, or 0 for any other error.
+static inline int copenssl_peek_system_error(void) {
     unsigned long code = ERR_peek_error();
-    return ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+    return ERR_GET_LIB(code) == ERR_LIB_SYS ? ERR_GET_REASON(code) : 0;
 }
 
 /// Partial writes (a record at a time), a write buffer that may move between retries, and buffers

@@ -139,13 +139,18 @@ private final class PendingConnect {
             if fd >= 0 { Posix.close(fd) }
             completion?(.failure(failure))
         } else if let tls, let completion {
+            let session: TLSSession
             let connection: Connection
             do {
-                let session = try TLSSession(context: tls.context, fileDescriptor: fd, serverName: tls.serverName)
-                connection = try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session)
+                session = try TLSSession(context: tls.context, fileDescriptor: fd, serverName: tls.serverName)
             } catch {
                 Posix.close(fd)
                 return completion(.failure(error))
+            }
+            do {
+                connection = try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session)
+            } catch {
+                return completion(.failure(error))  // the failed init closed the descriptor
             }
             connection.whenHandshakeCompletes { error in
                 completion(error.map { .failure($0) } ?? .success(connection))

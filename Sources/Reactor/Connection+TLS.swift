@@ -42,7 +42,8 @@ extension Connection {
         }
         handshakeDeadline = Connection.now() &+ tls.context.configuration.handshakeTimeout.nanoseconds
         updateDeadlineTimer()
-        if tls.context.role == .client { setWriting(true) }
+        // A client speaks first; a handshake begun on a blocking socket may be waiting to send.
+        if tls.context.role == .client || tls.handshakeBegan { setWriting(true) }
     }
 
     // MARK: Readiness
@@ -79,13 +80,13 @@ extension Connection {
             tlsInfo = tls.info()
             handshakeWaitsForWrite = false
             setWriting(false)
-            // What was written before the handshake completed goes first.
-            if !output.isEmpty { sendOutput(tls) }
-            guard state != .closed else { return }
             let observers = handshakeObservers
             handshakeObservers = []
             for observer in observers { observer(nil) }
             delegate?.connectionDidCompleteHandshake(self)
+            guard state != .closed else { return }
+            // What was written meanwhile goes now, and a shutdownOutput() or close() asked for goes on.
+            sendOutput(tls)
             guard state != .closed else { return }
             updateReading()
             // Application data that came with the handshake's last flight is already inside OpenSSL.
@@ -113,13 +114,14 @@ extension Connection {
         let usesScratch = input.isEmpty
         var buffer: ByteBuffer
         let count: Int
+        var spaceFull: Bool
         if usesScratch {
-            (count, end) = fill(tls, loop.scratch.baseAddress!, loop.scratch.count)
+            (count, end, spaceFull) = fill(tls, loop.scratch.baseAddress!, loop.scratch.count)
             buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
         } else {
             buffer = input.take()
             buffer.reserveWritable(16 * 1024)
-            (count, end) = fill(tls, buffer.writableSpace, buffer.writableBytes)
+            (count, end, spaceFull) = fill(tls, buffer.writableSpace, buffer.writableBytes)
             buffer.didWrite(count)
         }
         if count > 0 {
@@ -142,6 +144,10 @@ extension Connection {
             setWriting(true)  // reading pauses meanwhile (updateReading), so a readable socket cannot spin the loop
         case .closed?:
             receivedCloseNotify = tls.receivedCloseNotify
+            guard state == .open else {  // closed by the delegate meanwhile: no end to report
+                inputClosed = true
+                return updateReading()
+            }
             return handleEndOfInput()
         case .failed(let error)?:
             return finishClose(error)
@@ -149,14 +155,17 @@ extension Connection {
             break
         }
         updateReading()
-        // The space filled up with more inside OpenSSL: another pass, as the socket may not say so.
-        if end == nil && reading && wantsInput && tls.hasPendingInput { readEvent?.activate(.readable) }
+        // The space filled up with more inside OpenSSL: another pass, as the socket may not say so. Never
+        // after OpenSSL asked for more from the socket: part of a record waits there, and only the socket
+        // can complete it (activating again would spin the loop).
+        if spaceFull && reading && wantsInput && tls.hasPendingInput { readEvent?.activate(.readable) }
     }
 
     /// Decrypts into `space` until it is full or OpenSSL has nothing more without waiting.
-    /// - Returns: the bytes decrypted, and the outcome that stopped it (`nil`: space full or nothing buffered).
+    /// - Returns: the bytes decrypted, the outcome that stopped it (`nil`: nothing more without the socket,
+    ///   or the space is full), and whether the space is full.
     private func fill(_ tls: TLSSession, _ space: UnsafeMutableRawPointer, _ capacity: Int) -> (
-        Int, TLSSession.Outcome?
+        Int, TLSSession.Outcome?, Bool
     ) {
         var count = 0
         while count < capacity {
@@ -165,14 +174,14 @@ extension Connection {
             case .done(let read):
                 count += read
                 // Nothing buffered: the next read would only find an empty socket (one system call saved).
-                if !tls.hasPendingInput { return (count, nil) }
+                if !tls.hasPendingInput { return (count, nil, false) }
             case .wantRead:
-                return (count, nil)
+                return (count, nil, false)
             case .wantWrite, .closed, .failed:
-                return (count, outcome)
+                return (count, outcome, false)
             }
         }
-        return (count, nil)
+        return (count, nil, true)
     }
 
     // MARK: Writing
@@ -223,6 +232,12 @@ extension Connection {
         guard let tls, !closeNotifySent else { return true }
         if case .wantWrite = tls.shutdown() {
             setWriting(true)
+            // A peer that does not read must not keep a closing connection forever (its replies are all in
+            // the kernel already, so no writeDeadline was armed).
+            if writeDeadline == nil, let bound = state == .closing ? writeTimeout ?? lingerTimeout : writeTimeout {
+                writeDeadline = Connection.now() &+ bound.nanoseconds
+                updateDeadlineTimer()
+            }
             return false
         }
         closeNotifySent = true

@@ -59,7 +59,7 @@ public final class Connection {
     enum State { case open, closing, closed }
     private(set) var state = State.open
     /// The peer closed its sending side.
-    public private(set) var inputClosed = false
+    public internal(set) var inputClosed = false
     var outputShutdown = OutputShutdown.open
     enum OutputShutdown { case open, requested, done }
 
@@ -424,7 +424,7 @@ public final class Connection {
     func outputProgressed() {
         if output.isEmpty {
             output.clear()
-            setWriting(false)
+            setWriting(tlsReadWaitsForWrite)  // a TLS read may still need the socket to drain
             let waiters = flushWaiters
             flushWaiters = []
             for waiter in waiters { waiter.resume() }
@@ -508,7 +508,8 @@ public final class Connection {
         loop.preconditionInEventLoop()
         guard state == .open, outputShutdown == .open else { return }
         outputShutdown = .requested
-        if output.isEmpty && closeNotify() {  // else finished once the socket drains
+        // Else finished once the socket drains (or, with TLS, once the handshake has completed).
+        if output.isEmpty && outputMayProceed && closeNotify() {
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
         }

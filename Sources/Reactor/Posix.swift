@@ -39,6 +39,9 @@ enum Posix {
     /// (OpenSSL's `SSL_ERROR_SYSCALL`); read it at once after the call.
     static var lastError: Int32 { errno }
 
+    /// Sets `errno` to 0 before a C library call whose failure may or may not set it.
+    static func clearError() { errno = 0 }
+
     static func socket(domain: Int32, type: Int32, nonBlocking: Bool = true) throws(IOError) -> Int32 {
         let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
         return try syscall("socket", { Glibc.socket(domain, type | flags, 0) })

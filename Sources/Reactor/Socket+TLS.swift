@@ -45,11 +45,20 @@ extension Socket {
         }
     }
 
-    /// Waits up to `timeout` (`nil`: forever) for input: true when some can be read without blocking (or
-    /// the peer closed). With TLS, bytes OpenSSL already holds count, though the socket may not be readable.
+    /// Waits up to `timeout` (`nil`: forever) for input: true when a read would return without blocking
+    /// (bytes, or the peer's end). With TLS that means a whole record: bytes OpenSSL already holds count
+    /// though the socket may not be readable, and part of a record does not, though the socket is.
     public func waitForInput(timeout: Duration?) throws -> Bool {
-        if let tlsSession, tlsSession.isHandshakeComplete, tlsSession.hasPendingInput { return true }
-        return try Posix.wait(fileDescriptor, writable: false, timeout: timeout)
+        guard let tlsSession, tlsSession.isHandshakeComplete else {
+            return try Posix.wait(fileDescriptor, writable: false, timeout: timeout)
+        }
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            if tlsSession.hasReadableInput() { return true }
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if let remaining, remaining <= .zero { return false }
+            guard try Posix.wait(fileDescriptor, writable: false, timeout: remaining) else { return false }
+        }
     }
 
     // MARK: Through OpenSSL (called by receive, receiveIfReady, sendAll and shutdown)
@@ -83,12 +92,22 @@ extension Socket {
 
     func tlsSendAll(_ tls: TLSSession, _ bytes: UnsafeRawBufferPointer) throws {
         try handshake()
+        // After a timeout mid-record OpenSSL would finish that record with the next call's bytes.
+        if tlsWriteStuck {
+            throw TLSError.protocolError("an earlier send timed out mid-record: the connection cannot send")
+        }
         // One deadline for the whole buffer: a slow reader cannot stretch it record by record.
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var offset = 0
         while offset < bytes.count {
-            let outcome = try blockingStep(deadline) {
-                tls.write(bytes.baseAddress! + offset, count: bytes.count - offset)
+            let outcome: TLSSession.Outcome
+            do {
+                outcome = try blockingStep(deadline) {
+                    tls.write(bytes.baseAddress! + offset, count: bytes.count - offset)
+                }
+            } catch {
+                tlsWriteStuck = true
+                throw error
             }
             switch outcome {
             case .done(let sent): offset += sent
@@ -101,6 +120,7 @@ extension Socket {
     /// Sends `close_notify`, waiting for the socket to drain for up to ``timeout`` (2 s without one);
     /// a peer that is gone or does not read is not waited for further.
     func sendCloseNotify(_ tls: TLSSession) {
+        guard !tlsWriteStuck else { return }
         _ = try? blockingStep(ContinuousClock.now + (timeout ?? .seconds(2))) { tls.shutdown() }
     }
 

@@ -25,6 +25,8 @@ public final class Socket: @unchecked Sendable {
     var tlsSession: TLSSession?
     /// What the TLS handshake agreed on: `nil` until it completes, and always without TLS.
     public internal(set) var tlsInfo: TLSInfo?
+    /// A TLS send timed out part-way through a record: nothing more may be sent.
+    var tlsWriteStuck = false
 
     /// Adopts a descriptor; the socket now owns it.
     public init(adopting fileDescriptor: Int32) {

@@ -29,6 +29,11 @@ final class TLSSession {
     private let ssl: OpaquePointer
     /// Whether the handshake has completed.
     private(set) var isHandshakeComplete = false
+    /// Whether a handshake step has run (a session adopted from a blocking socket may be half-way).
+    private(set) var handshakeBegan = false
+    /// The failure that ended the session: every later step reports it again (OpenSSL's own queue has it
+    /// only once, and a peek may be what saw it).
+    private var failure: (any Error)?
 
     /// Starts TLS on a connected socket, as the context's role says; no byte is exchanged yet.
     /// - Parameter serverName: a client's: the name sent as SNI (unless it is an IP address) and checked
@@ -49,7 +54,12 @@ final class TLSSession {
             SSL_set_accept_state(ssl)
         case .client:
             SSL_set_connect_state(ssl)
-            if let serverName { try expect(serverName) }
+            if let serverName {
+                try expect(serverName)
+            } else if context.configuration.verifiesPeer {
+                // A chain from a trusted CA proves nothing without the name it must carry (Python refuses too).
+                throw .configuration("verifying the server needs its name: give a serverName")
+            }
         }
     }
 
@@ -74,7 +84,10 @@ final class TLSSession {
 
     /// Advances the handshake.
     func handshake() -> Outcome {
+        handshakeBegan = true
+        if let failure { return .failed(failure) }
         ERR_clear_error()
+        Posix.clearError()
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             isHandshakeComplete = true
@@ -86,7 +99,9 @@ final class TLSSession {
     /// Decrypts up to `count` bytes into `buffer` (running the handshake first if it has not completed).
     @inline(__always)
     func read(into buffer: UnsafeMutableRawPointer, count: Int) -> Outcome {
+        if let failure { return .failed(failure) }
         ERR_clear_error()
+        Posix.clearError()
         let result = SSL_read(ssl, buffer, Int32(clamping: count))
         if result > 0 { return .done(Int(result)) }
         return outcome(of: result, systemError: Posix.lastError)
@@ -96,7 +111,9 @@ final class TLSSession {
     /// ``Outcome/wantWrite`` the next call must start with the same bytes (they may have moved).
     @inline(__always)
     func write(_ bytes: UnsafeRawPointer, count: Int) -> Outcome {
+        if let failure { return .failed(failure) }
         ERR_clear_error()
+        Posix.clearError()
         let result = SSL_write(ssl, bytes, Int32(clamping: count))
         if result > 0 { return .done(Int(result)) }
         return outcome(of: result, systemError: Posix.lastError)
@@ -104,22 +121,48 @@ final class TLSSession {
 
     /// Sends `close_notify` (without waiting for the peer's).
     func shutdown() -> Outcome {
-        guard isHandshakeComplete else { return .done(0) }  // nothing to close before the handshake
+        guard isHandshakeComplete, failure == nil else { return .done(0) }  // nothing to close
         ERR_clear_error()
+        Posix.clearError()
         let result = SSL_shutdown(ssl)
         if result >= 0 { return .done(0) }
         return outcome(of: result, systemError: Posix.lastError)
     }
 
-    /// Whether the peer sent `close_notify` (a clean TLS close) rather than only closing its TCP side.
-    var receivedCloseNotify: Bool { SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 }
+    /// Whether the peer sent `close_notify` (a clean TLS close) rather than only closing its TCP side;
+    /// meaningful once a read returned ``Outcome/closed``. (The context's options make OpenSSL mark both
+    /// as received; only after a bare TCP close has the socket itself reached its end.)
+    var receivedCloseNotify: Bool {
+        SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 && copenssl_read_side_at_eof(ssl) == 0
+    }
 
-    /// Whether decrypted bytes, or received bytes not yet decrypted, wait inside OpenSSL: the socket
-    /// may not be readable, yet a read would return something.
+    /// Whether received bytes wait inside OpenSSL (read ahead of what was asked for): decrypted ones, a
+    /// whole record, or only part of one. True does not promise that a read returns something.
     var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
 
-    /// Reads OpenSSL's verdict on a failed call: what to wait for, or why it failed.
+    /// Whether a read would return at once (bytes, the end, or an error) rather than wait for the socket:
+    /// decrypted bytes are buffered, or a whole record has arrived (looked at with `SSL_peek`, which reads
+    /// what the non-blocking socket has but consumes nothing). Part of a record is not enough.
+    func hasReadableInput() -> Bool {
+        if SSL_pending(ssl) > 0 || failure != nil { return true }
+        guard isHandshakeComplete else { return false }
+        var byte: UInt8 = 0
+        ERR_clear_error()
+        Posix.clearError()
+        let result = SSL_peek(ssl, &byte, 1)
+        if result > 0 { return true }
+        if case .wantRead = outcome(of: result, systemError: Posix.lastError) { return false }
+        return true  // the end, or an error: the read reports it
+    }
+
+    /// Reads OpenSSL's verdict on a failed call: what to wait for, or why it failed (kept for later steps).
     private func outcome(of result: Int32, systemError: Int32) -> Outcome {
+        let outcome = verdict(of: result, systemError: systemError)
+        if case .failed(let error) = outcome { failure = error }
+        return outcome
+    }
+
+    private func verdict(of result: Int32, systemError: Int32) -> Outcome {
         let code = SSL_get_error(ssl, result)
         switch code {
         case SSL_ERROR_WANT_READ:
@@ -134,17 +177,20 @@ final class TLSSession {
                     IOError(errnoCode: systemError, operation: isHandshakeComplete ? "TLS" : "TLS handshake"))
             }
             return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
-        case SSL_ERROR_SSL where copenssl_error_is_unexpected_eof() != 0:
-            // A TCP close without close_notify: an end of input all the same (Python's suppress_ragged_eofs).
-            _ = TLSContext.errorReason()  // empties the queue
-            return isHandshakeComplete ? .closed : .failed(TLSError.closedDuringHandshake)
+        case _ where copenssl_peek_system_error() != 0:
+            // The socket failed and OpenSSL queued its errno (ECONNRESET): an IOError, as without TLS.
+            let code = copenssl_peek_system_error()
+            ERR_clear_error()
+            return .failed(IOError(errnoCode: code, operation: isHandshakeComplete ? "TLS" : "TLS handshake"))
         default:
             var reason = TLSContext.errorReason()
+            guard !isHandshakeComplete else { return .failed(TLSError.protocolError(reason)) }
+            // A certificate that did not verify: say why (only where certificates are verified at all).
             let verification = SSL_get_verify_result(ssl)
-            if verification != X509_V_OK {
+            if verification != X509_V_OK && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE {
                 reason += ": \(String(cString: X509_verify_cert_error_string(verification)))"
             }
-            return .failed(isHandshakeComplete ? TLSError.protocolError(reason) : TLSError.handshakeFailed(reason))
+            return .failed(TLSError.handshakeFailed(reason))
         }
     }
 

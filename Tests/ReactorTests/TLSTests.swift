@@ -337,6 +337,80 @@ import Testing
         #expect(result.error == nil)
     }
 
+    /// Part of a record, then silence: OpenSSL holds bytes it cannot decrypt yet, which must not make the
+    /// loop look at that connection again and again (it would never poll, and nobody else would be served).
+    @Test func partOfARecordThenSilenceDoesNotHoldUpTheLoop() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let loop = try EventLoop()
+        let ready = SharedAddress()
+        let stopped = DispatchSemaphore(value: 0)
+        let holder = ListenerHolder()
+        Thread.detachNewThread {
+            loop.takeOwnership()
+            holder.listener = try? Listener(address: try! Family.ipv4.listenAddress(), tls: server, on: loop) {
+                serveEcho($0, face: .callback)
+            }
+            ready.set(holder.listener!.localAddress)
+            try? loop.run()
+            holder.listener?.close()
+            stopped.signal()
+        }
+        let address = ready.wait()
+        let stalled = try connectedClient(address, timeout: .seconds(5))
+        try stalled.startTLS(client, serverName: "localhost")
+        try stalled.handshake()
+        // An application-data record header announcing 16 KiB, and 10 of its bytes, past OpenSSL.
+        let partial: [UInt8] = [0x17, 0x03, 0x03, 0x40, 0x00] + [UInt8](repeating: 0x5A, count: 10)
+        #expect(partial.withUnsafeBytes { send(stalled.fileDescriptor, $0.baseAddress, $0.count, 0) } == 15)
+        // Everyone else is still served, promptly.
+        for _ in 0..<3 {
+            let other = try connectedClient(address, timeout: .seconds(5))
+            try other.startTLS(client, serverName: "localhost")
+            #expect(try echoes(other, "served\n"))
+            other.close()
+        }
+        loop.stop()
+        #expect(stopped.wait(timeout: .now() + 5) == .success, "the loop stops: it was not spinning on one connection")
+        stalled.close()
+    }
+
+    /// A blocking socket's `waitForInput` answers for what can be read: part of a record is not input yet.
+    @Test func waitForInputIsFalseForPartOfARecord() throws {
+        let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
+        let listener = try Socket(
+            binding: try SocketAddress(ipv4: "127.0.0.1", port: 0), kind: .stream, nonBlocking: false)
+        try listener.listen(backlog: 1)
+        let peer = try connectedClient(try #require(listener.localAddress), timeout: .seconds(5))
+        let (accepted, _) = try #require(try listener.accept(nonBlocking: false))
+        accepted.timeout = .seconds(5)
+        try accepted.startTLS(server)
+        try peer.startTLS(client, serverName: "localhost")
+        let handshake = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? accepted.handshake()
+            handshake.signal()
+        }
+        try peer.handshake()
+        handshake.wait()
+        try peer.sendAll(Array("one\n".utf8))
+        #expect(try accepted.waitForInput(timeout: .seconds(5)))
+        #expect(try accepted.receive(maxCount: 100) == Array("one\n".utf8))
+        let partial: [UInt8] = [0x17, 0x03, 0x03, 0x40, 0x00, 1, 2, 3]
+        _ = partial.withUnsafeBytes { send(peer.fileDescriptor, $0.baseAddress, $0.count, 0) }
+        #expect(try !accepted.waitForInput(timeout: .milliseconds(200)), "part of a record is not input")
+        // The rest of that record (garbage, so the read fails) makes it input: the read reports the error.
+        _ = [UInt8](repeating: 0, count: 0x4000).withUnsafeBytes {
+            send(peer.fileDescriptor, $0.baseAddress, $0.count, 0)
+        }
+        #expect(try accepted.waitForInput(timeout: .seconds(5)))
+        #expect(throws: TLSError.self) { try accepted.receive(maxCount: 100) }
+        peer.close()
+        accepted.close()
+        listener.close()
+    }
+
     /// The system's trust store is the default, and it does not vouch for the test CA.
     @Test func theSystemTrustStoreRefusesATestCertificate() throws {
         let server = try TestCertificates.serverContext()
@@ -460,6 +534,11 @@ final class SharedAddress: @unchecked Sendable {
         ready.wait()
         return address!
     }
+}
+
+/// A listener made on a loop's own thread, closed there when the loop stops.
+final class ListenerHolder: @unchecked Sendable {
+    var listener: Listener?
 }
 
 /// Lines collected on one thread and read on another.

@@ -15,6 +15,16 @@ import Testing
 
     static func temporaryDirectory() -> String { temporaryPath("bench") }
 
+    /// How many sockets process `pid` has open, from `/proc/PID/fd`.
+    static func socketCount(of pid: pid_t) -> Int {
+        let directory = "/proc/\(pid)/fd"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\($0)"))?.hasPrefix("socket:")
+                == true
+        }.count
+    }
+
     static func results(in directory: String) throws -> Document {
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/results.json"))
         return try JSONDecoder().decode(Document.self, from: data)
@@ -111,12 +121,19 @@ import Testing
             "--output", directory,
         ])
         let pid = bench.process.processIdentifier
-        // Wait until the first server runs and is busy: its CPU time rises.
+        // Wait until the first server serves the load: both connections accepted (its listener and two more
+        // sockets), then its CPU time rising by 50 ms from there (its start-up alone, a sanitized binary
+        // loading OpenSSL, may take longer than that).
         var server: pid_t?
+        var busySince: Double?
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             if server == nil { server = ProcessSample.children(of: pid).first }
-            if let server, ProcessSample.cpuSeconds(server) >= 0.1 { break }
+            if let server {
+                let cpu = ProcessSample.cpuSeconds(server)
+                if let busySince, cpu >= busySince + 0.05 { break }
+                if busySince == nil && Self.socketCount(of: server) >= 3 { busySince = cpu }
+            }
             usleep(20_000)
         }
         let child = try #require(server, "the bench started a server")
