@@ -33,14 +33,33 @@ public enum HTTP {
 
         /// Parses `HTTP/1.1` as Python does: two dot-separated runs of at most 10 digits.
         public init?(_ text: some StringProtocol) {
-            guard text.hasPrefix("HTTP/") else { return nil }
-            let parts = text.dropFirst(5).split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 2,
-                parts.allSatisfy({ !$0.isEmpty && $0.count <= 10 && $0.utf8.allSatisfy { (48...57).contains($0) } }),
-                let major = Int(parts[0]), let minor = Int(parts[1])
-            else { return nil }
+            // One pass over the bytes: no substrings, no split (this runs for every request).
+            var major = 0
+            var minor = 0
+            var digits = 0
+            var sawDot = false
+            var index = 0
+            for byte in text.utf8 {
+                defer { index += 1 }
+                if index < 5 {
+                    guard byte == Self.prefix[index] else { return nil }
+                    continue
+                }
+                if byte == UInt8(ascii: ".") {
+                    guard !sawDot, digits > 0 else { return nil }
+                    sawDot = true
+                    digits = 0
+                    continue
+                }
+                guard (48...57).contains(byte), digits < 10 else { return nil }
+                digits += 1
+                if sawDot { minor = minor * 10 + Int(byte - 48) } else { major = major * 10 + Int(byte - 48) }
+            }
+            guard index > 5, sawDot, digits > 0 else { return nil }
             self.init(major, minor)
         }
+
+        private static let prefix = Array("HTTP/".utf8)
 
         public static let http09 = Version(0, 9)
         public static let http10 = Version(1, 0)

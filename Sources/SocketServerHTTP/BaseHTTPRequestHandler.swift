@@ -311,7 +311,7 @@ open class BaseHTTPRequestHandler {
         rfile = body
         let twoWords = head.versionNumber == .http09 && !head.requestLine.hasSuffix("HTTP/0.9")
         requestVersion = twoWords ? defaultRequestVersion : head.version
-        let protocolNumber = HTTP.Version(protocolVersion) ?? .http10
+        let protocolNumber = self.protocolNumber
         closeConnection = !(head.versionNumber >= .http11 && protocolNumber >= .http11) || twoWords
         let connection = headers.tokens("Connection")
         if connection.contains("close") {
@@ -321,9 +321,12 @@ open class BaseHTTPRequestHandler {
         }
     }
 
+    /// ``protocolVersion`` parsed, once per handler (a class attribute: it does not change between requests).
+    private lazy var protocolNumber = HTTP.Version(protocolVersion) ?? .http10
+
     /// Whether the request's `Expect: 100-continue` applies (both sides at HTTP/1.1).
     func wantsContinue(_ head: HTTP.RequestHead) -> Bool {
-        head.expectsContinue && (HTTP.Version(protocolVersion) ?? .http10) >= .http11
+        head.expectsContinue && protocolNumber >= .http11
             && head.versionNumber >= .http11
     }
 

@@ -243,7 +243,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// that is not UTF-8 once decoded.
     open func translatePath(_ path: String) -> String? {
         let bare = String(splitTarget(path).path.prefix { $0 != "#" })
-        let trailingSlash = bare.trimmingTrailingWhitespace.hasSuffix("/")
+        let trailingSlash = endsWithSlashBeforeWhitespace(bare)
         guard let bytes = percentDecoded(bare), !bytes.contains(0),
             let decoded = String(validating: bytes, as: UTF8.self)
         else { return nil }
@@ -366,6 +366,20 @@ func currentDirectory() -> String {
     guard let path = getcwd(nil, 0) else { return "." }
     defer { free(path) }
     return String(cString: path)
+}
+
+/// Python's `path.rstrip().endswith('/')`: over the bytes when what ends the path is ASCII (always, in
+/// practice), through Unicode's whitespace otherwise.
+func endsWithSlashBeforeWhitespace(_ path: String) -> Bool {
+    for byte in path.utf8.reversed() {
+        switch byte {
+        case 0x09...0x0D, 0x20: continue
+        case UInt8(ascii: "/"): return true
+        case 0x80...: return path.trimmingTrailingWhitespace.hasSuffix("/")
+        default: return false
+        }
+    }
+    return false
 }
 
 extension StringProtocol {

@@ -68,6 +68,20 @@ func decodeChunked(_ text: String, step: Int, limit: Int = 1 << 20) throws -> (b
         }
     }
 
+    /// Python's version rule: `HTTP/` and two dot-separated runs of 1 to 10 digits, nothing else.
+    @Test func versionsParseAsPythonDoes() {
+        #expect(HTTP.Version("HTTP/1.1") == .http11)
+        #expect(HTTP.Version("HTTP/0.9") == .http09)
+        #expect(HTTP.Version("HTTP/1234567890.0123456789") == HTTP.Version(1_234_567_890, 123_456_789))
+        #expect(HTTP.Version("HTTP/1.1"[...]) == .http11, "a Substring")
+        for bad in [
+            "", "HTTP/", "HTTP/1", "HTTP/1.", "HTTP/.1", "HTTP/1.1.1", "HTTP/12345678901.1", "HTTP/1.12345678901",
+            "http/1.1", "HTTP/1.x", "HTTP/-1.1", "HTTP/1 .1", "HTTP/1.1 ", "XTTP/1.1", "HTTP/１.1",
+        ] {
+            #expect(HTTP.Version(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func twoWordsAreHTTP09WithoutHeaders() throws {
         let bytes = Array("GET /page\r\nHost: ignored\r\n\r\n".utf8)
         let (head, consumed) = try #require(try bytes.withUnsafeBytes { try HTTP.parseRequestHead($0) })
