@@ -265,12 +265,16 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// The content type for a path: ``extensionsMap`` by extension (as written, then lowercased), then
     /// `/etc/mime.types`, then `application/octet-stream`.
     open func guessType(_ path: String) -> String {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let name = path.lastIndex(of: "/").map { path[path.index(after: $0)...] } ?? path[...]
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
         let ext = String(name[dot...])
-        return Self.extensionsMap[ext] ?? Self.extensionsMap[ext.lowercased()]
+        return extensions[ext] ?? extensions[ext.lowercased()]
             ?? MIMETypes.shared[String(ext.dropFirst()).lowercased()] ?? "application/octet-stream"
     }
+
+    /// ``extensionsMap`` of this handler's class, built once per handler (the class attribute is a computed
+    /// dictionary: building it for every request cost as much as the lookup).
+    private lazy var extensions = Self.extensionsMap
 
     /// Python's `extensions_map`: checked before the system's types.
     open class var extensionsMap: [String: String] {
