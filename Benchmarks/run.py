@@ -167,6 +167,19 @@ def run_echo(command, connections, pipeline, per_request, seconds):
     }
 
 
+def summarize(label, name, runs, keys):
+    """One table row: the medians of `keys` over the runs that did not fail, and how many did."""
+    ok = [s for s in runs if "failed" not in s]
+    row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
+    for key in keys:
+        row[key] = median(s[key] for s in ok) if ok else None
+    return row
+
+
+def ratio(value, base):
+    return value / base if base and value else None
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -189,12 +202,9 @@ def echo_table(rounds, seconds, quick):
     for label, *_ in rows:
         base = median(s.get("cpu_us_per_request") for s in samples.get((label, BASELINE), []))
         for name in table:
-            runs = samples[(label, name)]
-            ok = [s for s in runs if "failed" not in s]
-            row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
-            for key in ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "memory", "errors"):
-                row[key] = median(s[key] for s in ok) if ok else None
-            row["cpu_vs_bufferevent"] = (row["cpu_us_per_request"] / base) if base and row["cpu_us_per_request"] else None
+            row = summarize(label, name, samples[(label, name)],
+                            ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "memory", "errors"))
+            row["cpu_vs_bufferevent"] = ratio(row["cpu_us_per_request"], base)
             results.append(row)
     return results
 
@@ -247,16 +257,19 @@ def idle_table(connections):
     table = servers()
     names = ["sockserv reactor, callback", "sockserv reactor, async", BASELINE, "C libevent plain events",
              "SwiftNIO, 1 loop", "Python asyncio"]
+    return idle_memory({name: table[name] for name in names if name in table}, connections)
+
+
+def idle_memory(table, connections, client_options=()):
+    """Each server's memory (PSS) before and while `connections` idle connections are held."""
     results = []
-    for name in names:
-        if name not in table:
-            continue
+    for name, command in table.items():
         progress(f"idle: {connections} connections: {name}")
-        server = Server(table[name])
+        server = Server(command)
         try:
             time.sleep(0.2)
             before = memory_bytes(server.pid)
-            holder = subprocess.Popen([CLIENT, str(server.port), str(connections), "60", "--idle"],
+            holder = subprocess.Popen([CLIENT, str(server.port), str(connections), "60", "--idle", *client_options],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             line = holder.stdout.readline()
             held = int(line.split()[1]) if line.startswith("connected") else 0
@@ -401,17 +414,11 @@ def http_table(rounds, seconds):
         base_cpu_mib = median(s["cpu_ms_per_mib"] for s in base)
         base_rps = median(s["requests_per_second"] for s in base)
         for name in table:
-            runs = samples[(label, name)]
-            ok = [s for s in runs if "failed" not in s]
-            row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
-            for key in ("requests_per_second", "mib_per_second", "cpu_us_per_request", "cpu_ms_per_mib", "errors"):
-                row[key] = median(s[key] for s in ok) if ok else None
-            row["cpu_per_request_vs_nginx"] = (row["cpu_us_per_request"] / base_cpu_request
-                                               if base_cpu_request and row["cpu_us_per_request"] else None)
-            row["cpu_per_mib_vs_nginx"] = (row["cpu_ms_per_mib"] / base_cpu_mib
-                                           if base_cpu_mib and row["cpu_ms_per_mib"] else None)
-            row["requests_vs_nginx"] = (row["requests_per_second"] / base_rps
-                                        if base_rps and row["requests_per_second"] else None)
+            row = summarize(label, name, samples[(label, name)],
+                            ("requests_per_second", "mib_per_second", "cpu_us_per_request", "cpu_ms_per_mib", "errors"))
+            row["cpu_per_request_vs_nginx"] = ratio(row["cpu_us_per_request"], base_cpu_request)
+            row["cpu_per_mib_vs_nginx"] = ratio(row["cpu_ms_per_mib"], base_cpu_mib)
+            row["requests_vs_nginx"] = ratio(row["requests_per_second"], base_rps)
             results.append(row)
     return results, None
 
@@ -480,29 +487,6 @@ def run_tls_echo(command, connections, per_request, seconds):
             "errors": result["errors"]}
 
 
-def tls_idle(connections):
-    results = []
-    for name, command in tls_servers().items():
-        progress(f"tls idle: {connections} connections: {name}")
-        server = Server(command)
-        try:
-            time.sleep(0.2)
-            before = memory_bytes(server.pid)
-            holder = subprocess.Popen([CLIENT, str(server.port), str(connections), "60", "--idle", "--tls"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            line = holder.stdout.readline()
-            held = int(line.split()[1]) if line.startswith("connected") else 0
-            time.sleep(1.0)
-            after = memory_bytes(server.pid)
-            holder.stdin.close()
-            holder.wait(timeout=30)
-        finally:
-            server.stop()
-        results.append({"server": name, "connections": held, "memory_before": before, "memory_after": after,
-                        "bytes_per_connection": (after - before) / held if held else None})
-    return results
-
-
 def nginx_tls_command(port):
     command = nginx_command(port)
     config = command[2]
@@ -559,25 +543,18 @@ def tls_table(rounds, seconds, http_seconds, idle_connections):
         base = median(s.get("cpu_us_per_request") for s in samples.get((label, TLS_BASELINE), []))
         base_rps = median(s.get("requests_per_second") for s in samples.get((label, TLS_BASELINE), []))
         for name in table:
-            runs = samples[(label, name)]
-            ok = [s for s in runs if "failed" not in s]
-            row = {"row": label, "server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
-            for key in ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "errors"):
-                row[key] = median(s[key] for s in ok) if ok else None
-            row["cpu_vs_c"] = (row["cpu_us_per_request"] / base) if base and row["cpu_us_per_request"] else None
-            row["rate_vs_c"] = (row["requests_per_second"] / base_rps) if base_rps and row["requests_per_second"] else None
+            row = summarize(label, name, samples[(label, name)],
+                            ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "errors"))
+            row["cpu_vs_c"] = ratio(row["cpu_us_per_request"], base)
+            row["rate_vs_c"] = ratio(row["requests_per_second"], base_rps)
             echo.append(row)
     https = []
     base = median(s.get("cpu_us_per_request") for s in samples.get(("https", TLS_HTTP_BASELINE), []))
     for name in http:
-        runs = samples[("https", name)]
-        ok = [s for s in runs if "failed" not in s]
-        row = {"server": name, "rounds": len(runs), "failed_rounds": len(runs) - len(ok)}
-        for key in ("requests_per_second", "cpu_us_per_request", "errors"):
-            row[key] = median(s[key] for s in ok) if ok else None
-        row["cpu_vs_nginx"] = (row["cpu_us_per_request"] / base) if base and row["cpu_us_per_request"] else None
+        row = summarize("https", name, samples[("https", name)], ("requests_per_second", "cpu_us_per_request", "errors"))
+        row["cpu_vs_nginx"] = ratio(row["cpu_us_per_request"], base)
         https.append(row)
-    return {"echo": echo, "https": https, "idle": tls_idle(idle_connections)}, None
+    return {"echo": echo, "https": https, "idle": idle_memory(table, idle_connections, ["--tls"])}, None
 
 
 def free_port():
@@ -608,23 +585,31 @@ def fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def labels(rows):
+    """The distinct row labels, in order."""
+    seen = []
+    for row in rows:
+        if row["row"] not in seen:
+            seen.append(row["row"])
+    return seen
+
+
+def failed_note(row):
+    return f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
+
+
 def markdown(document):
     out = [f"# make bench, {document['date']}", "",
            f"{document['machine']}. Echo: 32-byte requests, closed loop, {document['seconds']:g} s per run, "
            f"median of {document['rounds']} interleaved rounds; CPU is the server's (and its children's) from /proc; "
            f"ratio is CPU per request against libevent's bufferevent echo server. Memory is PSS after the run.", ""]
-    rows = []
-    for row in document["echo"]:
-        if row["row"] not in rows:
-            rows.append(row["row"])
-    for label in rows:
+    for label in labels(document["echo"]):
         out += [f"### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs bufferevent | memory MiB | errors |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in document["echo"]:
             if row["row"] != label:
                 continue
-            note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
-            out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
+            out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
                        f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
                        f"{fmt(row['cpu_vs_bufferevent'], '.2f')} | "
                        f"{fmt(row['memory'] / 1048576 if row['memory'] else None, '.1f')} | {fmt(row['errors'], '.0f')} |")
@@ -648,8 +633,7 @@ def markdown(document):
             for row in document["http"]:
                 if row["row"] != label:
                     continue
-                note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
-                out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | "
+                out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | "
                            f"{fmt(row['mib_per_second'], '.1f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
                            f"{fmt(row['cpu_ms_per_mib'], '.2f')} | {fmt(row['cpu_per_request_vs_nginx'], '.2f')} | "
                            f"{fmt(row['cpu_per_mib_vs_nginx'], '.2f')} | {fmt(row['requests_vs_nginx'], '.2f')} | "
@@ -663,18 +647,13 @@ def markdown(document):
                 "ECDSA P-256 certificate, TLS 1.3, 32-byte echo requests; echo_client --tls drives both. Echo rows "
                 "read the server's CPU after every connection's handshake; the handshake row opens a new connection "
                 "(a full handshake, one echo, close_notify) per request. Ratios are against the C server.", ""]
-        rows = []
-        for row in tls["echo"]:
-            if row["row"] not in rows:
-                rows.append(row["row"])
-        for label in rows:
+        for label in labels(tls["echo"]):
             out += [f"#### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs C | rate vs C | errors |",
                     "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for row in tls["echo"]:
                 if row["row"] != label:
                     continue
-                note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
-                out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
+                out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
                            f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
                            f"{fmt(row['cpu_vs_c'], '.2f')} | {fmt(row['rate_vs_c'], '.2f')} | {fmt(row['errors'], '.0f')} |")
             out.append("")
@@ -682,27 +661,25 @@ def markdown(document):
         out += ["#### HTTPS: wrk -t1 -c100 over TLS, 1 KiB file, keep-alive", "",
                 "| server | requests/s | CPU us/request | CPU/request vs nginx | errors |", "|---|---:|---:|---:|---:|"]
         for row in tls["https"]:
-            note = f" ({row['failed_rounds']} of {row['rounds']} rounds failed)" if row["failed_rounds"] else ""
-            out.append(f"| {row['server']}{note} | {fmt(row['requests_per_second'], '.0f')} | "
+            out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | "
                        f"{fmt(row['cpu_us_per_request'], '.1f')} | {fmt(row['cpu_vs_nginx'], '.2f')} | {fmt(row['errors'], '.0f')} |")
         out.append("")
     if tls.get("idle"):
-        out += ["#### Memory per idle TLS connection (after its handshake)", "",
-                "| server | connections held | memory before MiB | after MiB | bytes per connection |", "|---|---:|---:|---:|---:|"]
-        for row in tls["idle"]:
-            out.append(f"| {row['server']} | {row['connections']} | {row['memory_before'] / 1048576:.1f} | "
-                       f"{row['memory_after'] / 1048576:.1f} | {fmt(row['bytes_per_connection'], '.0f')} |")
-        out.append("")
+        out += idle_markdown("#### Memory per idle TLS connection (after its handshake)", tls["idle"])
     elif document.get("tls_skipped"):
         out += [f"tls: skipped, {document['tls_skipped']}", ""]
     if document["idle"]:
-        out += ["### Memory per idle connection", "", "| server | connections held | memory before MiB | after MiB | bytes per connection |",
-                "|---|---:|---:|---:|---:|"]
-        for row in document["idle"]:
-            out.append(f"| {row['server']} | {row['connections']} | {row['memory_before'] / 1048576:.1f} | "
-                       f"{row['memory_after'] / 1048576:.1f} | {fmt(row['bytes_per_connection'], '.0f')} |")
-        out.append("")
+        out += idle_markdown("### Memory per idle connection", document["idle"])
     return "\n".join(out)
+
+
+def idle_markdown(title, rows):
+    out = [title, "", "| server | connections held | memory before MiB | after MiB | bytes per connection |",
+           "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        out.append(f"| {row['server']} | {row['connections']} | {row['memory_before'] / 1048576:.1f} | "
+                   f"{row['memory_after'] / 1048576:.1f} | {fmt(row['bytes_per_connection'], '.0f')} |")
+    return out + [""]
 
 
 def main():
