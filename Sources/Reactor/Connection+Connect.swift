@@ -139,16 +139,10 @@ private final class PendingConnect {
             if fd >= 0 { Posix.close(fd) }
             completion?(.failure(failure))
         } else if let tls, let completion {
-            let session: TLSSession
             let connection: Connection
             do {
-                session = try TLSSession(context: tls.context, fileDescriptor: fd, serverName: tls.serverName)
-            } catch {
-                Posix.close(fd)
-                return completion(.failure(error))
-            }
-            do {
-                connection = try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session)
+                connection = try Connection(
+                    adopting: fd, on: loop, nonBlocking: true, tls: tls.context, serverName: tls.serverName)
             } catch {
                 return completion(.failure(error))  // the failed init closed the descriptor
             }

@@ -56,14 +56,14 @@ extension Connection {
             guard state != .closed else { return }
             updateReading()
         }
-        if !tlsReadWaitsForWrite && wantsInput { receive(tls) }
+        if !tlsReadWaitsForWrite && wantsInput { receive() }
     }
 
     func tlsWritable(_ tls: TLSSession) {
         guard tls.isHandshakeComplete else { return advanceHandshake(tls) }
         if tlsReadWaitsForWrite {
             tlsReadWaitsForWrite = false
-            if wantsInput { receive(tls) }
+            if wantsInput { receive() }
             guard state != .closed else { return }
             updateReading()
         }
@@ -90,7 +90,7 @@ extension Connection {
             guard state != .closed else { return }
             updateReading()
             // Application data that came with the handshake's last flight is already inside OpenSSL.
-            if reading && wantsInput && tls.hasPendingInput { receive(tls) }
+            if reading && wantsInput && tls.hasPendingInput { receive() }
         case .wantRead:
             handshakeWaitsForWrite = false
             setWriting(false)
@@ -108,80 +108,22 @@ extension Connection {
 
     // MARK: Reading
 
-    /// Reads what OpenSSL can decrypt without waiting, delivers it, and handles the end or an error.
-    private func receive(_ tls: TLSSession) {
-        var end: TLSSession.Outcome?
-        let usesScratch = input.isEmpty
-        var buffer: ByteBuffer
-        let count: Int
-        var spaceFull: Bool
-        if usesScratch {
-            (count, end, spaceFull) = fill(tls, loop.scratch.baseAddress!, loop.scratch.count)
-            buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
-        } else {
-            buffer = input.take()
-            buffer.reserveWritable(16 * 1024)
-            (count, end, spaceFull) = fill(tls, buffer.writableSpace, buffer.writableBytes)
-            buffer.didWrite(count)
-        }
-        if count > 0 {
-            bytesReceived &+= count
-            deliver(&buffer)
-            if usesScratch {
-                precondition(
-                    buffer.isOwnedOrViews(loop.scratch.baseAddress!),
-                    "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead"
-                )
-            }
-            guard state != .closed else { return }
-            input = buffer.takeOwned()
-        } else if !usesScratch {
-            input = buffer
-        }
-        switch end {
-        case .wantWrite?:
-            tlsReadWaitsForWrite = true
-            setWriting(true)  // reading pauses meanwhile (updateReading), so a readable socket cannot spin the loop
-        case .closed?:
-            receivedCloseNotify = tls.receivedCloseNotify
-            guard state == .open else {  // closed by the delegate meanwhile: no end to report
-                inputClosed = true
-                return updateReading()
-            }
-            return handleEndOfInput()
-        case .failed(let error)?:
-            return finishClose(error)
-        default:
-            break
-        }
-        updateReading()
-        // The space filled up with more inside OpenSSL: another pass, as the socket may not say so. Never
-        // after OpenSSL asked for more from the socket: part of a record waits there, and only the socket
-        // can complete it (activating again would spin the loop).
-        if spaceFull && reading && wantsInput && tls.hasPendingInput { readEvent?.activate(.readable) }
-    }
-
-    /// Decrypts into `space` until it is full or OpenSSL has nothing more without waiting.
-    /// - Returns: the bytes decrypted, the outcome that stopped it (`nil`: nothing more without the socket,
-    ///   or the space is full), and whether the space is full.
-    private func fill(_ tls: TLSSession, _ space: UnsafeMutableRawPointer, _ capacity: Int) -> (
-        Int, TLSSession.Outcome?, Bool
-    ) {
+    /// Decrypts into `space` until it is full or OpenSSL has nothing more without waiting for the socket.
+    func decrypt(_ tls: TLSSession, into space: UnsafeMutableRawPointer, capacity: Int) -> (Int, InputStop) {
         var count = 0
         while count < capacity {
-            let outcome = tls.read(into: space + count, count: capacity - count)
-            switch outcome {
+            switch tls.read(into: space + count, count: capacity - count) {
             case .done(let read):
                 count += read
                 // Nothing buffered: the next read would only find an empty socket (one system call saved).
-                if !tls.hasPendingInput { return (count, nil, false) }
-            case .wantRead:
-                return (count, nil, false)
-            case .wantWrite, .closed, .failed:
-                return (count, outcome, false)
+                if !tls.hasPendingInput { return (count, .drained) }
+            case .wantRead: return (count, .drained)
+            case .wantWrite: return (count, .wantsWrite)
+            case .closed: return (count, .end)
+            case .failed(let error): return (count, .failed(error))
             }
         }
-        return (count, nil, true)
+        return (count, .spaceFull)
     }
 
     // MARK: Writing
@@ -190,7 +132,7 @@ extension Connection {
     /// - Returns: the bytes sent (0 before the handshake has completed).
     /// - Throws: the ``TLSError`` or ``IOError`` that ends the connection.
     func tlsTransmit(_ tls: TLSSession, _ bytes: UnsafeRawBufferPointer) throws -> Int {
-        guard tls.isHandshakeComplete, !tlsWriteWaitsForRead else { return 0 }
+        guard outputMayProceed else { return 0 }
         var sent = 0
         while sent < bytes.count {
             switch tls.write(bytes.baseAddress! + sent, count: bytes.count - sent) {

@@ -128,6 +128,15 @@ public final class Connection {
     )
         throws
     {
+        try self.init(adopting: fileDescriptor, on: loop, nonBlocking: false, tls: context, serverName: serverName)
+    }
+
+    /// Every TLS connection's start: OpenSSL's state for the descriptor, then the connection; on any failure
+    /// the descriptor is closed (once).
+    convenience init(
+        adopting fileDescriptor: Int32, on loop: EventLoop, nonBlocking: Bool, tls context: TLSContext,
+        serverName: String? = nil
+    ) throws {
         let session: TLSSession
         do {
             session = try TLSSession(context: context, fileDescriptor: fileDescriptor, serverName: serverName)
@@ -135,7 +144,7 @@ public final class Connection {
             Posix.close(fileDescriptor)
             throw error
         }
-        try self.init(adopting: fileDescriptor, on: loop, nonBlocking: false, tls: session)
+        try self.init(adopting: fileDescriptor, on: loop, nonBlocking: nonBlocking, tls: session)
     }
 
     /// Adopts a connected ``Socket``, blocking or not, with its TLS state if it has one (a handshake begun
@@ -143,9 +152,7 @@ public final class Connection {
     /// - Throws: as `init(adopting:on:)` with a descriptor.
     public convenience init(adopting socket: Socket, on loop: EventLoop) throws {
         let session = socket.tlsSession
-        let info = socket.tlsInfo
         try self.init(adopting: socket.detach(), on: loop, nonBlocking: false, tls: session)
-        tlsInfo = info
     }
 
     init(adopting fileDescriptor: Int32, on loop: EventLoop, nonBlocking: Bool, tls session: TLSSession? = nil) throws {
@@ -204,63 +211,91 @@ public final class Connection {
         if lingering { return discardInput() }
         if idleTimeout != nil { lastActivity = Connection.now() }
         if let tls { return tlsReadable(tls) }
-        if input.isEmpty {
-            readIntoScratch()
+        receive()
+    }
+
+    /// Why a read stopped.
+    enum InputStop {
+        /// Nothing more without the socket becoming readable again.
+        case drained
+        /// The space filled up: more may be waiting (with TLS, inside OpenSSL, where the socket cannot say so).
+        case spaceFull
+        /// The peer closed its sending side.
+        case end
+        /// TLS: reading must wait for the socket to be writable (OpenSSL has to send first).
+        case wantsWrite
+        case failed(any Error)
+    }
+
+    /// Reads what is there and delivers it: into the loop's scratch space when nothing waits unconsumed (the
+    /// common case: nothing is copied unless left unconsumed), else straight after the bytes waiting, into
+    /// the connection's own buffer. Then handles the end of input or an error.
+    func receive() {
+        let usesScratch = input.isEmpty
+        var buffer: ByteBuffer
+        let count: Int
+        let stop: InputStop
+        if usesScratch {
+            (count, stop) = readInput(into: loop.scratch.baseAddress!, capacity: loop.scratch.count)
+            buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
         } else {
-            readIntoInput()
+            buffer = input.take()
+            buffer.reserveWritable(16 * 1024)
+            (count, stop) = readInput(into: buffer.writableSpace, capacity: buffer.writableBytes)
+            buffer.didWrite(count)
         }
-    }
-
-    /// The common case: read into the loop's scratch space; nothing is copied unless left unconsumed.
-    private func readIntoScratch() {
-        let count: Int
-        do {
-            guard let read = try Posix.read(fileDescriptor, loop.scratch.baseAddress!, loop.scratch.count) else {
-                return
+        if count > 0 {
+            bytesReceived &+= count
+            deliver(&buffer)
+            // The scratch space is the loop's: a view moved out of the callback would see other connections' bytes.
+            if usesScratch {
+                precondition(
+                    buffer.isOwnedOrViews(loop.scratch.baseAddress!),
+                    "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead"
+                )
             }
-            count = read
-        } catch {
-            return finishClose(error)
+            guard state != .closed else { return }
+            input = buffer.takeOwned()
+        } else if !usesScratch {
+            input = buffer
         }
-        if count == 0 { return handleEndOfInput() }
-        bytesReceived &+= count
-        var buffer = ByteBuffer(viewing: loop.scratch.baseAddress!, count: count)
-        deliver(&buffer)
-        // The scratch space is the loop's: a view moved out of the callback would see other connections' bytes.
-        precondition(
-            buffer.isOwnedOrViews(loop.scratch.baseAddress!),
-            "a ConnectionDelegate moved the buffer out of connection(_:didReceive:); copy the bytes (readAll()) instead"
-        )
-        guard state != .closed else { return }
-        input = buffer.takeOwned()
-        updateReading()
-    }
-
-    /// Bytes are already waiting: read straight after them, into the connection's own buffer.
-    private func readIntoInput() {
-        var buffer = input.take()
-        buffer.reserveWritable(16 * 1024)
-        let count: Int
-        do {
-            guard let read = try Posix.read(fileDescriptor, buffer.writableSpace, buffer.writableBytes) else {
-                input = buffer
-                return
+        switch stop {
+        case .drained:
+            if count == 0 { return }  // nothing arrived: nothing changed
+        case .spaceFull:
+            break
+        case .end:
+            if let tls { receivedCloseNotify = tls.receivedCloseNotify }
+            guard state == .open else {  // closed by the delegate meanwhile: no end to report
+                inputClosed = true
+                return updateReading()
             }
-            count = read
-        } catch {
-            input = buffer
-            return finishClose(error)
-        }
-        if count == 0 {
-            input = buffer
             return handleEndOfInput()
+        case .wantsWrite:
+            tlsReadWaitsForWrite = true
+            setWriting(true)  // reading pauses meanwhile (updateReading), so a readable socket cannot spin the loop
+        case .failed(let error):
+            return finishClose(error)
         }
-        buffer.didWrite(count)
-        bytesReceived &+= count
-        deliver(&buffer)
-        guard state != .closed else { return }
-        input = buffer.takeOwned()
         updateReading()
+        // More inside OpenSSL: another pass, as the socket may not say so. Only when the space filled up, never
+        // after OpenSSL asked the socket for more: part of a record waits there, and only the socket can complete
+        // it (activating again would spin the loop).
+        if case .spaceFull = stop, let tls, reading && wantsInput && tls.hasPendingInput {
+            readEvent?.activate(.readable)
+        }
+    }
+
+    /// One read from the socket, or with TLS what OpenSSL can decrypt without waiting.
+    @inline(__always)
+    private func readInput(into space: UnsafeMutableRawPointer, capacity: Int) -> (Int, InputStop) {
+        if let tls { return decrypt(tls, into: space, capacity: capacity) }
+        do {
+            guard let count = try Posix.read(fileDescriptor, space, capacity) else { return (0, .drained) }
+            return (count, count == 0 ? .end : .drained)  // level-triggered: a full read is simply read again
+        } catch {
+            return (0, .failed(error))
+        }
     }
 
     func deliver(_ buffer: inout ByteBuffer) {

@@ -97,12 +97,8 @@ public final class Listener {
             if let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true) { onAccept?(connection) }
             return true
         }
-        guard let session = try? TLSSession(context: tls, fileDescriptor: fd) else {
-            Posix.close(fd)  // out of memory for this one connection
-            return true
-        }
-        // On failure the connection closes its descriptor itself.
-        guard let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true, tls: session) else {
+        // Out of memory for this one connection: it is closed, and accepting goes on.
+        guard let connection = try? Connection(adopting: fd, on: loop, nonBlocking: true, tls: tls) else {
             return true
         }
         let peer = onHandshakeError != nil ? connection.remoteAddress : nil  // gone once a failure closed it

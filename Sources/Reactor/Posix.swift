@@ -109,14 +109,8 @@ enum Posix {
         try nonBlocking("recv", { recv(fd, buffer, count, dontWait ? Int32(MSG_DONTWAIT) : 0) })
     }
 
-    /// Waits up to `timeout` for input on `fd` (`poll`); true if some arrived (or the peer closed).
-    static func waitForInput(_ fd: Int32, timeout: Duration) throws(IOError) -> Bool {
-        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let milliseconds = Int32(clamping: (timeout.nanoseconds + 999_999) / 1_000_000)
-        return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds) }) > 0
-    }
-
-    /// Waits up to `timeout` (`nil`: forever) for `fd` to be readable (or writable) (`poll`); true if it is.
+    /// Waits up to `timeout` (`nil`: forever) for `fd` to be readable, input or the peer's end (or writable)
+    /// (`poll`); true if it is.
     static func wait(_ fd: Int32, writable: Bool, timeout: Duration?) throws(IOError) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
         let milliseconds = timeout.map { Int32(clamping: ($0.nanoseconds + 999_999) / 1_000_000) } ?? -1

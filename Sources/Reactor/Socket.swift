@@ -124,14 +124,7 @@ public final class Socket: @unchecked Sendable {
     )? {
         guard let (fd, peer) = try Posix.acceptWithPeer(fileDescriptor, nonBlocking: true) else { return nil }
         guard let tls else { return (try Connection(adopting: fd, on: loop, nonBlocking: true), peer) }
-        let session: TLSSession
-        do {
-            session = try TLSSession(context: tls, fileDescriptor: fd)
-        } catch {
-            Posix.close(fd)
-            throw error
-        }
-        return (try Connection(adopting: fd, on: loop, nonBlocking: true, tls: session), peer)
+        return (try Connection(adopting: fd, on: loop, nonBlocking: true, tls: tls), peer)
     }
 
     /// Connects, blocking until connected.
@@ -283,7 +276,7 @@ public final class Socket: @unchecked Sendable {
                     if count == 0 { return }  // the peer closed
                 }
                 if try Posix.unsentByteCount(fd) == 0 { return }  // every reply delivered
-                _ = try Posix.waitForInput(fd, timeout: .milliseconds(20))
+                _ = try Posix.wait(fd, writable: false, timeout: .milliseconds(20))
             }
         } catch {
             return  // a reset or any other error: nothing left to protect

@@ -82,51 +82,50 @@ final class TLSSession {
 
     // MARK: Steps
 
-    /// Advances the handshake.
-    func handshake() -> Outcome {
-        handshakeBegan = true
+    /// Runs one OpenSSL call: a session that failed reports that failure again; otherwise the error queue
+    /// and `errno` are cleared first (so what they hold afterwards is this call's), and a result that is
+    /// not `done` gets OpenSSL's verdict.
+    @inline(__always)
+    private func step(_ done: (Int32) -> Outcome?, _ call: () -> Int32) -> Outcome {
         if let failure { return .failed(failure) }
         ERR_clear_error()
         Posix.clearError()
-        let result = SSL_do_handshake(ssl)
-        if result == 1 {
-            isHandshakeComplete = true
-            return .done(0)
+        let result = call()
+        return done(result) ?? outcome(of: result, systemError: Posix.lastError)
+    }
+
+    /// The result of `SSL_read`/`SSL_write`/`SSL_peek`: a count when positive.
+    @inline(__always)
+    private static func count(_ result: Int32) -> Outcome? { result > 0 ? .done(Int(result)) : nil }
+
+    /// Advances the handshake.
+    func handshake() -> Outcome {
+        handshakeBegan = true
+        return step({ $0 == 1 ? .done(0) : nil }) {
+            let result = SSL_do_handshake(ssl)
+            if result == 1 { isHandshakeComplete = true }
+            return result
         }
-        return outcome(of: result, systemError: Posix.lastError)
     }
 
     /// Decrypts up to `count` bytes into `buffer` (running the handshake first if it has not completed).
     @inline(__always)
     func read(into buffer: UnsafeMutableRawPointer, count: Int) -> Outcome {
-        if let failure { return .failed(failure) }
-        ERR_clear_error()
-        Posix.clearError()
-        let result = SSL_read(ssl, buffer, Int32(clamping: count))
-        if result > 0 { return .done(Int(result)) }
-        return outcome(of: result, systemError: Posix.lastError)
+        step(Self.count) { SSL_read(ssl, buffer, Int32(clamping: count)) }
     }
 
     /// Encrypts and sends up to `count` bytes (a record or more: partial writes are on). After
     /// ``Outcome/wantWrite`` the next call must start with the same bytes (they may have moved).
     @inline(__always)
     func write(_ bytes: UnsafeRawPointer, count: Int) -> Outcome {
-        if let failure { return .failed(failure) }
-        ERR_clear_error()
-        Posix.clearError()
-        let result = SSL_write(ssl, bytes, Int32(clamping: count))
-        if result > 0 { return .done(Int(result)) }
-        return outcome(of: result, systemError: Posix.lastError)
+        step(Self.count) { SSL_write(ssl, bytes, Int32(clamping: count)) }
     }
 
-    /// Sends `close_notify` (without waiting for the peer's).
+    /// Sends `close_notify` (without waiting for the peer's); nothing to send before the handshake or
+    /// after a failure.
     func shutdown() -> Outcome {
-        guard isHandshakeComplete, failure == nil else { return .done(0) }  // nothing to close
-        ERR_clear_error()
-        Posix.clearError()
-        let result = SSL_shutdown(ssl)
-        if result >= 0 { return .done(0) }
-        return outcome(of: result, systemError: Posix.lastError)
+        guard isHandshakeComplete, failure == nil else { return .done(0) }
+        return step({ $0 >= 0 ? .done(0) : nil }) { SSL_shutdown(ssl) }
     }
 
     /// Whether the peer sent `close_notify` (a clean TLS close) rather than only closing its TCP side;
@@ -147,12 +146,8 @@ final class TLSSession {
         if SSL_pending(ssl) > 0 || failure != nil { return true }
         guard isHandshakeComplete else { return false }
         var byte: UInt8 = 0
-        ERR_clear_error()
-        Posix.clearError()
-        let result = SSL_peek(ssl, &byte, 1)
-        if result > 0 { return true }
-        if case .wantRead = outcome(of: result, systemError: Posix.lastError) { return false }
-        return true  // the end, or an error: the read reports it
+        if case .wantRead = step(Self.count, { SSL_peek(ssl, &byte, 1) }) { return false }
+        return true  // bytes, the end, or an error: the read reports it
     }
 
     /// Reads OpenSSL's verdict on a failed call: what to wait for, or why it failed (kept for later steps).

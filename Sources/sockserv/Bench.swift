@@ -272,7 +272,12 @@ struct Bench: ParsableCommand {
             if byte == 10 { break }
             line.append(byte)
         }
-        let address = String(decoding: line, as: UTF8.self).split(separator: " ").dropFirst(2).first
+        return port(inListeningLine: String(decoding: line, as: UTF8.self))
+    }
+
+    /// The port of a `listening on HOST:PORT` line (followed by ` (tls)` with TLS); `nil` for a Unix path.
+    static func port(inListeningLine line: String) -> Int? {
+        let address = line.split(separator: " ").dropFirst(2).first
         return Int(address?.split(separator: ":").last ?? "")
     }
 }

@@ -38,6 +38,8 @@ import Testing
                     with: listener.localAddress, on: loop, client: client,
                     serverName: family == .unix ? "localhost" : nil)
                 #expect(connection.tlsInfo?.version == "TLSv1.3")
+                #expect(connection.tlsInfo?.cipher.hasPrefix("TLS_AES_") == true, "\(connection.tlsInfo!)")
+                #expect(connection.tlsInfo?.resumed == false)
                 #expect(connection.tlsInfo?.peerSubject == "CN=localhost")
                 connection.shutdownOutput()
                 #expect(try await connection.readLine() == nil, "the server closes after end of input")
@@ -81,6 +83,36 @@ import Testing
         #expect(results.first?.contains("Protocol version: TLSv1.2") == true, "\(results)")
         #expect(results.last?.contains("Protocol version") == false, "refused by a TLS 1.3 minimum: \(results)")
         #expect(results.last?.contains("alert protocol version") == true, "\(results)")
+    }
+
+    /// The server's `tlsInfo` tells a resumed session from a full handshake: `openssl s_client` saves its
+    /// session, then offers it again, over TLS 1.2 (a session ticket) and 1.3 (a resumption ticket).
+    @Test func resumedSessionsAreToldApart() throws {
+        let server = try TestCertificates.serverContext()
+        let session = temporaryPath("session")
+        defer { unlink(session) }
+        var resumed: [Bool] = []
+        var listener: Listener?
+        try runLoop { loop in
+            listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) { connection in
+                resumed.append(connection.tlsInfo?.resumed ?? false)
+                connection.close()  // close_notify ends s_client (-ign_eof), after the tickets
+            }
+            let port = listener!.localAddress.port!
+            Thread.detachNewThread {
+                for version in ["-tls1_2", "-tls1_3"] {
+                    for option in ["-sess_out", "-sess_in"] {
+                        _ = try? runClient(
+                            "openssl",
+                            ["s_client", "-connect", "127.0.0.1:\(port)", version, "-ign_eof", option, session],
+                            input: "")
+                    }
+                }
+                loop.stop()
+            }
+        }
+        listener?.close()
+        #expect(resumed == [false, true, false, true])
     }
 
     @Test func serverNameMismatchFailsWithOpenSSLsReason() throws {
@@ -184,25 +216,29 @@ import Testing
 
     @Test func plaintextToTheTLSPortEndsOnlyThatConnection() throws {
         let server = try TestCertificates.serverContext()
+        let client = try TestCertificates.clientContext()
         var refusals: [String] = []
-        let address = SharedAddress()
-        let result = ResultBox()
-        Thread.detachNewThread {
-            let port = address.wait()
-            defer { result.done.signal() }
-            guard let client = try? connectedClient(port, timeout: .seconds(5)) else { return }
-            try? client.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            result.bytes = readToEnd(client)
+        let result = onThread { result in
+            let plain = try connectedClient(result.address.wait(), timeout: .seconds(5))
+            try plain.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            result.bytes = readToEnd(plain)
         }
         try runLoop { loop in
-            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) { _ in }
-            listener.onHandshakeError = { error, _ in
-                refusals.append("\(error)")
-                loop.stop()
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
+                serveEcho($0, face: .callback)
             }
-            address.set(listener.localAddress)
+            listener.onHandshakeError = { error, _ in refusals.append("\(error)") }
+            result.address.set(listener.localAddress)
+            loop.test {
+                #expect(await eventuallyAsync { refusals.count == 1 })
+                // The refusal ended that connection only: a TLS client is served after it.
+                let connection = try await exchange(with: listener.localAddress, on: loop, client: client)
+                connection.close()
+                listener.close()
+            }
         }
         result.done.wait()
+        #expect(result.error == nil)
         #expect(refusals.count == 1)
         #expect(refusals.first?.contains("http request") == true, "\(refusals)")
         #expect(result.bytes.count < 16, "at most an alert came back: \(result.bytes)")
@@ -302,31 +338,23 @@ import Testing
     @Test func aCloseWithoutCloseNotifyEndsTheInputAndIsTold() throws {
         let server = try TestCertificates.serverContext()
         let client = try TestCertificates.clientContext()
-        let address = SharedAddress()
-        let result = ResultBox()
-        Thread.detachNewThread {
-            defer { result.done.signal() }
-            // A blocking server for one connection: handshake, one line, then close() (no close_notify).
-            guard
-                let listener = try? Socket(
-                    binding: try! SocketAddress(ipv4: "127.0.0.1", port: 0), kind: .stream, nonBlocking: false),
-                (try? listener.listen(backlog: 1)) != nil, let bound = listener.localAddress
-            else { return }
-            address.set(bound)
-            guard let (accepted, _) = try? listener.accept(nonBlocking: false) else { return }
+        // A blocking server for one connection: handshake, one line, then close() (no close_notify).
+        let result = onThread { result in
+            let listener = try Socket(
+                binding: try SocketAddress(ipv4: "127.0.0.1", port: 0), kind: .stream, nonBlocking: false)
+            defer { listener.close() }
+            try listener.listen(backlog: 1)
+            guard let bound = listener.localAddress else { throw ReactorError.alreadyClosed }
+            result.address.set(bound)
+            guard let (accepted, _) = try listener.accept(nonBlocking: false) else { throw ReactorError.timedOut }
+            defer { accepted.close() }
             accepted.timeout = .seconds(5)
-            do {
-                try accepted.startTLS(server)
-                try accepted.sendAll(Array("truncated?\n".utf8))
-            } catch {
-                result.error = "\(error)"
-            }
-            accepted.close()
-            listener.close()
+            try accepted.startTLS(server)
+            try accepted.sendAll(Array("truncated?\n".utf8))
         }
         try runLoop { loop in
             loop.test {
-                let connection = try await Connection.connect(to: address.wait(), on: loop, tls: client)
+                let connection = try await Connection.connect(to: result.address.wait(), on: loop, tls: client)
                 #expect(try await connection.readLine() == Array("truncated?"))
                 #expect(try await connection.readLine() == nil, "the TCP close ends the input")
                 #expect(!connection.receivedCloseNotify)
@@ -477,36 +505,21 @@ import Testing
     @Test func blockingSocketsSpeakTLSToTheLoop() throws {
         let server = try TestCertificates.serverContext()
         let client = try TestCertificates.clientContext()
-        let address = SharedAddress()
-        let result = ResultBox()
-        Thread.detachNewThread {
-            defer { result.done.signal() }
-            do {
-                let socket = try connectedClient(address.wait(), timeout: .seconds(5))
-                try socket.startTLS(client, serverName: "localhost")
-                try socket.handshake()
-                result.info = socket.tlsInfo
-                let message = [UInt8](repeating: 0x62, count: 300_000) + Array("\n".utf8)
-                try socket.sendAll(message)
-                var echoed: [UInt8] = []
-                while echoed.count < message.count {
-                    let chunk = try socket.receive(maxCount: 64 * 1024)
-                    if chunk.isEmpty { break }
-                    echoed += chunk
-                }
-                result.matched = echoed == message
-                try socket.shutdown(.write)
-                result.ended = try socket.receive(maxCount: 10).isEmpty
-                socket.close()
-            } catch {
-                result.error = "\(error)"
-            }
+        let result = onThread { result in
+            let socket = try connectedClient(result.address.wait(), timeout: .seconds(5))
+            defer { socket.close() }
+            try socket.startTLS(client, serverName: "localhost")
+            try socket.handshake()
+            result.info = socket.tlsInfo
+            result.matched = try echoes(socket, String(repeating: "b", count: 300_000) + "\n")
+            try socket.shutdown(.write)
+            result.ended = try socket.receive(maxCount: 10).isEmpty
         }
         try runLoop { loop in
             let listener = try Listener(address: try Family.ipv4.listenAddress(), tls: server, on: loop) {
                 $0.delegate = EchoDelegate()
             }
-            address.set(listener.localAddress)
+            result.address.set(listener.localAddress)
             let waiter = try loop.scheduleRepeating(every: .milliseconds(10)) { _ in
                 if result.finished { loop.stop() }
             }
@@ -549,8 +562,20 @@ final class Outputs: @unchecked Sendable {
     var values: [String] { lock.withLock { items } }
 }
 
-/// What a client thread saw.
+/// Runs `body` on a thread of its own (a blocking peer of the loop's side); a thrown error is kept as the
+/// box's `error`, and `done` is signalled at the end.
+func onThread(_ body: @escaping @Sendable (ResultBox) throws -> Void) -> ResultBox {
+    let result = ResultBox()
+    Thread.detachNewThread {
+        defer { result.done.signal() }
+        do { try body(result) } catch { result.error = "\(error)" }
+    }
+    return result
+}
+
+/// What a thread of ``onThread(_:)`` saw, and the address the loop's side hands it.
 final class ResultBox: @unchecked Sendable {
+    let address = SharedAddress()
     let done = DispatchSemaphore(value: 0)
     var info: TLSInfo?
     var matched = false

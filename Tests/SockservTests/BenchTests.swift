@@ -99,6 +99,9 @@ import Testing
                 #expect(result.requests > 20 && result.errors == 0, "\(label)")
                 let served = try #require(result.serverRequests, "\(label)")
                 #expect(served >= result.requests && served <= result.requests + result.connections, "\(label)")
+                // The CPU column: sampled over the run, within what the server's getrusage says of its life.
+                let lifetime = try #require(result.serverLifetimeCPUSeconds, "\(label)")
+                #expect(result.cpuSeconds > 0.02 && result.cpuSeconds <= lifetime + 0.02, "\(label)")
                 if perRequest {
                     // One request per connection: as many connections opened and answered as requests.
                     #expect(result.connectionsOpened >= result.requests, "\(label)")

@@ -69,7 +69,7 @@ final class SockservProcess {
     }
 
     /// The port from a `listening on HOST:PORT` line (followed by ` (tls)` with TLS).
-    var port: Int? { Int(firstLine.split(separator: " ").dropFirst(2).first?.split(separator: ":").last ?? "") }
+    var port: Int? { Bench.port(inListeningLine: firstLine) }
 
     /// Sends `signal` and waits up to 10 s for the exit; returns the status, or `nil` if it did not exit.
     func stop(with signal: Int32 = SIGTERM) -> Int32? {
