@@ -98,10 +98,16 @@ final class TLSSession {
     @inline(__always)
     private static func count(_ result: Int32) -> Outcome? { result > 0 ? .done(Int(result)) : nil }
 
+    /// The result of `SSL_do_handshake`: 1 when complete.
+    private static func complete(_ result: Int32) -> Outcome? { result == 1 ? .done(0) : nil }
+
+    /// The result of `SSL_shutdown`: 0 or 1 once `close_notify` is sent.
+    private static func sent(_ result: Int32) -> Outcome? { result >= 0 ? .done(0) : nil }
+
     /// Advances the handshake.
     func handshake() -> Outcome {
         handshakeBegan = true
-        return step({ $0 == 1 ? .done(0) : nil }) {
+        return step(Self.complete) {
             let result = SSL_do_handshake(ssl)
             if result == 1 { isHandshakeComplete = true }
             return result
@@ -125,7 +131,7 @@ final class TLSSession {
     /// after a failure.
     func shutdown() -> Outcome {
         guard isHandshakeComplete, failure == nil else { return .done(0) }
-        return step({ $0 >= 0 ? .done(0) : nil }) { SSL_shutdown(ssl) }
+        return step(Self.sent) { SSL_shutdown(ssl) }
     }
 
     /// Whether the peer sent `close_notify` (a clean TLS close) rather than only closing its TCP side;
