@@ -18,13 +18,16 @@ deps:
 		apt-get update && apt-get install -y libevent-dev libssl-dev openssl pkg-config; \
 	fi
 
-# Real clients for the end-to-end tests (redis-cli, redis-benchmark, curl); the tests skip, saying so, without them.
+# Real clients and tools for the end-to-end tests (redis-cli, redis-benchmark, curl, wrk; promtool from
+# prometheus, which checks the metrics; systemd-socket-activate from systemd); the tests skip, saying so, without them.
+CLIENT_PACKAGES = redis-tools curl wrk prometheus systemd
 clients:
-	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
+	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 \
+		|| ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-socket-activate >/dev/null 2>&1; then \
 		if [ "$$(id -u)" -eq 0 ]; then \
-			apt-get install -y redis-tools curl wrk || (apt-get update && apt-get install -y redis-tools curl wrk) || true; \
+			apt-get install -y $(CLIENT_PACKAGES) || (apt-get update && apt-get install -y $(CLIENT_PACKAGES)) || true; \
 		else \
-			echo "note: without redis-tools, curl and wrk the real-client tests are skipped (sudo apt-get install -y redis-tools curl wrk)"; \
+			echo "note: without $(CLIENT_PACKAGES) some real-client tests are skipped (sudo apt-get install -y $(CLIENT_PACKAGES))"; \
 		fi; \
 	fi
 

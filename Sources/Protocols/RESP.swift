@@ -3,7 +3,12 @@ public enum RESP {
     /// Malformed input; the connection that sent it should get `-ERR <message>` and be closed.
     public struct ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
         public let message: String
-        public init(_ message: String) { self.message = message }
+        /// Whether the input was well formed but over one of the ``Limits``.
+        public let exceedsLimit: Bool
+        public init(_ message: String, exceedsLimit: Bool = false) {
+            self.message = message
+            self.exceedsLimit = exceedsLimit
+        }
         public var description: String { message }
     }
 
@@ -23,10 +28,14 @@ public enum RESP {
         _ bytes: UnsafeRawBufferPointer, _ limits: Limits
     ) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else {
-            if bytes.count > limits.lineLength { throw ProtocolError("Protocol error: too big inline request") }
+            if bytes.count > limits.lineLength {
+                throw ProtocolError("Protocol error: too big inline request", exceedsLimit: true)
+            }
             return nil
         }
-        if newline > limits.lineLength { throw ProtocolError("Protocol error: too big inline request") }
+        if newline > limits.lineLength {
+            throw ProtocolError("Protocol error: too big inline request", exceedsLimit: true)
+        }
         var end = newline
         if end > 0 && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
         let arguments = bytes[..<end]
@@ -39,7 +48,9 @@ public enum RESP {
         _ bytes: UnsafeRawBufferPointer, _ limits: Limits
     ) throws(ProtocolError) -> (arguments: [[UInt8]], consumed: Int)? {
         guard let (count, afterCount) = try readNumber(bytes, from: 1) else { return nil }
-        guard count <= limits.arguments else { throw ProtocolError("Protocol error: invalid multibulk length") }
+        guard count <= limits.arguments else {
+            throw ProtocolError("Protocol error: invalid multibulk length", exceedsLimit: count >= 0)
+        }
         // First find where the command ends without copying, so a command arriving in many reads is
         // only copied once, when complete.
         var index = afterCount
@@ -54,10 +65,10 @@ public enum RESP {
                 return try incomplete(bytes, limits)
             }
             guard (0...limits.bulkLength).contains(length) else {
-                throw ProtocolError("Protocol error: invalid bulk length")
+                throw ProtocolError("Protocol error: invalid bulk length", exceedsLimit: length > 0)
             }
             guard afterLength + length + 2 <= limits.requestLength else {
-                throw ProtocolError("Protocol error: too big request")
+                throw ProtocolError("Protocol error: too big request", exceedsLimit: true)
             }
             guard afterLength + length + 2 <= bytes.count else { return nil }
             guard bytes[afterLength + length] == UInt8(ascii: "\r"),
@@ -75,7 +86,9 @@ public enum RESP {
     private static func incomplete(_ bytes: UnsafeRawBufferPointer, _ limits: Limits) throws(ProtocolError) -> (
         arguments: [[UInt8]], consumed: Int
     )? {
-        if bytes.count > limits.requestLength { throw ProtocolError("Protocol error: too big request") }
+        if bytes.count > limits.requestLength {
+            throw ProtocolError("Protocol error: too big request", exceedsLimit: true)
+        }
         return nil
     }
 

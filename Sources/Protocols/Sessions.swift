@@ -3,9 +3,29 @@
 public protocol Session {
     /// Consumes what it can of `input` (an incomplete request stays unconsumed), appending replies to `output`.
     /// - Returns: how many bytes of `input` were consumed, how many requests were answered, and false when the
-    ///   connection should close after `output`.
+    ///   connection should close after `output` (``closeReason`` then says why).
     mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
         -> (consumed: Int, requests: Int, keepOpen: Bool)
+
+    /// Why the session asked to close; `nil` while it has not.
+    var closeReason: SessionCloseReason? { get }
+}
+
+/// Why a ``Session`` asked for its connection to be closed.
+public enum SessionCloseReason: Equatable, Sendable, CustomStringConvertible {
+    /// The client asked (RESP's `QUIT`).
+    case requested
+    /// Well-formed input over one of the ``Limits``; the message is the one the client was sent, if any.
+    case inputLimit(String)
+    /// Malformed input; the message is the error the client was sent.
+    case protocolError(String)
+
+    public var description: String {
+        switch self {
+        case .requested: return "the client asked to close"
+        case .inputLimit(let message), .protocolError(let message): return message
+        }
+    }
 }
 
 /// Line framing: where the complete lines of a byte stream end.
@@ -28,6 +48,7 @@ public enum LineFraming {
 /// Each line back.
 public struct EchoSession: Session {
     public let maxLineLength: Int
+    public private(set) var closeReason: SessionCloseReason?
 
     public init(limits: Limits = .default) {
         maxLineLength = limits.lineLength
@@ -39,6 +60,7 @@ public struct EchoSession: Session {
         // Every complete line goes straight from the input to the output; a line over the limit closes.
         let (lines, end, tooLong) = LineFraming.scan(input, maxLength: maxLineLength)
         output.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[..<end]))
+        if tooLong { closeReason = .inputLimit("a line longer than \(maxLineLength) bytes") }
         return (end, lines, !tooLong)
     }
 }
@@ -54,6 +76,7 @@ public protocol RESPCommandHandler: Sendable {
 public struct RESPSession<Commands: RESPCommandHandler>: Session {
     public let commands: Commands
     public let limits: Limits
+    public private(set) var closeReason: SessionCloseReason?
 
     public init(commands: Commands, limits: Limits = .default) {
         self.commands = commands
@@ -71,6 +94,7 @@ public struct RESPSession<Commands: RESPCommandHandler>: Session {
                 parsed = try RESP.parseCommand(UnsafeRawBufferPointer(rebasing: input[consumed...]), limits: limits)
             } catch {
                 RESP.Reply.error("ERR \(error.message)").encode(into: &output)
+                closeReason = error.exceedsLimit ? .inputLimit(error.message) : .protocolError(error.message)
                 return (consumed, requests, false)
             }
             guard let (arguments, length) = parsed else { return (consumed, requests, true) }
@@ -79,7 +103,10 @@ public struct RESPSession<Commands: RESPCommandHandler>: Session {
             let outcome = commands.execute(arguments)
             outcome.reply.encode(into: &output)
             requests += 1
-            if outcome.close { return (consumed, requests, false) }
+            if outcome.close {
+                closeReason = .requested
+                return (consumed, requests, false)
+            }
         }
     }
 }

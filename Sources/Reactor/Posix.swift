@@ -208,16 +208,33 @@ enum Posix {
         return type
     }
 
+    /// Whether the socket is listening (`getsockopt SO_ACCEPTCONN`).
+    static func isListening(_ fd: Int32) throws(IOError) -> Bool {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = try syscall("getsockopt SO_ACCEPTCONN", { getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) })
+        return value != 0
+    }
+
+    /// Sets close-on-exec (`fcntl F_SETFD`).
+    static func setCloseOnExec(_ fd: Int32) throws(IOError) {
+        _ = try syscall("fcntl F_SETFD", { fcntl(fd, F_SETFD, FD_CLOEXEC) })
+    }
+
     /// Reads into `buffer`; `nil` when nothing is available, 0 at end of input.
     @inline(__always)
     static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> Int? {
         try nonBlocking("read", { Glibc.read(fd, buffer, count) })
     }
 
-    /// Sends without raising SIGPIPE; `nil` when the socket buffer is full.
+    /// Sends without raising SIGPIPE; `nil` when the socket buffer is full. With `dontWait`, a blocking
+    /// socket does not block this once (`MSG_DONTWAIT`).
     @inline(__always)
-    static func send(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws(IOError) -> Int? {
-        try nonBlocking("send", { Glibc.send(fd, buffer, count, Int32(MSG_NOSIGNAL)) })
+    static func send(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, dontWait: Bool = false) throws(IOError)
+        -> Int?
+    {
+        try nonBlocking(
+            "send", { Glibc.send(fd, buffer, count, Int32(MSG_NOSIGNAL) | (dontWait ? Int32(MSG_DONTWAIT) : 0)) })
     }
 
     /// Sends up to `count` bytes of the file `file` from `offset` (advanced by what was sent) to the socket

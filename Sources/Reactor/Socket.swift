@@ -33,6 +33,25 @@ public final class Socket: @unchecked Sendable {
         self.fileDescriptor = fileDescriptor
     }
 
+    /// Adopts a socket another process made, bound and perhaps listening: one passed by systemd's socket
+    /// activation (`LISTEN_FDS`, descriptors from 3) or by a parent. Checks that the descriptor is a socket of
+    /// `kind` (and, for a stream, that it listens), then makes it non-blocking and close-on-exec. The socket
+    /// owns the descriptor from now on, but never removes a Unix socket file it did not bind.
+    /// - Throws: ``IOError`` `ENOTSOCK` when it is not a socket, `EPROTOTYPE` when it is of another kind,
+    ///   `EINVAL` when a stream socket does not listen; the descriptor is left open then.
+    public convenience init(adoptingBound fileDescriptor: Int32, kind: Kind) throws(IOError) {
+        let type = try Posix.socketType(fileDescriptor)
+        guard type == kind.rawValue else {
+            throw IOError(errnoCode: EPROTOTYPE, operation: "descriptor \(fileDescriptor) is not a \(kind) socket")
+        }
+        if kind == .stream, try !Posix.isListening(fileDescriptor) {
+            throw IOError(errnoCode: EINVAL, operation: "descriptor \(fileDescriptor) is not listening")
+        }
+        try Posix.setNonBlocking(fileDescriptor)
+        try Posix.setCloseOnExec(fileDescriptor)
+        self.init(adopting: fileDescriptor)
+    }
+
     /// A new blocking (or non-blocking) close-on-exec socket.
     /// - Throws: ``IOError`` if `socket(2)` fails.
     public convenience init(family: SocketAddress.Family, kind: Kind, nonBlocking: Bool = false) throws(IOError) {
@@ -182,6 +201,16 @@ public final class Socket: @unchecked Sendable {
             }
             offset += sent
         }
+    }
+
+    /// Sends what fits of `bytes` in the socket buffer now, without blocking even a blocking socket
+    /// (`MSG_DONTWAIT`): a short refusal or goodbye before a close. Plaintext only.
+    /// - Returns: how many bytes were sent; `nil` when the buffer is full.
+    /// - Throws: an ``IOError`` (`EPIPE`, ...).
+    public func sendIfReady(_ bytes: UnsafeRawBufferPointer) throws(IOError) -> Int? {
+        precondition(tlsSession == nil, "sendIfReady(_:) is for plaintext sockets")
+        guard let base = bytes.baseAddress else { return 0 }
+        return try Posix.send(fileDescriptor, base, bytes.count, dontWait: true)
     }
 
     /// Sends `count` bytes of the open file `file` from `offset`, blocking until they are sent: with

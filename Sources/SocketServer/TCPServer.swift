@@ -101,6 +101,35 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         }
     }
 
+    /// A server on a socket that is already bound (and, for a stream server, listening): one passed by
+    /// systemd's socket activation (`LISTEN_FDS`) or by a parent process. ``serverBind()`` and
+    /// ``serverActivate()`` are not called; ``BaseServer/serverAddress`` is the socket's address. The server
+    /// owns the socket and closes it in ``serverClose()``; it never removes a Unix socket file it did not bind.
+    /// Python reaches the same with `bind_and_activate=False` and `server.socket = socket.socket(fileno=fd)`.
+    /// - Throws: ``ServerError/wrongAddressFamily(_:)``, ``ServerError/handlerDoesNotMatchMode(_:)``, or an
+    ///   `IOError` when the socket has no address.
+    public init(
+        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, loop: EventLoop? = nil
+    )
+        throws
+    {
+        guard let address = socket.localAddress else {
+            throw IOError(errnoCode: ENOTCONN, operation: "getsockname of the adopted socket")
+        }
+        guard Self.addressFamilies.contains(address.family) else {
+            throw ServerError.wrongAddressFamily("\(Self.self) serves \(Self.addressFamilies), not \(address)")
+        }
+        if let mismatch = requestHandler.mismatch(with: Self.socketKind) {
+            throw ServerError.handlerDoesNotMatchMode("\(Self.self): \(mismatch)")
+        }
+        self.socket = socket
+        try super.init(serverAddress: address, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        requestQueueSize = Self.requestQueueSize
+        allowReuseAddress = Self.allowReuseAddress
+        allowReusePort = Self.allowReusePort
+        unixSocketPermissions = Self.unixSocketPermissions
+    }
+
     open override var fileno: Int32 { socket.fileDescriptor }
 
     /// Sets the reuse options and binds; ``BaseServer/serverAddress`` becomes the bound address.

@@ -28,6 +28,14 @@ open class UDPServer: TCPServer, @unchecked Sendable {
         maxPacketSize = Self.maxPacketSize
     }
 
+    /// A server on a datagram socket that is already bound (systemd's socket activation, a parent process).
+    public override init(
+        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, loop: EventLoop? = nil
+    ) throws {
+        try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        maxPacketSize = Self.maxPacketSize
+    }
+
     /// Nothing to do: datagram sockets do not listen.
     open override func serverActivate() throws {}
 

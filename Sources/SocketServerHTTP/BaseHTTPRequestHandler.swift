@@ -112,6 +112,10 @@ open class BaseHTTPRequestHandler {
 
     /// The status sent for this request, for the access log.
     public private(set) var responseStatus: Int?
+    /// Why the server is ending the connection, once it is: a request rejected before its handler ran (a
+    /// malformed or oversized head or body), or a timeout. `nil` while the connection goes on, and when the
+    /// client ends it. For ``finish()``, which may log or count it.
+    public internal(set) var serverCloseReason: HTTPCloseReason?
     private var headersBuffer: [UInt8] = []
     /// ``HTTPResponseWriter/bytesWritten`` when the head ended: what follows is the body.
     private var bodyStart: Int?
@@ -337,6 +341,7 @@ open class BaseHTTPRequestHandler {
         requestVersion = error.status == 414 ? "" : error.version == "HTTP/0.9" ? "HTTP/1.1" : error.version
         try sendError(error.status, error.message)
         closeConnection = true
+        serverCloseReason = .rejected(status: error.status, message: error.message)
     }
 
     private func resetRequest() {
@@ -504,4 +509,13 @@ enum HTTPDate {
         parts.tm_sec = clock[2]
         return timegm(&parts)
     }
+}
+
+/// Why an HTTP server ended a connection (``BaseHTTPRequestHandler/serverCloseReason``).
+public enum HTTPCloseReason: Equatable, Sendable {
+    /// A request was answered with this error status before its handler ran (400, 413, 414, 431, 501, 505).
+    case rejected(status: Int, message: String)
+    /// No next request within the keep-alive timeout (`idle`), or a request not read or sent within the
+    /// handler's ``BaseHTTPRequestHandler/timeout``.
+    case timedOut(idle: Bool)
 }

@@ -154,6 +154,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         } catch let error where isPeerGone(error) {
             return  // the client went away: an end like any other
         } catch ReactorError.timedOut {
+            handler.serverCloseReason = .timedOut(idle: false)
             handler.logError("Request timed out")
         }
     }
@@ -180,7 +181,10 @@ final class BlockingHTTPConnection: BaseRequestHandler {
                     guard count(bytes) else { return false }
                     continue
                 }
-                guard try waitForRequest(handler, service) else { return false }
+                guard try waitForRequest(handler, service) else {
+                    if !service.isDraining { handler.serverCloseReason = .timedOut(idle: true) }
+                    return false
+                }
             }
             guard try receive() else { return false }  // the client closed, perhaps mid-head: nothing to answer
         }
@@ -331,6 +335,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
         } catch let error where isPeerGone(error) {
             return
         } catch ReactorError.timedOut {
+            handler.serverCloseReason = .timedOut(idle: false)
             handler.logError("Request timed out")
         } catch ReactorError.alreadyClosed {
             return  // closed while waiting for a request (a graceful stop)
@@ -363,6 +368,7 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
             do {
                 bytes = try await connection.read(upTo: 64 * 1024)
             } catch ReactorError.timedOut where idle {
+                handler.serverCloseReason = .timedOut(idle: true)
                 return false  // idle past the keep-alive timeout: close quietly
             }
             if idle { service.stopWaiting(connection) }

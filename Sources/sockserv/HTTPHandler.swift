@@ -34,6 +34,14 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
     override func finish() {
         let stats = server.sessionContext.stats
         stats.add(.open, -1)
+        if let reason = serverCloseReason {
+            switch reason {
+            case .rejected(let status, let message):
+                stats.closed(clientAddress, CloseReason(reason), "\(status) \(message)")
+            case .timedOut(idle: true): stats.closed(clientAddress, .idleTimeout, "no next request in time")
+            case .timedOut(idle: false): stats.closed(clientAddress, .idleTimeout, "a request not read or sent in time")
+            }
+        }
         stats.add(.bytesIn, bytesReceived)
         stats.add(.bytesOut, bytesSent)
     }

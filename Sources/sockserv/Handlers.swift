@@ -28,7 +28,9 @@ final class BlockingSessionHandler: StreamRequestHandler {
         var idleSince = ContinuousClock.now
         while !ProcessSignals.stopping.load(ordering: .relaxed) {
             guard waitReadable() else {
-                if let idle = context.idleTimeout, ContinuousClock.now - idleSince >= idle { return }
+                if let idle = context.idleTimeout, ContinuousClock.now - idleSince >= idle {
+                    return stats.closed(clientAddress, .idleTimeout, "no input for \(idle)")
+                }
                 continue
             }
             let chunk = try connection.receive(maxCount: 16 * 1024)
@@ -43,7 +45,7 @@ final class BlockingSessionHandler: StreamRequestHandler {
                 stats.add(.bytesOut, output.count)
                 output.removeAll(keepingCapacity: true)
             }
-            if !keepOpen { return }
+            if !keepOpen { return stats.closed(clientAddress, session) }
         }
     }
 
@@ -83,7 +85,7 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             do {
                 chunk = try await rfile.read(upTo: 64 * 1024)
             } catch ReactorError.timedOut {
-                return  // idle timeout
+                return stats.closed(clientAddress, .idleTimeout, "no input for \(context.idleTimeout ?? .zero)")
             } catch ReactorError.alreadyClosed where ProcessSignals.stopping.load(ordering: .relaxed) {
                 return  // closed while idle by a graceful stop
             }
@@ -97,7 +99,7 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
                 stats.add(.bytesOut, output.count)
                 output.removeAll(keepingCapacity: true)
             }
-            if !keepOpen { return }
+            if !keepOpen { return stats.closed(clientAddress, session) }
         }
     }
 }
@@ -131,16 +133,21 @@ final class CallbackSessionHandler: CallbackRequestHandler {
             stats.add(.bytesOut, output.count)
             output.removeAll(keepingCapacity: true)
         }
+        if !keepOpen { stats.closed(clientAddress, session) }
         if !keepOpen || ProcessSignals.stopping.load(ordering: .relaxed) { connection.close() }
     }
 
     override func finish(error: (any Error)?) {
-        context.stats.add(.open, -1)
+        let stats = context.stats
+        stats.add(.open, -1)
         context.idle.connections[ObjectIdentifier(connection)] = nil
-        if let error = error as? IOError, !isPeerGone(error) {
-            context.stats.add(.errors)
-            reportError(clientAddress, error)
+        guard let error else { return }
+        if let error = error as? IOError, isPeerGone(error) { return }
+        if case ReactorError.timedOut = error {
+            return stats.closed(clientAddress, .idleTimeout, "no input for \(context.idleTimeout ?? .zero)")
         }
+        stats.add(.errors)
+        stats.closed(clientAddress, CloseReason(error), error)
     }
 }
 
@@ -163,6 +170,14 @@ final class AsyncEchoDatagramHandler: AsyncDatagramRequestHandler {
         stats.add(.bytesIn, packet.count)
         stats.add(.bytesOut, packet.count)
         try wfile.write(packet)
+    }
+}
+
+extension SharedCounters {
+    /// Counts and logs a session's close, unless the client asked for it.
+    func closed(_ client: SocketAddress, _ session: any Session) {
+        guard let reason = CloseReason(session.closeReason) else { return }
+        closed(client, reason, session.closeReason)
     }
 }
 

@@ -1,9 +1,7 @@
 import ArgumentParser
-import CoreMetrics
 import Foundation
 import Glibc
 import Logging
-import Prometheus
 import Protocols
 import Reactor
 import SocketServer
@@ -51,11 +49,18 @@ enum LogLevel: String, CaseIterable, ExpressibleByArgument {
     var level: Logger.Level { Logger.Level(rawValue: rawValue) ?? .info }
 }
 
-extension EventLoop.Backend: ExpressibleByArgument {
-    public init?(argument: String) {
-        self.init(rawValue: argument == "auto" ? "automatic" : argument)
+/// `--backend`'s values, one spelling each.
+enum BackendOption: String, CaseIterable, ExpressibleByArgument {
+    case auto, epoll, poll, select
+
+    var backend: EventLoop.Backend {
+        switch self {
+        case .auto: return .automatic
+        case .epoll: return .epoll
+        case .poll: return .poll
+        case .select: return .select
+        }
     }
-    public static var allValueStrings: [String] { ["auto", "epoll", "poll", "select"] }
 }
 
 struct Serve: ParsableCommand {
@@ -77,6 +82,16 @@ struct Serve: ParsableCommand {
             With --tls-cert and --tls-key every stream mode serves TLS (1.2 at least) and the first line says \
             `listening on ADDRESS (tls)`. A bad file is an error at start (exit 1). SIGHUP reloads the files for \
             new connections; a bad file then is logged and the old certificates stay.
+
+            With --metrics-address, the next line is `metrics on http://ADDRESS/metrics`: Prometheus text format, \
+            forked children's counts included. SIGUSR1 prints the same text on standard error. Every connection \
+            the server refuses or closes (a limit, an idle timeout, a protocol error, the grace period) is logged \
+            once with its reason and counted by reason in the summary and the metrics.
+
+            Started by systemd socket activation (LISTEN_FDS), it serves the socket it was given instead of \
+            binding one; with NOTIFY_SOCKET it reports READY=1 and STOPPING=1, and pings the watchdog when \
+            WATCHDOG_USEC is set. An option that does not apply to the chosen protocol or mode is a usage \
+            error (exit 64).
             """
     )
 
@@ -92,13 +107,18 @@ struct Serve: ParsableCommand {
             valueName: "style"))
     var handler: HandlerStyle?
 
-    @Option(help: "Reactor mode: this many loops, each on its own thread with its own SO_REUSEPORT listener.")
-    var loops = 1
+    @Option(
+        name: .customLong("loops"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Reactor mode over TCP: this many loops (1-64, default 1), each on its own thread with its own SO_REUSEPORT listener; refuses a port another socket listens on.",
+            valueName: "loops"))
+    var loopsOption: Int?
+    var loops: Int { loopsOption ?? 1 }
 
-    @Option(help: "The address to listen on.")
+    @Option(help: "The address to listen on: a name, an IPv4 address or an IPv6 address (brackets optional).")
     var host = "127.0.0.1"
 
-    @Option(help: "The port; 0 picks a free one.")
+    @Option(parsing: .unconditional, help: "The port (0-65535); 0 picks a free one.")
     var port = 0
 
     @Option(help: "Listen on this Unix socket path instead of host and port.")
@@ -108,12 +128,18 @@ struct Serve: ParsableCommand {
     var udp = false
 
     @Option(help: "The event backend: auto, epoll, poll or select.")
-    var backend: EventLoop.Backend = .automatic
+    var backend: BackendOption = .auto
 
-    @Option(name: .customLong("idle-timeout"), help: "Close connections idle this many seconds.")
+    @Option(
+        name: .customLong("idle-timeout"), parsing: .unconditional,
+        help: ArgumentHelp("Stream servers: close connections idle this many seconds.", valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(name: .customLong("max-connections"), help: "Refuse connections beyond this many open ones.")
+    @Option(
+        name: .customLong("max-connections"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Stream servers: refuse connections beyond this many open ones (resp answers -ERR max number of clients reached, http 503).",
+            valueName: "count"))
     var maxConnections: Int?
 
     @Option(
@@ -129,8 +155,12 @@ struct Serve: ParsableCommand {
             valueName: "level"))
     var logLevel: LogLevel = .info
 
-    @Flag(help: "Count with swift-metrics; SIGUSR1 prints every metric on standard error in Prometheus text format.")
-    var metrics = false
+    @Option(
+        name: .customLong("metrics-address"),
+        help: ArgumentHelp(
+            "Serve the metrics over HTTP at http://HOST:PORT/metrics, in Prometheus text format (port 0 picks one).",
+            valueName: "host:port"))
+    var metricsAddress: String?
 
     @Option(
         name: .customLong("tls-cert"),
@@ -151,11 +181,16 @@ struct Serve: ParsableCommand {
     var tlsClientCA: String?
 
     @Option(
-        name: .customLong("tls-handshake-timeout"),
-        help: ArgumentHelp("Close a connection whose TLS handshake takes longer, in seconds.", valueName: "seconds"))
-    var tlsHandshakeTimeout: Double = 10
+        name: .customLong("tls-handshake-timeout"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Close a connection whose TLS handshake takes longer, in seconds (default 10); needs --tls-cert.",
+            valueName: "seconds"))
+    var tlsHandshakeTimeoutOption: Double?
+    var tlsHandshakeTimeout: Double { tlsHandshakeTimeoutOption ?? 10 }
 
-    @Option(help: "Seconds to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
+    @Option(
+        parsing: .unconditional,
+        help: "Seconds (0-86400) to let requests in progress finish after SIGINT or SIGTERM before cutting them off.")
     var grace: Double = 5
 
     @Option(
@@ -165,65 +200,130 @@ struct Serve: ParsableCommand {
 
     @Option(
         name: .customLong("unix-mode"),
-        help: ArgumentHelp("The Unix socket file's permissions, in octal.", valueName: "mode"))
-    var unixMode = "600"
+        help: ArgumentHelp("With --unix: the socket file's permissions, in octal (default 600).", valueName: "mode"))
+    var unixMode: String?
 
-    @Option(name: .customLong("max-line"), help: "The longest echo line or inline RESP command, in bytes.")
-    var maxLine = Limits.default.lineLength
+    @Option(
+        name: .customLong("max-line"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "echo and resp over streams: the longest line or inline RESP command, in bytes (default \(Limits.default.lineLength)).",
+            valueName: "bytes"))
+    var maxLine: Int?
 
-    @Option(name: .customLong("max-head"), help: "http: the longest request head, in bytes (over it: 431).")
-    var maxHead = Limits.default.headLength
+    @Option(
+        name: .customLong("max-head"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "http: the longest request head, in bytes (default \(Limits.default.headLength); over it: 431).",
+            valueName: "bytes"))
+    var maxHead: Int?
 
-    @Option(name: .customLong("max-bulk"), help: "resp: the largest bulk argument, in bytes.")
-    var maxBulk = Limits.default.bulkLength
+    @Option(
+        name: .customLong("max-bulk"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "resp: the largest bulk argument, in bytes (default \(Limits.default.bulkLength)).", valueName: "bytes"))
+    var maxBulk: Int?
 
-    @Option(name: .customLong("max-request"), help: "The largest RESP command or HTTP body, in bytes (over it: 413).")
-    var maxRequest = Limits.default.requestLength
+    @Option(
+        name: .customLong("max-request"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "resp and http: the largest command or HTTP body, in bytes (default \(Limits.default.requestLength); http over it: 413).",
+            valueName: "bytes"))
+    var maxRequest: Int?
 
     func validate() throws {
+        try Self.range("--port", port, "0-65535", (0...65535).contains(port))
+        if let loopsOption { try Self.range("--loops", loopsOption, "1-64", (1...64).contains(loopsOption)) }
+        if let idleTimeout {
+            try Self.range(
+                "--idle-timeout", idleTimeout, "more than 0 and at most 86400 seconds",
+                idleTimeout > 0 && idleTimeout <= 86_400)
+        }
+        if let maxConnections {
+            try Self.range("--max-connections", maxConnections, "1-1000000", (1...1_000_000).contains(maxConnections))
+        }
+        try Self.range("--grace", grace, "0-86400 seconds", grace >= 0 && grace <= 86_400)
+        if let tlsHandshakeTimeoutOption {
+            try Self.range(
+                "--tls-handshake-timeout", tlsHandshakeTimeoutOption, "more than 0 and at most 3600 seconds",
+                tlsHandshakeTimeoutOption > 0 && tlsHandshakeTimeoutOption <= 3600)
+        }
+        for (name, value) in [
+            ("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest),
+        ] {
+            if let value { try Self.range(name, value, "at least 1 byte", value > 0) }
+        }
+        if case .failure(let error) = HostPort.host(host) { throw ValidationError(error.description) }
+        if let metricsAddress,
+            case .failure(let error) = HostPort.hostAndPort(metricsAddress, option: "--metrics-address")
+        {
+            throw ValidationError(error.description)
+        }
+
+        // Options that do not apply to the protocol, the mode or the transport chosen.
         if udp && service != .echo { throw ValidationError("--udp serves echo only") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil {
             throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
         }
-        guard tlsHandshakeTimeout > 0 && tlsHandshakeTimeout <= 3600 else {
-            throw ValidationError("--tls-handshake-timeout must be more than 0 and at most 3600 seconds")
+        if tlsHandshakeTimeoutOption != nil && tlsCert == nil {
+            throw ValidationError("--tls-handshake-timeout needs --tls-cert")
         }
         if udp && tlsCert != nil {
             throw ValidationError(
                 "--tls-cert is for stream servers: TLS over UDP would be DTLS, which sockserv does not speak")
         }
-        if root != nil && service != .http { throw ValidationError("--root is for http only") }
-        if handler != nil && (service == .http || mode != .reactor || udp) {
-            throw ValidationError("--handler is for echo and resp over streams in reactor mode")
+        if udp {
+            for (name, given) in [
+                ("--max-connections", maxConnections != nil), ("--idle-timeout", idleTimeout != nil),
+                ("--max-line", maxLine != nil),
+            ] where given {
+                throw ValidationError("\(name) is for stream servers: --udp has no connections")
+            }
         }
-        if !(0...65535).contains(port) { throw ValidationError("--port must be 0-65535") }
-        if let idleTimeout, idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive") }
-        if let maxConnections, maxConnections <= 0 { throw ValidationError("--max-connections must be positive") }
-        if !(1...64).contains(loops) { throw ValidationError("--loops must be 1-64") }
-        if loops > 1 && (mode != .reactor || udp || unix != nil) {
+        if root != nil && service != .http { throw ValidationError("--root is for http only") }
+        if maxLine != nil && service == .http {
+            throw ValidationError("--max-line is for echo and resp (http has --max-head)")
+        }
+        if maxHead != nil && service != .http { throw ValidationError("--max-head is for http only") }
+        if maxBulk != nil && service != .resp { throw ValidationError("--max-bulk is for resp only") }
+        if maxRequest != nil && service == .echo {
+            throw ValidationError("--max-request is for resp and http (echo has --max-line)")
+        }
+        if handler != nil && (service == .http || mode != .reactor || udp) {
+            throw ValidationError(
+                "--handler is for echo and resp over streams in reactor mode (the mode is \(mode.rawValue))")
+        }
+        if loopsOption != nil && (mode != .reactor || udp || unix != nil) {
             throw ValidationError("--loops is for reactor mode over TCP")
+        }
+        if unixMode != nil && unix == nil { throw ValidationError("--unix-mode is for --unix sockets") }
+        if Systemd.wasPassedSockets {
+            for (name, given) in [
+                ("--host", host != "127.0.0.1"), ("--port", port != 0), ("--unix", unix != nil),
+                ("--loops", loopsOption != nil),
+            ] where given {
+                throw ValidationError("\(name) does not apply: systemd passed the sockets to serve (LISTEN_FDS)")
+            }
+        }
+        if !allow.isEmpty && unix != nil {
+            throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode")
         }
         if let root {
             guard directoryExists(root) else { throw ValidationError("--root \(root) is not a directory") }
         }
-        guard grace >= 0 && grace <= 86_400 else { throw ValidationError("--grace must be 0-86400 seconds") }
         _ = try allowedRanges()
-        if !allow.isEmpty && unix != nil {
-            throw ValidationError("--allow is for IP addresses; a Unix socket has --unix-mode")
-        }
-        guard let permissions = mode_t(unixMode, radix: 8), permissions <= 0o777 else {
-            throw ValidationError("--unix-mode must be octal 0-777")
-        }
-        for (name, value) in [
-            ("--max-line", maxLine), ("--max-head", maxHead), ("--max-bulk", maxBulk), ("--max-request", maxRequest),
-        ] {
-            guard value > 0 else { throw ValidationError("\(name) must be positive") }
+        guard let permissions = mode_t(unixMode ?? "600", radix: 8), permissions <= 0o777 else {
+            throw ValidationError("--unix-mode must be octal 0-777, got \(unixMode ?? "")")
         }
     }
 
+    /// A usage error unless `valid`: `--port must be 0-65535, got -1`.
+    private static func range(_ option: String, _ value: Any, _ bounds: String, _ valid: Bool) throws {
+        if !valid { throw ValidationError("\(option) must be \(bounds), got \(value)") }
+    }
+
     /// `--unix-mode` as permission bits (validated).
-    var unixPermissions: mode_t { mode_t(unixMode, radix: 8) ?? 0o600 }
+    var unixPermissions: mode_t { mode_t(unixMode ?? "600", radix: 8) ?? 0o600 }
 
     /// The `--allow` ranges, `nil` when none is given.
     func allowedRanges() throws -> [AddressRange]? {
@@ -247,22 +347,21 @@ struct Serve: ParsableCommand {
     /// The input limits from the options.
     var limits: Limits {
         var limits = Limits()
-        limits.lineLength = maxLine
-        limits.headLength = maxHead
-        limits.bulkLength = maxBulk
-        limits.requestLength = maxRequest
+        if let maxLine { limits.lineLength = maxLine }
+        if let maxHead { limits.headLength = maxHead }
+        if let maxBulk { limits.bulkLength = maxBulk }
+        if let maxRequest { limits.requestLength = maxRequest }
         return limits
     }
 
     func run() throws {
+        let startTime = ProcessFigures.startTime()
         let level = logLevel.level
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let registry = PrometheusCollectorRegistry()
-        if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let tls: TLSContext?
         do {
             tls = try makeTLSContext()
@@ -270,23 +369,62 @@ struct Serve: ParsableCommand {
             writeToStandardError("sockserv: \(error)\n")
             throw ExitCode(1)
         }
-        let wake = try installStopSignals(metricsDump: metrics)
-        let address = try listenAddress()
+        let wake = try installStopSignals()
         let stats = try SharedCounters()  // mapped now, before any child is forked
         let makeSession = sessionMaker()
         let idle = idleTimeout.map { Duration.milliseconds(Int($0 * 1000)) }
         var servers: [TCPServer] = []
-        for index in 0..<loops {
-            let loop = try EventLoop(backend: backend)
-            let context = ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)
-            // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
-            servers.append(
-                try makeServer(index == 0 ? address : servers[0].serverAddress, loop: loop, context: context))
-            servers[index].tls = tls
+        do {
+            let passed = Systemd.passedSockets()
+            Systemd.forgetPassedSockets()
+            if !passed.isEmpty {
+                for socket in passed {  // one loop and thread each, as --loops
+                    servers.append(
+                        try adoptServer(
+                            socket, loop: try EventLoop(backend: backend.backend),
+                            context: ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)))
+                }
+            } else {
+                let address = try listenAddress()
+                if loops > 1 && address.port != 0 { try refuseSharedPort(address) }
+                for index in 0..<loops {
+                    // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
+                    servers.append(
+                        try makeServer(
+                            index == 0 ? address : servers[0].serverAddress,
+                            loop: try EventLoop(backend: backend.backend),
+                            context: ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)))
+                }
+            }
+        } catch {
+            for server in servers { server.serverClose() }
+            writeToStandardError("sockserv: \(error)\n")
+            throw ExitCode(1)
         }
-        print("listening on \(servers[0].serverAddress)\(tls != nil ? " (tls)" : "")")
+        for server in servers { server.tls = tls }
+        let metricsEndpoint: MetricsEndpoint?
+        do {
+            metricsEndpoint = try metricsAddress.map { text in
+                guard case .success(let (host, port)) = HostPort.hostAndPort(text, option: "--metrics-address"),
+                    let address = try SocketAddress.resolve(host: host, port: port).first
+                else { throw ValidationError("--metrics-address \(text) does not resolve") }
+                return try MetricsEndpoint(address, stats: stats, startTime: startTime)
+            }
+        } catch {
+            for server in servers { server.serverClose() }
+            writeToStandardError("sockserv: --metrics-address: \(error)\n")
+            throw ExitCode(1)
+        }
+        let listening = Set(servers.map { "\($0.serverAddress)" }).sorted()
+        for address in listening { print("listening on \(address)\(tls != nil ? " (tls)" : "")") }
+        if let metricsEndpoint { print("metrics on http://\(metricsEndpoint.address)/metrics") }
         fflush(nil)
 
+        let notifier = try Systemd.Notifier()
+        notifier?.notify("READY=1\nSTATUS=listening on \(listening.joined(separator: ", "))")
+        let watchdog = try notifier?.watchdogInterval.map { interval in
+            try servers[0].loop.scheduleRepeating(every: interval) { _ in notifier?.notify("WATCHDOG=1") }
+        }
         let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
             var byte: UInt8 = 0
             var stop = false
@@ -299,9 +437,12 @@ struct Serve: ParsableCommand {
                 default: stop = true
                 }
             }
-            if dump { writeToStandardError(registry.emitToString()) }
+            if dump { writeToStandardError(MetricsText.render(stats, startTime: startTime)) }
             if reload { reloadTLS(servers) }
-            if stop { for server in servers { server.requestShutdown() } }
+            if stop {
+                notifier?.notify("STOPPING=1\nSTATUS=stopping: finishing the requests in progress")
+                for server in servers { server.requestShutdown() }
+            }
         }
         let cutOff = CutOffCount()
         let others = DispatchGroup()
@@ -313,14 +454,33 @@ struct Serve: ParsableCommand {
             }
         }
         try serve(servers[0], cutOff: cutOff)
+        watchdog?.cancel()
         stopWatcher.cancel()
         others.wait()
+        metricsEndpoint?.stop()
+        let left = cutOff.requests.load(ordering: .relaxed)
+        for _ in 0..<left { stats.add(.gracePeriod) }
         let cpu = CPUTime.ofThisProcess()
         writeToStandardError("sockserv: \(stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
-        let left = cutOff.requests.load(ordering: .relaxed)
         if left > 0 {
             writeToStandardError("sockserv: cut off \(left) requests in progress after the \(grace) s grace period\n")
             throw ExitCode(1)
+        }
+    }
+
+    /// With `--loops`: SO_REUSEPORT would let this server share the port with another that set it too, and
+    /// take half its connections. A bind without it fails while any socket listens on the address.
+    private func refuseSharedPort(_ address: SocketAddress) throws {
+        do throws(IOError) {
+            let probe = try Socket(binding: address, kind: .stream, reuseAddress: true, reusePort: false)
+            probe.close()
+        } catch {
+            guard error.errnoCode == EADDRINUSE else { throw error }
+            throw IOError(
+                errnoCode: EADDRINUSE,
+                operation:
+                    "--loops \(loops): another socket already listens on \(address), and SO_REUSEPORT would share its connections"
+            )
         }
     }
 
@@ -352,40 +512,18 @@ struct Serve: ParsableCommand {
         server.serverClose()
     }
 
+    /// A server bound to `address` and listening.
     private func makeServer(_ address: SocketAddress, loop: EventLoop, context: ServeContext) throws -> TCPServer {
-        let mixIn = mode.makeMixIn()
-        // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be
-        // open, plus one, so that --max-connections refuses (verifyRequest) before the parent would wait.
-        (mixIn as? ForkingMixIn)?.maxChildren = maxConnections.map { $0 + 1 } ?? 4096
-        let server: TCPServer
-        if udp {
-            let handler: RequestHandlerType =
-                mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
-            server = try SockservDatagramServer(
-                address, requestHandler: handler, mixIn: mixIn, context: context, loop: loop)
-        } else {
-            let requestHandler: RequestHandlerType
-            switch (mode, handler ?? .callback) {
-            case _ where service == .http: requestHandler = HTTPService.requestHandler(for: mixIn)
-            case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
-            case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
-            default: requestHandler = .blocking(BlockingSessionHandler.self)
+        let server = try makeServer(loop: loop, context: context) { requestHandler, mixIn in
+            if udp {
+                return try SockservDatagramServer(
+                    address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
             }
             let stream = try SockservStreamServer(
                 address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
-            if service == .http {
-                let root = self.root
-                let http = HTTPService(limits: limits) { SockservHTTPHandler(root: root) }
-                http.keepAliveTimeout = context.idleTimeout
-                http.drainWhen = { ProcessSignals.stopping.load(ordering: .relaxed) }
-                stream.httpService = http
-            }
-            stream.maxConnections = maxConnections
             stream.allowReusePort = loops > 1
-            server = stream
+            return stream
         }
-        server.unixSocketPermissions = unixPermissions
-        server.allowedClients = try allowedRanges()
         do {
             try server.serverBind()
             try server.serverActivate()
@@ -396,8 +534,72 @@ struct Serve: ParsableCommand {
         return server
     }
 
+    /// A server on a socket systemd passed: a listening stream socket, or with `--udp` a datagram socket.
+    private func adoptServer(_ passed: Systemd.PassedSocket, loop: EventLoop, context: ServeContext) throws
+        -> TCPServer
+    {
+        let socket = try adopt(passed)
+        return try makeServer(loop: loop, context: context) { requestHandler, mixIn in
+            if udp {
+                return try SockservDatagramServer(
+                    adopting: socket, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
+            }
+            return try SockservStreamServer(
+                adopting: socket, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
+        }
+    }
+
+    /// The socket systemd passed, checked: a listening stream socket, or with `--udp` a datagram socket.
+    private func adopt(_ passed: Systemd.PassedSocket) throws(IOError) -> Socket {
+        do throws(IOError) {
+            return try Socket(adoptingBound: passed.fileDescriptor, kind: udp ? .datagram : .stream)
+        } catch {
+            throw IOError(
+                errnoCode: error.errnoCode,
+                operation:
+                    "the socket systemd passed (descriptor \(passed.fileDescriptor), \(passed.name)): \(error.operation)"
+            )
+        }
+    }
+
+    /// A server in `--mode` for `--protocol` with every option applied, made by `make` from its handler and mode.
+    private func makeServer(
+        loop: EventLoop, context: ServeContext, _ make: (RequestHandlerType, ProcessingMixIn) throws -> TCPServer
+    ) throws -> TCPServer {
+        let mixIn = mode.makeMixIn()
+        // Python's limit of 40 children would stall a benchmark's 50 connections: allow as many as may be
+        // open, plus one, so that --max-connections refuses (verifyRequest) before the parent would wait.
+        (mixIn as? ForkingMixIn)?.maxChildren = maxConnections.map { $0 + 1 } ?? 4096
+        let requestHandler: RequestHandlerType
+        switch (mode, handler ?? .callback) {
+        case _ where udp:
+            requestHandler =
+                mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
+        case _ where service == .http: requestHandler = HTTPService.requestHandler(for: mixIn)
+        case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
+        case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
+        default: requestHandler = .blocking(BlockingSessionHandler.self)
+        }
+        let server = try make(requestHandler, mixIn)
+        if let stream = server as? SockservStreamServer {
+            if service == .http {
+                let root = self.root
+                let http = HTTPService(limits: limits) { SockservHTTPHandler(root: root) }
+                http.keepAliveTimeout = context.idleTimeout
+                http.drainWhen = { ProcessSignals.stopping.load(ordering: .relaxed) }
+                stream.httpService = http
+            }
+            stream.maxConnections = maxConnections
+            stream.refusal = service == .resp ? Refusal.resp : service == .http ? Refusal.http : nil
+        }
+        server.unixSocketPermissions = unixPermissions
+        server.allowedClients = try allowedRanges()
+        return server
+    }
+
     private func listenAddress() throws -> SocketAddress {
         if let unix { return try SocketAddress(unixPath: unix) }
+        let host = (try? HostPort.host(self.host).get()) ?? self.host
         guard let address = try SocketAddress.resolve(host: host, port: port).first else {
             throw ValidationError("cannot resolve \(host)")
         }
@@ -463,9 +665,9 @@ enum WakeReason {
 }
 
 /// Makes SIGINT and SIGTERM set the stop flag and write to a pipe the loop watches (both
-/// async-signal-safe), SIGHUP ask for a TLS reload the same way, and with `metricsDump` SIGUSR1 ask for
-/// a metrics dump; forked children inherit the handlers. Returns the pipe's read end.
-func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
+/// async-signal-safe), SIGHUP ask for a TLS reload the same way, and SIGUSR1 for a metrics dump (so that
+/// it never kills the server); forked children inherit the handlers. Returns the pipe's read end.
+func installStopSignals() throws -> Int32 {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
     for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -487,22 +689,20 @@ func installStopSignals(metricsDump: Bool = false) throws -> Int32 {
     }
     reload.sa_flags = SA_RESTART
     sigaction(SIGHUP, &reload, nil)
-    if metricsDump {
-        var dump = sigaction()
-        dump.__sigaction_handler.sa_handler = { _ in
-            var byte = WakeReason.metrics
-            _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
-        }
-        dump.sa_flags = SA_RESTART
-        sigaction(SIGUSR1, &dump, nil)
+    var dump = sigaction()
+    dump.__sigaction_handler.sa_handler = { _ in
+        var byte = WakeReason.metrics
+        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
     }
+    dump.sa_flags = SA_RESTART
+    sigaction(SIGUSR1, &dump, nil)
     // A parent may have started us with these blocked (a test runner's threads often do).
     var set = sigset_t()
     sigemptyset(&set)
     sigaddset(&set, SIGINT)
     sigaddset(&set, SIGTERM)
     sigaddset(&set, SIGHUP)
-    if metricsDump { sigaddset(&set, SIGUSR1) }
+    sigaddset(&set, SIGUSR1)
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
     return fds[0]
 }

@@ -84,21 +84,23 @@ final class IdleRegistry: @unchecked Sendable {
 /// Counters in shared anonymous memory, so forked children's requests and bytes count too. Made before
 /// any child is forked; never unmapped (the process serves until it exits).
 final class SharedCounters: @unchecked Sendable {
+    /// A "request" is one echo line, RESP command, HTTP request or datagram; a connection may carry many.
     enum Counter: Int, CaseIterable {
-        case connections, open, requests, bytesIn, bytesOut, errors, refused
+        case connections, open, requests, bytesIn, bytesOut, errors
     }
 
     private let base: UnsafeMutablePointer<Atomic<Int>>
+    private static let slots = Counter.allCases.count + CloseReason.allCases.count
 
     /// - Throws: ``IOError`` if the shared memory cannot be mapped.
     init() throws(IOError) {
-        let size = MemoryLayout<Atomic<Int>>.stride * Counter.allCases.count
+        let size = MemoryLayout<Atomic<Int>>.stride * Self.slots
         let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
         guard let memory = mapped, memory != MAP_FAILED else {
             throw IOError(errnoCode: errno, operation: "mmap of \(size) shared bytes")
         }
-        base = memory.bindMemory(to: Atomic<Int>.self, capacity: Counter.allCases.count)
-        for counter in Counter.allCases { (base + counter.rawValue).initialize(to: Atomic(0)) }
+        base = memory.bindMemory(to: Atomic<Int>.self, capacity: Self.slots)
+        for slot in 0..<Self.slots { (base + slot).initialize(to: Atomic(0)) }
     }
 
     func add(_ counter: Counter, _ amount: Int = 1) {
@@ -109,8 +111,34 @@ final class SharedCounters: @unchecked Sendable {
         (base + counter.rawValue).pointee.load(ordering: .relaxed)
     }
 
-    /// The one-line summary printed on exit.
+    /// Counts a connection refused or closed by the server (``closed(_:_:_:)`` also logs it).
+    func add(_ reason: CloseReason) {
+        (base + Counter.allCases.count + reason.rawValue).pointee.add(1, ordering: .relaxed)
+    }
+
+    subscript(_ reason: CloseReason) -> Int {
+        (base + Counter.allCases.count + reason.rawValue).pointee.load(ordering: .relaxed)
+    }
+
+    /// Connections refused (before serving) or closed by the server, with the nonzero reasons:
+    /// `2 refused (2 connection limit)`.
+    func total(refusals: Bool) -> (count: Int, reasons: String) {
+        let reasons = CloseReason.allCases.filter { $0.isRefusal == refusals && self[$0] > 0 }
+        return (
+            reasons.reduce(0) { $0 + self[$1] },
+            reasons.map { "\(self[$0]) \($0.words)" }.joined(separator: ", ")
+        )
+    }
+
+    /// The one-line summary printed on exit:
+    /// `3 connections, 5 requests, 30 bytes in, 30 bytes out, 0 errors, 1 refused (1 connection limit),
+    /// 1 closed by the server (1 idle timeout)`.
     var summary: String {
-        "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, \(self[.bytesOut]) bytes out, \(self[.errors]) errors, \(self[.refused]) refused"
+        let refused = total(refusals: true)
+        let closed = total(refusals: false)
+        return "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, "
+            + "\(self[.bytesOut]) bytes out, \(self[.errors]) errors, "
+            + "\(refused.count) refused\(refused.count > 0 ? " (\(refused.reasons))" : ""), "
+            + "\(closed.count) closed by the server\(closed.count > 0 ? " (\(closed.reasons))" : "")"
     }
 }

@@ -19,6 +19,15 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
     }
 
+    /// A server on a socket passed by systemd's socket activation.
+    init(
+        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
+        loop: EventLoop
+    ) throws {
+        self.context = context
+        try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+    }
+
     /// `serve http`'s configuration; `nil` for the other services.
     var httpService: HTTPService?
     var http: HTTPService {
@@ -28,10 +37,13 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
 
     /// The most connections served at once; `nil` is unlimited.
     var maxConnections: Int?
+    /// What a client refused at ``maxConnections`` is told before the connection closes (over plain
+    /// TCP or Unix sockets: a TLS client has not finished its handshake): Redis's error for resp, a 503 for http.
+    var refusal: [UInt8]?
 
     override func verifyRequest(_ request: Request, clientAddress: SocketAddress) -> Bool {
         guard super.verifyRequest(request, clientAddress: clientAddress) else {  // --allow
-            context.stats.add(.refused)
+            context.stats.closed(clientAddress, .allowList)
             return false
         }
         guard let maxConnections else { return true }
@@ -42,14 +54,38 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
             open = forking.activeChildren.count
         }
         guard open >= maxConnections else { return true }
-        context.stats.add(.refused)
+        context.stats.closed(clientAddress, .connectionLimit, "--max-connections \(maxConnections) reached")
+        if let refusal { tell(request, refusal) }
         return false
+    }
+
+    /// Sends a short refusal without waiting: it fits an empty socket buffer, and is dropped if not.
+    private func tell(_ request: Request, _ bytes: [UInt8]) {
+        switch request {
+        case .stream(let socket) where !socket.usesTLS:
+            bytes.withUnsafeBytes { _ = try? socket.sendIfReady($0) }
+        case .connection(let connection) where !connection.usesTLS:
+            connection.write(bytes)
+        default:
+            break
+        }
     }
 
     override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
         context.stats.add(.errors)
-        reportError(clientAddress, error)
+        context.stats.closed(clientAddress, CloseReason(error), error)
     }
+}
+
+/// What a client refused at `--max-connections` is told, by protocol.
+enum Refusal {
+    static let resp = Array("-ERR max number of clients reached\r\n".utf8)
+    static let http: [UInt8] = {
+        let body = "Service Unavailable: the server's connection limit is reached\n"
+        return Array(
+            ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + body).utf8)
+    }()
 }
 
 /// The datagram server for every family and mode (echo only).
@@ -67,13 +103,17 @@ final class SockservDatagramServer: UDPServer, SessionServer, @unchecked Sendabl
         try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
     }
 
+    /// A server on a socket passed by systemd's socket activation.
+    init(
+        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
+        loop: EventLoop
+    ) throws {
+        self.context = context
+        try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+    }
+
     override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
         context.stats.add(.errors)
-        reportError(clientAddress, error)
+        serveLogger.error("datagram from \(clientAddress): \(error)")
     }
-}
-
-/// One line on standard error per failed request.
-func reportError(_ clientAddress: SocketAddress, _ error: any Error) {
-    writeToStandardError("sockserv: request from \(clientAddress): \(error)\n")
 }

@@ -43,20 +43,24 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         ("*1\r\n+PING\r\n", "Protocol error: expected '$', got '+'"),
         ("*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
         ("*1\r\n$4\r\nPINGxx", "Protocol error: bulk string not terminated by CRLF"),
-        ("*99999999\r\n", "Protocol error: invalid multibulk length"),
+        ("*99999999\r\n", "Protocol error: invalid multibulk length (over the limit)"),
         ("*1\r\n$99999999999999999999\r\n", "Protocol error: invalid length"),
-        ("*1\r\n$\(16 * 1024 * 1024 + 1)\r\n", "Protocol error: invalid bulk length"),
+        ("*1\r\n$\(16 * 1024 * 1024 + 1)\r\n", "Protocol error: invalid bulk length (over the limit)"),
         ("*1\r\n$\r\n", "Protocol error: invalid length"),
         ("*1\r\n$4\0\r\nPING\r\n", "Protocol error: invalid length"),
         ("*--1\r\n", "Protocol error: invalid length"),
     ])
     func malformedInputIsAProtocolError(text: String, message: String) {
-        #expect(throws: RESP.ProtocolError(message)) { _ = try parseAll(Array(text.utf8)) }
+        // "(over the limit)": well formed, but over one of the limits (`exceedsLimit`).
+        let overLimit = message.hasSuffix(" (over the limit)")
+        let expected = RESP.ProtocolError(
+            overLimit ? String(message.dropLast(" (over the limit)".count)) : message, exceedsLimit: overLimit)
+        #expect(throws: expected) { _ = try parseAll(Array(text.utf8)) }
     }
 
     @Test func anOverlongInlineLineIsAnError() {
         let line = [UInt8](repeating: UInt8(ascii: "a"), count: Limits.default.lineLength + 1)
-        #expect(throws: RESP.ProtocolError("Protocol error: too big inline request")) {
+        #expect(throws: RESP.ProtocolError("Protocol error: too big inline request", exceedsLimit: true)) {
             _ = try line.withUnsafeBytes { try RESP.parseCommand($0) }
         }
     }
@@ -67,7 +71,7 @@ func parseAll(_ input: [UInt8], split: Int? = nil) throws -> [[String]] {
         // Three 400-byte arguments: the third would pass 1,000 bytes.
         let argument = "$400\r\n" + String(repeating: "x", count: 400) + "\r\n"
         let command = Array(("*3\r\n" + argument + argument + "$400\r\n").utf8)
-        #expect(throws: RESP.ProtocolError("Protocol error: too big request")) {
+        #expect(throws: RESP.ProtocolError("Protocol error: too big request", exceedsLimit: true)) {
             _ = try command.withUnsafeBytes { try RESP.parseCommand($0, limits: limits) }
         }
         // A negative count is an empty command, as Redis treats it; NUL bytes are data.

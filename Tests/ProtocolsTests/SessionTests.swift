@@ -40,5 +40,32 @@ import Testing
         }
         #expect(String(decoding: output, as: UTF8.self) == "+PONG\r\n+PONG\r\n+PONG\r\n")
         #expect(consumed == 18 && requests == 3 && !keepOpen)
+        #expect(resp.closeReason == .requested)
+    }
+
+    /// A session that asks to close says why: the client asked, a limit, or malformed input.
+    @Test func sessionsSayWhyTheyClose() {
+        struct Ok: RESPCommandHandler {
+            func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool) { (.simple("OK"), false) }
+        }
+        var limits = Limits()
+        limits.lineLength = 8
+        for (input, reason) in [
+            ("PING\r\n", nil),
+            ("*1\r\n$99999999999\r\n", SessionCloseReason.inputLimit("Protocol error: invalid bulk length")),
+            (String(repeating: "x", count: 9), .inputLimit("Protocol error: too big inline request")),
+            ("*1\r\nx\r\n", .protocolError("Protocol error: expected '$', got 'x'")),
+        ] {
+            var session = RESPSession(commands: Ok(), limits: limits)
+            var output: [UInt8] = []
+            let keepOpen = Array(input.utf8).withUnsafeBytes { session.consume($0, into: &output).keepOpen }
+            #expect(keepOpen == (reason == nil))
+            #expect(session.closeReason == reason, "\(input)")
+        }
+        var echo = EchoSession(limits: limits)
+        var output: [UInt8] = []
+        #expect(echo.closeReason == nil)
+        _ = Array("a line too long\n".utf8).withUnsafeBytes { echo.consume($0, into: &output) }
+        #expect(echo.closeReason == .inputLimit("a line longer than 8 bytes"))
     }
 }

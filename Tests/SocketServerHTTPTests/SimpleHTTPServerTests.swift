@@ -23,9 +23,12 @@ final class ServedDirectory {
     func file(_ relative: String) -> String { root + "/" + name + "/" + relative }
     var base: String { "/" + name }
 
-    /// The file's modification time, as `Last-Modified` says it.
+    /// The file's modification time in whole seconds, as `Last-Modified` says it. (Not FileManager's `Date`: a
+    /// fractional time near the end of a second can be formatted as the next one.)
     func modified(_ relative: String = "test") throws -> Date {
-        try #require(try FileManager.default.attributesOfItem(atPath: file(relative))[.modificationDate] as? Date)
+        var info = stat()
+        try #require(stat(file(relative), &info) == 0)
+        return Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec))
     }
 }
 

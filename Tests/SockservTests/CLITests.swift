@@ -4,6 +4,8 @@ import Reactor
 import TestSupport
 import Testing
 
+@testable import sockserv
+
 @Suite struct CLITests {
     @Test(arguments: [["sequential"], ["threading"], ["forking"], ["reactor"], ["reactor", "--handler", "async"]])
     func listeningLineThenGracefulStopWithASummary(mode: [String]) throws {
@@ -134,21 +136,90 @@ import Testing
     }
 
     @Test(arguments: [
-        ["serve", "echo", "--mode", "fibers"],
-        ["serve", "gopher"],
-        ["serve", "resp", "--udp"],
-        ["serve", "echo", "--port", "70000"],
-        ["serve", "echo", "--idle-timeout", "-1"],
-        ["serve", "echo", "--bogus"],
-        ["serve", "echo", "--loops", "2", "--mode", "threading"],
-        ["serve", "http", "--handler", "async"],  // http runs a task per connection: not silently ignored
-        ["serve", "echo", "--mode", "threading", "--handler", "callback"],
-        ["serve", "http", "--log-level", "loud"],
+        (["serve", "echo", "--mode", "fibers"], "fibers"),
+        (["serve", "gopher"], "gopher"),
+        (["serve", "resp", "--udp"], "--udp serves echo only"),
+        (["serve", "echo", "--port", "70000"], "--port must be 0-65535, got 70000"),
+        (["serve", "echo", "--port", "-1"], "--port must be 0-65535, got -1"),
+        (["serve", "echo", "--idle-timeout", "-1"], "--idle-timeout must be more than 0"),
+        (["serve", "echo", "--max-connections", "0"], "--max-connections must be 1-1000000, got 0"),
+        (["serve", "echo", "--loops", "-2"], "--loops must be 1-64, got -2"),
+        (["serve", "echo", "--grace", "-5"], "--grace must be 0-86400 seconds, got -5.0"),
+        (["serve", "echo", "--max-line", "0"], "--max-line must be at least 1 byte, got 0"),
+        (["serve", "echo", "--bogus"], "--bogus"),
+        (["serve", "echo", "--loops", "2", "--mode", "threading"], "--loops is for reactor mode over TCP"),
+        (["serve", "http", "--handler", "async"], "--handler is for echo and resp"),  // http: a task per connection
+        (["serve", "echo", "--mode", "threading", "--handler", "async"], "--handler is for echo and resp"),
+        (["serve", "echo", "--udp", "--max-connections", "5"], "--max-connections is for stream servers"),
+        (["serve", "echo", "--udp", "--idle-timeout", "5"], "--idle-timeout is for stream servers"),
+        (["serve", "echo", "--max-head", "100"], "--max-head is for http only"),
+        (["serve", "http", "--max-bulk", "100"], "--max-bulk is for resp only"),
+        (["serve", "echo", "--max-request", "100"], "--max-request is for resp and http"),
+        (["serve", "echo", "--unix-mode", "660"], "--unix-mode is for --unix sockets"),
+        (["serve", "echo", "--tls-handshake-timeout", "3"], "--tls-handshake-timeout needs --tls-cert"),
+        (["serve", "echo", "--host", "127.0.0.1:80"], "use --host 127.0.0.1 --port 80"),
+        (["serve", "echo", "--host", "[::1]:80"], "use --host ::1 --port 80"),
+        (["serve", "echo", "--backend", "automatic"], "automatic"),  // one spelling per value: auto
+        (["serve", "echo", "--metrics-address", "9100"], "--metrics-address takes HOST:PORT"),
+        (["serve", "echo", "--metrics-address", "::1:9100"], "an IPv6 address goes in brackets"),
+        (["serve", "http", "--log-level", "loud"], "loud"),
     ])
-    func badOptionsAreAUsageErrorWithExit64(arguments: [String]) throws {
+    func badOptionsAreAUsageErrorWithExit64(arguments: [String], message: String) throws {
         let server = try SockservProcess(arguments)
         #expect(server.waitForExit() == 64)
-        #expect(!server.standardError.isEmpty)
+        let stderr = server.standardError
+        #expect(stderr.contains(message), "\(arguments): \(stderr)")
+    }
+
+    @Test func versionPrintsTheVersion() throws {
+        let version = try SockservProcess(["--version"])
+        #expect(version.readFirstLine() == sockservVersion)
+        #expect(version.waitForExit() == 0)
+    }
+
+    /// The help shows each value as it is typed: the backend's default is `auto`.
+    @Test func helpShowsValuesAsTyped() throws {
+        let help = try SockservProcess(["serve", "--help"])
+        var text = ""
+        while let line = help.readLine() { text += line + "\n" }
+        #expect(help.waitForExit() == 0)
+        let words = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(words.contains("(values: auto, epoll, poll, select; default: auto)"), "\(text)")
+        #expect(!text.contains("automatic"))
+    }
+
+    /// `--host [::1]`, as the server prints addresses, is accepted.
+    @Test func bracketedIPv6Host() throws {
+        let server = try SockservProcess(["serve", "echo", "--host", "[::1]"])
+        #expect(server.readFirstLine().hasPrefix("listening on [::1]:"))
+        let client = try connectedClient(try SocketAddress(ipv6: "::1", port: try #require(server.port)))
+        try client.sendAll(Array("six\n".utf8))
+        #expect(try client.receive(maxCount: 10) == Array("six\n".utf8))
+        client.close()
+        #expect(server.stop() == 0)
+    }
+
+    /// `--loops N` (SO_REUSEPORT) refuses a port another socket listens on, sockserv or not; one loop fails
+    /// on it as any bind does.
+    @Test func loopsRefuseAPortAlreadyListenedOn() throws {
+        let first = try SockservProcess(["serve", "echo", "--loops", "2"])
+        _ = first.readFirstLine()
+        let port = try #require(first.port)
+        let second = try SockservProcess(["serve", "echo", "--loops", "2", "--port", "\(port)"])
+        #expect(second.waitForExit() == 1)
+        #expect(
+            second.standardError.contains("another socket already listens on 127.0.0.1:\(port)"),
+            "\(second.standardError)")
+        let single = try SockservProcess(["serve", "echo", "--port", "\(port)"])
+        #expect(single.waitForExit() == 1)
+        #expect(single.standardError.contains("Address already in use"), "\(single.standardError)")
+        #expect(first.stop() == 0)
+        // Another program's SO_REUSEPORT listener.
+        let other = try Socket(binding: try SocketAddress(ipv4: "127.0.0.1", port: 0), kind: .stream, reusePort: true)
+        try other.listen(backlog: 1)
+        let third = try SockservProcess(["serve", "echo", "--loops", "2", "--port", "\(other.localAddress?.port ?? 0)"])
+        #expect(third.waitForExit() == 1)
+        #expect(third.standardError.contains("another socket already listens"))
     }
 }
 
@@ -217,34 +288,5 @@ import Testing
         // Two requests on one kept-alive connection.
         let twice = try runClient("curl", ["-s", "-v", "\(base)/f.txt", "\(base)/f.txt"])
         #expect(twice?.output.contains("Re-using existing connection") == true)
-    }
-}
-
-@Suite struct MetricsCLITests {
-    /// `--metrics`: SIGUSR1 prints the server's metrics in Prometheus text format, and serving goes on.
-    @Test(arguments: ["reactor", "threading"])
-    func sigusr1PrintsPrometheusMetrics(mode: String) throws {
-        let server = try SockservProcess(["serve", "echo", "--metrics", "--mode", mode])
-        _ = server.readFirstLine()
-        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
-        for _ in 0..<3 {
-            let client = try connectedClient(address)
-            try client.sendAll(Array("hello\n".utf8))
-            #expect(try client.receive(maxCount: 100) == Array("hello\n".utf8))
-            client.close()
-        }
-        kill(server.process.processIdentifier, SIGUSR1)
-        let client = try connectedClient(address)
-        try client.sendAll(Array("still\n".utf8))
-        #expect(try client.receive(maxCount: 100) == Array("still\n".utf8), "serving goes on after the dump")
-        client.close()
-        #expect(server.stop() == 0)
-        let stderr = server.standardError
-        #expect(stderr.contains("# TYPE socketserver_requests_accepted_total counter"), "\(stderr)")
-        // Three connections were served before the signal; the fourth may or may not be accepted by the dump.
-        let accepted = stderr.split(separator: "\n").first { $0.hasPrefix("socketserver_requests_accepted_total{") }
-        let count = accepted.flatMap { Int($0.split(separator: " ").last ?? "") }
-        #expect(count == 3 || count == 4, "\(accepted ?? "no accepted line")")
-        #expect(stderr.contains(#"server="127.0.0.1:\#(server.port ?? 0)""#))
     }
 }

@@ -32,18 +32,33 @@ final class SockservProcess {
     /// The first line of standard output.
     private(set) var firstLine = ""
 
-    /// Starts `sockserv arguments`; with `fileLimit`, under that `RLIMIT_NOFILE` (through the shell's `ulimit -n`).
-    init(_ arguments: [String], fileLimit: Int? = nil) throws {
+    /// Starts `sockserv arguments`; with `fileLimit`, under that `RLIMIT_NOFILE` (through the shell's `ulimit -n`);
+    /// with `launcher`, through that command (`systemd-socket-activate -l PORT`), which execs sockserv; with
+    /// `environment`, with these variables added.
+    init(
+        _ arguments: [String], fileLimit: Int? = nil, launcher: [String] = [], environment: [String: String] = [:]
+    ) throws {
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", sockservPath] + arguments
+        } else if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = launcher.dropFirst() + [sockservPath] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: sockservPath)
             process.arguments = arguments
         }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
+    }
+
+    /// A test that failed before stopping its server does not leave it running.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Reads the first line of standard output (waiting up to 10 s) and returns it.

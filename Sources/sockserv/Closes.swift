@@ -1,0 +1,100 @@
+import Logging
+import Protocols
+import Reactor
+import SocketServerHTTP
+
+/// Why the server refused or closed a connection. Each one is logged once, at its ``level``, and
+/// counted by reason in the exit summary and the metrics.
+enum CloseReason: Int, CaseIterable {
+    /// Refused: `--max-connections` were open.
+    case connectionLimit
+    /// Refused: the client is in no `--allow` range.
+    case allowList
+    /// Idle longer than `--idle-timeout` (http: no next request in time, or a request not read in time).
+    case idleTimeout
+    /// Input over `--max-line`, `--max-head`, `--max-bulk` or `--max-request`.
+    case inputLimit
+    /// Malformed input.
+    case protocolError
+    /// The TLS handshake failed (a plaintext client, an unknown certificate, a timeout).
+    case tlsHandshake
+    /// Still busy at the end of the `--grace` period after SIGINT or SIGTERM.
+    case gracePeriod
+    /// Any other error in serving it.
+    case error
+
+    /// The value of the metrics' `reason` label.
+    var label: String {
+        switch self {
+        case .connectionLimit: return "connection_limit"
+        case .allowList: return "allow_list"
+        case .idleTimeout: return "idle_timeout"
+        case .inputLimit: return "input_limit"
+        case .protocolError: return "protocol_error"
+        case .tlsHandshake: return "tls_handshake"
+        case .gracePeriod: return "grace_period"
+        case .error: return "error"
+        }
+    }
+
+    /// How the summary and the log say it.
+    var words: String { label.replacingOccurrences(of: "_", with: " ") }
+
+    /// Whether the connection was refused before it was served.
+    var isRefusal: Bool { self == .connectionLimit || self == .allowList }
+
+    /// Errors and limits show at the default level (info); an idle timeout is routine and shows at info,
+    /// an allow-list refusal at notice.
+    var level: Logger.Level {
+        switch self {
+        case .idleTimeout: return .info
+        case .allowList: return .notice
+        case .connectionLimit, .inputLimit, .protocolError, .gracePeriod: return .warning
+        case .tlsHandshake, .error: return .error
+        }
+    }
+
+    /// The reason a session asked to close for; `nil` when the client asked (QUIT).
+    init?(_ reason: SessionCloseReason?) {
+        switch reason {
+        case .inputLimit?: self = .inputLimit
+        case .protocolError?: self = .protocolError
+        case .requested?, nil: return nil
+        }
+    }
+
+    /// The reason an HTTP connection was ended for.
+    init(_ reason: HTTPCloseReason) {
+        switch reason {
+        case .rejected(let status, _): self = [413, 414, 431].contains(status) ? .inputLimit : .protocolError
+        case .timedOut: self = .idleTimeout
+        }
+    }
+
+    /// The reason for an error that ended a connection.
+    init(_ error: any Error) {
+        switch error {
+        case let error as TLSError:
+            switch error {
+            case .handshakeFailed, .closedDuringHandshake, .handshakeTimedOut: self = .tlsHandshake
+            default: self = .error
+            }
+        case ReactorError.timedOut: self = .idleTimeout
+        default: self = .error
+        }
+    }
+}
+
+/// sockserv's log: swift-log, bootstrapped by `serve` (`--log-level`) to standard error.
+let serveLogger = Logger(label: "sockserv")
+
+extension SharedCounters {
+    /// Counts and logs, once, that the server refused or closed the connection from `client`.
+    func closed(_ client: SocketAddress, _ reason: CloseReason, _ detail: Any? = nil) {
+        add(reason)
+        let verb = reason.isRefusal ? "refused" : "closed"
+        serveLogger.log(
+            level: reason.level,
+            "\(verb) \(client): \(reason.words)\(detail.map { ": \(String(describing: $0))" } ?? "")")
+    }
+}

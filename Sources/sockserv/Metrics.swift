@@ -1,0 +1,206 @@
+import Foundation
+import Glibc
+import Logging
+import Reactor
+import SocketServer
+import SocketServerHTTP
+import Synchronization
+
+/// `serve`'s metrics in the Prometheus text format (version 0.0.4): every family with its `# HELP` and
+/// `# TYPE` lines, always in the same order, every label value always present. The counts come from
+/// ``SharedCounters``, so forked children's connections, requests and bytes are in them.
+enum MetricsText {
+    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// The exposition now. `startTime` is the process's start, in seconds since the epoch.
+    static func render(_ stats: SharedCounters, startTime: Double) -> String {
+        var text = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: String)]) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for sample in samples { text += "\(name)\(sample.labels) \(sample.value)\n" }
+        }
+        func one(_ name: String, _ type: String, _ help: String, _ value: Int) {
+            family(name, type, help, [("", String(value))])
+        }
+        func reasons(_ refusals: Bool) -> [(labels: String, value: String)] {
+            CloseReason.allCases.filter { $0.isRefusal == refusals }.map {
+                ("{reason=\"\($0.label)\"}", String(stats[$0]))
+            }
+        }
+        one(
+            "sockserv_connections_accepted_total", "counter",
+            "Connections accepted and served (refused ones are not counted).", stats[.connections])
+        one("sockserv_connections_open", "gauge", "Connections being served now.", stats[.open])
+        family(
+            "sockserv_connections_refused_total", "counter",
+            "Connections refused before serving, by reason: --max-connections reached or not in an --allow range.",
+            reasons(true))
+        family(
+            "sockserv_connections_closed_total", "counter",
+            "Connections the server closed, by reason (closes by the client are not counted).", reasons(false))
+        one(
+            "sockserv_requests_total", "counter",
+            "Requests answered: echo lines, RESP commands, HTTP requests or datagrams.", stats[.requests])
+        one("sockserv_received_bytes_total", "counter", "Bytes received from clients.", stats[.bytesIn])
+        one("sockserv_sent_bytes_total", "counter", "Bytes sent to clients.", stats[.bytesOut])
+        one("sockserv_handler_errors_total", "counter", "Errors raised while serving a connection.", stats[.errors])
+        let process = ProcessFigures.now()
+        family(
+            "process_cpu_seconds_total", "counter", "User and system CPU time of the server process, in seconds.",
+            [("", decimal(process.cpuSeconds))])
+        family(
+            "sockserv_children_cpu_seconds_total", "counter",
+            "User and system CPU time of the forked children that have ended, in seconds.",
+            [("", decimal(process.childrenCPUSeconds))])
+        one("process_resident_memory_bytes", "gauge", "Resident memory size, in bytes.", process.residentBytes)
+        one("process_open_fds", "gauge", "Open file descriptors.", process.openDescriptors)
+        one("process_max_fds", "gauge", "The most file descriptors the process may open.", process.maxDescriptors)
+        family(
+            "process_start_time_seconds", "gauge", "When the process started, in seconds since the Unix epoch.",
+            [("", decimal(startTime))])
+        return text
+    }
+
+    private static func decimal(_ value: Double) -> String { String(format: "%.6f", value) }
+}
+
+/// What the kernel says about this process now.
+struct ProcessFigures {
+    var cpuSeconds = 0.0
+    var childrenCPUSeconds = 0.0
+    var residentBytes = 0
+    var openDescriptors = 0
+    var maxDescriptors = 0
+
+    static func now() -> ProcessFigures {
+        var figures = ProcessFigures()
+        func seconds(_ who: __rusage_who) -> Double {
+            var usage = rusage()
+            getrusage(who.rawValue, &usage)
+            func value(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+            return value(usage.ru_utime) + value(usage.ru_stime)
+        }
+        figures.cpuSeconds = seconds(RUSAGE_SELF)
+        figures.childrenCPUSeconds = seconds(RUSAGE_CHILDREN)
+        // statm: sizes in pages; the second is the resident set.
+        if let statm = ProcessSample.readProcFile("/proc/self/statm"),
+            let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+        {
+            figures.residentBytes = pages * sysconf(Int32(_SC_PAGESIZE))
+        }
+        figures.openDescriptors = openDescriptorCount()
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        figures.maxDescriptors = Int(limit.rlim_cur)
+        return figures
+    }
+
+    /// The entries of `/proc/self/fd`, less the one reading it.
+    static func openDescriptorCount() -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { count += 1 }
+        }
+        return count - 1
+    }
+
+    /// When this process started, in seconds since the epoch: its start in clock ticks after boot
+    /// (`/proc/self/stat`, field 22) plus the boot time (`btime` in `/proc/stat`).
+    static func startTime() -> Double {
+        guard let stat = ProcessSample.readProcFile("/proc/self/stat"), let fields = ProcessSample.statFields(stat),
+            fields.count > 22 - 3, let ticks = Double(fields[22 - 3]),
+            let boot = ProcessSample.readProcFile("/proc/stat")?.split(separator: "\n").first(where: {
+                $0.hasPrefix("btime ")
+            }).flatMap({ Double($0.dropFirst(6)) })
+        else { return Date().timeIntervalSince1970 }
+        return boot + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+/// `GET /metrics` (and HEAD); anything else is 404. Scrapes are logged at debug level.
+final class MetricsHandler: BaseHTTPRequestHandler {
+    let stats: SharedCounters
+    let startTime: Double
+
+    init(stats: SharedCounters, startTime: Double) {
+        self.stats = stats
+        self.startTime = startTime
+        super.init()
+    }
+
+    required init() { preconditionFailure("MetricsHandler is made with its counters") }
+
+    override var serverVersion: String { "sockserv-metrics" }
+    override var sysVersion: String { "(SocketServerHTTP)" }
+    override var protocolVersion: String { "HTTP/1.1" }
+    override var timeout: Duration? { .seconds(10) }
+
+    override func doGET() throws { try send(body: true) }
+    override func doHEAD() throws { try send(body: false) }
+
+    private func send(body: Bool) throws {
+        guard path == "/metrics" || path.hasPrefix("/metrics?") else {
+            return try sendError(404, "Not Found", explain: "The metrics are at /metrics")
+        }
+        let text = Array(MetricsText.render(stats, startTime: startTime).utf8)
+        sendResponse(200)
+        sendHeader("Content-Type", MetricsText.contentType)
+        sendHeader("Content-Length", "\(text.count)")
+        try endHeaders()
+        if body { try wfile.write(text) }
+    }
+
+    override func logRequest(code: Int?, size: Int?) {
+        logMessage("\"\(requestline)\" \(code.map(String.init) ?? "-") \(size.map(String.init) ?? "-")", level: .debug)
+    }
+}
+
+/// `--metrics-address`: an HTTP server for `/metrics` on a thread and loop of its own, so that it answers
+/// while the servers are busy, in every mode (a sequential server blocks its loop for each connection).
+final class MetricsEndpoint: Sendable {
+    private let server: HTTPServer
+    private let done = DispatchSemaphore(value: 0)
+    /// The listening descriptor, closed by forked children (a `pthread_atfork` handler).
+    private static let listeningFD = Atomic<Int32>(-1)
+
+    var address: SocketAddress { server.serverAddress }
+
+    /// Binds `address` and starts serving.
+    /// - Throws: the `IOError` of a failed bind or listen.
+    init(_ address: SocketAddress, stats: SharedCounters, startTime: Double) throws {
+        let loop = try EventLoop()
+        let mixIn = ReactorMixIn()
+        mixIn.blockOnClose = false
+        server = try HTTPServer(address, mixIn: mixIn, loop: loop) {
+            MetricsHandler(stats: stats, startTime: startTime)
+        }
+        Self.listeningFD.store(server.fileno, ordering: .relaxed)
+        pthread_atfork(nil, nil) {
+            let fd = MetricsEndpoint.listeningFD.load(ordering: .relaxed)
+            if fd >= 0 { close(fd) }
+        }
+        let server = self.server
+        let done = self.done
+        Thread.detachNewThread {
+            do {
+                try server.serveForever(pollInterval: .milliseconds(250))
+            } catch {
+                serveLogger.error("the metrics endpoint stopped: \(error)")
+            }
+            MetricsEndpoint.listeningFD.store(-1, ordering: .relaxed)
+            server.serverClose()
+            done.signal()
+        }
+    }
+
+    /// Stops serving and closes the socket.
+    func stop() {
+        server.requestShutdown()
+        done.wait()
+    }
+}
