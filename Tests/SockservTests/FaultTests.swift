@@ -124,7 +124,9 @@ let concurrentModes: [[String]] = [
         let start = ContinuousClock.now
         #expect(server.stop(with: SIGTERM) == 1)
         #expect(ContinuousClock.now - start < .seconds(8))
-        #expect(server.standardError.contains("sockserv: cut off 1 requests in progress after the 0.5 s grace period"))
+        let stderr = server.standardError
+        #expect(stderr.contains("sockserv: cut off 1 requests in progress after the 0.5 s grace period"))
+        #expect(stderr.contains("1 closed by the server (1 grace period)"), "\(stderr)")
     }
 
     /// A client that never reads while the server echoes 100 MiB to it: the server's memory stays
@@ -285,6 +287,9 @@ let concurrentModes: [[String]] = [
             let reply = (try? client.receive(maxCount: 10)) ?? []
             #expect((reply == Array("hi\n".utf8)) == served, "\(range)")
             #expect(server.stop() == 0)
+            let stderr = server.standardError
+            #expect(stderr.contains("notice sockserv: [sockserv] refused 127.0.0.1:") != served, "\(stderr)")
+            #expect(stderr.contains(served ? "0 refused" : "1 refused (1 allow list)"), "\(stderr)")
         }
         let bad = try SockservProcess(["serve", "echo", "--allow", "10.0.0.0/33"])
         #expect(bad.waitForExit() != 0)
