@@ -208,6 +208,14 @@ enum Posix {
         return type
     }
 
+    /// Unblocks `signal` in the calling thread (`pthread_sigmask`).
+    static func unblockSignal(_ signal: Int32) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
     /// Whether the socket is listening (`getsockopt SO_ACCEPTCONN`).
     static func isListening(_ fd: Int32) throws(IOError) -> Bool {
         var value: Int32 = 0

@@ -20,6 +20,7 @@ public final class SignalWatcher {
             throw .libevent("evsignal_add(\(signal))")
         }
         self.event = event
+        Posix.unblockSignal(signal)
     }
 
     /// Stops watching and restores the signal's previous handling. Safe to call more than once.
@@ -32,6 +33,9 @@ public final class SignalWatcher {
 
 extension EventLoop {
     /// Calls `handler` on the loop thread each time `signal` arrives. Call on the loop thread.
+    ///
+    /// Watching a signal also unblocks it in the calling thread: a process started with it blocked (the
+    /// children of many test runners and supervisors are) would otherwise never see it.
     ///
     /// Only one loop in a process should watch signals (a libevent limit).
     /// - Throws: ``ReactorError/libevent(_:)`` if the signal cannot be watched.

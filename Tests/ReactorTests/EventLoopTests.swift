@@ -117,6 +117,32 @@ import Testing
         #expect(received == [signalNumber])
     }
 
+    /// A signal blocked in the thread (as a test runner's children inherit it) is unblocked by watching it.
+    @Test func watchingASignalUnblocksIt() throws {
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGUSR2)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+        var received = false
+        try runLoop { loop in
+            var now = sigset_t()
+            pthread_sigmask(SIG_BLOCK, nil, &now)
+            #expect(sigismember(&now, SIGUSR2) == 1, "blocked before")
+            var watcher: SignalWatcher?
+            watcher = try loop.onSignal(SIGUSR2) { _ in
+                received = true
+                watcher?.cancel()
+                loop.stop()
+            }
+            pthread_sigmask(SIG_BLOCK, nil, &now)
+            #expect(sigismember(&now, SIGUSR2) == 0, "unblocked by watching it")
+            try loop.schedule(after: .milliseconds(1)) { kill(getpid(), SIGUSR2) }
+        }
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        #expect(received)
+    }
+
     @Test func ioWatcherSeesAPipeBecomeReadable() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)

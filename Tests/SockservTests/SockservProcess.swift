@@ -35,17 +35,19 @@ final class SockservProcess {
     /// Starts `sockserv arguments`; with `fileLimit`, under that `RLIMIT_NOFILE` (through the shell's `ulimit -n`);
     /// with `launcher`, through that command (`systemd-socket-activate -l PORT`), which execs sockserv; with
     /// `environment`, with these variables added.
+    /// `executable` is another program built with sockserv (an example) instead.
     init(
-        _ arguments: [String], fileLimit: Int? = nil, launcher: [String] = [], environment: [String: String] = [:]
+        _ arguments: [String], fileLimit: Int? = nil, launcher: [String] = [], environment: [String: String] = [:],
+        executable: String = sockservPath
     ) throws {
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", sockservPath] + arguments
+            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", executable] + arguments
         } else if let command = launcher.first {
             process.executableURL = URL(fileURLWithPath: command)
-            process.arguments = launcher.dropFirst() + [sockservPath] + arguments
+            process.arguments = launcher.dropFirst() + [executable] + arguments
         } else {
-            process.executableURL = URL(fileURLWithPath: sockservPath)
+            process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
         }
         if !environment.isEmpty {
@@ -83,6 +85,26 @@ final class SockservProcess {
         return nil
     }
 
+    /// Standard error read so far by ``waitForStandardError(containing:timeout:)``.
+    private var errorSoFar: [UInt8] = []
+
+    /// Reads standard error until it contains `text`, up to `timeout`; whether it did. What was read is
+    /// still part of ``standardError``.
+    func waitForStandardError(containing text: String, timeout: Duration = .seconds(10)) -> Bool {
+        let fd = stderr.fileHandleForReading.fileDescriptor
+        let deadline = ContinuousClock.now + timeout
+        while !String(decoding: errorSoFar, as: UTF8.self).contains(text) {
+            guard ContinuousClock.now < deadline else { return false }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, 100) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = read(fd, &chunk, chunk.count)
+            guard count > 0 else { return false }
+            errorSoFar += chunk[..<count]
+        }
+        return true
+    }
+
     /// The port from a `listening on HOST:PORT` line (followed by ` (tls)` with TLS).
     var port: Int? { Bench.port(inListeningLine: firstLine) }
 
@@ -96,7 +118,8 @@ final class SockservProcess {
         let deadline = ContinuousClock.now + .seconds(10)
         while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)  // not SIGTERM, which may be what did not work
+            process.waitUntilExit()
             return nil
         }
         return process.terminationStatus
@@ -119,6 +142,6 @@ final class SockservProcess {
 
     /// Everything written to standard error (after exit).
     var standardError: String {
-        String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        String(decoding: errorSoFar + stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 }
