@@ -435,6 +435,53 @@ struct MeteredServer {
         #expect(server.waitForExit() == 0)
     }
 
+    /// The example units under Examples/systemd verify, and their ExecStart line serves under socket
+    /// activation with NOTIFY_SOCKET as systemd would run it.
+    @Test func theExampleUnitsWork() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate") else {
+            print("skipped: systemd is not installed (apt-get install systemd)")
+            return
+        }
+        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Examples/systemd")
+        let service = try String(contentsOf: examples.appendingPathComponent("sockserv-resp.service"), encoding: .utf8)
+        let socket = try String(contentsOf: examples.appendingPathComponent("sockserv-resp.socket"), encoding: .utf8)
+        let execStart = try #require(service.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
+        var arguments = execStart.dropFirst("ExecStart=".count).split(separator: " ").map(String.init)
+        #expect(arguments.removeFirst() == "/usr/local/bin/sockserv")
+        // systemd-analyze verify, with the binary where the unit expects it replaced by the built one.
+        let directory = temporaryPath("units")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try service.replacingOccurrences(of: "/usr/local/bin/sockserv", with: sockservPath)
+            .write(toFile: directory + "/sockserv-resp.service", atomically: true, encoding: .utf8)
+        try socket.write(toFile: directory + "/sockserv-resp.socket", atomically: true, encoding: .utf8)
+        if let verify = try runClient(
+            "systemd-analyze", ["verify", directory + "/sockserv-resp.socket", directory + "/sockserv-resp.service"])
+        {
+            #expect(verify.status == 0 && verify.output.isEmpty, "\(verify.output)")
+        }
+        // The ExecStart line under socket activation (free ports instead of the unit's).
+        arguments = arguments.map { $0.hasPrefix("127.0.0.1:") ? "127.0.0.1:0" : $0 }
+        let notifyPath = temporaryPath("notify.sock")
+        let notify = try Socket(binding: try SocketAddress(unixPath: notifyPath), kind: .datagram, nonBlocking: false)
+        notify.timeout = .seconds(10)
+        let port = try freePort()
+        // systemd-socket-activate passes on only the variables named with -E.
+        let server = try SockservProcess(
+            arguments,
+            launcher: [
+                "/usr/bin/systemd-socket-activate", "-l", "127.0.0.1:\(port)", "--fdname", "resp",
+                "-E", "NOTIFY_SOCKET=\(notifyPath)", "-E", "WATCHDOG_USEC=10000000",
+            ])
+        let client = try #require(connectWhenListening(try SocketAddress(ipv4: "127.0.0.1", port: port)))
+        try client.sendAll(Array("PING\r\n".utf8))
+        #expect(try client.receive(maxCount: 100) == Array("+PONG\r\n".utf8))
+        #expect(String(decoding: try notify.receive(maxCount: 4096), as: UTF8.self).hasPrefix("READY=1\n"))
+        client.close()
+        #expect(server.stop() == 0)
+    }
+
     /// A client connected once something listens on `address` (up to 10 s).
     func connectWhenListening(_ address: SocketAddress) -> Socket? {
         var client: Socket?
