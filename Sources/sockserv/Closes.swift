@@ -89,12 +89,13 @@ enum CloseReason: Int, CaseIterable {
 let serveLogger = Logger(label: "sockserv")
 
 extension SharedCounters {
-    /// Counts and logs, once, that the server refused or closed the connection from `client`.
-    func closed(_ client: SocketAddress, _ reason: CloseReason, _ detail: Any? = nil) {
+    /// Counts and logs, once, that the server refused or closed the connection from `client` (at the reason's
+    /// level unless `level` is given).
+    func closed(_ client: SocketAddress, _ reason: CloseReason, _ detail: Any? = nil, level: Logger.Level? = nil) {
         add(reason)
         let verb = reason.isRefusal ? "refused" : "closed"
         serveLogger.log(
-            level: reason.level,
+            level: level ?? reason.level,
             "\(verb) \(client): \(reason.words)\(detail.map { ": \(String(describing: $0))" } ?? "")")
     }
 }

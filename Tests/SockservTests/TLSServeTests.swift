@@ -47,11 +47,19 @@ import Testing
         // Without TLS the server hears garbage and closes; redis-cli reports the error.
         let plain = try runClient("redis-cli", ["-p", "\(port)", "PING"])
         #expect(plain?.output.contains("PONG") == false)
+        // A TCP probe (a health check) that connects and closes is a routine close, not an error.
+        try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: port)).close()
+        #expect(server.waitForStandardError(containing: "TLS handshake failed: the peer closed the connection"))
         #expect(server.stop() == 0)
         let summary = server.standardError
         // The plaintext client never reached a handler: three connections served, one error.
         #expect(summary.contains("3 connections, 3 requests"), "\(summary)")
         #expect(summary.contains("1 errors"), "the plaintext client is the one error: \(summary)")
+        #expect(summary.contains("2 closed by the server (2 tls handshake)"), "\(summary)")
+        #expect(
+            summary.contains("info sockserv: [sockserv] closed 127.0.0.1:")
+                && summary.contains(": tls handshake: TLS handshake failed: the peer closed the connection"),
+            "\(summary)")
         #expect(summary.contains("wrong version number") || summary.contains("packet length too long"), "\(summary)")
     }
 
