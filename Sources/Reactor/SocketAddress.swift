@@ -100,8 +100,10 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Resolves a host name or IP literal with `getaddrinfo`, stream sockets only, in the resolver's order.
+    /// The empty host is every IPv4 interface, `0.0.0.0`, as Python's `('', port)` is.
     /// - Throws: ``ReactorError/invalidAddress(_:)`` when resolution fails.
     public static func resolve(host: String, port: Int) throws(ReactorError) -> [SocketAddress] {
+        if host.isEmpty { return [try SocketAddress(ipv4: "0.0.0.0", port: port)] }
         if let v4 = try? SocketAddress(ipv4: host, port: port) { return [v4] }
         if let v6 = try? SocketAddress(ipv6: host, port: port) { return [v6] }
         guard (0...65535).contains(port) else { throw .invalidAddress("port \(port) out of range") }

@@ -37,7 +37,9 @@ open class BaseServer: @unchecked Sendable {
     public let mixIn: ProcessingMixIn
     /// The loop the server waits on; serving runs it on the calling thread.
     public let loop: EventLoop
-    /// How long ``handleRequest()`` waits for a request before ``handleTimeout()``; `nil` waits forever.
+    /// How long ``handleRequest()`` waits for a request before ``handleTimeout()``; `nil` takes the mode's
+    /// ``ProcessingMixIn/timeout`` (`nil` but in forking mode, where it is 300 s as in Python), and `nil` there
+    /// waits forever.
     open var timeout: Duration?
     /// Python's socket timeout of the listening socket: ``handleRequest()`` waits at most the smaller of the two.
     open var socketTimeout: Duration?
@@ -203,7 +205,7 @@ open class BaseServer: @unchecked Sendable {
     /// ``handleTimeout()`` if none came. In reactor mode, returns once that request's handler has finished.
     public func handleRequest() throws {
         var wait = socketTimeout
-        if let timeout { wait = min(wait ?? timeout, timeout) }
+        if let timeout = timeout ?? mixIn.timeout { wait = min(wait ?? timeout, timeout) }
         let deadline = wait.map { ContinuousClock.now + $0 }
         loop.takeOwnership()
         _ = metrics

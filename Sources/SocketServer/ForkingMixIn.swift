@@ -13,12 +13,17 @@ import Reactor
 open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// The most children at once; at this number the server waits for one to end. Default 40.
     public var maxChildren = 40
+
     /// The children started and not yet reaped.
     public private(set) var activeChildren: Set<pid_t> = []
     /// The server's metrics, counted as children end.
     private var metrics: ServerMetrics?
 
-    public override init() {}
+    /// A forking mode with Python's defaults: at most 40 children, ``ProcessingMixIn/timeout`` 300 s.
+    public override init() {
+        super.init()
+        timeout = .seconds(300)
+    }
 
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {

@@ -18,6 +18,11 @@ open class ProcessingMixIn: @unchecked Sendable {
     /// to wait for.
     public var blockOnClose = true
 
+    /// The mode's wait in ``BaseServer/handleRequest()`` when the server's ``BaseServer/timeout`` is `nil`:
+    /// `nil` (forever), except in forking mode: 300 s, Python's `ForkingMixIn.timeout`, so that a server driven
+    /// by `handleRequest()` reaps idle children in ``BaseServer/handleTimeout()``.
+    public var timeout: Duration?
+
     /// Requests accepted and not yet finished: the one count every mode keeps (a thread, a child process
     /// not yet reaped, a reactor handler still running). Readable from any thread.
     public var requestsInProgress: Int { inProgress.load(ordering: .acquiring) }

@@ -1,3 +1,4 @@
+import Glibc
 import Reactor
 
 /// A blocking handler for stream requests with file-like ``rfile`` and ``wfile``: Python's `StreamRequestHandler`.
@@ -48,8 +49,14 @@ open class StreamRequestHandler: BaseRequestHandler {
         }
     }
 
-    /// Flushes ``wfile``. Overrides call `super.finish()`.
+    /// Flushes ``wfile``. Overrides call `super.finish()`. A flush that fails because the client reset or
+    /// closed the connection (`ECONNRESET`, `EPIPE`, `ECONNABORTED`, `ENOTCONN`) is not an error of the server's,
+    /// and is dropped, as Python's `finish` drops a final socket error.
     open override func finish() throws {
-        try wfile.flush()
+        do {
+            try wfile.flush()
+        } catch let error as IOError where [ECONNRESET, EPIPE, ECONNABORTED, ENOTCONN].contains(error.errnoCode) {
+            return
+        }
     }
 }

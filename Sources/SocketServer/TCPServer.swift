@@ -147,10 +147,13 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         try socket.listen(backlog: requestQueueSize)
     }
 
-    /// Lets the mode finish, then closes the socket (a Unix server also removes its socket file).
+    /// Closes the socket (a Unix server also removes its socket file), then lets the mode finish, as Python's
+    /// `server_close` does: new clients are refused at once instead of waiting in the backlog while request
+    /// threads, children or reactor handlers finish.
     open override func serverClose() {
-        super.serverClose()  // stop watching and let the mode finish before the socket goes
+        stopServing()  // the accept watcher goes before its descriptor
         socket.close()
+        super.serverClose()
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
