@@ -28,14 +28,17 @@ public final class DatagramSocket {
     static let receivesPerWakeup = 32
 
     /// A socket bound to `address` (port 0 picks a free port; a Unix socket file gets `unixPermissions`,
-    /// default `0o600`). Call on the loop thread.
+    /// default `0o600`). An IPv6 socket is dual stack (on `::` it hears IPv4 senders too) unless `ipv6Only`.
+    /// Call on the loop thread.
     /// - Throws: ``IOError`` if the socket cannot be created or bound (it is then closed).
     public convenience init(
-        binding address: SocketAddress, reuseAddress: Bool = false, unixPermissions: mode_t = 0o600, on loop: EventLoop
+        binding address: SocketAddress, reuseAddress: Bool = false, ipv6Only: Bool = false,
+        unixPermissions: mode_t = 0o600, on loop: EventLoop
     ) throws {
         loop.preconditionInEventLoop()
         let (fd, unixFile) = try Socket.bound(
-            to: address, type: Socket.datagram, reuseAddress: reuseAddress, unixPermissions: unixPermissions)
+            to: address, type: Socket.datagram, reuseAddress: reuseAddress, ipv6Only: ipv6Only,
+            unixPermissions: unixPermissions)
         let local: SocketAddress
         do {
             local = try address.family == .unix ? address : SocketAddress.local(of: fd)

@@ -14,12 +14,17 @@ public struct ListenOptions: Sendable {
     /// The permission bits of a Unix socket file, set before listening; connecting needs write
     /// permission. Default `0o600`: only the owner's processes may connect.
     public var unixPermissions: mode_t
+    /// Accept only IPv6 clients on an IPv6 address; the corresponding C constant is `IPV6_V6ONLY`. Default
+    /// false: a listener on `[::]:port` is dual stack and takes IPv4 clients too, as Python's `AF_INET6`
+    /// listeners and SocketServer's `TCPServer` do on Linux.
+    public var ipv6Only: Bool
 
     public init(
         backlog: Int32 = 511, reuseAddress: Bool = true, reusePort: Bool = false, noDelay: Bool = true,
-        unixPermissions: mode_t = 0o600
+        ipv6Only: Bool = false, unixPermissions: mode_t = 0o600
     ) {
         self.backlog = backlog
+        self.ipv6Only = ipv6Only
         self.unixPermissions = unixPermissions
         self.reuseAddress = reuseAddress
         self.reusePort = reusePort

@@ -66,7 +66,7 @@ public final class Listener {
         self.onAccept = onAccept
         let (fd, unixFile) = try Socket.bound(
             to: address, type: Socket.stream, reuseAddress: options.reuseAddress, reusePort: options.reusePort,
-            unixPermissions: options.unixPermissions)
+            ipv6Only: options.ipv6Only, unixPermissions: options.unixPermissions)
         do {
             try Posix.listen(fd, backlog: options.backlog)
             localAddress = try address.family == .unix ? address : SocketAddress.local(of: fd)

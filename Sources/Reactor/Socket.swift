@@ -62,16 +62,17 @@ public final class Socket: @unchecked Sendable {
     /// A socket bound to `address`, closed again if binding fails. A Unix socket file left by a dead
     /// process is replaced; a live one, or a path that is not a socket, is `EADDRINUSE`. A new Unix
     /// socket file gets `unixPermissions` (default `0o600`: only the owner may connect). The socket
-    /// removes its own Unix socket file on ``close()``.
+    /// removes its own Unix socket file on ``close()``. An IPv6 socket is dual stack (bound to `::`, it takes
+    /// IPv4 peers too, as Python's `AF_INET6` sockets do on Linux) unless `ipv6Only`.
     /// - Throws: ``IOError`` naming the failed step.
     public convenience init(
         binding address: SocketAddress, kind: Kind, nonBlocking: Bool = true, reuseAddress: Bool = false,
-        reusePort: Bool = false,
+        reusePort: Bool = false, ipv6Only: Bool = false,
         unixPermissions: mode_t = 0o600
     ) throws(IOError) {
         let (fd, unixFile) = try Socket.bound(
             to: address, type: kind.rawValue, reuseAddress: reuseAddress, reusePort: reusePort,
-            nonBlocking: nonBlocking,
+            nonBlocking: nonBlocking, ipv6Only: ipv6Only,
             unixPermissions: unixPermissions)
         self.init(adopting: fd)
         self.unixFile = unixFile
@@ -354,9 +355,12 @@ public final class Socket: @unchecked Sendable {
     ///
     /// For a Unix address, a socket file left by a dead process is replaced; a live one, or a file
     /// that is not a socket, is `EADDRINUSE`.
+    ///
+    /// An IPv6 socket is dual stack unless `ipv6Only`: bound to `::`, it takes IPv4 clients too (as
+    /// IPv4-mapped addresses), whatever the machine's `net.ipv6.bindv6only`.
     static func bound(
         to address: SocketAddress, type: Int32, reuseAddress: Bool = false, reusePort: Bool = false,
-        nonBlocking: Bool = true,
+        nonBlocking: Bool = true, ipv6Only: Bool = false,
         unixPermissions: mode_t = 0o600
     ) throws(IOError) -> (fd: Int32, unixFile: UnixSocketFile?) {
         let fd = try Posix.socket(domain: address.family.rawValue, type: type, nonBlocking: nonBlocking)
@@ -371,7 +375,8 @@ public final class Socket: @unchecked Sendable {
                 }
                 if address.family == .ipv6 {
                     try Posix.setOption(
-                        fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1, "setsockopt IPV6_V6ONLY")
+                        fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: ipv6Only ? 1 : 0,
+                        "setsockopt IPV6_V6ONLY")
                 }
             case .unix:
                 try removeStaleSocketFile(address, type: type)

@@ -106,6 +106,6 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// Waits for every child unless ``ProcessingMixIn/blockOnClose`` is cleared.
     open override func serverClose(_ server: BaseServer) {
-        if blockOnClose { collectChildren(blocking: true) }
+        collectChildren(blocking: blockOnClose)  // Python reaps without waiting when it does not block
     }
 }

@@ -40,6 +40,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     public var allowReuseAddress = false
     /// Set `SO_REUSEPORT` in ``serverBind()`` (IP families only).
     public var allowReusePort = false
+    /// Set `IPV6_V6ONLY` in ``serverBind()``: an IPv6 server then refuses IPv4 clients. Default false: on `::`
+    /// the server is dual stack, as Python's `AF_INET6` servers are on Linux, whatever `net.ipv6.bindv6only` says.
+    public var ipv6Only = false
     /// The permission bits ``serverBind()`` gives a Unix socket file, before listening (so no one
     /// connects earlier); connecting needs write permission.
     public var unixSocketPermissions: mode_t = 0o600
@@ -137,6 +140,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         if serverAddress.family != .unix {
             if allowReuseAddress { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) }
             if allowReusePort { try socket.setOption(level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+            if serverAddress.family == .ipv6 {
+                try socket.setOption(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: ipv6Only ? 1 : 0)
+            }
         }
         try socket.bind(to: serverAddress, unixPermissions: unixSocketPermissions)
         if serverAddress.family != .unix, let bound = socket.localAddress { serverAddress = bound }

@@ -47,16 +47,31 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
             return false
         }
         guard let maxConnections else { return true }
-        // Forking: count the children, which the parent knows at once (a child counts itself open a little later).
-        var open = context.stats[.open]
-        if let forking = mixIn as? ForkingMixIn {
-            forking.collectChildren()
-            open = forking.activeChildren.count
-        }
-        guard open >= maxConnections else { return true }
+        guard connectionsInProgress() >= maxConnections else { return true }
         context.stats.closed(clientAddress, .connectionLimit, "--max-connections \(maxConnections) reached")
         if let refusal { tell(request, refusal) }
         return false
+    }
+
+    /// Children forked for connections (forking mode; counted in the parent, on the serving thread).
+    private var forked = 0
+
+    override func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        try super.processRequest(request, clientAddress: clientAddress)
+        if mixIn is ForkingMixIn { forked += 1 }  // the parent; the child exits inside
+    }
+
+    /// Connections being served. Forking mode takes the smaller of two counts that each may only be too
+    /// high: the children not yet reaped (one that has finished may not have exited yet), and the children
+    /// forked less the connections the children have finished (one forked a moment ago has not counted
+    /// itself yet, and one whose TLS handshake failed never counts itself).
+    private func connectionsInProgress() -> Int {
+        let stats = context.stats
+        guard let forking = mixIn as? ForkingMixIn else { return stats[.open] }
+        forking.collectChildren()
+        let started = stats[.connections]  // read before open: a child starting in between makes this high, not low
+        let finished = started - stats[.open]
+        return min(forking.activeChildren.count, forked - finished)
     }
 
     /// Sends a short refusal without waiting: it fits an empty socket buffer, and is dropped if not.

@@ -109,3 +109,19 @@ import Testing
         #expect(server.errors.isEmpty, "\(server.errors)")
     }
 }
+
+/// A TCPServer on `::` takes IPv4 clients (Python's on Linux does), unless `ipv6Only`.
+@Suite struct TCPServerDualStackTests {
+    @Test(arguments: [false, true])
+    func ipv4ClientsOnTheIPv6Wildcard(ipv6Only: Bool) throws {
+        let server = try TCPServer(
+            try SocketAddress(ipv6: "::", port: 0), handler: EchoStreamHandler.self, bindAndActivate: false)
+        defer { server.serverClose() }
+        server.ipv6Only = ipv6Only
+        try server.serverBind()
+        try server.serverActivate()
+        let v4 = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.serverAddress.port))
+        let connected = (try? connectedClient(v4, timeout: .seconds(5))) != nil
+        #expect(connected == !ipv6Only)
+    }
+}
