@@ -35,12 +35,12 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
         let stats = server.sessionContext.stats
         stats.add(.open, -1)
         if let reason = serverCloseReason {
+            let detail: String
             switch reason {
-            case .rejected(let status, let message):
-                stats.closed(clientAddress, CloseReason(reason), "\(status) \(message)")
-            case .timedOut(idle: true): stats.closed(clientAddress, .idleTimeout, "no next request in time")
-            case .timedOut(idle: false): stats.closed(clientAddress, .idleTimeout, "a request not read or sent in time")
+            case .rejected(let status, let message): detail = "\(status) \(message)"
+            case .timedOut(let idle): detail = idle ? "no next request in time" : "a request not read or sent in time"
             }
+            stats.closed(clientAddress, CloseReason(reason), detail)
         }
         stats.add(.bytesIn, bytesReceived)
         stats.add(.bytesOut, bytesSent)

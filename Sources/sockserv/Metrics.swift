@@ -74,14 +74,8 @@ struct ProcessFigures {
 
     static func now() -> ProcessFigures {
         var figures = ProcessFigures()
-        func seconds(_ who: __rusage_who) -> Double {
-            var usage = rusage()
-            getrusage(who.rawValue, &usage)
-            func value(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-            return value(usage.ru_utime) + value(usage.ru_stime)
-        }
-        figures.cpuSeconds = seconds(RUSAGE_SELF)
-        figures.childrenCPUSeconds = seconds(RUSAGE_CHILDREN)
+        figures.cpuSeconds = CPUTime.of(RUSAGE_SELF).total
+        figures.childrenCPUSeconds = CPUTime.of(RUSAGE_CHILDREN).total
         // statm: sizes in pages; the second is the resident set.
         if let statm = ProcessSample.readProcFile("/proc/self/statm"),
             let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int($0) })

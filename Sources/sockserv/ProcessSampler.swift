@@ -14,13 +14,15 @@ struct CPUTime: Equatable {
 
     /// This process's own time and its reaped children's, from `getrusage`.
     static func ofThisProcess() -> CPUTime {
-        func time(_ who: __rusage_who) -> CPUTime {
-            var usage = rusage()
-            getrusage(who.rawValue, &usage)
-            func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-            return CPUTime(user: seconds(usage.ru_utime), system: seconds(usage.ru_stime))
-        }
-        return time(RUSAGE_SELF) + time(RUSAGE_CHILDREN)
+        of(RUSAGE_SELF) + of(RUSAGE_CHILDREN)
+    }
+
+    /// `getrusage` for `who`: this process (`RUSAGE_SELF`) or its reaped children (`RUSAGE_CHILDREN`).
+    static func of(_ who: __rusage_who) -> CPUTime {
+        var usage = rusage()
+        getrusage(who.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return CPUTime(user: seconds(usage.ru_utime), system: seconds(usage.ru_stime))
     }
 }
 
