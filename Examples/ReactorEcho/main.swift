@@ -19,7 +19,7 @@ final class Echo: ConnectionDelegate {
 /// The async face: one task per connection, line by line. Nonisolated, so the task runs on the loop.
 nonisolated func echoLines(_ connection: Connection) {
     connection.loop.spawn {
-        while let line = try? await connection.readLine(strippingNewline: false) {
+        while let line = try? await connection.readLine() {
             guard (try? await connection.write(line)) != nil else { break }
         }
         connection.close()

@@ -81,9 +81,10 @@ public struct ByteBuffer: ~Copyable {
     ///
     /// - Parameters:
     ///   - maxLength: the longest line accepted, not counting its `\n` (or `\r\n`).
-    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`.
+    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`; default false, the line kept whole as
+    ///     Python's `readline()` keeps it.
     /// - Throws: ``ReactorError/lineTooLong(limit:)`` when the line is, or can only become, longer than `maxLength`.
-    public mutating func readLine(maxLength: Int, strippingNewline: Bool = true) throws(ReactorError) -> [UInt8]? {
+    public mutating func readLine(maxLength: Int, strippingNewline: Bool = false) throws(ReactorError) -> [UInt8]? {
         guard let newline = firstIndex(of: UInt8(ascii: "\n")) else {
             // Allow a `\r` beyond the limit, for a `\r\n` not yet complete.
             if readableBytes > maxLength && readableBytes - 1 > maxLength { throw .lineTooLong(limit: maxLength) }

@@ -85,11 +85,12 @@ extension Connection {
     ///
     /// - Parameters:
     ///   - maxLength: the longest line accepted, not counting its `\n` or `\r\n` (default 64 KiB).
-    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`.
+    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`; default false, the line kept whole as
+    ///     Python's `readline()` keeps it.
     /// - Returns: the line; at end of input, the last unterminated bytes if any, then `nil`.
     /// - Throws: ``ReactorError/lineTooLong(limit:)`` (and the connection is closed), ``ReactorError/timedOut``,
     ///   ``ReactorError/alreadyClosed``, or the ``IOError`` the connection closed with.
-    public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true) async throws -> [UInt8]? {
+    public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = false) async throws -> [UInt8]? {
         try await read(.line(maxLength: maxLength, strippingNewline: strippingNewline))
     }
 
@@ -262,7 +263,7 @@ extension Connection {
 
 extension Connection {
     /// The connection's lines as an async sequence: `for try await line in connection.lines() { ... }`.
-    public func lines(maxLength: Int = 64 * 1024, strippingNewline: Bool = true) -> Lines {
+    public func lines(maxLength: Int = 64 * 1024, strippingNewline: Bool = false) -> Lines {
         Lines(connection: self, maxLength: maxLength, strippingNewline: strippingNewline)
     }
 

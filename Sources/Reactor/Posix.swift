@@ -111,10 +111,18 @@ enum Posix {
 
     /// Waits up to `timeout` (`nil`: forever) for `fd` to be readable, input or the peer's end (or writable)
     /// (`poll`); true if it is.
+    /// A signal (`EINTR`) does not stretch the wait: it goes on for what is left of `timeout`.
     static func wait(_ fd: Int32, writable: Bool, timeout: Duration?) throws(IOError) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
-        let milliseconds = timeout.map { Int32(clamping: ($0.nanoseconds + 999_999) / 1_000_000) } ?? -1
-        return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds) }) > 0
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            let remaining = deadline.map { max(.zero, $0 - ContinuousClock.now) }
+            let milliseconds = remaining.map { Int32(clamping: ($0.nanoseconds + 999_999) / 1_000_000) } ?? -1
+            let result = Glibc.poll(&entry, 1, milliseconds)
+            if result >= 0 { return result > 0 }
+            let code = errno
+            if code != EINTR { throw IOError(errnoCode: code, operation: "poll") }
+        }
     }
 
     /// Receives one datagram into `buffer` with its sender (`nil` for an unbound Unix sender); `nil` when

@@ -191,16 +191,27 @@ public final class Socket: @unchecked Sendable {
         return received.map { (bytes, $0.sender) }
     }
 
-    /// Sends all of `bytes`, looping over partial sends (Python's `sendall`).
-    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first, or an ``IOError`` (`EPIPE`, ...).
+    /// Sends all of `bytes`, looping over partial sends and signals (Python's `sendall`).
+    ///
+    /// ``timeout`` bounds the whole call, as it has Python's `sendall` since 3.5: a peer that reads a
+    /// little at a time cannot stretch it send by send.
+    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` expires first (some bytes may have been sent), or
+    ///   an ``IOError`` (`EPIPE`, ...).
     public func sendAll(_ bytes: UnsafeRawBufferPointer) throws {
         if let tlsSession { return try tlsSendAll(tlsSession, bytes) }
+        let fd = fileDescriptor
+        // With a timeout, non-blocking sends between waits for room, so that no one send outlasts the deadline.
+        let deadline = timeout.map { ContinuousClock.now + $0 }
         var offset = 0
         while offset < bytes.count {
-            guard let sent = try Posix.send(fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset) else {
-                throw ReactorError.timedOut
+            let rest = bytes.count - offset
+            if let sent = try Posix.send(fd, bytes.baseAddress! + offset, rest, dontWait: deadline != nil) {
+                offset += sent
+                continue
             }
-            offset += sent
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if let remaining, remaining <= .zero { throw ReactorError.timedOut }
+            guard try Posix.wait(fd, writable: true, timeout: remaining) else { throw ReactorError.timedOut }
         }
     }
 

@@ -41,11 +41,12 @@ public final class SocketReader {
     /// Reads one line ending in `\n`.
     /// - Parameters:
     ///   - maxLength: the longest line accepted, not counting its `\n` or `\r\n`.
-    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`.
+    ///   - strippingNewline: whether to drop the trailing `\n` or `\r\n`; default false, the line kept whole as
+    ///     Python's `readline()` keeps it.
     /// - Returns: the line; at the end of input the last unterminated bytes, then `nil`.
     /// - Throws: `ReactorError.lineTooLong(limit:)`, `ReactorError.timedOut` past the
     ///   handler's timeout, or an `IOError`.
-    public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true) throws -> [UInt8]? {
+    public func readLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = false) throws -> [UInt8]? {
         while true {
             if let line = try buffer.readLine(maxLength: maxLength, strippingNewline: strippingNewline) { return line }
             if try !receiveMore() { return buffer.isEmpty ? nil : buffer.readAll() }
@@ -65,7 +66,9 @@ public final class SocketReader {
     }
 
     /// Calls `body` with each line until the end of input (Python's `for line in rfile`).
-    public func forEachLine(maxLength: Int = 64 * 1024, strippingNewline: Bool = true, _ body: ([UInt8]) throws -> Void)
+    public func forEachLine(
+        maxLength: Int = 64 * 1024, strippingNewline: Bool = false, _ body: ([UInt8]) throws -> Void
+    )
         throws
     {
         while let line = try readLine(maxLength: maxLength, strippingNewline: strippingNewline) {

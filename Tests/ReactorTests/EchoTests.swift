@@ -8,11 +8,11 @@ import Testing
     private func exchange(with address: SocketAddress, on loop: EventLoop) async throws {
         let client = try await Connection.connect(to: address, on: loop, timeout: .seconds(5))
         try await client.write("hello\n")
-        #expect(try await client.readLine() == Array("hello"))
+        #expect(try await client.readLine() == Array("hello\n"))
         try await client.write("wor")
         try await client.write("ld\nagain\r\n")
-        #expect(try await client.readLine() == Array("world"))
-        #expect(try await client.readLine(strippingNewline: false) == Array("again\r\n"))
+        #expect(try await client.readLine(strippingNewline: true) == Array("world"), "the newline dropped")
+        #expect(try await client.readLine(strippingNewline: true) == Array("again"), "and a CRLF")
         client.shutdownOutput()
         #expect(try await client.readLine() == nil, "the server closes after end of input")
         client.close()
@@ -96,7 +96,7 @@ import Testing
                 let client = try await Connection.connect(to: listener.localAddress, on: loop)
                 try await client.write([UInt8](repeating: 7, count: 100_000))
                 client.shutdownOutput()
-                #expect(try await client.readLine() == Array("got 100000"))
+                #expect(try await client.readLine(strippingNewline: true) == Array("got 100000"))
                 #expect(try await client.readLine() == nil)
                 client.close()
                 listener.close()
@@ -265,7 +265,7 @@ import Testing
                         for round in 0..<3 {
                             let line = Array("client \(id) round \(round) \(String(repeating: "x", count: id % 97))")
                             try await client.write(line + [10])
-                            guard try await client.readLine() == line else {
+                            guard try await client.readLine(strippingNewline: true) == line else {
                                 Issue.record("client \(id) got other bytes")
                                 return
                             }

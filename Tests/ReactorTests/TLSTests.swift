@@ -15,10 +15,10 @@ import Testing
             to: address, on: loop, timeout: .seconds(5), tls: client, serverName: serverName)
         #expect(connection.isHandshakeComplete)
         try await connection.write("hello\n")
-        #expect(try await connection.readLine() == Array("hello"))
+        #expect(try await connection.readLine(strippingNewline: true) == Array("hello"))
         try await connection.write("wor")
         try await connection.write("ld\n")
-        #expect(try await connection.readLine() == Array("world"))
+        #expect(try await connection.readLine(strippingNewline: true) == Array("world"))
         return connection
     }
 
@@ -355,7 +355,7 @@ import Testing
         try runLoop { loop in
             loop.test {
                 let connection = try await Connection.connect(to: result.address.wait(), on: loop, tls: client)
-                #expect(try await connection.readLine() == Array("truncated?"))
+                #expect(try await connection.readLine(strippingNewline: true) == Array("truncated?"))
                 #expect(try await connection.readLine() == nil, "the TCP close ends the input")
                 #expect(!connection.receivedCloseNotify)
                 connection.close()
@@ -472,7 +472,7 @@ import Testing
                     with: listener.localAddress, on: loop, client: client, serverName: "other.test")
                 #expect(new.tlsInfo?.peerSubject == "CN=other.test")
                 try await old.write("still here\n")
-                #expect(try await old.readLine() == Array("still here"))
+                #expect(try await old.readLine(strippingNewline: true) == Array("still here"))
                 old.close()
                 new.close()
                 listener.close()

@@ -68,7 +68,7 @@ final class EchoDelegate: ConnectionDelegate {
 /// Echoes every line back through the async face until end of input, then closes.
 func asyncEcho(_ connection: Connection) async {
     do {
-        while let line = try await connection.readLine(strippingNewline: false) {
+        while let line = try await connection.readLine() {
             try await connection.write(line)
         }
     } catch {}

@@ -12,7 +12,7 @@ struct Poisoned: Error {}
 /// Echoes lines; throws on `poison`, traps on `trap`, and holds on `hold` until the client closes.
 final class PoisonableHandler: StreamRequestHandler {
     override func handle() throws {
-        while let line = try rfile.readLine(strippingNewline: false) {
+        while let line = try rfile.readLine() {
             switch line {
             case Array("poison\n".utf8): throw Poisoned()
             case Array("trap\n".utf8): fatalError("a handler that traps")
@@ -30,7 +30,7 @@ final class PoisonableHandler: StreamRequestHandler {
 
 final class AsyncPoisonableHandler: AsyncStreamRequestHandler {
     override func handle() async throws {
-        while let line = try await rfile.readLine(strippingNewline: false) {
+        while let line = try await rfile.readLine() {
             if line == Array("poison\n".utf8) { throw Poisoned() }
             try await wfile.write(line)
         }

@@ -25,7 +25,7 @@ struct FailOnRequest: Error {}
 
 final class FailingStreamHandler: StreamRequestHandler {
     override func handle() throws {
-        guard let line = try rfile.readLine(strippingNewline: false) else { return }
+        guard let line = try rfile.readLine() else { return }
         if line == Array("fail\n".utf8) { throw FailOnRequest() }
         try wfile.write(line)
     }
@@ -33,7 +33,7 @@ final class FailingStreamHandler: StreamRequestHandler {
 
 final class AsyncFailingStreamHandler: AsyncStreamRequestHandler {
     override func handle() async throws {
-        guard let line = try await rfile.readLine(strippingNewline: false) else { return }
+        guard let line = try await rfile.readLine() else { return }
         if line == Array("fail\n".utf8) { throw FailOnRequest() }
         try await wfile.write(line)
     }

@@ -67,7 +67,7 @@ import Testing
             override func handle() throws {
                 let header = try rfile.read(4)
                 var lines: [String] = []
-                try rfile.forEachLine { lines.append(String(decoding: $0, as: UTF8.self)) }
+                try rfile.forEachLine(strippingNewline: true) { lines.append(String(decoding: $0, as: UTF8.self)) }
                 try wfile.write("\(String(decoding: header, as: UTF8.self))|\(lines.joined(separator: ","))")
             }
         }

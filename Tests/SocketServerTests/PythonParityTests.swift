@@ -2,8 +2,12 @@ import Foundation
 import Glibc
 import Reactor
 import SocketServer
+import Synchronization
 import TestSupport
 import Testing
+
+/// The signals `writesAreImmediateAndSignalsDoNotTruncateThem` delivered.
+private let interruptions = Atomic<Int>(0)
 
 /// Python's defaults and orders, where SocketServer used to differ.
 @Suite struct PythonParityTests {
@@ -80,6 +84,139 @@ import Testing
                 return server.forking.activeChildren.isEmpty
             })
         #expect(server.timeouts >= 1)
+    }
+
+    /// `self.wfile.write(self.rfile.readline())` ported word for word echoes the line as it came, its `\r\n`
+    /// included: `readLine()` keeps the newline by default, blocking (`SocketReader`) and async (`Connection`)
+    /// alike, and so does `forEachLine` (Python's `for line in rfile`).
+    @Test(arguments: [Mode.sequential, .reactor])
+    func readLineKeepsTheNewline(mode: Mode) throws {
+        final class Lines: StreamRequestHandler {
+            override func handle() throws {
+                try wfile.write(try rfile.readLine() ?? [])
+                try rfile.forEachLine { try wfile.write($0) }
+            }
+        }
+        final class AsyncLines: AsyncStreamRequestHandler {
+            override func handle() async throws {
+                try await wfile.write(try await rfile.readLine() ?? [])
+                for try await line in rfile.lines() { try await wfile.write(line) }
+            }
+        }
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let server =
+            mode == .reactor
+            ? try TCPServer(address, requestHandler: .async(AsyncLines.self), mixIn: ReactorMixIn())
+            : try TCPServer(address, handler: Lines.self)
+        try withServing(server) { () throws in
+            let client = try connectedClient(server.serverAddress)
+            let sent = Array("one\r\ntwo\nthree".utf8)
+            try client.sendAll(sent)
+            try client.shutdown(.write)
+            #expect(readToEnd(client) == sent)
+        }
+    }
+
+    /// The handler's `timeout` bounds a whole `wfile.write`, as Python's `sendall` deadline does: a client
+    /// that keeps reading a little at a time cannot stretch a large write send by send.
+    @Test func aHandlerTimeoutBoundsAWholeWrite() throws {
+        final class BigWriter: StreamRequestHandler {
+            nonisolated(unsafe) static var outcome = ""
+            nonisolated(unsafe) static var done = DispatchSemaphore(value: 0)
+            override var timeout: Duration? { .milliseconds(500) }
+            override func handle() throws {
+                let started = ContinuousClock.now
+                defer { Self.done.signal() }
+                do {
+                    try wfile.write([UInt8](repeating: 0, count: 64 << 20))
+                    Self.outcome = "sent"
+                } catch ReactorError.timedOut {
+                    Self.outcome = ContinuousClock.now - started < .seconds(10) ? "timed out in time" : "timed out late"
+                } catch {
+                    Self.outcome = "\(error)"
+                }
+            }
+        }
+        BigWriter.done = DispatchSemaphore(value: 0)
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: BigWriter.self)
+        try withServing(server) { () throws in
+            let client = try connectedClient(server.serverAddress)
+            let reading = Atomic<Bool>(true)
+            let stopped = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                // 4 KiB every 10 ms: the 64 MiB would take almost 3 minutes at this pace.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while reading.load(ordering: .relaxed), ContinuousClock.now < deadline {
+                    _ = try? client.receive(maxCount: 4096)
+                    Thread.sleep(forTimeInterval: 0.01)
+                }
+                stopped.signal()
+            }
+            #expect(BigWriter.done.wait(timeout: .now() + 60) == .success)
+            reading.store(false, ordering: .relaxed)
+            #expect(stopped.wait(timeout: .now() + 60) == .success)
+            client.close()
+            #expect(BigWriter.outcome == "timed out in time")
+        }
+    }
+
+    /// Python's `test_write`: a write is sent at once, without a flush, so the handler can then read the client's
+    /// answer; and a large write that signals interrupt (`EINTR`, a handler installed without `SA_RESTART`)
+    /// is sent whole, with the handler's timeout (non-blocking sends and `poll`) and without (blocking sends).
+    @Test(arguments: [nil, Duration.seconds(30)])
+    func writesAreImmediateAndSignalsDoNotTruncateThem(timeout: Duration?) throws {
+        final class Writer: StreamRequestHandler {
+            static let size = 16 << 20  // test.support.SOCK_MAX_SIZE
+            nonisolated(unsafe) static var configuredTimeout: Duration?
+            nonisolated(unsafe) static var received: [UInt8]?
+            static let thread = Atomic<UInt>(0)
+            override var timeout: Duration? { Self.configuredTimeout }
+            override func handle() throws {
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, SIGUSR2)
+                pthread_sigmask(SIG_UNBLOCK, &set, nil)
+                Self.thread.store(UInt(pthread_self()), ordering: .releasing)
+                try wfile.write("write data\n")  // no flush: the client reads it before it answers
+                Self.received = try rfile.readLine()
+                try wfile.write([UInt8](repeating: 0, count: Self.size))
+            }
+        }
+        Writer.configuredTimeout = timeout
+        Writer.received = nil
+        Writer.thread.store(0, ordering: .releasing)
+        interruptions.store(0, ordering: .relaxed)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in interruptions.add(1, ordering: .relaxed) }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: a blocked send or poll returns EINTR
+        var original = sigaction()
+        sigaction(SIGUSR2, &action, &original)
+        defer { sigaction(SIGUSR2, &original, nil) }
+
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: Writer.self)
+        defer { server.serverClose() }
+        let handled = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? server.handleRequest()
+            handled.signal()
+        }
+        let client = try connectedClient(server.serverAddress)
+        let reader = SocketReader(socket: client)
+        #expect(try reader.readLine() == Array("write data\n".utf8))
+        try client.sendAll(Array("client response\n".utf8))
+        #expect(try reader.read(100).count == 100)
+        // The handler now blocks in its big write (the client reads no more): signal it until one lands.
+        let thread = pthread_t(Writer.thread.load(ordering: .acquiring))
+        #expect(
+            eventually(within: .seconds(10)) {
+                pthread_kill(thread, SIGUSR2)
+                return eventually(within: .milliseconds(100)) { interruptions.load(ordering: .relaxed) > 0 }
+            })
+        #expect(try reader.readAll().count == Writer.size - 100, "the write was not truncated")
+        #expect(handled.wait(timeout: .now() + 10) == .success)
+        #expect(Writer.received == Array("client response\n".utf8))
+        client.close()
     }
 
     /// A flush in `finish()` that fails because the client reset is not a server error.

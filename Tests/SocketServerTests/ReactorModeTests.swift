@@ -12,7 +12,7 @@ final class ThreadRecordingEcho: AsyncStreamRequestHandler {
     static let threads = Mutex<Set<UInt>>([])
     override func handle() async throws {
         _ = Self.threads.withLock { $0.insert(UInt(pthread_self())) }
-        if let line = try await rfile.readLine(strippingNewline: false) { try await wfile.write(line) }
+        if let line = try await rfile.readLine() { try await wfile.write(line) }
     }
 }
 
@@ -20,7 +20,7 @@ final class ThreadRecordingEcho: AsyncStreamRequestHandler {
 final class SlowAndFast: AsyncStreamRequestHandler {
     static let fastAnswered = Atomic<Bool>(false)
     override func handle() async throws {
-        guard let line = try await rfile.readLine(strippingNewline: false) else { return }
+        guard let line = try await rfile.readLine() else { return }
         if line == Array("slow\n".utf8) {
             while !Self.fastAnswered.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(2)) }
         }
@@ -54,7 +54,7 @@ final class BigBacklogReactorServer: ReactorTCPServer, @unchecked Sendable {
                         let connection = try await Connection.connect(to: address, on: loop, timeout: .seconds(30))
                         connection.readTimeout = .seconds(30)
                         try await connection.write(line(id))
-                        if try await connection.readLine(strippingNewline: false) == line(id) {
+                        if try await connection.readLine() == line(id) {
                             served.withLock { $0 += 1 }
                         }
                         connection.close()
@@ -106,7 +106,7 @@ final class BigBacklogReactorServer: ReactorTCPServer, @unchecked Sendable {
 final class CallbackEcho: CallbackRequestHandler {
     static let finished = Atomic<Int>(0)
     override func handle(_ buffer: inout ByteBuffer) {
-        while let line = try? buffer.readLine(maxLength: 1024, strippingNewline: false) { connection.write(line) }
+        while let line = try? buffer.readLine(maxLength: 1024) { connection.write(line) }
     }
     override func finish(error: (any Error)?) {
         Self.finished.add(1, ordering: .relaxed)

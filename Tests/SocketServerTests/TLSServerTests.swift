@@ -10,7 +10,7 @@ import Testing
 /// Echoes one line, prefixed by the client certificate's subject (`-` without one).
 final class SubjectEchoHandler: StreamRequestHandler {
     override func handle() throws {
-        guard let line = try rfile.readLine(strippingNewline: false) else { return }
+        guard let line = try rfile.readLine() else { return }
         try wfile.write("\(connection.tlsInfo?.peerSubject ?? "-") ")
         try wfile.write(line)
     }
@@ -19,7 +19,7 @@ final class SubjectEchoHandler: StreamRequestHandler {
 /// ``SubjectEchoHandler`` on the loop.
 final class AsyncSubjectEchoHandler: AsyncStreamRequestHandler {
     override func handle() async throws {
-        guard let line = try await rfile.readLine(strippingNewline: false) else { return }
+        guard let line = try await rfile.readLine() else { return }
         try await wfile.write("\(connection.tlsInfo?.peerSubject ?? "-") ")
         try await wfile.write(line)
     }
@@ -28,7 +28,7 @@ final class AsyncSubjectEchoHandler: AsyncStreamRequestHandler {
 /// ``SubjectEchoHandler`` in the callback style.
 final class CallbackSubjectEchoHandler: CallbackRequestHandler {
     override func handle(_ buffer: inout ByteBuffer) throws {
-        guard let line = try buffer.readLine(maxLength: 1024, strippingNewline: false) else { return }
+        guard let line = try buffer.readLine(maxLength: 1024) else { return }
         connection.write("\(connection.tlsInfo?.peerSubject ?? "-") ")
         connection.write(line)
         connection.close()

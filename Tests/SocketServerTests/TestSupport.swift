@@ -15,7 +15,7 @@ let forkingIsTestable = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITI
 /// Echoes one line: Python's test `MyStreamHandler`.
 final class EchoStreamHandler: StreamRequestHandler {
     override func handle() throws {
-        if let line = try rfile.readLine(strippingNewline: false) { try wfile.write(line) }
+        if let line = try rfile.readLine() { try wfile.write(line) }
     }
 }
 
@@ -29,7 +29,7 @@ final class EchoDatagramHandler: DatagramRequestHandler {
 /// Echoes one line on the loop.
 final class AsyncEchoStreamHandler: AsyncStreamRequestHandler {
     override func handle() async throws {
-        if let line = try await rfile.readLine(strippingNewline: false) { try await wfile.write(line) }
+        if let line = try await rfile.readLine() { try await wfile.write(line) }
     }
 }
 

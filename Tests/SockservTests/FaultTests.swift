@@ -116,7 +116,7 @@ let concurrentModes: [[String]] = [
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
         let stuck = try connectedClient(address)
         let line = String(repeating: "x", count: 60_000) + "\n"
-        // Send until a send makes no progress for 2 s: only a server blocked on its replies stops reading that long.
+        // Send until one 60 kB send takes 2 s: only a server blocked on its replies stops reading that long.
         stuck.timeout = .seconds(2)
         var sent = 0
         while sent < 64 << 20, (try? stuck.sendAll(Array(line.utf8))) != nil { sent += line.utf8.count }
@@ -129,11 +129,11 @@ let concurrentModes: [[String]] = [
         #expect(stderr.contains("1 closed by the server (1 grace period)"), "\(stderr)")
     }
 
-    /// A client that never reads while the server echoes 100 MiB to it: the server's memory stays
+    /// A client that never reads while the server echoes 40 MiB to it: the server's memory stays
     /// within its write watermark (backpressure reaches the handler), then every byte arrives.
     @Test(arguments: [["--mode", "reactor"], ["--mode", "reactor", "--handler", "async"], ["--mode", "threading"]])
     func backpressureBoundsTheServersMemory(mode: [String]) throws {
-        let total = scaled(100) << 20
+        let total = max(scaled(40), 12) << 20  // well past where the sender stalls (6 to 8 MiB)
         let server = try SockservProcess(["serve", "echo"] + mode)
         _ = server.readFirstLine()
         let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
