@@ -131,6 +131,9 @@ public final class EventLoop: @unchecked Sendable {
         precondition(inEventLoop, "\(ReactorError.notOnLoopThread)", file: file, line: line)
     }
 
+    /// Whether ``run()`` or ``runOnce(timeout:)`` is running now, on whichever thread.
+    public var isRunning: Bool { running.load(ordering: .acquiring) }
+
     /// Makes the calling thread the loop's thread, so loop-bound objects can be set up on it before
     /// ``run()`` or ``runOnce(timeout:)``. The loop must not be running on another thread.
     public func takeOwnership() {

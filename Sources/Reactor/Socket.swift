@@ -324,6 +324,25 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// ``lingerBeforeClose(timeout:)`` then ``close()`` without blocking: the linger runs on `loop`. When the
+    /// peer's input is unread, the descriptor becomes a ``Connection`` on `loop` that closes the way a
+    /// connection does (``Connection/lingerTimeout`` is `timeout`), discarding input until the peer closes or
+    /// `timeout` passes; it is returned, closing, for the caller to watch (its delegate hears the close) or
+    /// cut short. Otherwise the socket closes now and the result is `nil`. Call on the loop's thread, after
+    /// ``shutdown(_:)`` of the sending side: whatever ``detach()`` leaves behind (TLS state) is dropped.
+    public func closeLingering(on loop: EventLoop, timeout: Duration) -> Connection? {
+        loop.preconditionInEventLoop()
+        guard fileDescriptor >= 0, LingeringClose.isNeeded(fileDescriptor, timeout: timeout) else {
+            close()
+            return nil
+        }
+        // The connection closes the descriptor if it cannot be made.
+        guard let connection = try? Connection(adopting: detach(), on: loop, nonBlocking: false) else { return nil }
+        connection.lingerTimeout = timeout
+        connection.close()
+        return connection.isClosed ? nil : connection
+    }
+
     /// How long a blocking receive or send may wait (`SO_RCVTIMEO` and `SO_SNDTIMEO`); `nil` waits forever.
     /// On a closed socket, setting it does nothing.
     public var timeout: Duration? = nil {

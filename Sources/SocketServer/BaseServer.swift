@@ -202,7 +202,8 @@ open class BaseServer: @unchecked Sendable {
     }
 
     /// Handles one request, waiting at most the smaller of ``timeout`` and ``socketTimeout``; calls
-    /// ``handleTimeout()`` if none came. In reactor mode, returns once that request's handler has finished.
+    /// ``handleTimeout()`` if none came. In reactor mode, returns once every request in progress has finished,
+    /// this one included.
     public func handleRequest() throws {
         var wait = socketTimeout
         if let timeout = timeout ?? mixIn.timeout { wait = min(wait ?? timeout, timeout) }

@@ -25,6 +25,9 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         timeout = .seconds(300)
     }
 
+    /// False: a request's lingering close runs on its own child, before it exits, which has nothing else to do.
+    open override var lingersOnTheLoop: Bool { false }
+
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let pid: pid_t

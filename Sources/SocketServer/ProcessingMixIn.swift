@@ -14,8 +14,8 @@ open class ProcessingMixIn: @unchecked Sendable {
     public var logger = Logger(label: "SocketServer")
 
     /// Whether ``BaseServer/serverClose()`` waits for the requests in progress: request threads, child
-    /// processes, or reactor handlers (Python's `block_on_close`). Default true. Sequential mode has none
-    /// to wait for.
+    /// processes, or reactor handlers (Python's `block_on_close`); in sequential mode, the closes still
+    /// lingering on the loop (``TCPServer/shutdownRequest(_:)``), which false closes at once. Default true.
     public var blockOnClose = true
 
     /// The mode's wait in ``BaseServer/handleRequest()`` when the server's ``BaseServer/timeout`` is `nil`:
@@ -32,6 +32,11 @@ open class ProcessingMixIn: @unchecked Sendable {
 
     /// Whether the mode serves requests with async handlers (reactor mode).
     open var handlesAsync: Bool { false }
+
+    /// Whether a request's lingering close may be left to the server's loop (see
+    /// ``TCPServer/shutdownRequest(_:)``): true in sequential mode, whose serving thread runs that loop between
+    /// requests; false in the modes whose requests end on a thread or in a child of their own, which linger there.
+    open var lingersOnTheLoop: Bool { true }
 
     /// How many requests one readiness of the listening socket may accept.
     open var requestsPerWakeup: Int { 1 }

@@ -62,6 +62,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// How long ``shutdownRequest(_:)`` may wait for a blocking connection's replies to be delivered
     /// when its client sent input that was never read. Default 2 s; zero closes at once.
     public var lingerTimeout: Duration = .seconds(2)
+    /// The lingering closes on the loop (sequential mode); loop-thread only.
+    private let lingering = LingeringCloses()
 
     /// A sequential server with a blocking handler.
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the `IOError` of a failed bind or listen.
@@ -160,6 +162,22 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         stopServing()  // the accept watcher goes before its descriptor
         socket.close()
         super.serverClose()
+        finishLingeringCloses()
+    }
+
+    /// The sequential mode's lingering closes (``shutdownRequest(_:)``), at ``serverClose()``: waited for while
+    /// the loop is free to run (each ends within ``lingerTimeout``), then any left are closed now, unless the
+    /// loop runs on another thread (serving goes on there, and they end on it).
+    private func finishLingeringCloses() {
+        guard !lingering.isEmpty, !loop.isRunning || loop.inEventLoop else { return }
+        if !loop.isRunning {
+            loop.takeOwnership()
+            let deadline = ContinuousClock.now + lingerTimeout + .seconds(1)
+            while mixIn.blockOnClose && !lingering.isEmpty && ContinuousClock.now < deadline {
+                try? loop.runOnce(timeout: .milliseconds(100))
+            }
+        }
+        lingering.closeAll()
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
@@ -185,15 +203,22 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// Shuts down the sending side (`shutdown(SHUT_WR)`), then ``closeRequest(_:)``.
     ///
     /// Closing a socket whose peer sent input nobody read makes the kernel answer with a reset that
-    /// destroys replies not yet delivered. So when input is waiting, a blocking socket lingers first:
-    /// it reads and drops input until its replies are delivered (the send queue is empty), the client
-    /// closes, or ``lingerTimeout`` passes; this blocks the calling thread, the serving one in
-    /// sequential mode. A reactor connection lingers on the loop instead (`Connection.lingerTimeout`).
+    /// destroys replies not yet delivered. So when input is waiting, the close lingers: input is read and
+    /// dropped until the client closes or ``lingerTimeout`` passes. In sequential mode that runs on the
+    /// server's loop (the socket becomes a loop `Connection`, `Socket.closeLingering(on:timeout:)`), so the
+    /// one serving thread goes on to the next request at once; ``serverClose()`` waits for those still
+    /// lingering (unless ``ProcessingMixIn/blockOnClose`` is false: then it closes them). A request thread or
+    /// child lingers itself, blocking, until its replies are delivered too (the send queue is empty); a
+    /// reactor connection lingers on the loop (`Connection.lingerTimeout`).
     open override func shutdownRequest(_ request: Request) {
         switch request {
         case .stream(let socket):
             try? socket.shutdown(.write)
-            socket.lingerBeforeClose(timeout: lingerTimeout)
+            if mixIn.lingersOnTheLoop && loop.inEventLoop {
+                if let closing = socket.closeLingering(on: loop, timeout: lingerTimeout) { lingering.add(closing) }
+            } else {
+                socket.lingerBeforeClose(timeout: lingerTimeout)
+            }
         case .connection(let connection): connection.shutdownOutput()
         case .datagram: break
         }
@@ -207,5 +232,29 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         case .connection(let connection): connection.close()
         case .datagram: break
         }
+    }
+}
+
+/// The connections a sequential server left lingering on its loop, until each closes.
+private final class LingeringCloses: ConnectionDelegate {
+    private var connections: [ObjectIdentifier: Connection] = [:]
+
+    var isEmpty: Bool { connections.isEmpty }
+
+    func add(_ connection: Connection) {
+        connections[ObjectIdentifier(connection)] = connection
+        connection.delegate = self
+    }
+
+    /// Closes the rest now (they are past their grace: a reset may follow the close).
+    func closeAll() {
+        for connection in connections.values { connection.reset() }
+        connections = [:]
+    }
+
+    func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) { buffer.clear() }
+
+    func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
+        connections[ObjectIdentifier(connection)] = nil
     }
 }

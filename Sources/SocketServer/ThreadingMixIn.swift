@@ -16,6 +16,9 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     public override init() {}
 
+    /// False: a request's lingering close runs on its own thread, which has nothing else to do.
+    open override var lingersOnTheLoop: Bool { false }
+
     /// Request threads still running (``ProcessingMixIn/requestsInProgress``).
     public var activeThreads: Int { requestsInProgress }
 

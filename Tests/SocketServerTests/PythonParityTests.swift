@@ -219,6 +219,53 @@ private let interruptions = Atomic<Int>(0)
         client.close()
     }
 
+    /// Sequential mode's lingering close runs on the server's loop, not on its one serving thread: while a
+    /// client that left input unread and reads its reply slowly holds its close, the next client is served
+    /// at once; the slow client still gets every byte and a clean end; `serverClose()` waits for the linger.
+    @Test func aLingeringCloseDoesNotHoldTheSequentialServer() throws {
+        final class Replier: StreamRequestHandler {
+            static let reply = [UInt8](repeating: UInt8(ascii: "r"), count: 128 * 1024)
+            nonisolated(unsafe) static var replied = DispatchSemaphore(value: 0)
+            override func setup() throws {
+                try super.setup()
+                try connection.setOption(level: SOL_SOCKET, name: SO_SNDBUF, value: 1 << 20)  // the reply fits
+            }
+            override func handle() throws {
+                // Exactly the first line, no more (rfile would buffer what follows): the rest stays unread.
+                let first = try connection.receive(maxCount: testLine.count)
+                try wfile.write(first == testLine ? Self.reply : testLine)
+                if first == testLine { Self.replied.signal() }
+            }
+        }
+        Replier.replied = DispatchSemaphore(value: 0)
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: Replier.self)
+        server.lingerTimeout = .seconds(30)
+        let descriptors = openDescriptorCount()
+        let finished = serveInBackground(server)
+        // A small receive window, not read yet: the reply stays queued in the server's send buffer.
+        let slow = try Socket(family: .ipv4, kind: .stream)
+        try slow.setOption(level: SOL_SOCKET, name: SO_RCVBUF, value: 4096)
+        slow.timeout = .seconds(10)
+        try slow.connect(to: server.serverAddress)
+        try slow.sendAll(testLine + Array("never read\n".utf8))
+        #expect(Replier.replied.wait(timeout: .now() + 10) == .success)
+        let start = ContinuousClock.now
+        #expect(try streamExchange(server.serverAddress, Array("next\n".utf8)) == testLine)
+        #expect(ContinuousClock.now - start < .seconds(5), "the next client waited for the first one's close")
+        server.shutdown()
+        #expect(finished.wait(timeout: .now() + 10) == .success)
+        let closed = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            server.serverClose()
+            closed.signal()
+        }
+        #expect(closed.wait(timeout: .now() + 0.3) == .timedOut, "serverClose waits for the lingering close")
+        #expect(readToEnd(slow) == Replier.reply, "every byte of the reply, then the end")
+        slow.close()
+        #expect(closed.wait(timeout: .now() + 10) == .success, "the client's close ends the linger")
+        #expect(openDescriptorCount() == descriptors - 1, "only the listening socket closed: none left lingering")
+    }
+
     /// A flush in `finish()` that fails because the client reset is not a server error.
     @Test func aFinishFlushToAResetClientIsNotAnError() throws {
         final class LateWriter: StreamRequestHandler {
