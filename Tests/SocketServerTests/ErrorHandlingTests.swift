@@ -9,7 +9,9 @@ import Testing
 /// (CPython's `ErrorHandlerTest` does the same).
 final class ErrorLog: Sendable {
     let path = temporaryPath("errors")
-    func append(_ line: String) {
+    func append(_ line: String) { Self.append(line, to: path) }
+    /// Appends `line` to the log at `path`, from any process.
+    static func append(_ line: String, to path: String) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         _ = line.withCString { write(fd, $0, strlen($0)) }
         close(fd)
@@ -112,5 +114,65 @@ final class AsyncFailingStreamHandler: AsyncStreamRequestHandler {
         let finished = serveInBackground(server)
         _ = try streamExchange(server.serverAddress)
         #expect(finished.wait(timeout: .now() + 5) == .success)
+    }
+}
+
+/// CPython's `ErrorHandlerTest`, driven as it is through `handleRequest()` and `serverClose()`: a handler that
+/// throws is handled (`handleError`) in every blocking mode; one that traps (Python's `SystemExit`, which
+/// `handle_error` never sees) is not: in sequential and threading mode it ends the whole process, asserted
+/// from a child process (an exit test), and in forking mode only the child, the server going on.
+@Suite struct ErrorHandlerTests {
+    struct TestError: Error {}
+
+    /// Python's `BaseErrorTestServer`: records to a file, which a forked child's report reaches too.
+    final class ErrorTestServer: TCPServer, @unchecked Sendable {
+        var logPath = ""
+        var traps = false
+        override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+            ErrorLog.append("Error handled\n", to: logPath)
+        }
+    }
+
+    /// Python's `BadHandler`.
+    final class BadHandler: BaseRequestHandler {
+        override func handle() throws {
+            let server = self.server as! ErrorTestServer
+            ErrorLog.append("Handler called\n", to: server.logPath)
+            if server.traps { fatalError("Test error") }
+            throw TestError()
+        }
+    }
+
+    /// `BaseErrorTestServer.__init__`: one connection, `handleRequest()`, then `serverClose()`, which waits for
+    /// the request's thread or child.
+    static func run(mode: Mode, traps: Bool, logPath: String) throws {
+        let mixIn: ProcessingMixIn =
+            switch mode {
+            case .threading: ThreadingMixIn()
+            case .forking: ForkingMixIn()
+            default: ProcessingMixIn()
+            }
+        let server = try ErrorTestServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: .blocking(BadHandler.self), mixIn: mixIn)
+        server.logPath = logPath
+        server.traps = traps
+        defer { server.serverClose() }
+        try connectedClient(server.serverAddress).close()
+        try server.handleRequest()
+    }
+
+    @Test(arguments: [Mode.sequential, .threading, .forking], [false, true])
+    func handlerErrors(mode: Mode, traps: Bool) async throws {
+        guard mode != .forking || forkingIsTestable else { return }
+        let log = ErrorLog()
+        if traps && mode != .forking {
+            await #expect(processExitsWith: .failure, "a trap ends the process") {
+                [mode = mode.rawValue as String, path = log.path as String] in
+                try? ErrorHandlerTests.run(mode: Mode(rawValue: mode)!, traps: true, logPath: path)
+            }
+        } else {
+            try Self.run(mode: mode, traps: traps, logPath: log.path)
+        }
+        #expect(log.lines == ["Handler called"] + (traps ? [] : ["Error handled"]), "\(mode)")
     }
 }

@@ -266,6 +266,28 @@ private let interruptions = Atomic<Int>(0)
         #expect(openDescriptorCount() == descriptors - 1, "only the listening socket closed: none left lingering")
     }
 
+    /// `SocketWriterTest.test_basics`: `wfile` writes to the request's own socket (Python compares `fileno()`s;
+    /// this `wfile` has none, as the guide says, so the handler compares the sockets) and holds nothing back
+    /// by default: a write is on the wire before `finish()`.
+    @Test func wfileWritesToTheRequestsSocketUnbuffered() throws {
+        final class Handler: StreamRequestHandler {
+            nonisolated(unsafe) static var sameSocket = false
+            nonisolated(unsafe) static var heldBack = -1
+            override func handle() throws {
+                guard case .stream(let socket) = request else { return }
+                Self.sameSocket = socket === connection
+                try wfile.write("unbuffered\n")
+                Self.heldBack = wfile.bufferedBytes.count
+            }
+        }
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: Handler.self)
+        defer { server.serverClose() }
+        let client = try connectedClient(server.serverAddress)
+        try server.handleRequest()
+        #expect(Handler.sameSocket && Handler.heldBack == 0)
+        #expect(readToEnd(client) == Array("unbuffered\n".utf8))
+    }
+
     /// A flush in `finish()` that fails because the client reset is not a server error.
     @Test func aFinishFlushToAResetClientIsNotAnError() throws {
         final class LateWriter: StreamRequestHandler {

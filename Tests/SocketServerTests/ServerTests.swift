@@ -37,7 +37,10 @@ final class BackgroundExchange: Sendable {
         if transport == .tcp || transport == .udp {
             #expect(server.serverAddress.port != 0, "port 0 becomes the real port")
         }
-        try withServing(server) { () throws in
+        // run_server's checks: the address is the socket's own (getsockname), before and after serving.
+        let socket = try #require((server as? TCPServer)?.socket)
+        #expect(server.serverAddress == socket.localAddress)
+        try withServing(server, pollInterval: .milliseconds(10)) { () throws in
             for _ in 0..<3 {
                 let reply =
                     transport.isStream
@@ -47,6 +50,11 @@ final class BackgroundExchange: Sendable {
         }
         if case .unix = server.serverAddress.family {
             #expect(access(server.serverAddress.path!, F_OK) != 0, "the socket file is removed on close")
+        }
+        #expect(server.fileno == -1 && socket.fileDescriptor == -1, "closed by serverClose")
+        #expect(server.mixIn.requestsInProgress == 0, "serverClose waited for every request")
+        if let forking = server.mixIn as? ForkingMixIn {
+            #expect(forking.activeChildren.isEmpty, "serverClose waited for the children (bpo-31151)")
         }
     }
 
