@@ -158,25 +158,38 @@ final class MetricsHandler: BaseHTTPRequestHandler {
 /// while the servers are busy, in every mode (a sequential server blocks its loop for each connection).
 final class MetricsEndpoint: Sendable {
     private let server: HTTPServer
+    /// Whether the endpoint runs a thread of its own (else it serves on a loop another thread runs).
+    private let ownThread: Bool
     private let done = DispatchSemaphore(value: 0)
     /// The listening descriptor, closed by forked children (a `pthread_atfork` handler).
     private static let listeningFD = Atomic<Int32>(-1)
 
     var address: SocketAddress { server.serverAddress }
 
-    /// Binds `address` and starts serving.
+    /// Binds `address` and starts serving: on a thread and loop of its own, or on `loop`, whose thread runs it
+    /// (call on that thread). Forking mode passes its serving loop, free between accepts, so that the process
+    /// it forks from runs one thread: a child then cannot inherit a lock another thread held at the fork.
     /// - Throws: the `IOError` of a failed bind or listen.
-    init(_ address: SocketAddress, stats: SharedCounters, startTime: Double) throws {
-        let loop = try EventLoop()
+    init(_ address: SocketAddress, stats: SharedCounters, startTime: Double, on loop: EventLoop? = nil) throws {
         let mixIn = ReactorMixIn()
         mixIn.blockOnClose = false
-        server = try HTTPServer(address, mixIn: mixIn, loop: loop) {
+        server = try HTTPServer(address, mixIn: mixIn, loop: try loop ?? EventLoop()) {
             MetricsHandler(stats: stats, startTime: startTime)
         }
+        ownThread = loop == nil
         Self.listeningFD.store(server.fileno, ordering: .relaxed)
         pthread_atfork(nil, nil) {
             let fd = MetricsEndpoint.listeningFD.load(ordering: .relaxed)
             if fd >= 0 { close(fd) }
+        }
+        guard ownThread else {
+            do {
+                try server.startServing(pollInterval: .milliseconds(250))
+            } catch {
+                server.serverClose()
+                throw error
+            }
+            return
         }
         let server = self.server
         let done = self.done
@@ -192,8 +205,13 @@ final class MetricsEndpoint: Sendable {
         }
     }
 
-    /// Stops serving and closes the socket.
+    /// Stops serving and closes the socket; on a shared loop, call on its thread while it does not run.
     func stop() {
+        guard ownThread else {
+            MetricsEndpoint.listeningFD.store(-1, ordering: .relaxed)
+            server.serverClose()
+            return
+        }
         server.requestShutdown()
         done.wait()
     }

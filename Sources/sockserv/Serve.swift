@@ -84,7 +84,8 @@ struct Serve: ParsableCommand {
             new connections; a bad file then is logged and the old certificates stay.
 
             With --metrics-address, the next line is `metrics on http://ADDRESS/metrics`: Prometheus text format, \
-            forked children's counts included. SIGUSR1 prints the same text on standard error. Every connection \
+            forked children's counts included (in forking mode it is served by the loop that accepts, so the \
+            server forks from a process with one thread). SIGUSR1 prints the same text on standard error. Every connection \
             the server refuses or closes (a limit, an idle timeout, a protocol error, the grace period) is logged \
             once with its reason and counted by reason in the summary and the metrics.
 
@@ -408,7 +409,8 @@ struct Serve: ParsableCommand {
                 guard case .success(let (host, port)) = HostPort.hostAndPort(text, option: "--metrics-address"),
                     let address = try SocketAddress.resolve(host: host, port: port).first
                 else { throw ValidationError("--metrics-address \(text) does not resolve") }
-                return try MetricsEndpoint(address, stats: stats, startTime: startTime)
+                return try MetricsEndpoint(
+                    address, stats: stats, startTime: startTime, on: mode == .forking ? servers[0].loop : nil)
             }
         } catch {
             for server in servers { server.serverClose() }

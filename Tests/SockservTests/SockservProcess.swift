@@ -10,10 +10,8 @@ import Testing
 /// `SOCKETSERVER_SANITIZER`), whose shadow memory and quarantine grow the server's RSS by hundreds of MiB.
 let measuresMemory = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] == nil
 
-/// Whether a sockserv that forks while it runs other threads (the metrics endpoint's) can be tested: not under
-/// ThreadSanitizer, which does not support forking a multithreaded process (a child can inherit a runtime lock
-/// another thread holds and hang).
-let forkingWithThreadsIsTestable = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] != "thread"
+/// The sanitizer the tests run under (`address`, `thread`), if any.
+let sanitizer = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"]
 
 /// The built `sockserv` binary, next to the test bundle.
 let sockservPath: String = {
