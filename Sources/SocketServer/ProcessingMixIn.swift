@@ -15,7 +15,7 @@ open class ProcessingMixIn: @unchecked Sendable {
 
     /// Whether ``BaseServer/serverClose()`` waits for the requests in progress: request threads, child
     /// processes, or reactor handlers (Python's `block_on_close`); in sequential mode, the closes still
-    /// lingering on the loop (``TCPServer/shutdownRequest(_:)``), which false closes at once. Default true.
+    /// lingering on the loop (``TCPServer/shutdownRequest(_:)``), which false resets at once. Default true.
     public var blockOnClose = true
 
     /// The mode's wait in ``BaseServer/handleRequest()`` when the server's ``BaseServer/timeout`` is `nil`:

@@ -13,7 +13,7 @@ open class StreamRequestHandler: BaseRequestHandler {
     /// Writes to the client; sent whole.
     public private(set) var wfile: SocketWriter
 
-    /// Each blocking read waits at most this long, and each write (``SocketWriter/write(_:)``, a flush) takes
+    /// Each blocking read waits at most this long, and each write (`wfile.write`, a flush) takes
     /// at most this long in all, as Python's `sendall` since 3.5; past it, `ReactorError.timedOut`. `nil` waits forever.
     open var timeout: Duration? { nil }
     /// Set `TCP_NODELAY` on the connection.

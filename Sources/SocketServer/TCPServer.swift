@@ -165,17 +165,15 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         finishLingeringCloses()
     }
 
-    /// The sequential mode's lingering closes (``shutdownRequest(_:)``), at ``serverClose()``: waited for while
-    /// the loop is free to run (each ends within ``lingerTimeout``), then any left are closed now, unless the
-    /// loop runs on another thread (serving goes on there, and they end on it).
+    /// The sequential mode's lingering closes (``shutdownRequest(_:)``), at ``serverClose()``: unless the loop
+    /// is running (they end on it), waited for (each ends within ``lingerTimeout``) when
+    /// ``ProcessingMixIn/blockOnClose`` is set, then any left are reset.
     private func finishLingeringCloses() {
-        guard !lingering.isEmpty, !loop.isRunning || loop.inEventLoop else { return }
-        if !loop.isRunning {
-            loop.takeOwnership()
-            let deadline = ContinuousClock.now + lingerTimeout + .seconds(1)
-            while mixIn.blockOnClose && !lingering.isEmpty && ContinuousClock.now < deadline {
-                try? loop.runOnce(timeout: .milliseconds(100))
-            }
+        guard !loop.isRunning, !lingering.isEmpty else { return }
+        loop.takeOwnership()
+        let deadline = ContinuousClock.now + lingerTimeout + .seconds(1)
+        while mixIn.blockOnClose && !lingering.isEmpty && ContinuousClock.now < deadline {
+            try? loop.runOnce(timeout: .milliseconds(100))
         }
         lingering.closeAll()
     }
@@ -207,7 +205,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// dropped until the client closes or ``lingerTimeout`` passes. In sequential mode that runs on the
     /// server's loop (the socket becomes a loop `Connection`, `Socket.closeLingering(on:timeout:)`), so the
     /// one serving thread goes on to the next request at once; ``serverClose()`` waits for those still
-    /// lingering (unless ``ProcessingMixIn/blockOnClose`` is false: then it closes them). A request thread or
+    /// lingering, at most ``lingerTimeout`` and a second, and resets any left (with
+    /// ``ProcessingMixIn/blockOnClose`` false, at once; while the loop runs, they end on it). A request thread or
     /// child lingers itself, blocking, until its replies are delivered too (the send queue is empty); a
     /// reactor connection lingers on the loop (`Connection.lingerTimeout`).
     open override func shutdownRequest(_ request: Request) {
@@ -246,7 +245,7 @@ private final class LingeringCloses: ConnectionDelegate {
         connection.delegate = self
     }
 
-    /// Closes the rest now (they are past their grace: a reset may follow the close).
+    /// Resets those still open.
     func closeAll() {
         for connection in connections.values { connection.reset() }
         connections = [:]
