@@ -268,6 +268,8 @@ public final class Socket: @unchecked Sendable {
 
     /// Sends all of `bytes` (see ``sendAll(_:)-(UnsafeRawBufferPointer)``).
     public func sendAll(_ bytes: some Sequence<UInt8>) throws {
+        // Contiguous bytes (an array, a slice) are sent in place, not copied byte by byte.
+        if try bytes.withContiguousStorageIfAvailable({ try sendAll(UnsafeRawBufferPointer($0)) }) != nil { return }
         try Array(bytes).withUnsafeBytes { try sendAll($0) }
     }
 
