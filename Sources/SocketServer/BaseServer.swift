@@ -144,7 +144,12 @@ open class BaseServer: @unchecked Sendable {
         acceptor = try Acceptor(
             fileDescriptor: fileno, on: loop, acceptsPerWakeup: mixIn.requestsPerWakeup,
             accept: { [unowned self] () throws(IOError) -> Bool in
-                guard try handleRequestNoBlock(honoringShutdown: true) else { return false }
+                guard try handleRequestNoBlock(honoringShutdown: true) else {
+                    // Shut down on a loop the program runs: stop watching, or a client waiting in the backlog
+                    // would keep the socket readable and spin the loop.
+                    if shutdownRequested.load(ordering: .acquiring) { acceptor?.close() }
+                    return false
+                }
                 serviceActions()
                 return true
             },
@@ -161,13 +166,17 @@ open class BaseServer: @unchecked Sendable {
         }
     }
 
-    /// Stops waiting for requests on ``loop``; requests being served go on.
+    /// Stops waiting for requests on ``loop``; requests being served go on. Outside ``serveForever(pollInterval:)``
+    /// it also ends a ``shutdown()`` or ``requestShutdown()``, so that a later ``startServing(pollInterval:)`` serves.
     public func stopServing() {
         if serviceTimer != nil { metrics.reportLoop(loop) }
         acceptor?.close()
         acceptor = nil
         serviceTimer?.cancel()
         serviceTimer = nil
+        serveState.withLock { state in
+            if !state.serving { shutdownRequested.store(false, ordering: .releasing) }
+        }
     }
 
     /// Asks ``serveForever(pollInterval:)`` to stop, wakes its loop, and waits until it has stopped.
@@ -194,6 +203,7 @@ open class BaseServer: @unchecked Sendable {
     }
 
     /// Asks ``serveForever(pollInterval:)`` to stop without waiting; safe from any thread, the serving one included.
+    /// On a loop the program runs (``startServing(pollInterval:)``), accepting stops until ``stopServing()``.
     public func requestShutdown() {
         serveState.withLock { state in
             let alreadyAsked = shutdownRequested.exchange(true, ordering: .acquiringAndReleasing)

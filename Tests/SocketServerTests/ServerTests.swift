@@ -113,6 +113,35 @@ final class BackgroundExchange: Sendable {
         #expect(socket!.fileDescriptor == -1)
     }
 
+    /// On a loop the program runs (`startServing`), a shutdown stops accepting without spinning the loop on the
+    /// client left in the backlog; after `stopServing`, a new `startServing` serves again.
+    @Test func aShutdownOnAnEmbeddedLoopStopsAcceptingWithoutSpinning() throws {
+        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
+        defer { server.serverClose() }
+        let loop = server.loop
+        try server.startServing()
+        server.requestShutdown()
+        let client = try connectedClient(server.serverAddress)
+        try client.sendAll(testLine)
+        let before = loop.callbacksRun
+        let stop = try loop.schedule(after: .milliseconds(200)) { loop.stop() }
+        try loop.run()
+        stop.cancel()
+        let callbacks = loop.callbacksRun - before
+        #expect(callbacks < 50, "the loop spun on the client it would not accept: \(callbacks) callbacks in 200 ms")
+        #expect(try client.receiveIfReady(maxCount: 1024) == nil, "not served while shut down")
+        server.stopServing()
+        try server.startServing()
+        var reply: [UInt8] = []
+        #expect(
+            eventually(within: .seconds(5)) {
+                try? loop.runOnce(timeout: .milliseconds(20))
+                if let chunk = try? client.receiveIfReady(maxCount: 1024) { reply += chunk }
+                return reply == testLine
+            }, "served again after stopServing and startServing")
+        server.stopServing()
+    }
+
     @Test func shutdownBeforeServeForeverMakesItReturnAtOnce() throws {
         let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoStreamHandler.self)
         defer { server.serverClose() }
