@@ -109,20 +109,23 @@ enum Posix {
         try nonBlocking("recv", { recv(fd, buffer, count, dontWait ? Int32(MSG_DONTWAIT) : 0) })
     }
 
-    /// Waits up to `timeout` (`nil`: forever) for `fd` to be readable, input or the peer's end (or writable)
-    /// (`poll`); true if it is.
-    /// A signal (`EINTR`) does not stretch the wait: it goes on for what is left of `timeout`.
-    static func wait(_ fd: Int32, writable: Bool, timeout: Duration?) throws(IOError) -> Bool {
+    /// Waits until `deadline` (`nil`: forever) for `fd` to be readable, input or the peer's end (or writable)
+    /// (`poll`); true if it is. Past the deadline it still looks once. A signal does not stretch the wait: the
+    /// retry after `EINTR` waits for what is left.
+    static func wait(_ fd: Int32, writable: Bool, until deadline: ContinuousClock.Instant?) throws(IOError) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
-        let deadline = timeout.map { ContinuousClock.now + $0 }
-        while true {
-            let remaining = deadline.map { max(.zero, $0 - ContinuousClock.now) }
-            let milliseconds = remaining.map { Int32(clamping: ($0.nanoseconds + 999_999) / 1_000_000) } ?? -1
-            let result = Glibc.poll(&entry, 1, milliseconds)
-            if result >= 0 { return result > 0 }
-            let code = errno
-            if code != EINTR { throw IOError(errnoCode: code, operation: "poll") }
-        }
+        return try syscall("poll", { Glibc.poll(&entry, 1, milliseconds(until: deadline)) }) > 0
+    }
+
+    /// ``wait(_:writable:until:)`` for up to `timeout` from now.
+    static func wait(_ fd: Int32, writable: Bool, timeout: Duration?) throws(IOError) -> Bool {
+        try wait(fd, writable: writable, until: timeout.map { ContinuousClock.now + $0 })
+    }
+
+    /// `poll`'s timeout for `deadline`: the milliseconds left, rounded up; -1 for none.
+    private static func milliseconds(until deadline: ContinuousClock.Instant?) -> Int32 {
+        guard let deadline else { return -1 }
+        return Int32(clamping: (max(.zero, deadline - ContinuousClock.now).nanoseconds + 999_999) / 1_000_000)
     }
 
     /// Receives one datagram into `buffer` with its sender (`nil` for an unbound Unix sender); `nil` when

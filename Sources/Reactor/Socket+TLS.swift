@@ -55,9 +55,7 @@ extension Socket {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
             if tlsSession.hasReadableInput() { return true }
-            let remaining = deadline.map { $0 - ContinuousClock.now }
-            if let remaining, remaining <= .zero { return false }
-            guard try Posix.wait(fileDescriptor, writable: false, timeout: remaining) else { return false }
+            guard try Posix.wait(fileDescriptor, writable: false, until: deadline) else { return false }
         }
     }
 
@@ -137,9 +135,7 @@ extension Socket {
             case .wantWrite: writable = true
             default: return outcome
             }
-            let remaining = deadline.map { $0 - ContinuousClock.now }
-            if let remaining, remaining <= .zero { throw ReactorError.timedOut }
-            guard try Posix.wait(fileDescriptor, writable: writable, timeout: remaining) else {
+            guard try Posix.wait(fileDescriptor, writable: writable, until: deadline) else {
                 throw ReactorError.timedOut
             }
         }

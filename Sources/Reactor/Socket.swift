@@ -209,9 +209,7 @@ public final class Socket: @unchecked Sendable {
                 offset += sent
                 continue
             }
-            let remaining = deadline.map { $0 - ContinuousClock.now }
-            if let remaining, remaining <= .zero { throw ReactorError.timedOut }
-            guard try Posix.wait(fd, writable: true, timeout: remaining) else { throw ReactorError.timedOut }
+            guard try Posix.wait(fd, writable: true, until: deadline) else { throw ReactorError.timedOut }
         }
     }
 

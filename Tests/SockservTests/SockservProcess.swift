@@ -6,12 +6,12 @@ import Testing
 
 @testable import sockserv
 
-/// Whether memory figures mean anything: not under a sanitizer (`make check-sanitizers` sets
-/// `SOCKETSERVER_SANITIZER`), whose shadow memory and quarantine grow the server's RSS by hundreds of MiB.
-let measuresMemory = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"] == nil
-
-/// The sanitizer the tests run under (`address`, `thread`), if any.
+/// The sanitizer the tests run under (`address`, `thread`; `make check-sanitizers` sets `SOCKETSERVER_SANITIZER`), if any.
 let sanitizer = ProcessInfo.processInfo.environment["SOCKETSERVER_SANITIZER"]
+
+/// Whether memory figures mean anything: not under a sanitizer, whose shadow memory and quarantine grow the
+/// server's RSS by hundreds of MiB.
+let measuresMemory = sanitizer == nil
 
 /// The built `sockserv` binary, next to the test bundle.
 let sockservPath: String = {
