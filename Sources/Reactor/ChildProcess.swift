@@ -16,11 +16,18 @@ public enum ChildProcess {
         case notAChild
     }
 
-    /// Forks the calling process (`fork(2)`).
+    /// Forks the calling process (`fork(2)`), flushing every stdio stream first (`fflush(NULL)`).
+    ///
+    /// Without the flush, output the program had buffered (stdout to a pipe or a file is fully buffered)
+    /// would be copied into every child and written once more by each child that flushes on its way out:
+    /// a line printed before serving would appear once per request. (Python's forking child leaves with
+    /// `os._exit`, which drops its copy, and with it whatever the handler printed unflushed; SocketServer's
+    /// child flushes what its handler printed, so the copy must be empty.)
     /// - Returns: the child's pid in the parent, 0 in the child.
     /// - Throws: ``IOError`` (`EAGAIN`, `ENOMEM`) if no child could be made.
     public static func fork() throws(IOError) -> pid_t {
-        try Posix.fork()
+        fflush(nil)
+        return try Posix.fork()
     }
 
     /// Waits for `pid` to end, or only checks with `blocking: false` (`waitpid`, `WNOHANG`), retrying `EINTR`.

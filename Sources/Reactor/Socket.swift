@@ -276,6 +276,16 @@ public final class Socket: @unchecked Sendable {
         try Posix.send(fileDescriptor, bytes, to: address)
     }
 
+    /// Sends one datagram of `bytes` to `address`: Python's `sock.sendto(data, address)`.
+    /// - Throws: an ``IOError``.
+    public func send(_ bytes: some Sequence<UInt8>, to address: SocketAddress) throws {
+        // Contiguous bytes (an array, a slice) are sent in place, not copied.
+        if try bytes.withContiguousStorageIfAvailable({ try send(UnsafeRawBufferPointer($0), to: address) }) != nil {
+            return
+        }
+        try Array(bytes).withUnsafeBytes { try send($0, to: address) }
+    }
+
     /// Which direction ``shutdown(_:)`` closes.
     public enum Direction: Sendable {
         /// The corresponding C constant is `SHUT_RD`.

@@ -107,8 +107,9 @@ open class BaseServer: @unchecked Sendable {
     ///
     /// ``serviceActions()`` runs after each request and at least every `pollInterval`. If ``shutdown()``
     /// was called before, returns at once.
-    /// - Throws: a `ReactorError` if the loop fails.
+    /// - Throws: ``ServerError/serverClosed(_:)`` after ``serverClose()``, or a `ReactorError` if the loop fails.
     public func serveForever(pollInterval: Duration = .milliseconds(500)) throws {
+        try requireOpen("serveForever")
         let start = serveState.withLock { state -> Bool in
             precondition(!state.serving, "serveForever() called while the server is already serving")
             if shutdownRequested.load(ordering: .acquiring) { return false }
@@ -139,7 +140,9 @@ open class BaseServer: @unchecked Sendable {
 
     /// Starts waiting for requests on ``loop`` without running it, for a program that runs the loop
     /// itself with other servers, timers and watchers. Call on the loop thread; ``stopServing()`` undoes it.
+    /// - Throws: ``ServerError/serverClosed(_:)`` after ``serverClose()``, or a `ReactorError` if the loop fails.
     public func startServing(pollInterval: Duration = .milliseconds(500)) throws {
+        try requireOpen("startServing")
         // Reactor's one accept path: batches, and a pause (resumed when a descriptor frees) on failure.
         acceptor = try Acceptor(
             fileDescriptor: fileno, on: loop, acceptsPerWakeup: mixIn.requestsPerWakeup,
@@ -214,7 +217,9 @@ open class BaseServer: @unchecked Sendable {
     /// Handles one request, waiting at most the smaller of ``timeout`` and ``socketTimeout``; calls
     /// ``handleTimeout()`` if none came. In reactor mode, returns once every request in progress has finished,
     /// this one included.
+    /// - Throws: ``ServerError/serverClosed(_:)`` after ``serverClose()``, or a `ReactorError` if the loop fails.
     public func handleRequest() throws {
+        try requireOpen("handleRequest")
         var wait = socketTimeout
         if let timeout = timeout ?? mixIn.timeout { wait = min(wait ?? timeout, timeout) }
         let deadline = wait.map { ContinuousClock.now + $0 }
@@ -240,6 +245,13 @@ open class BaseServer: @unchecked Sendable {
         }
         // Requests served on the loop (reactor mode) need the loop to run; threads and children go on by themselves.
         while mixIn.handlesAsync && mixIn.hasRequestsInProgress { try loop.runOnce(timeout: .milliseconds(100)) }
+    }
+
+    /// Throws instead of waiting forever on a closed socket (Python raises `ValueError` there).
+    private func requireOpen(_ call: String) throws(ServerError) {
+        guard fileno >= 0 else {
+            throw .serverClosed("\(call)() after serverClose() on \(type(of: self)) \(serverAddress)")
+        }
     }
 
     /// Closes the server: Python's `server_close`. Modes wait here for their threads or children
@@ -375,10 +387,12 @@ open class BaseServer: @unchecked Sendable {
 
     /// Reports a handler's error; the server goes on. The default logs "Exception occurred during
     /// processing of request from ADDR" at `error` level through ``logger``, with the error as `error`
-    /// metadata. May be overridden; may run on worker threads.
+    /// metadata, and in threading mode the request thread's name as `thread`. May be overridden; may run on
+    /// worker threads.
     open func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
-        logger.error(
-            "Exception occurred during processing of request from \(clientAddress)", metadata: ["error": "\(error)"])
+        var metadata: Logger.Metadata = ["error": "\(error)"]
+        if mixIn is ThreadingMixIn, let name = ThreadingMixIn.currentThreadName { metadata["thread"] = "\(name)" }
+        logger.error("Exception occurred during processing of request from \(clientAddress)", metadata: metadata)
     }
 
     /// Called by ``handleRequest()`` when no request came in time. The default lets the mode reap

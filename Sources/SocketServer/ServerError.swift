@@ -9,6 +9,9 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     case wrongRequestKind
     /// Text that is not an IP address range in CIDR notation.
     case invalidAddressRange(String)
+    /// The server was closed (``BaseServer/serverClose()``): it has no socket to serve on. Python raises
+    /// `ValueError: Invalid file descriptor: -1` for the same call.
+    case serverClosed(String)
 
     public var description: String {
         switch self {
@@ -16,6 +19,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .handlerDoesNotMatchMode(let detail): return "handler does not match the processing mode: \(detail)"
         case .wrongRequestKind: return "the request is not of the kind this handler serves"
         case .invalidAddressRange(let detail): return "invalid address range: \(detail)"
+        case .serverClosed(let detail): return "the server is closed: \(detail)"
         }
     }
 }

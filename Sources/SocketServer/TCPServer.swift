@@ -25,7 +25,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     open class var socketKind: Socket.Kind { .stream }
     /// The default backlog passed to `listen`.
     open class var requestQueueSize: Int32 { 5 }
-    /// Whether to set `SO_REUSEADDR` before binding by default.
+    /// Whether to set `SO_REUSEADDR` before binding by default. False, as Python's `TCPServer`: a server restarted
+    /// while connections of its previous run are in `TIME_WAIT` then fails to bind (`EADDRINUSE`) for up to a
+    /// minute. `HTTPServer` sets it, as Python's does; a daemon that restarts should override it to true.
     open class var allowReuseAddress: Bool { false }
     /// Whether to set `SO_REUSEPORT` before binding by default (IP families only).
     open class var allowReusePort: Bool { false }
@@ -36,7 +38,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     public let socket: Socket
     /// The backlog passed to `listen` by ``serverActivate()``.
     public var requestQueueSize: Int32 = 5
-    /// Set `SO_REUSEADDR` in ``serverBind()``.
+    /// Set `SO_REUSEADDR` in ``serverBind()`` (see `class var allowReuseAddress`: false by default, so a restart
+    /// can fail on `TIME_WAIT`); change it before binding (`bindAndActivate: false`).
     public var allowReuseAddress = false
     /// Set `SO_REUSEPORT` in ``serverBind()`` (IP families only).
     public var allowReusePort = false

@@ -8,7 +8,14 @@ import Synchronization
 /// ``BaseServer/serverClose()`` waits for the request threads unless ``daemonThreads`` is set or
 /// ``ProcessingMixIn/blockOnClose`` is cleared. Finished threads are forgotten as they end, so a long-running server
 /// accumulates nothing.
+///
+/// Each request thread is named as Python names its threads, `Thread-N` with N counting the request threads of
+/// the process from 1: the name shows in `ps -L`, `top -H`, `/proc/PID/task/TID/comm`, debuggers, and the
+/// `thread` metadata of ``BaseServer/handleError(_:clientAddress:error:)``'s default log line.
 open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
+    /// Request threads started by every threading server of the process: Python's thread counter.
+    private static let threadsStarted = Atomic<Int>(0)
+
     /// Threads the server does not wait for on close (Python's `daemon_threads`). Default false.
     public var daemonThreads = false
 
@@ -26,11 +33,19 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let waitedFor = !daemonThreads && blockOnClose
         if waitedFor { joinable.enter() }
+        let number = Self.threadsStarted.add(1, ordering: .relaxed).newValue
         Thread.detachNewThread { [self] in
+            Thread.current.name = "Thread-\(number)"  // Foundation sets the kernel's name too (15 bytes at most)
             processRequestThread(request, clientAddress: clientAddress, server: server)
             requestFinished(server.metrics)
             if waitedFor { joinable.leave() }
         }
+    }
+
+    /// The calling thread's name (Foundation's `Thread.current.name`); `nil` if it has none.
+    static var currentThreadName: String? {
+        guard let name = Thread.current.name, !name.isEmpty else { return nil }
+        return name
     }
 
     /// Runs on the request's thread: finish the request, report an error, shut the request down.

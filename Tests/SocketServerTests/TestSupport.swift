@@ -132,6 +132,6 @@ func datagramExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) thr
         client = try Socket(family: address.family, kind: .datagram)
     }
     client.timeout = .seconds(10)
-    try bytes.withUnsafeBytes { try client.send($0, to: address) }
+    try client.send(bytes, to: address)  // Python's sock.sendto(data, address)
     return try client.receive(maxCount: 65536)
 }

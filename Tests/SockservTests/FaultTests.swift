@@ -277,6 +277,30 @@ let concurrentModes: [[String]] = [
         #expect(stderr.contains(" 5 refused") || stderr.contains(" 6 refused"), "\(stderr)")
     }
 
+    /// `--max-connections 3` serves exactly 3 of a burst of 6 connections, round after round: the count is
+    /// taken at accept, not when a request's thread or child starts (threading mode served up to 6).
+    @Test(arguments: ["reactor", "threading", "forking"])
+    func maxConnectionsHoldsInABurst(mode: String) throws {
+        let metered = try MeteredServer(["echo", "--mode", mode, "--max-connections", "3"])
+        let pid = metered.server.process.processIdentifier
+        let threads = { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count }
+        let idleThreads = threads()
+        var served: [Int] = []
+        for _ in 0..<5 {
+            // All six wait in the backlog before the server looks at the first.
+            let burst = try (0..<6).map { _ in try connectedClient(metered.address, timeout: .seconds(5)) }
+            served.append(burst.filter { (try? echoes($0, "x\n")) == true }.count)
+            for client in burst { client.close() }
+            // Empty again before the next burst: no connection open, and (threading) every request thread gone,
+            // which ends after the request has left the library's count.
+            _ = try metered.scrape { $0["sockserv_connections_open"] == 0 }
+            #expect(eventually(within: .seconds(10)) { threads() <= idleThreads }, "request threads end")
+        }
+        #expect(served == [3, 3, 3, 3, 3], "\(mode)")
+        #expect(metered.server.stop() == 0)
+        #expect(metered.server.standardError.contains(" 15 refused"), "\(metered.server.standardError)")
+    }
+
     /// Only clients in an `--allow` range are served.
     @Test func allowListServesOnlyItsRanges() throws {
         for (range, served) in [("10.0.0.0/8", false), ("127.0.0.0/8", true), ("::ffff:127.0.0.1/128", true)] {
