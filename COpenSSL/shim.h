@@ -48,6 +48,14 @@ static inline int copenssl_read_side_at_eof(SSL *ssl) {
     return (int)BIO_eof(SSL_get_rbio(ssl));
 }
 
+/// Whether the error at the head of the queue is a plain HTTP request (or proxy CONNECT) where a TLS
+/// ClientHello was expected: OpenSSL recognizes "GET ", "POST ", "HEAD ", "PUT " and "CONNECT" and sends no alert.
+static inline int copenssl_peek_http_request(void) {
+    unsigned long code = ERR_peek_error();
+    return ERR_GET_LIB(code) == ERR_LIB_SSL
+        && (ERR_GET_REASON(code) == SSL_R_HTTP_REQUEST || ERR_GET_REASON(code) == SSL_R_HTTPS_PROXY_REQUEST);
+}
+
 /// The errno of a system-library error at the head of the queue, or 0 for any other error.
 static inline int copenssl_peek_system_error(void) {
     unsigned long code = ERR_peek_error();

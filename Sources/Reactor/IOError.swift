@@ -15,8 +15,10 @@ public struct IOError: Error, Equatable, Sendable, CustomStringConvertible {
         self.operation = operation
     }
 
+    /// The system's words for ``errnoCode`` (`strerror`), e.g. "Connection refused".
+    public var reason: String { String(cString: strerror(errnoCode)) }
+
     public var description: String {
-        let message = String(cString: strerror(errnoCode))
-        return "\(operation) failed: \(message) (errno \(errnoCode))"
+        "\(operation) failed: \(reason) (errno \(errnoCode))"
     }
 }

@@ -188,6 +188,16 @@ enum Posix {
     }
 
     /// Removes the name `path` (`unlink`).
+    /// Whether `path` can be opened for reading, as a file OpenSSL would load: throws the `open` error
+    /// (`ENOENT`, `EACCES`) or `EISDIR` for a directory, so a bad path is reported in the system's words.
+    static func checkReadableFile(_ path: String) throws(IOError) {
+        let fd = try syscall("open \(path)", { Glibc.open(path, O_RDONLY | O_CLOEXEC) })
+        defer { Glibc.close(fd) }
+        var info = stat()
+        _ = try syscall("fstat \(path)", { fstat(fd, &info) })
+        if info.st_mode & S_IFMT == S_IFDIR { throw IOError(errnoCode: EISDIR, operation: "open \(path)") }
+    }
+
     static func unlink(_ path: String) throws(IOError) {
         _ = try syscall("unlink \(path)", { Glibc.unlink(path) })
     }

@@ -7,13 +7,22 @@ import Glibc
 /// This is the only file that touches raw `sockaddr` memory.
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address family.
-    public enum Family: Sendable, Hashable {
+    public enum Family: Sendable, Hashable, CustomStringConvertible {
         /// IPv4; the corresponding C constant is `AF_INET`.
         case ipv4
         /// IPv6; the corresponding C constant is `AF_INET6`.
         case ipv6
         /// Unix domain; the corresponding C constant is `AF_UNIX`.
         case unix
+
+        /// `ipv4`, `ipv6` or `unix`.
+        public var description: String {
+            switch self {
+            case .ipv4: return "ipv4"
+            case .ipv6: return "ipv6"
+            case .unix: return "unix"
+            }
+        }
 
         var rawValue: Int32 {
             switch self {
@@ -86,8 +95,17 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
             try self.init(unixPath: text)
             return
         }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            throw .invalidAddress(text)
+        let forms = "the forms are HOST:PORT, [IPV6]:PORT, unix:PATH, or a path starting with / or ."
+        if (try? Self(ipv6: text, port: 0)) != nil {
+            throw .invalidAddress("\(text): the port is missing (an IPv6 address takes brackets: [\(text)]:PORT)")
+        }
+        guard let colon = text.lastIndex(of: ":"), !text.hasSuffix("]") else {
+            throw .invalidAddress("\(text): the port is missing (\(forms))")
+        }
+        let portText = text[text.index(after: colon)...]
+        guard !portText.isEmpty else { throw .invalidAddress("\(text): the port is missing (\(forms))") }
+        guard let port = Int(portText) else {
+            throw .invalidAddress("\(text): the port \"\(portText)\" is not a number (\(forms))")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") {

@@ -124,6 +124,8 @@ public final class TLSContext: @unchecked Sendable {
             throw .configuration("minimum version: \(errorReason())")
         }
         if let certificate {
+            try requireReadable(certificate.chain, "certificate chain")
+            try requireReadable(certificate.privateKey, "private key")
             guard SSL_CTX_use_certificate_chain_file(context, certificate.chain) == 1 else {
                 throw .configuration("certificate chain \(certificate.chain): \(errorReason())")
             }
@@ -144,6 +146,7 @@ public final class TLSContext: @unchecked Sendable {
             case .none:
                 break
             case .optional(let caFile), .required(let caFile):
+                try requireReadable(caFile, "client CA file")
                 guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else {
                     throw .configuration("client CA file \(caFile): \(errorReason())")
                 }
@@ -162,10 +165,21 @@ public final class TLSContext: @unchecked Sendable {
                     throw .configuration("the system's trust store: \(errorReason())")
                 }
             case .file(let path):
+                try requireReadable(path, "CA file")
                 guard SSL_CTX_load_verify_locations(context, path, nil) == 1 else {
                     throw .configuration("CA file \(path): \(errorReason())")
                 }
             }
+        }
+    }
+
+    /// A file the configuration names must be readable: "certificate chain PATH: No such file or directory",
+    /// in the system's words, rather than OpenSSL's queue for the same failure (`system lib` twice).
+    private static func requireReadable(_ path: String, _ what: String) throws(TLSError) {
+        do {
+            try Posix.checkReadableFile(path)
+        } catch {
+            throw .configuration("\(what) \(path): \(error.reason)")
         }
     }
 

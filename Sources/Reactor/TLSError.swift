@@ -9,6 +9,10 @@ public enum TLSError: Error, Equatable, Sendable, CustomStringConvertible {
     case handshakeTimedOut
     /// The peer closed the connection before the handshake completed.
     case closedDuringHandshake
+    /// The client sent a plain HTTP request where a TLS handshake was expected (`http://` to an HTTPS port).
+    /// The server answered it `400 Bad Request` in the clear, as nginx does, and closed: a client's mistake,
+    /// which servers log at `info`.
+    case plainHTTPRequest
     /// A record after the handshake was bad (a MAC failure, say): OpenSSL's reason.
     case protocolError(String)
 
@@ -18,6 +22,7 @@ public enum TLSError: Error, Equatable, Sendable, CustomStringConvertible {
         case .handshakeFailed(let reason): return "TLS handshake failed: \(reason)"
         case .handshakeTimedOut: return "TLS handshake timed out"
         case .closedDuringHandshake: return "TLS handshake failed: the peer closed the connection"
+        case .plainHTTPRequest: return "TLS handshake failed: the client sent a plain HTTP request (answered 400)"
         case .protocolError(let reason): return "TLS error: \(reason)"
         }
     }

@@ -183,6 +183,10 @@ final class TLSSession {
             let code = copenssl_peek_system_error()
             ERR_clear_error()
             return .failed(IOError(errnoCode: code, operation: isHandshakeComplete ? "TLS" : "TLS handshake"))
+        case _ where !isHandshakeComplete && context.role == .server && copenssl_peek_http_request() != 0:
+            ERR_clear_error()
+            answerPlainHTTP()
+            return .failed(TLSError.plainHTTPRequest)
         default:
             var reason = TLSContext.errorReason()
             guard !isHandshakeComplete else { return .failed(TLSError.protocolError(reason)) }
@@ -192,6 +196,22 @@ final class TLSSession {
                 reason += ": \(String(cString: X509_verify_cert_error_string(verification)))"
             }
             return .failed(TLSError.handshakeFailed(reason))
+        }
+    }
+
+    /// nginx's answer to plain HTTP on an HTTPS port, in the clear, so that a browser or curl shows why.
+    static let plainHTTPAnswer: [UInt8] = {
+        let body = "400 Bad Request: the plain HTTP request was sent to an HTTPS port\n"
+        return Array(
+            ("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body).utf8)
+    }()
+
+    /// Sends ``plainHTTPAnswer`` without waiting: it fits an empty socket buffer, and is dropped if not (OpenSSL
+    /// sent nothing on this connection: it recognized the request before any reply).
+    private func answerPlainHTTP() {
+        Self.plainHTTPAnswer.withUnsafeBytes {
+            _ = try? Posix.send(SSL_get_fd(ssl), $0.baseAddress!, $0.count, dontWait: true)
         }
     }
 

@@ -76,7 +76,7 @@ enum CloseReason: Int, CaseIterable {
         switch error {
         case let error as TLSError:
             switch error {
-            case .handshakeFailed, .closedDuringHandshake, .handshakeTimedOut: self = .tlsHandshake
+            case .handshakeFailed, .closedDuringHandshake, .handshakeTimedOut, .plainHTTPRequest: self = .tlsHandshake
             default: self = .error
             }
         case ReactorError.timedOut: self = .idleTimeout

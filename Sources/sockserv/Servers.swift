@@ -89,10 +89,10 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         }
     }
 
-    /// A client that closed during its TLS handshake (a TCP health check, a port scan) is a routine close,
-    /// logged at info and not an error; every other failure is an error.
+    /// A client that closed during its TLS handshake (a TCP health check, a port scan) or sent plain HTTP
+    /// (answered 400) is a routine close, logged at info and not an error; every other failure is an error.
     override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
-        if let error = error as? TLSError, error == .closedDuringHandshake {
+        if let error = error as? TLSError, error == .closedDuringHandshake || error == .plainHTTPRequest {
             return context.stats.closed(clientAddress, .tlsHandshake, error, level: .info)
         }
         context.stats.add(.errors)

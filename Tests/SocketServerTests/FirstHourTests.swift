@@ -118,6 +118,31 @@ import Testing
         #expect(logged.count == 1 && logged[0].hasPrefix("Thread-"), "\(logged)")
     }
 
+    /// Errors a first try meets say what is wrong in the user's terms.
+    @Test func addressErrorsSayWhatIsWrong() throws {
+        for (text, expected) in [
+            ("127.0.0.1", "invalid address: 127.0.0.1: the port is missing (the forms are HOST:PORT, "),
+            ("localhost", "invalid address: localhost: the port is missing ("),
+            ("127.0.0.1:", "invalid address: 127.0.0.1:: the port is missing ("),
+            ("localhost:http", #"invalid address: localhost:http: the port "http" is not a number ("#),
+            ("::1", "invalid address: ::1: the port is missing (an IPv6 address takes brackets: [::1]:PORT)"),
+            ("[::1]", "invalid address: [::1]: the port is missing ("),
+        ] {
+            #expect {
+                try SocketAddress(text)
+            } throws: { error in
+                "\(error)".hasPrefix(expected)
+            }
+        }
+        let path = temporaryPath()
+        #expect {
+            try TCPServer(try SocketAddress(unixPath: path), handler: EchoStreamHandler.self)
+        } throws: { error in
+            "\(error)" == "wrong address family: TCPServer serves [ipv4, ipv6], not unix:\(path)"
+        }
+        #expect("\(SocketAddress.Family.unix)" == "unix")
+    }
+
     /// `Socket.send(_:to:)` takes bytes as `sendAll` does: the port of `sock.sendto(data, address)`.
     @Test func sendToTakesBytes() throws {
         let server = try UDPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: EchoDatagramHandler.self)
