@@ -1,7 +1,7 @@
 # The one place the project's commands live; CI runs `make check` (see .ci/run).
 SWIFT ?= swift
 
-.PHONY: all deps clients build release test lint format check check-sanitizers fuzz soak demo bench docs clean
+.PHONY: all deps clients build release test lint format check check-sanitizers check-examples fuzz soak demo bench docs clean
 
 all: build
 
@@ -52,9 +52,16 @@ lint:
 format:
 	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
 
-# What CI runs: the style gate, the tests, the docs (warnings are errors), each fuzzer for a minute, and the
-# tests again under AddressSanitizer and ThreadSanitizer.
-check: deps clients lint build release test docs fuzz check-sanitizers
+# What CI runs: the style gate, the tests, the docs (warnings are errors), the README's manifest and every Swift
+# example of the README and the DocC articles compiled in a package of their own, each fuzzer for a minute, and
+# the tests again under AddressSanitizer and ThreadSanitizer.
+check: deps clients lint build release test docs check-examples fuzz check-sanitizers
+
+# The README's "Use it in your package" manifest as written, a program importing each product it lists, and every
+# ```swift block of README.md and the DocC articles as a program (stand-ins in Examples/Docs); also checks that such
+# a package fetches none of the sockserv tool's dependencies. Builds in .build-examples (about a minute from scratch).
+check-examples: deps
+	.ci/check-examples
 
 # The whole suite under each sanitizer, in its own build directory; the heavy tests run at a tenth of
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip

@@ -8,7 +8,10 @@ let package = Package(
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "SocketServer", targets: ["SocketServer"]),
         .library(name: "SocketServerHTTP", targets: ["SocketServerHTTP"]),
-        .executable(name: "sockserv", targets: ["sockserv"]),
+        .library(name: "Protocols", targets: ["Protocols"]),
+        // No product for the sockserv tool: a package that depends on the libraries then neither resolves nor
+        // fetches the tool's dependencies (argument parser, HDR histogram, numerics). `swift build` here still
+        // builds it, as SwiftPM makes a product of every executable target of the root package.
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -1,0 +1,27 @@
+// The names the Reactor articles' code blocks use without defining them (see README.md here).
+@_exported import Foundation
+@_exported import Glibc
+@_exported import Protocols
+@_exported import Reactor
+@_exported import SocketServer
+@_exported import SocketServerHTTP
+
+/// Stand-ins are never run.
+private func standIn<T>() -> T { fatalError("a documentation stand-in") }
+
+public var loop: EventLoop { standIn() }
+public var listener: Listener { standIn() }
+public var interrupt: SignalWatcher { standIn() }
+public var connection: Connection { standIn() }
+
+/// Getting Started's echo delegate.
+public final class Echo: ConnectionDelegate {
+    public init() {}
+    public func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {}
+}
+
+/// Embedding the Loop's daemon.
+public final class Daemon: @unchecked Sendable {
+    public let loop: EventLoop = standIn()
+    public var accepted = 0
+}
