@@ -90,6 +90,11 @@ let package = Package(
             path: "Examples/HelloHTTP"
         ),
         .executableTarget(
+            name: "embedded",
+            dependencies: ["SocketServer"],
+            path: "Examples/Embedded"
+        ),
+        .executableTarget(
             name: "thank-you",
             dependencies: ["SocketServer", "Reactor"],
             path: "Examples/ThankYou"

@@ -20,4 +20,17 @@ static inline ssize_t cposix_sendfile(int out_fd, int in_fd, off_t *offset, size
     return sendfile(out_fd, in_fd, offset, count);
 }
 
+// gettid(2) is a GNU extension too.
+extern pid_t gettid(void);
+
+static inline pid_t cposix_gettid(void) {
+    return gettid();
+}
+
+// The main dispatch queue's wake-up descriptor (an eventfd) and its drain: the calls swift-corelibs-foundation's
+// RunLoop makes to run main-queue work (the main actor's jobs) on the main thread. libdispatch exports them for
+// that purpose ("4CF": for CoreFoundation); EventLoop makes the same calls when it runs on the main thread.
+extern int _dispatch_get_main_queue_handle_4CF(void);
+extern void _dispatch_main_queue_callback_4CF(void *ignored);
+
 #endif

@@ -9,5 +9,8 @@
 /// Stand-ins are never run.
 private func standIn<T>() -> T { fatalError("a documentation stand-in") }
 
+/// The README's loop, from its echo server.
+public var loop: EventLoop { standIn() }
+
 /// The README's socketserver handler.
 open class Handler: StreamRequestHandler {}

@@ -16,16 +16,6 @@ final class Echo: ConnectionDelegate {
     }
 }
 
-/// The async face: one task per connection, line by line. Nonisolated, so the task runs on the loop.
-nonisolated func echoLines(_ connection: Connection) {
-    connection.loop.spawn {
-        while let line = try? await connection.readLine() {
-            guard (try? await connection.write(line)) != nil else { break }
-        }
-        connection.close()
-    }
-}
-
 /// One line on standard error and the exit status: 64 for a usage error, 1 for a failure.
 func fail(_ message: String, status: Int32 = 1) -> Never {
     let line = "reactor-echo: \(message)\n"
@@ -46,7 +36,16 @@ do {
     let address = try SocketAddress(arguments.first { !$0.hasPrefix("-") } ?? "127.0.0.1:7000")
     let loop = try EventLoop()
     let listener = try Listener(address: address, on: loop) { connection in
-        if useAsync { echoLines(connection) } else { connection.delegate = Echo() }
+        guard useAsync else {
+            connection.delegate = Echo()
+            return
+        }
+        // The async face: one task per connection, line by line. Spawned from top-level code, the body is the
+        // main actor's, which runs on this loop's thread (the main one); the reads and writes run on the loop.
+        loop.spawn { @concurrent in
+            defer { connection.close() }  // sends what is left, then closes
+            while let line = try await connection.readLine() { try await connection.write(line) }
+        }
     }
     // The plain way to stop on a signal: the loop turns it into a callback on its own thread.
     let interrupt = try loop.onSignal(SIGINT) { _ in loop.stop() }

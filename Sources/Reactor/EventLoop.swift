@@ -51,6 +51,8 @@ public final class EventLoop: @unchecked Sendable {
     private let remote = Mutex(RemoteQueue())
     private var wakeEvent: LoopEvent?
     private var runOnceTimer: LoopEvent?
+    /// While the loop runs on the main thread, the main dispatch queue's work (main-actor jobs) runs from it.
+    private var mainQueueEvent: LoopEvent?
 
     // Loop-thread state.
     /// Jobs enqueued on the loop thread during a callback, run when the outermost callback returns.
@@ -97,11 +99,13 @@ public final class EventLoop: @unchecked Sendable {
         // The loop's own events must not keep it alive: they capture it unowned, and deinit frees them.
         wakeEvent = try LoopEvent(loop: self, persistent: false) { [unowned self] _ in handleWake() }
         runOnceTimer = try LoopEvent(loop: self, persistent: false) { _ in }
+        watchMainQueue(Posix.isMainThread)  // from the start: a descriptor made later would look like a leak
     }
 
     deinit {
         wakeEvent?.free()
         runOnceTimer?.free()
+        mainQueueEvent?.free()
         event_base_free(base)
         scratch.deallocate()
     }
@@ -139,6 +143,7 @@ public final class EventLoop: @unchecked Sendable {
     public func takeOwnership() {
         precondition(!running.load(ordering: .acquiring), "EventLoop.takeOwnership() while the loop runs")
         owner.store(UInt(pthread_self()), ordering: .releasing)
+        watchMainQueue(Posix.isMainThread)
     }
 
     /// In a forked child, re-creates the kernel state libevent shares with the parent (`event_reinit`),
@@ -189,6 +194,25 @@ public final class EventLoop: @unchecked Sendable {
             preconditionFailure("EventLoop.run() called while the loop is already running")
         }
         owner.store(UInt(pthread_self()), ordering: .releasing)
+        watchMainQueue(Posix.isMainThread)
+    }
+
+    /// On the main thread the loop holds the thread the main actor runs on, so it runs the main queue's work
+    /// itself, as Foundation's RunLoop does: main-actor code (top-level code in `main.swift`, a task it spawns)
+    /// runs between the loop's callbacks instead of waiting forever. The event stays while the loop keeps to
+    /// the main thread; a loop run on another thread leaves the main queue alone.
+    private func watchMainQueue(_ watch: Bool) {
+        if watch && mainQueueEvent == nil {
+            let descriptor = Posix.mainQueueDescriptor()
+            let drain: (LoopEvent.Fired) -> Void = { _ in Posix.drainMainQueue(descriptor) }
+            // Out of memory for the event: main-actor work then waits, as it did before there was this event.
+            mainQueueEvent = try? LoopEvent(
+                loop: self, fileDescriptor: descriptor, watching: .readable, persistent: true, drain)
+            _ = mainQueueEvent?.add()  // work enqueued earlier left the eventfd readable: the first poll finds it
+        } else if !watch, let event = mainQueueEvent {
+            event.free()
+            mainQueueEvent = nil
+        }
     }
 
     private func leave() {

@@ -229,6 +229,21 @@ enum Posix {
         return type
     }
 
+    /// Whether the calling thread is the process's main thread (its thread id is the process id).
+    static var isMainThread: Bool { cposix_gettid() == getpid() }
+
+    /// The main dispatch queue's wake-up descriptor: an eventfd that becomes readable when main-queue work
+    /// (a main-actor job) is enqueued. libdispatch makes it on first use.
+    static func mainQueueDescriptor() -> Int32 { _dispatch_get_main_queue_handle_4CF() }
+
+    /// Runs the main dispatch queue's work on the calling thread (the main thread), after clearing its
+    /// eventfd's count, as Foundation's RunLoop does.
+    static func drainMainQueue(_ descriptor: Int32) {
+        var count: UInt64 = 0
+        _ = Glibc.read(descriptor, &count, MemoryLayout<UInt64>.size)  // non-blocking; EAGAIN when already clear
+        _dispatch_main_queue_callback_4CF(nil)
+    }
+
     /// Unblocks `signal` in the calling thread (`pthread_sigmask`).
     static func unblockSignal(_ signal: Int32) {
         var set = sigset_t()

@@ -388,7 +388,7 @@ open class BaseServer: @unchecked Sendable {
     /// Reports a handler's error; the server goes on. The default logs "Exception occurred during
     /// processing of request from ADDR" at `error` level through ``logger``, with the error as `error`
     /// metadata, and in threading mode the request thread's name as `thread`; a client that sent plain HTTP to
-    /// a TLS port (``TLSError/plainHTTPRequest``, answered `400`) is logged at `info`. May be overridden; may run
+    /// a TLS port (`TLSError.plainHTTPRequest`, answered `400`) is logged at `info`. May be overridden; may run
     /// on worker threads.
     open func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
         if let error = error as? TLSError, error == .plainHTTPRequest {  // the client's mistake, answered 400

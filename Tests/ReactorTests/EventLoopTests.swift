@@ -230,3 +230,21 @@ actor Counter {
         #expect(calls == 2, "one pass per runOnce, not a spin")
     }
 }
+
+/// `spawn` with a body that throws: the error is the task's result. (A main-actor body on a loop on the main
+/// thread, as top-level code spawns it, is tested in a real program: ExampleTests' embedded loop.)
+@Suite struct ThrowingSpawnTests {
+    struct Failure: Error {}
+
+    @Test func aSpawnedBodyMayThrow() throws {
+        let loop = try EventLoop()
+        let caught = Mutex<(any Error)?>(nil)
+        let failing = loop.spawn { throw Failure() }
+        loop.spawn {
+            do { try await failing.value } catch { caught.withLock { $0 = error } }
+            loop.stop()
+        }
+        try loop.run()
+        #expect(caught.withLock { $0 } is Failure)
+    }
+}

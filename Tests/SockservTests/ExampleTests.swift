@@ -6,7 +6,7 @@ import Testing
 
 /// The examples, run as a user would: `--help`, a port in use, a signal, output into a pipe.
 @Suite struct ExampleTests {
-    static let examples = ["reactor-echo", "thank-you", "hello-http", "daemon"]
+    static let examples = ["reactor-echo", "thank-you", "hello-http", "daemon", "embedded"]
 
     /// An example built next to sockserv (`swift build` builds them all).
     func path(_ name: String) throws -> String {
@@ -30,7 +30,7 @@ import Testing
         let port = try #require(taken.localAddress?.port)
         let arguments: [String]
         switch name {
-        case "reactor-echo": arguments = ["127.0.0.1:\(port)"]
+        case "reactor-echo", "embedded": arguments = ["127.0.0.1:\(port)"]
         case "thank-you": arguments = ["sequential", "127.0.0.1:\(port)"]
         case "hello-http": arguments = ["sequential", "\(port)"]
         default: arguments = ["\(port)"]
@@ -56,6 +56,29 @@ import Testing
         #expect(example.readLine()?.hasPrefix("Got connection from 127.0.0.1:") == true, "flushed into the pipe")
         #expect(example.stop(with: SIGTERM) == 0)
         #expect(example.standardOutputRest == "stopped\n")
+    }
+
+    /// The embedded loop, in top-level code: the server echoes, the timer's outbound probes are answered and
+    /// counted on the main actor (which runs on the loop's thread, the main one), and SIGTERM shuts down in
+    /// order, closing a client still open after the grace period; exit 0.
+    @Test func embeddedLoopServesProbesAndShutsDownInOrder() throws {
+        let example = try SockservProcess(
+            ["--tick", "0.05", "--grace", "0.3", "127.0.0.1:0"], executable: try path("embedded"))
+        let line = example.readFirstLine()
+        #expect(line.hasPrefix("listening on 127.0.0.1:"), "\(line)")
+        let port = Int(line.split(separator: ":").last ?? "")
+        let client = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: try #require(port)))
+        #expect(try echoes(client, "hello\n"))
+        for probe in 1...3 { #expect(example.readLine() == "probe \(probe): answered") }
+        kill(example.process.processIdentifier, SIGTERM)
+        #expect(example.waitForExit() == 0)
+        let rest = example.standardOutputRest.split(separator: "\n").filter { !$0.hasPrefix("probe ") }
+        #expect(
+            rest == [
+                "signal 15: stop accepting", "1 connection(s) still open after the grace period: closing", "stopped",
+            ], "\(rest)")
+        #expect(readToEnd(client) == [], "the server closed the idle client")
+        #expect(example.standardError.isEmpty, "\(example.standardError)")
     }
 
     /// The daemon's timer shows at the default level, and --log-level warning hides it.
