@@ -1,13 +1,4 @@
 // The names the Reactor articles' code blocks use without defining them (see README.md here).
-@_exported import Foundation
-@_exported import Glibc
-@_exported import Protocols
-@_exported import Reactor
-@_exported import SocketServer
-@_exported import SocketServerHTTP
-
-/// Stand-ins are never run.
-private func standIn<T>() -> T { fatalError("a documentation stand-in") }
 
 public var loop: EventLoop { standIn() }
 public var listener: Listener { standIn() }

@@ -1,10 +1,2 @@
-// The names the SocketServerHTTP article's code blocks use without defining them (see README.md here).
-@_exported import Foundation
-@_exported import Glibc
-@_exported import Protocols
-@_exported import Reactor
-@_exported import SocketServer
-@_exported import SocketServerHTTP
-
-/// Stand-ins are never run.
-private func standIn<T>() -> T { fatalError("a documentation stand-in") }
+// The names the SocketServerHTTP article's code blocks use without defining them: none of its own yet, only
+// Common.swift's (see README.md here).

@@ -395,7 +395,7 @@ open class BaseServer: @unchecked Sendable {
             return logger.info("\(clientAddress): \(error)")
         }
         var metadata: Logger.Metadata = ["error": "\(error)"]
-        if mixIn is ThreadingMixIn, let name = ThreadingMixIn.currentThreadName { metadata["thread"] = "\(name)" }
+        if let name = ThreadingMixIn.requestThreadName { metadata["thread"] = "\(name)" }
         logger.error("Exception occurred during processing of request from \(clientAddress)", metadata: metadata)
     }
 

@@ -35,18 +35,19 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         if waitedFor { joinable.enter() }
         let number = Self.threadsStarted.add(1, ordering: .relaxed).newValue
         Thread.detachNewThread { [self] in
-            Thread.current.name = "Thread-\(number)"  // Foundation sets the kernel's name too (15 bytes at most)
-            processRequestThread(request, clientAddress: clientAddress, server: server)
+            let name = "Thread-\(number)"
+            Thread.current.name = name  // Foundation sets the kernel's name too (15 bytes at most)
+            Self.$requestThreadName.withValue(name) {
+                processRequestThread(request, clientAddress: clientAddress, server: server)
+            }
             requestFinished(server.metrics)
             if waitedFor { joinable.leave() }
         }
     }
 
-    /// The calling thread's name (Foundation's `Thread.current.name`); `nil` if it has none.
-    static var currentThreadName: String? {
-        guard let name = Thread.current.name, !name.isEmpty else { return nil }
-        return name
-    }
+    /// The name of the request thread the caller runs on (`Thread-N`), for its logs; `nil` on other threads.
+    /// A task-local value, bound for the request's whole run on its thread.
+    @TaskLocal public static var requestThreadName: String?
 
     /// Runs on the request's thread: finish the request, report an error, shut the request down.
     /// May be overridden.

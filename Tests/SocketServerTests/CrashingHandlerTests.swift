@@ -73,7 +73,8 @@ final class ChildCounter: @unchecked Sendable {
     var peak: Int { (counters + 1).pointee.load(ordering: .sequentiallyConsistent) }
 }
 
-/// A log handler that keeps messages, for asserting what a server reported.
+/// A log handler that keeps messages, for asserting what a server reported: "LEVEL MESSAGE", and " thread=NAME"
+/// when the line names its thread.
 struct CapturingLogHandler: LogHandler {
     let messages: Mutex<[String]>.Shared
     var metadata: Logger.Metadata = [:]
@@ -85,7 +86,8 @@ struct CapturingLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        messages.value.withLock { $0.append("\(event.level) \(event.message)") }
+        let thread = event.metadata?["thread"].map { " thread=\($0)" } ?? ""
+        messages.value.withLock { $0.append("\(event.level) \(event.message)\(thread)") }
     }
 }
 

@@ -91,31 +91,19 @@ import Testing
 
     /// The default `handleError` log line names the request thread in threading mode.
     @Test func theErrorLogNamesTheRequestThread() throws {
-        struct ThreadRecorder: LogHandler {
-            let threads: Mutex<[String]>.Shared
-            var metadata: Logger.Metadata = [:]
-            var logLevel: Logger.Level = .trace
-            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-                get { metadata[key] }
-                set { metadata[key] = newValue }
-            }
-            func log(event: LogEvent) {
-                threads.value.withLock { $0.append(event.metadata?["thread"].map { "\($0)" } ?? "none") }
-            }
-        }
         final class FailingHandler: StreamRequestHandler {
             override func handle() throws { throw ReactorError.timedOut }
         }
-        let threads = Mutex<[String]>.Shared([])
+        let messages = Mutex<[String]>.Shared([])
         let server = try ThreadingTCPServer(
             try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: FailingHandler.self)
-        server.logger = Logger(label: "test") { _ in ThreadRecorder(threads: threads) }
+        server.logger = Logger(label: "test") { _ in CapturingLogHandler(messages: messages) }
         try withServing(server) { () throws in
             #expect(try streamExchange(server.serverAddress) == [])
-            #expect(eventually { !threads.value.withLock { $0 }.isEmpty })
+            #expect(eventually { !messages.value.withLock { $0 }.isEmpty })
         }
-        let logged = threads.value.withLock { $0 }
-        #expect(logged.count == 1 && logged[0].hasPrefix("Thread-"), "\(logged)")
+        let logged = messages.value.withLock { $0 }
+        #expect(logged.count == 1 && logged[0].contains(" thread=Thread-"), "\(logged)")
     }
 
     /// Errors a first try meets say what is wrong in the user's terms.
