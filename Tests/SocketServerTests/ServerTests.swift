@@ -91,7 +91,9 @@ final class BackgroundExchange: Sendable {
         for _ in 0..<1024 {
             #expect(throws: IOError.self) { _ = try TCPServer(holder.serverAddress, handler: EchoStreamHandler.self) }
         }
-        #expect(openDescriptorCount() == before)
+        // At most as many: a leak would add one per failed bind, and an earlier test's descriptor may close meanwhile
+        // (seen once: 136 after 140, in a CI run).
+        #expect(openDescriptorCount() <= before)
     }
 
     @Test func scopedServerClosesOnEveryPath() throws {
