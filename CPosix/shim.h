@@ -5,6 +5,7 @@
 // syscall boundary). libevent's own headers stay in CLibevent.
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <pthread.h>
 
 // accept4 is a GNU extension.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
@@ -25,6 +26,13 @@ extern pid_t gettid(void);
 
 static inline pid_t cposix_gettid(void) {
     return gettid();
+}
+
+// pthread_setname_np is a GNU extension as well.
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
+static inline int cposix_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }
 
 // The main dispatch queue's wake-up descriptor (an eventfd) and its drain: the calls swift-corelibs-foundation's

@@ -232,6 +232,16 @@ enum Posix {
     /// Whether the calling thread is the process's main thread (its thread id is the process id).
     static var isMainThread: Bool { cposix_gettid() == getpid() }
 
+    /// Names the calling thread for the kernel (`pthread_setname_np`; `ps -L`, `/proc/PID/task/TID/comm`,
+    /// debuggers), cut to the kernel's 15 bytes.
+    static func setThreadName(_ name: String) {
+        var bytes = Array(name.utf8.prefix(15))
+        bytes.append(0)
+        _ = bytes.withUnsafeBufferPointer {
+            $0.withMemoryRebound(to: CChar.self) { cposix_set_thread_name($0.baseAddress) }
+        }
+    }
+
     /// The main dispatch queue's wake-up descriptor: an eventfd that becomes readable when main-queue work
     /// (a main-actor job) is enqueued. libdispatch makes it on first use.
     static func mainQueueDescriptor() -> Int32 { _dispatch_get_main_queue_handle_4CF() }

@@ -11,7 +11,8 @@ import Synchronization
 ///
 /// Each request thread is named as Python names its threads, `Thread-N` with N counting the request threads of
 /// the process from 1: the name shows in `ps -L`, `top -H`, `/proc/PID/task/TID/comm`, debuggers, and the
-/// `thread` metadata of ``BaseServer/handleError(_:clientAddress:error:)``'s default log line.
+/// `thread` metadata of ``BaseServer/handleError(_:clientAddress:error:)``'s default log line
+/// (``requestThreadName``).
 open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Request threads started by every threading server of the process: Python's thread counter.
     private static let threadsStarted = Atomic<Int>(0)
@@ -36,7 +37,9 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         let number = Self.threadsStarted.add(1, ordering: .relaxed).newValue
         Thread.detachNewThread { [self] in
             let name = "Thread-\(number)"
-            Thread.current.name = name  // Foundation sets the kernel's name too (15 bytes at most)
+            // The kernel's name, set here: Foundation's `Thread.current.name` setter races with the thread's start
+            // and left the creator's name on some threads (seen under ThreadSanitizer).
+            CurrentThread.setName(name)
             Self.$requestThreadName.withValue(name) {
                 processRequestThread(request, clientAddress: clientAddress, server: server)
             }
