@@ -64,7 +64,7 @@ extension EventLoop {
     /// isolated to the main actor, only if that thread is the main thread.
     private func runsOnThisLoop(_ isolation: (any Actor)?) -> Bool {
         preconditionInEventLoop()
-        return !(isolation is MainActor) || Posix.isMainThread
+        return !(isolation is MainActor) || ownedByMainThread
     }
 
     private static let mainActorMisuse =

@@ -53,6 +53,8 @@ public final class EventLoop: @unchecked Sendable {
     private var runOnceTimer: LoopEvent?
     /// While the loop runs on the main thread, the main dispatch queue's work (main-actor jobs) runs from it.
     private var mainQueueEvent: LoopEvent?
+    /// Whether the owner thread is the main thread (``mainQueueEvent`` is set then).
+    var ownedByMainThread: Bool { mainQueueEvent != nil }
 
     // Loop-thread state.
     /// Jobs enqueued on the loop thread during a callback, run when the outermost callback returns.
@@ -142,8 +144,7 @@ public final class EventLoop: @unchecked Sendable {
     /// ``run()`` or ``runOnce(timeout:)``. The loop must not be running on another thread.
     public func takeOwnership() {
         precondition(!running.load(ordering: .acquiring), "EventLoop.takeOwnership() while the loop runs")
-        owner.store(UInt(pthread_self()), ordering: .releasing)
-        watchMainQueue(Posix.isMainThread)
+        takeThread()
     }
 
     /// In a forked child, re-creates the kernel state libevent shares with the parent (`event_reinit`),
@@ -193,8 +194,14 @@ public final class EventLoop: @unchecked Sendable {
         guard running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             preconditionFailure("EventLoop.run() called while the loop is already running")
         }
-        owner.store(UInt(pthread_self()), ordering: .releasing)
-        watchMainQueue(Posix.isMainThread)
+        takeThread()
+    }
+
+    /// Makes the calling thread the loop's thread. Only a change of thread asks whether it is the main one
+    /// (two system calls), not every ``run()`` or ``runOnce(timeout:)``.
+    private func takeThread() {
+        let me = UInt(pthread_self())
+        if owner.exchange(me, ordering: .acquiringAndReleasing) != me { watchMainQueue(Posix.isMainThread) }
     }
 
     /// On the main thread the loop holds the thread the main actor runs on, so it runs the main queue's work

@@ -187,7 +187,6 @@ enum Posix {
         return (UInt(info.st_dev), UInt(info.st_ino), info.st_mode & S_IFMT == S_IFSOCK)
     }
 
-    /// Removes the name `path` (`unlink`).
     /// Whether `path` can be opened for reading, as a file OpenSSL would load: throws the `open` error
     /// (`ENOENT`, `EACCES`) or `EISDIR` for a directory, so a bad path is reported in the system's words.
     static func checkReadableFile(_ path: String) throws(IOError) {
@@ -198,6 +197,7 @@ enum Posix {
         if info.st_mode & S_IFMT == S_IFDIR { throw IOError(errnoCode: EISDIR, operation: "open \(path)") }
     }
 
+    /// Removes the name `path` (`unlink`).
     static func unlink(_ path: String) throws(IOError) {
         _ = try syscall("unlink \(path)", { Glibc.unlink(path) })
     }

@@ -61,20 +61,19 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         if mixIn is ForkingMixIn { forked += 1 }  // the parent; the child exits inside
     }
 
-    /// Connections being served, counted from their accept. Threading mode takes the library's count of
-    /// request threads, which a request joins on the accepting thread (the handlers' own count starts only
-    /// when a thread runs, so a burst of accepts would all see room). Forking mode takes the smaller of two
-    /// counts that each may only be too high: the children not yet reaped (one that has finished may not
-    /// have exited yet), and the children forked less the connections the children have finished (one
+    /// Connections being served, counted from their accept: the library's count of requests in progress,
+    /// which a request joins on the accepting thread (the handlers' own count starts only when a thread or task
+    /// runs, so a burst of accepts would all see room in threading mode). Forking mode takes the smaller of two
+    /// counts that each may only be too high: the library's, children not yet reaped (one that has finished may
+    /// not have exited yet), and the children forked less the connections the children have finished (one
     /// forked a moment ago has not counted itself yet, and one whose TLS handshake failed never counts itself).
     private func connectionsInProgress() -> Int {
-        let stats = context.stats
-        if let threading = mixIn as? ThreadingMixIn { return threading.activeThreads }
-        guard let forking = mixIn as? ForkingMixIn else { return stats[.open] }
+        guard let forking = mixIn as? ForkingMixIn else { return mixIn.requestsInProgress }
         forking.collectChildren()
+        let stats = context.stats
         let started = stats[.connections]  // read before open: a child starting in between makes this high, not low
         let finished = started - stats[.open]
-        return min(forking.activeChildren.count, forked - finished)
+        return min(forking.requestsInProgress, forked - finished)
     }
 
     /// Sends a short refusal without waiting: it fits an empty socket buffer, and is dropped if not.
