@@ -6,6 +6,9 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/openat2.h>
 
 // accept4 is a GNU extension.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
@@ -34,6 +37,17 @@ extern int pthread_setname_np(pthread_t thread, const char *name);
 static inline int cposix_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
+
+// openat2(2) has no glibc wrapper: the system call, with the resolution flags of <linux/openat2.h>.
+static inline int cposix_openat2(int dirfd, const char *path, int flags, unsigned long long resolve) {
+    struct open_how how = { .flags = (unsigned long long)flags, .mode = 0, .resolve = resolve };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+// O_PATH (a descriptor that only names a place, to resolve paths from) is _GNU_SOURCE's.
+static const int cposix_open_path = 010000000;
+
+static const unsigned long long cposix_resolve_beneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 
 // The main dispatch queue's wake-up descriptor (an eventfd) and its drain: the calls swift-corelibs-foundation's
 // RunLoop makes to run main-queue work (the main actor's jobs) on the main thread. libdispatch exports them for

@@ -197,6 +197,50 @@ enum Posix {
         if info.st_mode & S_IFMT == S_IFDIR { throw IOError(errnoCode: EISDIR, operation: "open \(path)") }
     }
 
+    /// Opens `path` as a directory to resolve paths from (`O_PATH | O_DIRECTORY`: no read access needed).
+    static func openDirectory(_ path: String) throws(IOError) -> Int32 {
+        try syscall("open \(path)", { Glibc.open(path, cposix_open_path | O_DIRECTORY | O_CLOEXEC) })
+    }
+
+    /// What `path` names, relative to the directory `directory`, links followed (`fstatat`); `nil` when
+    /// nothing is there (`ENOENT`, `ENOTDIR`, `ENAMETOOLONG`, `ELOOP`).
+    static func status(_ path: String, in directory: Int32) throws(IOError) -> stat? {
+        var info = stat()
+        if fstatat(directory, path, &info, 0) == 0 { return info }
+        let code = errno
+        if code == ENOENT || code == ENOTDIR || code == ENAMETOOLONG || code == ELOOP { return nil }
+        throw IOError(errnoCode: code, operation: "stat \(path)")
+    }
+
+    /// What the open descriptor `fd` is (`fstat`).
+    static func status(_ fd: Int32) throws(IOError) -> stat {
+        var info = stat()
+        _ = try syscall("fstat", { fstat(fd, &info) })
+        return info
+    }
+
+    /// Opens `path` for reading, resolved beneath the directory `directory` (`openat2` with `RESOLVE_BENEATH`
+    /// and `RESOLVE_NO_MAGICLINKS`): no `..`, absolute path or link may leave it (`EXDEV`). Non-blocking and
+    /// without becoming a controlling terminal, so opening never waits. `ENOSYS` or `EPERM` (a kernel before
+    /// 5.6, or a seccomp filter that does not know the call) mean `openat2` is unavailable.
+    static func openBeneath(_ path: String, in directory: Int32) throws(IOError) -> Int32 {
+        try syscall("open \(path)") {
+            cposix_openat2(directory, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, cposix_resolve_beneath)
+        }
+    }
+
+    /// Opens `path` for reading, non-blocking and without becoming a controlling terminal.
+    static func openForReading(_ path: String) throws(IOError) -> Int32 {
+        try syscall("open \(path)", { Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) })
+    }
+
+    /// `path` with every link resolved (`realpath`); `nil` when it does not exist.
+    static func resolvedPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Removes the name `path` (`unlink`).
     static func unlink(_ path: String) throws(IOError) {
         _ = try syscall("unlink \(path)", { Glibc.unlink(path) })

@@ -1,29 +1,6 @@
 import Glibc
 import Reactor
 
-/// An open regular file, or a part of one, to send as a response body: owned, closed when the last
-/// reference goes (after it was sent, or when the response is abandoned).
-public final class FileRegion {
-    /// The open descriptor.
-    public let fileDescriptor: Int32
-    /// Where the part to send starts.
-    public let offset: Int
-    /// How many bytes to send.
-    public let count: Int
-
-    /// Takes ownership of `fileDescriptor`.
-    public init(fileDescriptor: Int32, offset: Int, count: Int) {
-        precondition(offset >= 0 && count >= 0, "a FileRegion needs a non-negative offset and count")
-        self.fileDescriptor = fileDescriptor
-        self.offset = offset
-        self.count = count
-    }
-
-    deinit {
-        close(fileDescriptor)
-    }
-}
-
 /// Where a handler's output goes: the socket at once (blocking modes), or a queue the loop drains as the
 /// socket accepts it (reactor mode).
 protocol HTTPTransport: AnyObject {

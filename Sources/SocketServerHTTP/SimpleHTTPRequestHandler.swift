@@ -17,18 +17,18 @@ public enum ResponseBody {
 ///
 /// Safety: a path is decoded and normalized as Python does (no `..` climbs out of ``directory``), and
 /// beyond Python, a symbolic link leading outside ``directory`` is answered 404, and only regular files
-/// are opened: a FIFO or a device file in the directory is never opened for reading.
+/// are opened: a FIFO or a device file in the directory is never opened for reading. Paths are resolved
+/// beneath the directory, held open (``Directory``): a file costs a `stat`, an `openat2` and an `fstat`,
+/// with no `realpath` walk of the directories above it.
 ///
 /// Caching: `Last-Modified` with `If-Modified-Since` (304, as Python); beyond Python, an `ETag`
-/// (`"mtime-size"` in hex) with `If-None-Match`, and `Accept-Ranges: bytes` with one `Range`
+/// (the modification time, size and inode in hex) with `If-None-Match`, and `Accept-Ranges: bytes` with one `Range`
 /// (206, or 416 when it cannot be satisfied; several ranges get the whole file), honouring `If-Range`.
 open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     open override var serverVersion: String { "SimpleHTTP/0.6" }
 
     /// The directory served, as given.
     public let directory: String
-    /// ``directory`` with its symbolic links resolved: every file served is inside it.
-    private let root: String
     /// The files a directory is answered with, first found first.
     open var indexPages: [String] { ["index.html", "index.htm"] }
 
@@ -36,7 +36,6 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     public init(directory: String? = nil) {
         let directory = directory ?? currentDirectory()
         self.directory = directory
-        root = realPath(directory) ?? directory
         super.init()
     }
 
@@ -64,14 +63,14 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// Sends the response's status and headers, and returns its body for GET to send (`nil` when there is
     /// none: an error, a redirect, a 304).
     open func sendHead() throws -> ResponseBody? {
-        guard let filePath = translatePath(path) else {
+        guard let filePath = translatePath(path), let root = rootDirectory,
+            var relative = relativePath(filePath), var info = try? root.status(of: relative)
+        else {
             try sendError(404, "File not found")
             return nil
         }
-        var path = filePath
-        var info = stat()
-        let exists = stat(path, &info) == 0
-        if exists && info.st_mode & S_IFMT == S_IFDIR {
+        var servedPath = filePath
+        if info.kind == .directory {
             let (bare, rest) = splitTarget(self.path)
             guard bare.hasSuffix("/") else {
                 sendResponse(301)
@@ -80,32 +79,30 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
                 try endHeaders()
                 return nil
             }
-            guard let index = indexPages.map({ path + $0 }).first(where: { stat($0, &info) == 0 && isRegular(info) })
+            let base = relative.hasSuffix("/") || relative.isEmpty ? relative : relative + "/"
+            guard
+                let (page, pageInfo) = indexPages.lazy.compactMap({ page in
+                    (try? root.status(of: base + page)).flatMap { $0.kind == .regular ? (page, $0) : nil }
+                }).first
             else {
-                return try listDirectory(path)
+                return try listDirectory(filePath)
             }
-            path = index
+            relative = base + page
+            servedPath = (filePath.hasSuffix("/") ? filePath : filePath + "/") + page
+            info = pageInfo
         }
-        // Only a regular file (the stat above followed every link) inside the root is ever opened.
-        guard exists, isRegular(info), !path.hasSuffix("/"), let resolved = realPath(path), isInside(resolved) else {
+        // Only a regular file (the look above followed every link, and opened nothing) beneath the root is
+        // ever opened, and what was opened is checked again: the name may have changed meanwhile.
+        guard info.kind == .regular, !relative.hasSuffix("/"), let file = try? root.openFile(relative),
+            let opened = try? file.status(), opened.kind == .regular
+        else {
             try sendError(404, "File not found")
             return nil
         }
-        let descriptor = open(resolved, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard descriptor >= 0 else {
-            try sendError(404, "File not found")
-            return nil
-        }
-        var handedOver = false
-        defer { if !handedOver { close(descriptor) } }
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            try sendError(404, "File not found")
-            return nil
-        }
-        let size = Int(info.st_size)
-        let modified = info.st_mtim.tv_sec
-        let etag = "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\""
-        let lastModified = dateTimeString(modified)
+        let size = opened.size
+        let modified = time_t(opened.modifiedSeconds)
+        let etag = Self.entityTag(opened)
+        let lastModified = lastModifiedString(modified)
 
         if notModified(etag: etag, modified: modified) {
             sendResponse(304)
@@ -131,16 +128,44 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
             }
         }
         sendResponse(partial ? 206 : 200)
-        sendHeader("Content-type", guessType(path))
+        sendHeader("Content-type", guessType(servedPath))
         sendHeader("Content-Length", "\(range.count)")
         if partial { sendHeader("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)") }
         sendHeader("Last-Modified", lastModified)
         sendHeader("ETag", etag)
         sendHeader("Accept-Ranges", "bytes")
         try endHeaders()
-        handedOver = true
-        return .file(FileRegion(fileDescriptor: descriptor, offset: range.lowerBound, count: range.count))
+        return .file(FileRegion(file: file, offset: range.lowerBound, count: range.count))
     }
+
+    /// A file's `ETag`: its modification time (seconds and nanoseconds), size and inode in hex, so that a
+    /// file replaced on disk (a new inode) or rewritten (a new time) gets a new one.
+    static func entityTag(_ file: FileStatus) -> String {
+        let modified = String(file.modifiedSeconds, radix: 16) + "." + String(file.modifiedNanoseconds, radix: 16)
+        return "\"" + modified + "-" + String(file.size, radix: 16) + "-" + String(file.inode, radix: 16) + "\""
+    }
+
+    /// ``directory``, opened on the first request for a file: paths are resolved beneath it (``Directory``).
+    /// `nil` if it cannot be opened (every request is then answered 404).
+    private lazy var rootDirectory: Directory? = try? Directory(path: directory)
+
+    /// A path ``translatePath(_:)`` made, relative to ``directory``; `nil` for one outside it (an override
+    /// that maps elsewhere: nothing outside the directory is served).
+    private func relativePath(_ filePath: String) -> String? {
+        guard filePath.hasPrefix(directory) else { return nil }
+        let rest = filePath.utf8.dropFirst(directory.utf8.count)
+        guard rest.isEmpty || rest.first == UInt8(ascii: "/") || directory.hasSuffix("/") else { return nil }
+        return String(rest.drop { $0 == UInt8(ascii: "/") })!
+    }
+
+    /// The last file's modification time as an HTTP date: formatted again only when it changes.
+    private func lastModifiedString(_ modified: time_t) -> String {
+        if lastModifiedCache.time != modified || lastModifiedCache.text.isEmpty {
+            lastModifiedCache = (modified, dateTimeString(modified))
+        }
+        return lastModifiedCache.text
+    }
+    private var lastModifiedCache: (time: time_t, text: String) = (0, "")
 
     /// Whether the client's copy is current: `If-None-Match` against the ETag, else (as Python)
     /// `If-Modified-Since` against the modification time.
@@ -283,10 +308,6 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
             ".xz": "application/x-xz",
         ]
     }
-
-    private func isInside(_ resolved: String) -> Bool {
-        root == "/" || resolved == root || resolved.hasPrefix(root + "/")
-    }
 }
 
 /// The path part of a request target and the rest (`?query`, kept as sent).
@@ -353,17 +374,6 @@ func directoryEntries(_ path: String) -> [String]? {
         if name != "." && name != ".." { names.append(name) }
     }
     return names
-}
-
-/// `path` with every symbolic link resolved, or `nil` if it does not exist.
-func realPath(_ path: String) -> String? {
-    guard let resolved = realpath(path, nil) else { return nil }
-    defer { free(resolved) }
-    return String(cString: resolved)
-}
-
-func isRegular(_ info: stat) -> Bool {
-    info.st_mode & S_IFMT == S_IFREG
 }
 
 func currentDirectory() -> String {

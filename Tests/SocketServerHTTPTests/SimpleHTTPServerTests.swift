@@ -32,6 +32,11 @@ final class ServedDirectory {
     }
 }
 
+/// Files over HTTP/1.1: connections stay open between requests.
+final class KeepAliveFiles: SimpleHTTPRequestHandler {
+    override var protocolVersion: String { "HTTP/1.1" }
+}
+
 /// An HTTP date, as the server writes them.
 func httpDate(_ date: Date) -> String {
     let formatter = DateFormatter()
@@ -259,5 +264,44 @@ func httpDate(_ date: Date) -> String {
         }
         var event = [UInt8](repeating: 0, count: 4096)
         #expect(read(watch, &event, event.count) < 0 && errno == EAGAIN, "the FIFO was opened")
+    }
+
+    /// Links that stay inside are followed however they are written: relative, absolute, or out and back in.
+    @Test(arguments: [Mode.threading, .reactor])
+    func linksInsideTheDirectory(mode: Mode) throws {
+        let www = try ServedDirectory()
+        try FileManager.default.createSymbolicLink(atPath: www.file("relative"), withDestinationPath: "test")
+        try FileManager.default.createSymbolicLink(
+            atPath: www.file("back"), withDestinationPath: "../" + www.name + "/test")
+        try FileManager.default.createSymbolicLink(atPath: www.file("dir"), withDestinationPath: ".")
+        let root = www.root
+        try serving(try makeServer(mode) { SimpleHTTPRequestHandler(directory: root) }) { (address) throws in
+            for link in ["relative", "back", "dir/test", "dir/dir/relative"] {
+                #expect(try request(address, "GET", www.base + "/" + link).body == ServedDirectory.data, "\(link)")
+            }
+        }
+    }
+
+    /// A file replaced on disk (written next to it and renamed over it, as editors and deployments do) is
+    /// served fresh on the very next request, on the same connection, with a new ETag, though its size is the
+    /// same.
+    @Test(arguments: Mode.testable)
+    func aReplacedFileIsServedFresh(mode: Mode) throws {
+        let www = try ServedDirectory()
+        let root = www.root
+        try serving(try makeServer(mode) { KeepAliveFiles(directory: root) }) { (address) throws in
+            let client = try Client(address)
+            try client.send("GET \(www.base)/test HTTP/1.1\r\nHost: x\r\n\r\n")
+            let first = try #require(try client.response())
+            #expect(first.body == ServedDirectory.data)
+            let replacement = Array(ServedDirectory.data.reversed())
+            _ = FileManager.default.createFile(atPath: www.file("new"), contents: Data(replacement))
+            #expect(rename(www.file("new"), www.file("test")) == 0)
+            let etag = try #require(first.header("ETag"))
+            try client.send("GET \(www.base)/test HTTP/1.1\r\nHost: x\r\nIf-None-Match: \(etag)\r\n\r\n")
+            let second = try #require(try client.response())
+            #expect(second.status == 200 && second.body == replacement)
+            #expect(second.header("ETag") != etag)
+        }
     }
 }
