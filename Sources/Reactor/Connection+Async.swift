@@ -139,7 +139,7 @@ extension Connection {
 
     private func waitForOutputBelowHighWatermark() async throws {
         if state == .closed { throw closeError ?? ReactorError.alreadyClosed }
-        guard output.readableBytes > highWatermark else { return }
+        guard bufferedOutputBytes > highWatermark else { return }
         guard writer == nil else { throw ReactorError.concurrentOperation }
         try await withUnsafeThrowingContinuation { continuation in
             writer = continuation
@@ -151,7 +151,7 @@ extension Connection {
     public func flush() async throws {
         loop.preconditionInEventLoop()
         if state == .closed { throw closeError ?? ReactorError.alreadyClosed }
-        if output.isEmpty { return }
+        if outputIsEmpty { return }
         try await withUnsafeThrowingContinuation { continuation in
             flushWaiters.append(continuation)
             armWriteDeadline()

@@ -164,7 +164,11 @@ extension Connection {
                 return finishClose(error)
             }
         }
-        setWriting((!output.isEmpty && outputMayProceed) || tlsReadWaitsForWrite)
+        // Files are read and encrypted piece by piece once the bytes before them are out.
+        if output.isEmpty && !queuedFiles.isEmpty && outputMayProceed {
+            guard sendQueuedFile() else { return }
+        }
+        setWriting((!outputIsEmpty && outputMayProceed) || tlsReadWaitsForWrite)
         outputProgressed()
     }
 

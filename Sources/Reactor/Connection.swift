@@ -64,7 +64,10 @@ public final class Connection {
     enum OutputShutdown { case open, requested, done }
 
     var input = ByteBuffer()
+    /// Output waiting for the socket, in order: `output`, then each queued file region followed by the
+    /// bytes written after it. Without files (the common case) `output` is the whole queue.
     var output = ByteBuffer()
+    var queuedFiles: [QueuedFile] = []
     private(set) var readEvent: LoopEvent?
     private var writeEvent: LoopEvent?
     private var timerEvent: LoopEvent?
@@ -201,8 +204,15 @@ public final class Connection {
     /// Bytes the kernel has accepted for sending so far.
     public internal(set) var bytesSent = 0
 
-    /// Bytes written and not yet accepted by the kernel.
-    public var bufferedOutputBytes: Int { output.readableBytes }
+    /// Bytes written and not yet accepted by the kernel, the unsent parts of file regions included.
+    public var bufferedOutputBytes: Int {
+        var count = output.readableBytes
+        for file in queuedFiles { count += file.end - file.position + file.after.readableBytes }
+        return count
+    }
+
+    /// Whether nothing waits to be sent.
+    var outputIsEmpty: Bool { output.isEmpty && queuedFiles.isEmpty }
 
     // MARK: Reading
 
@@ -392,6 +402,10 @@ public final class Connection {
     func enqueue(_ bytes: UnsafeRawBufferPointer) {
         guard state == .open, outputShutdown == .open, bytes.count > 0 else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
+        if !queuedFiles.isEmpty {  // after a file still being sent
+            queuedFiles[queuedFiles.count - 1].after.append(bytes)
+            return outputQueued()
+        }
         var sent = 0
         if output.isEmpty {
             do {
@@ -407,11 +421,130 @@ public final class Connection {
             if sent == bytes.count { return }
         }
         output.append(UnsafeRawBufferPointer(rebasing: bytes[sent...]))
-        if output.readableBytes > highWatermark && !pausedForOutput {
+        outputQueued()
+    }
+
+    /// Output was queued: pause reading above the high watermark, and send once the socket is writable.
+    private func outputQueued() {
+        if !pausedForOutput && bufferedOutputBytes > highWatermark {
             pausedForOutput = true
             updateReading()
         }
         if outputMayProceed { setWriting(true) }
+    }
+
+    /// Sends `region` of its file after everything written before, as the socket drains (see
+    /// ``write(file:)``). Writes after ``close()`` or ``shutdownOutput()`` are discarded.
+    public func write(file region: FileRegion) {
+        loop.preconditionInEventLoop()
+        guard state == .open, outputShutdown == .open, region.count > 0 else { return }
+        if idleTimeout != nil { lastActivity = Connection.now() }
+        queuedFiles.append(QueuedFile(region: region))
+        // Nothing before it and no TLS: straight to the socket, the common case for a small file.
+        if queuedFiles.count == 1 && output.isEmpty && tls == nil {
+            guard sendQueuedFile() else { return }
+            if queuedFiles.isEmpty { return }
+        }
+        outputQueued()
+    }
+
+    /// A file region in the output, how far it has been sent, and the bytes written after it.
+    final class QueuedFile {
+        let region: FileRegion
+        var position: Int
+        let end: Int
+        /// `sendfile(2)` does not apply (the file is not one it can read, or TLS must encrypt it):
+        /// read it into the loop's scratch space and send that.
+        var copying = false
+        var after = ByteBuffer()
+
+        init(region: FileRegion) {
+            self.region = region
+            position = region.offset
+            end = region.offset + region.count
+        }
+    }
+
+    /// The most one pass through the loop sends of a file: one large download must not delay the
+    /// loop's other connections.
+    static let fileSliceBytes = 1 << 20
+
+    /// Sends the first queued file for one pass (while the socket takes it, at most ``fileSliceBytes``),
+    /// with `sendfile(2)` or, where that does not apply, through the scratch space (and OpenSSL with
+    /// TLS). A file done makes the bytes written after it the output. Must be called with `output` empty.
+    /// - Returns: false if the connection closed (a failed send, a file that shrank).
+    func sendQueuedFile() -> Bool {
+        var budget = Self.fileSliceBytes
+        while budget > 0, let file = queuedFiles.first {
+            if file.copying || tls != nil {
+                let read: Int
+                do {
+                    read = try Posix.readFile(
+                        file.region.fileDescriptor, loop.scratch.baseAddress!,
+                        min(file.end - file.position, loop.scratch.count), at: file.position)
+                } catch {
+                    finishClose(error)
+                    return false
+                }
+                if read == 0 {
+                    finishClose(ReactorError.fileShrank)
+                    return false
+                }
+                file.position += read
+                budget -= read
+                let bytes = UnsafeRawBufferPointer(start: loop.scratch.baseAddress!, count: read)
+                let sent: Int
+                do {
+                    sent = try transmit(bytes)
+                } catch {
+                    finishClose(error)
+                    return false
+                }
+                bytesSent &+= sent
+                if sent < read { output.append(UnsafeRawBufferPointer(rebasing: bytes[sent...])) }
+            } else {
+                let result: Int?
+                do {
+                    result = try Posix.sendFile(
+                        fileDescriptor, from: file.region.fileDescriptor, offset: &file.position,
+                        count: min(file.end - file.position, budget))
+                } catch {
+                    if file.position == file.region.offset && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS)
+                    {
+                        file.copying = true  // a pipe, some /proc files: sendfile cannot read them
+                        continue
+                    }
+                    finishClose(error)
+                    return false
+                }
+                guard let result else { return true }  // the socket is full
+                if result == 0 {
+                    finishClose(ReactorError.fileShrank)
+                    return false
+                }
+                bytesSent &+= result
+                budget -= result
+            }
+            if file.position < file.end {
+                if !output.isEmpty { return true }  // the socket took only part of a copied piece
+                continue
+            }
+            queuedFiles.removeFirst()
+            if output.isEmpty {
+                output = file.after.take()
+            } else {
+                file.after.withUnsafeReadableBytes { output.append($0) }
+            }
+            if !output.isEmpty { return true }
+        }
+        return true
+    }
+
+    /// Sends `bytes` now, through OpenSSL with TLS: what the socket takes without waiting.
+    @inline(__always)
+    func transmit(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        if let tls { return try tlsTransmit(tls, bytes) }
+        return try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
     }
 
     /// Whether buffered output can be sent once the socket is writable: always without TLS; with it,
@@ -440,24 +573,30 @@ public final class Connection {
         guard state != .closed else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
         if let tls { return tlsWritable(tls) }
-        if output.isEmpty { return outputProgressed() }  // someone waits for the socket to drain (sendFile)
-        do {
-            let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
-                try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count)
+        if !output.isEmpty {
+            do {
+                let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
+                    try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count)
+                }
+                if let sent {
+                    output.moveReaderIndex(forwardBy: sent)
+                    bytesSent &+= sent
+                }
+            } catch {
+                return finishClose(error)
             }
-            if let sent {
-                output.moveReaderIndex(forwardBy: sent)
-                bytesSent &+= sent
-            }
-        } catch {
-            return finishClose(error)
+        } else if !queuedFiles.isEmpty {
+            guard sendQueuedFile() else { return }
         }
-        outputProgressed()
+        outputProgressed()  // also when nothing was queued: someone waits for the socket to drain (sendFile)
     }
 
     /// After bytes left the output buffer: wake writers, resume reading, finish a pending shutdown or close.
     func outputProgressed() {
-        if output.isEmpty {
+        if output.isEmpty && !queuedFiles.isEmpty {
+            output.clear()
+            if outputMayProceed { setWriting(true) }  // a file's turn
+        } else if output.isEmpty {
             output.clear()
             setWriting(tlsReadWaitsForWrite)  // a TLS read may still need the socket to drain
             let waiters = flushWaiters
@@ -474,7 +613,7 @@ public final class Connection {
                 updateDeadlineTimer()
             }
         }
-        guard output.readableBytes <= lowWatermark else { return }
+        guard bufferedOutputBytes <= lowWatermark else { return }
         if let writer {
             self.writer = nil
             // A graceful close() still needs its bound.
@@ -503,7 +642,7 @@ public final class Connection {
             self.reader = nil
             reader.continuation.resume(throwing: ReactorError.alreadyClosed)
         }
-        if output.isEmpty { return linger() }
+        if outputIsEmpty { return linger() }
         if let writeTimeout, writeDeadline == nil {
             writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
             updateDeadlineTimer()
@@ -544,7 +683,7 @@ public final class Connection {
         guard state == .open, outputShutdown == .open else { return }
         outputShutdown = .requested
         // Else finished once the socket drains (or, with TLS, once the handshake has completed).
-        if output.isEmpty && outputMayProceed && closeNotify() {
+        if outputIsEmpty && outputMayProceed && closeNotify() {
             outputShutdown = .done
             try? Posix.shutdown(fileDescriptor, how: Int32(SHUT_WR))
         }
@@ -572,6 +711,7 @@ public final class Connection {
         tls = nil
         input.clear()
         output.clear()
+        queuedFiles = []
         let failure = error ?? ReactorError.alreadyClosed
         let observers = handshakeObservers
         handshakeObservers = []

@@ -13,6 +13,9 @@ public enum ReactorError: Error, Equatable, Sendable, CustomStringConvertible {
     case timedOut
     /// The peer closed its side before the requested number of bytes arrived.
     case unexpectedEOF
+    /// A file region written to a connection ended early: the file shrank while it was being sent. The
+    /// connection is closed, as the peer got less than it was told to expect.
+    case fileShrank
     /// Another task is already waiting to read (or to write) on this connection.
     case concurrentOperation
     /// An address string could not be parsed or resolved.
@@ -29,6 +32,7 @@ public enum ReactorError: Error, Equatable, Sendable, CustomStringConvertible {
         case .lineTooLong(let limit): return "line longer than \(limit) bytes"
         case .timedOut: return "timed out"
         case .unexpectedEOF: return "unexpected end of input"
+        case .fileShrank: return "the file ended before the region written (it shrank while being sent)"
         case .concurrentOperation: return "another operation of the same kind is already waiting"
         case .invalidAddress(let text): return "invalid address: \(text)"
         case .unsupportedBackend(let name): return "event backend not available: \(name)"

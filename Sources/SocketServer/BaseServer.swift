@@ -380,7 +380,7 @@ open class BaseServer: @unchecked Sendable {
     open func closeRequest(_ request: Request) {}
 
     /// Counts a handler's error and passes it to ``handleError(_:clientAddress:error:)``.
-    final func reportHandlerError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+    package final func reportHandlerError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
         metrics.errors.increment()
         handleError(request, clientAddress: clientAddress, error: error)
     }

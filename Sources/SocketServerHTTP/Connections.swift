@@ -48,7 +48,7 @@ public final class HTTPService: @unchecked Sendable {
     /// The handler types that serve HTTP in `mixIn`'s mode, for a `TCPServer` (or Unix stream server)
     /// that conforms to ``HTTPServing``.
     public static func requestHandler(for mixIn: ProcessingMixIn) -> RequestHandlerType {
-        mixIn.handlesAsync ? .async(LoopHTTPConnection.self) : .blocking(BlockingHTTPConnection.self)
+        mixIn.handlesAsync ? .callback(LoopHTTPConnection.self) : .blocking(BlockingHTTPConnection.self)
     }
 
     func startWaiting(_ connection: Connection) {
@@ -271,127 +271,195 @@ final class BlockingHTTPConnection: BaseRequestHandler {
 
 // MARK: Reactor mode
 
-/// Queues output for the loop to send after the handler returns.
-private final class LoopTransport: HTTPTransport {
-    enum Item {
-        case bytes([UInt8])
-        case file(FileRegion)
+/// Writes straight to the reactor connection: bytes are sent at once or buffered, file regions queued.
+private final class ConnectionTransport: HTTPTransport {
+    let connection: Connection
+
+    init(connection: Connection) {
+        self.connection = connection
     }
-    var queue: [Item] = []
 
     func send(_ bytes: [UInt8]) throws {
-        queue.append(.bytes(bytes))
+        connection.write(bytes)
     }
 
     func send(_ region: FileRegion) throws -> Int? {
-        queue.append(.file(region))
-        return nil
-    }
-
-    /// Sends what is queued, as the connection drains.
-    /// - Returns: false if a file ended before its count (the response was cut short).
-    func drain(to connection: Connection) async throws -> Bool {
-        var complete = true
-        while !queue.isEmpty {
-            let items = queue
-            queue = []
-            for item in items {
-                switch item {
-                case .bytes(let bytes):
-                    try await connection.write(bytes)
-                case .file(let region):
-                    let sent = try await connection.sendFile(
-                        region.fileDescriptor, offset: region.offset, count: region.count)
-                    if sent < region.count { complete = false }
-                }
-            }
-        }
-        return complete
+        connection.write(file: region)
+        return nil  // sent as the client reads; a file that shrinks closes the connection (ReactorError.fileShrank)
     }
 }
 
-/// One HTTP connection in reactor mode, a task on the loop: requests and their bodies are read without
-/// blocking, each handler runs on the loop thread, and what it wrote is sent as the client reads.
-final class LoopHTTPConnection: AsyncStreamRequestHandler {
-    private var input = ByteBuffer()
+/// One HTTP connection in reactor mode, with no task: called on the loop as bytes arrive, it parses
+/// requests, reads their bodies, runs each handler on the loop thread once its request is whole, and
+/// writes the response to the connection, which sends it as the client reads (file regions with
+/// `sendfile`). Pipelined requests are served in order; while a response waits above the connection's
+/// high watermark, the next request waits too (and reading pauses).
+final class LoopHTTPConnection: CallbackRequestHandler {
+    private var service: HTTPService!
+    private var handler: BaseHTTPRequestHandler!
+    private var writer: HTTPResponseWriter!
+    /// Input not consumed yet, kept here only while serving waits for output to drain.
+    private var held = ByteBuffer()
 
-    override func handle() async throws {
-        let service = server.httpService
-        let handler = service.makeHandler()
-        let transport = LoopTransport()
-        let writer = HTTPResponseWriter(transport: transport)
+    /// Where the connection is in its current request.
+    private enum Phase {
+        /// Waiting for (the rest of) a request head; `idle` before its first byte.
+        case head(idle: Bool)
+        /// Reading a body of `Content-Length` bytes.
+        case body(HTTP.RequestHead, [UInt8], remaining: Int)
+        /// Decoding a chunked body.
+        case chunked(HTTP.RequestHead, [UInt8], HTTP.ChunkedDecoder)
+        /// The connection is ending: input is dropped.
+        case closing
+    }
+    private var phase = Phase.head(idle: true)
+
+    override func setup() throws {
+        service = server.httpService
+        handler = service.makeHandler()
+        writer = HTTPResponseWriter(transport: ConnectionTransport(connection: connection))
         handler.attach(server: server, clientAddress: clientAddress, writer: writer)
         handler.reactorConnection = connection
         connection.writeTimeout = handler.timeout
         try handler.setup()
-        defer {
-            service.stopWaiting(connection)
-            handler.bytesReceived = connection.bytesReceived
-            handler.bytesSent = connection.bytesSent
-            handler.finish()
-        }
-        do {
-            while try await serveOne(handler, writer: writer, transport: transport, service: service) {}
-        } catch let error where isPeerGone(error) {
-            return
-        } catch ReactorError.timedOut {
-            handler.serverCloseReason = .timedOut(idle: false)
-            handler.logError("Request timed out")
-        } catch ReactorError.alreadyClosed {
-            return  // closed while waiting for a request (a graceful stop)
-        }
-        if connection.isOpen { connection.close() }
+        awaitRequest()
     }
 
-    private func serveOne(
-        _ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, transport: LoopTransport, service: HTTPService
-    ) async throws -> Bool {
-        let limits = service.limits
-        var parsed: HTTP.RequestHead?
-        while true {
-            do {
-                parsed = try takeRequestHead(from: &input, limits: limits)
-            } catch {
-                try handler.reject(error)
-                return try await endEarly(handler, writer: writer, transport: transport)
+    override func handle(_ buffer: inout ByteBuffer) throws {
+        if case .head(idle: true) = phase { beginRequest() }
+        if held.isEmpty {
+            try serve(&buffer)
+            if !buffer.isEmpty && connection.isOpen && mustWaitForOutput {
+                buffer.withUnsafeReadableBytes { held.append($0) }  // rare: kept until the output drains
+                buffer.clear()
             }
-            if parsed != nil { break }
-            let idle = input.isEmpty
-            if idle {
-                if service.isDraining { return false }
-                service.startWaiting(connection)
-                connection.readTimeout = service.keepAliveTimeout ?? handler.timeout
-            } else {
-                connection.readTimeout = handler.timeout
-            }
-            let bytes: [UInt8]
-            do {
-                bytes = try await connection.read(upTo: 64 * 1024)
-            } catch ReactorError.timedOut where idle {
-                handler.serverCloseReason = .timedOut(idle: true)
-                return false  // idle past the keep-alive timeout: close quietly
-            }
-            if idle { service.stopWaiting(connection) }
-            if bytes.isEmpty { return false }
-            input.append(bytes)
+        } else {
+            buffer.withUnsafeReadableBytes { held.append($0) }
+            buffer.clear()
+            try serve(&held)
         }
-        let head = parsed!
-        handler.begin(head, body: .empty())
-        if handler.wantsContinue(head) {
-            guard try handler.handleExpect100() else {
-                return try await endEarly(handler, writer: writer, transport: transport)
-            }
-            try writer.flush()
-            _ = try await transport.drain(to: connection)
-        }
-        let body: [UInt8]
+    }
+
+    override func handleWritable() {
+        guard !held.isEmpty, !mustWaitForOutput else { return }
         do {
-            connection.readTimeout = handler.timeout
-            body = try await readBody(head.body, limits: limits)
-        } catch let error as HTTP.ParseError {
-            try handler.reject(error)
-            return try await endEarly(handler, writer: writer, transport: transport)
+            try serve(&held)
+        } catch {
+            server.reportHandlerError(.connection(connection), clientAddress: clientAddress, error: error)
+            connection.close()
         }
+    }
+
+    override func handleEndOfInput() throws {
+        // The client closed: between requests, or mid-request (nothing to answer then).
+        phase = .closing
+        connection.close()
+    }
+
+    override func finish(error: (any Error)?) {
+        service?.stopWaiting(connection)
+        guard let handler else { return }
+        switch error {
+        case ReactorError.timedOut?:
+            if case .head(idle: true) = phase {
+                handler.serverCloseReason = .timedOut(idle: true)  // no next request in time: closed quietly
+            } else {
+                handler.serverCloseReason = .timedOut(idle: false)
+                handler.logError("Request timed out")
+            }
+        case ReactorError.fileShrank?:
+            handler.logError("file ended before its Content-Length: closing the connection")
+        default:
+            break
+        }
+        handler.bytesReceived = connection.bytesReceived
+        handler.bytesSent = connection.bytesSent
+        handler.finish()
+    }
+
+    /// Whether the next request must wait: the responses before it are above the high watermark.
+    private var mustWaitForOutput: Bool { connection.bufferedOutputBytes > connection.highWatermark }
+
+    /// Between requests: registered for ``HTTPService/stopKeepAlive()``, bounded by the keep-alive timeout.
+    private func awaitRequest() {
+        phase = .head(idle: true)
+        service.startWaiting(connection)
+        connection.idleTimeout = service.keepAliveTimeout ?? handler.timeout
+    }
+
+    /// A request's first bytes arrived.
+    private func beginRequest() {
+        service.stopWaiting(connection)
+        phase = .head(idle: false)
+        connection.idleTimeout = handler.timeout
+    }
+
+    /// Serves every whole request in `input`, in order, while output allows; consumes what it used.
+    private func serve(_ input: inout ByteBuffer) throws {
+        let limits = service.limits
+        while connection.isOpen && !input.isEmpty {
+            switch phase {
+            case .closing:
+                return input.clear()
+            case .head:
+                if case .head(idle: true) = phase {
+                    if mustWaitForOutput { return }
+                    beginRequest()
+                }
+                let parsed: HTTP.RequestHead?
+                do {
+                    parsed = try takeRequestHead(from: &input, limits: limits)
+                } catch {
+                    try handler.reject(error)
+                    return try endEarly(&input)
+                }
+                guard let head = parsed else { return }  // incomplete: more bytes to come
+                handler.begin(head, body: .empty())
+                if handler.wantsContinue(head) {
+                    guard try handler.handleExpect100() else { return try endEarly(&input) }
+                    try writer.flush()
+                }
+                switch head.body {
+                case .none:
+                    try respond(head, body: [])
+                case .length(let length):
+                    phase = .body(head, [], remaining: length)
+                case .chunked:
+                    phase = .chunked(
+                        head, [], HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength))
+                }
+            case .body(let head, var body, let remaining):
+                let count = min(remaining, input.readableBytes)
+                input.withUnsafeReadableBytes { body.append(contentsOf: $0[..<count]) }
+                input.moveReaderIndex(forwardBy: count)
+                if count == remaining {
+                    try respond(head, body: body)
+                } else {
+                    phase = .body(head, body, remaining: remaining - count)
+                }
+            case .chunked(let head, var body, var decoder):
+                do {
+                    let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &body) }
+                    input.moveReaderIndex(forwardBy: consumed)
+                } catch let error as HTTP.ParseError {
+                    try handler.reject(error)
+                    return try endEarly(&input)
+                }
+                if decoder.isComplete {
+                    try respond(head, body: body)
+                } else {
+                    phase = .chunked(head, body, decoder)
+                }
+            }
+        }
+        // A request with no body bytes still to come (the last one of the input) is served above; one with an
+        // empty body is too. A Content-Length body of zero length arrives with no bytes at all:
+        if case .body(let head, let body, remaining: 0) = phase { try respond(head, body: body) }
+    }
+
+    /// Runs the handler on a whole request and writes its response; then waits for the next request or
+    /// closes.
+    private func respond(_ head: HTTP.RequestHead, body: [UInt8]) throws {
         handler.begin(head, body: .bytes(body, contentLength: head.body == .chunked ? nil : body.count))
         var failure: (any Error)?
         do {
@@ -401,49 +469,27 @@ final class LoopHTTPConnection: AsyncStreamRequestHandler {
             failure = error
         }
         try writer.flush()
-        let complete = try await transport.drain(to: connection)
         handler.end()
         if let failure { throw failure }
-        if !complete || writer.truncated {
+        if writer.truncated {
             handler.logError("file ended before its Content-Length: closing the connection")
-            return false
+            writer.truncated = false
+            return end()
         }
-        return !handler.closeConnection && !service.isDraining
+        if handler.closeConnection || service.isDraining { return end() }
+        awaitRequest()
     }
 
     /// Sends what the handler wrote (an error, a refused 100-continue), logs the request, and ends the connection.
-    private func endEarly(_ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, transport: LoopTransport)
-        async throws -> Bool
-    {
+    private func endEarly(_ input: inout ByteBuffer) throws {
         try writer.flush()
-        _ = try await transport.drain(to: connection)
         handler.end()
-        return false
+        input.clear()
+        end()
     }
 
-    /// Reads the whole body: `Content-Length` bytes, or a chunked body decoded.
-    private func readBody(_ framing: HTTP.Body, limits: Limits) async throws -> [UInt8] {
-        switch framing {
-        case .none:
-            return []
-        case .length(let length):
-            while input.readableBytes < length {
-                let bytes = try await connection.read(upTo: min(length - input.readableBytes, 256 * 1024))
-                if bytes.isEmpty { throw ReactorError.unexpectedEOF }
-                input.append(bytes)
-            }
-            return input.readBytes(length) ?? []
-        case .chunked:
-            var decoder = HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength)
-            var body: [UInt8] = []
-            while true {
-                let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &body) }
-                input.moveReaderIndex(forwardBy: consumed)
-                if decoder.isComplete { return body }
-                let bytes = try await connection.read(upTo: 64 * 1024)
-                if bytes.isEmpty { throw ReactorError.unexpectedEOF }
-                input.append(bytes)
-            }
-        }
+    private func end() {
+        phase = .closing
+        connection.close()
     }
 }
