@@ -132,6 +132,16 @@ extension Connection {
         try await waitForOutputBelowHighWatermark()
     }
 
+    /// Writes `region` of its file after everything written before (see `write(file:)`), suspending while
+    /// more than ``highWatermark`` bytes wait to be sent, the region's unsent part included.
+    /// - Throws: as `write(_:)`; ``ReactorError/fileShrank`` if the connection closed because the file
+    ///   ended early.
+    public func write(file region: FileRegion) async throws {
+        try checkWritable()
+        enqueue(file: region)
+        try await waitForOutputBelowHighWatermark()
+    }
+
     private func checkWritable() throws {
         loop.preconditionInEventLoop()
         guard acceptsWrites else { throw closeError ?? ReactorError.alreadyClosed }

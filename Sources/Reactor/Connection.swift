@@ -433,10 +433,20 @@ public final class Connection {
         if outputMayProceed { setWriting(true) }
     }
 
-    /// Sends `region` of its file after everything written before, as the socket drains (see
-    /// ``write(file:)``). Writes after ``close()`` or ``shutdownOutput()`` are discarded.
+    /// Sends `region` of its file after everything written before, as the socket drains: with
+    /// `sendfile(2)` on a plain socket (the bytes go from the page cache to the socket, never through
+    /// memory of ours), at most 1 MiB per pass through the loop so one large download never delays
+    /// another connection; with TLS, or for a file `sendfile` cannot read, in pieces through the loop's
+    /// scratch space. The region's unsent part counts in ``bufferedOutputBytes`` (so a delegate's reading
+    /// pauses above the high watermark) and keeps the file open until sent. If the file ends before the
+    /// region does (it shrank), the connection closes with ``ReactorError/fileShrank``. Writes after
+    /// ``close()`` or ``shutdownOutput()`` are discarded.
     public func write(file region: FileRegion) {
         loop.preconditionInEventLoop()
+        enqueue(file: region)
+    }
+
+    func enqueue(file region: FileRegion) {
         guard state == .open, outputShutdown == .open, region.count > 0 else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
         queuedFiles.append(QueuedFile(region: region))
@@ -509,8 +519,7 @@ public final class Connection {
                         fileDescriptor, from: file.region.fileDescriptor, offset: &file.position,
                         count: min(file.end - file.position, budget))
                 } catch {
-                    if file.position == file.region.offset && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS)
-                    {
+                    if file.position == file.region.offset && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) {
                         file.copying = true  // a pipe, some /proc files: sendfile cannot read them
                         continue
                     }

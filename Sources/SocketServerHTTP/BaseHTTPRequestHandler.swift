@@ -181,25 +181,37 @@ open class BaseHTTPRequestHandler {
     /// Starts a response: the status line, `Server` and `Date` (buffered until ``endHeaders()``).
     public func sendResponse(_ code: Int, _ message: String? = nil) {
         sendResponseOnly(code, message)
-        sendHeader("Server", versionString())
+        sendHeader("Server", serverHeader)
         sendHeader("Date", dateTimeString())
     }
+
+    /// ``versionString()``, once per handler: its parts are class attributes.
+    private lazy var serverHeader = versionString()
+    /// ``protocolVersion``, once per handler.
+    private lazy var statusLineVersion = protocolVersion
 
     /// The status line alone (buffered until ``endHeaders()``); nothing for an HTTP/0.9 request.
     public func sendResponseOnly(_ code: Int, _ message: String? = nil) {
         if code >= 200 || responseStatus == nil { responseStatus = code }
-        guard requestVersion != "HTTP/0.9" else { return }
-        let reason = message ?? HTTP.reason(code)
-        headersBuffer += latin1("\(protocolVersion) \(code) \(reason)\r\n")
+        guard !isHTTP09 else { return }
+        appendLatin1(statusLineVersion)
+        headersBuffer.append(32)
+        appendLatin1(String(code))
+        headersBuffer.append(32)
+        appendLatin1(message ?? HTTP.reason(code))
+        headersBuffer += [13, 10]
     }
 
     /// One header (buffered until ``endHeaders()``). A `Connection: close` or `keep-alive` header sets
     /// ``closeConnection``.
     public func sendHeader(_ keyword: String, _ value: String) {
-        if requestVersion != "HTTP/0.9" {
-            headersBuffer += latin1("\(keyword): \(value)\r\n")
+        if !isHTTP09 {
+            appendLatin1(keyword)
+            headersBuffer += [58, 32]
+            appendLatin1(value)
+            headersBuffer += [13, 10]
         }
-        if keyword.lowercased() == "connection" {
+        if keyword.utf8.count == 10 && keyword.lowercased() == "connection" {
             if value.lowercased() == "close" {
                 closeConnection = true
             } else if value.lowercased() == "keep-alive" {
@@ -208,9 +220,12 @@ open class BaseHTTPRequestHandler {
         }
     }
 
+    /// Whether the request is HTTP/0.9, which has no head in its response.
+    private var isHTTP09: Bool { requestVersion.utf8.count == 8 && requestVersion == "HTTP/0.9" }
+
     /// Ends the head and writes it to ``wfile``.
     public func endHeaders() throws {
-        guard requestVersion != "HTTP/0.9" else { return }
+        guard !isHTTP09 else { return }
         headersBuffer += [13, 10]
         try flushHeaders()
     }
@@ -369,9 +384,18 @@ open class BaseHTTPRequestHandler {
     /// The head buffered but not yet written (a handler that forgot ``endHeaders()``).
     var hasPendingHead: Bool { !headersBuffer.isEmpty }
 
-    private func latin1(_ text: String) -> [UInt8] {
-        if text.utf8.allSatisfy({ $0 < 0x80 }) { return Array(text.utf8) }  // ASCII, the common case
-        return text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
+    /// Appends `text` to the head as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).
+    private func appendLatin1(_ text: String) {
+        var text = text
+        let ascii = text.withUTF8 { bytes in
+            var high: UInt8 = 0
+            for byte in bytes { high |= byte }
+            if high < 0x80 { headersBuffer.append(contentsOf: bytes) }  // ASCII, the common case
+            return high < 0x80
+        }
+        if !ascii {
+            headersBuffer += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
+        }
     }
 }
 

@@ -267,6 +267,22 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// `..` or contain a separator dropped; a trailing `/` kept. `nil` for a path with a NUL byte or
     /// that is not UTF-8 once decoded.
     open func translatePath(_ path: String) -> String? {
+        // The common case needs none of the work below: printable ASCII with nothing to decode, drop or
+        // normalize (no `%`, `?`, `#`, empty word or word starting with `.`).
+        var previous: UInt8 = 0
+        var plain = path.utf8.first == UInt8(ascii: "/")
+        for byte in path.utf8 where plain {
+            switch byte {
+            case 0x21...0x7E where byte != UInt8(ascii: "%") && byte != UInt8(ascii: "?") && byte != UInt8(ascii: "#"):
+                if previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")) {
+                    plain = false
+                }
+                previous = byte
+            default:
+                plain = false
+            }
+        }
+        if plain { return directory.hasSuffix("/") ? directory + path.dropFirst() : directory + path }
         let bare = String(splitTarget(path).path.prefix { $0 != "#" })
         let trailingSlash = endsWithSlashBeforeWhitespace(bare)
         guard let bytes = percentDecoded(bare), !bytes.contains(0),
@@ -292,8 +308,18 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     open func guessType(_ path: String) -> String {
         let name = path.lastIndex(of: "/").map { path[path.index(after: $0)...] } ?? path[...]
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
-        let ext = String(name[dot...])
-        return extensions[ext] ?? extensions[ext.lowercased()]
+        let ext = name[dot...]
+        if ext == lastType.ext { return lastType.type }
+        let type = typeFor(String(ext))
+        lastType = (String(ext), type)
+        return type
+    }
+
+    /// The last extension looked up and its type: a page's files often share one.
+    private var lastType: (ext: String, type: String) = ("", "")
+
+    private func typeFor(_ ext: String) -> String {
+        extensions[ext] ?? extensions[ext.lowercased()]
             ?? MIMETypes.shared[String(ext.dropFirst()).lowercased()] ?? "application/octet-stream"
     }
 
