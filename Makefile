@@ -131,7 +131,7 @@ bench: release
 	@if [ "$$(id -u)" -eq 0 ] && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server; fi
 	$(SWIFT) build -c release --package-path Benchmarks/nio-echo --scratch-path .build-nio \
 		|| echo "note: the SwiftNIO baseline did not build, its rows are skipped"
-	@for tool in nginx wrk; do command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || [ "$$(id -u)" -ne 0 ] \
+	@for tool in nginx wrk strace; do command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || [ "$$(id -u)" -ne 0 ] \
 		|| (printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
 			&& apt-get install -y $$tool; rm -f /usr/sbin/policy-rc.d) \
 		|| echo "note: $$tool is missing, the HTTP rows that need it are skipped"; done

@@ -393,6 +393,35 @@ def run_http(make, path, connections, seconds, scheme="http"):
             "cpu_ms_per_mib": cpu * 1e3 / mib if mib else None, "errors": errors}
 
 
+def syscalls_per_request(make, path, connections, seconds):
+    """System calls per request over a keep-alive run: `strace -c -f` attached to the server (and its
+    threads and children) after its connections are warm, total calls over the requests wrk counted.
+    None without strace."""
+    if not os.path.exists("/usr/bin/strace"):
+        return None
+    port = free_port()
+    process = subprocess.Popen(make(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = os.path.join(BENCH, "strace.txt")
+    try:
+        wait_for_port(port)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], timeout=60)
+        targets = sum((["-p", str(pid)] for pid in family(process.pid)), [])
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", report] + targets, stderr=subprocess.DEVNULL)
+        time.sleep(1)  # attached
+        count, _, _ = wrk(port, path, connections, seconds)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    total = re.search(r"^\S+\s+\S+\s+\S+\s+(\d+)\s+(?:\d+\s+)?total$", open(report).read(), re.M)
+    return int(total.group(1)) / count if total and count else None
+
+
 def http_table(rounds, seconds):
     if not os.path.exists("/usr/bin/wrk"):
         return [], "wrk is not installed (apt-get install wrk)"
@@ -408,7 +437,7 @@ def http_table(rounds, seconds):
                 except Exception as error:
                     samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
     results = []
-    for label, *_ in HTTP_ROWS:
+    for label, path, connections in HTTP_ROWS:
         base = [s for s in samples.get((label, HTTP_BASELINE), []) if "failed" not in s]
         base_cpu_request = median(s["cpu_us_per_request"] for s in base)
         base_cpu_mib = median(s["cpu_ms_per_mib"] for s in base)
@@ -419,6 +448,12 @@ def http_table(rounds, seconds):
             row["cpu_per_request_vs_nginx"] = ratio(row["cpu_us_per_request"], base_cpu_request)
             row["cpu_per_mib_vs_nginx"] = ratio(row["cpu_ms_per_mib"], base_cpu_mib)
             row["requests_vs_nginx"] = ratio(row["requests_per_second"], base_rps)
+            if connections > 4:  # keep-alive rows: how many system calls one request costs
+                progress(f"http: {label}: {name}: counting system calls")
+                try:
+                    row["syscalls_per_request"] = syscalls_per_request(table[name], path, connections, seconds)
+                except Exception:
+                    row["syscalls_per_request"] = None
             results.append(row)
     return results, None
 
@@ -625,11 +660,13 @@ def markdown(document):
         out += [f"redis: skipped, {document['redis_skipped']}", ""]
     if document.get("http"):
         out += ["### HTTP: wrk -t1 against each server, the same directory", "",
-                "CPU is the server's; ratios are against nginx (one worker, sendfile on, access log off).", ""]
+                "CPU is the server's; ratios are against nginx (one worker, sendfile on, access log off). System "
+                "calls per request: `strace -c -f` on the server over one more keep-alive run (its own CPU "
+                "is not measured).", ""]
         for label, *_ in HTTP_ROWS:
             out += [f"#### {label}", "",
-                    "| server | requests/s | MiB/s | CPU us/request | CPU ms/MiB | CPU/request vs nginx | CPU/MiB vs nginx | requests/s vs nginx | errors |",
-                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                    "| server | requests/s | MiB/s | CPU us/request | CPU ms/MiB | CPU/request vs nginx | CPU/MiB vs nginx | requests/s vs nginx | system calls/request | errors |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for row in document["http"]:
                 if row["row"] != label:
                     continue
@@ -637,7 +674,7 @@ def markdown(document):
                            f"{fmt(row['mib_per_second'], '.1f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
                            f"{fmt(row['cpu_ms_per_mib'], '.2f')} | {fmt(row['cpu_per_request_vs_nginx'], '.2f')} | "
                            f"{fmt(row['cpu_per_mib_vs_nginx'], '.2f')} | {fmt(row['requests_vs_nginx'], '.2f')} | "
-                           f"{fmt(row['errors'], '.0f')} |")
+                           f"{fmt(row.get('syscalls_per_request'), '.1f')} | {fmt(row['errors'], '.0f')} |")
             out.append("")
     elif document.get("http_skipped"):
         out += [f"http: skipped, {document['http_skipped']}", ""]

@@ -18,7 +18,7 @@ public enum ResponseBody {
 /// Safety: a path is decoded and normalized as Python does (no `..` climbs out of ``directory``), and
 /// beyond Python, a symbolic link leading outside ``directory`` is answered 404, and only regular files
 /// are opened: a FIFO or a device file in the directory is never opened for reading. Paths are resolved
-/// beneath the directory, held open (``Directory``): a file costs a `stat`, an `openat2` and an `fstat`,
+/// beneath the directory, held open (Reactor's `Directory`): a file costs a `stat`, an `openat2` and an `fstat`,
 /// with no `realpath` walk of the directories above it.
 ///
 /// Caching: `Last-Modified` with `If-Modified-Since` (304, as Python); beyond Python, an `ETag`
@@ -145,7 +145,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         return "\"" + modified + "-" + String(file.size, radix: 16) + "-" + String(file.inode, radix: 16) + "\""
     }
 
-    /// ``directory``, opened on the first request for a file: paths are resolved beneath it (``Directory``).
+    /// ``directory``, opened on the first request for a file: paths are resolved beneath it (Reactor's `Directory`).
     /// `nil` if it cannot be opened (every request is then answered 404).
     private lazy var rootDirectory: Directory? = try? Directory(path: directory)
 
