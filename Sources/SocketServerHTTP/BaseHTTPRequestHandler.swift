@@ -4,38 +4,11 @@ import Protocols
 import Reactor
 import SocketServer
 
-/// An HTTP/1.x request handler: Python's `http.server.BaseHTTPRequestHandler`, in every mode.
-///
-/// One handler serves one connection, request after request (keep-alive and pipelining when
-/// ``protocolVersion`` is `HTTP/1.1`). For each request the server parses the request line and
-/// headers (with limits), sets ``command``, ``path``, ``requestVersion``, ``headers``, and calls
-/// `doGET()`, `doHEAD()`, `doPOST()`... by method: override the ones you serve; a method with no
-/// override is answered 501, as Python answers a missing `do_X`.
-///
-/// ```swift
-/// final class Hello: BaseHTTPRequestHandler {
-///     override func doGET() throws {
-///         let body = Array("Hello, \(path)\n".utf8)
-///         sendResponse(200)
-///         sendHeader("Content-Type", "text/plain")
-///         sendHeader("Content-Length", "\(body.count)")
-///         try endHeaders()
-///         try wfile.write(body)
-///     }
-/// }
-/// ```
-///
-/// The same handler runs in every mode. In the blocking modes (``HTTPServer``, ``ThreadingHTTPServer``,
-/// ``ForkingHTTPServer``) ``rfile`` reads the body from the socket and ``wfile`` sends as it goes. In
-/// reactor mode (``ReactorHTTPServer``) the body has been read before the `do` method is called and what
-/// it writes is sent by the loop as the client reads: nothing a handler does with ``rfile`` and ``wfile``
-/// waits for a client, so the `do` methods must not block in other ways either.
-///
-/// Class attributes (override as computed properties): ``serverVersion``, ``sysVersion``,
-/// ``protocolVersion``, ``defaultRequestVersion``, ``errorMessageFormat``, ``errorContentType``,
-/// ``timeout``. Handlers are made by the server's factory, one per connection: `init()` for a
-/// handler type, or any closure (Python's `functools.partial(Handler, directory=...)`).
-open class BaseHTTPRequestHandler {
+/// What ``BaseHTTPRequestHandler`` and ``AsyncHTTPRequestHandler`` share: the request (``command``,
+/// ``path``, ``headers``, ``rfile``), the response (``sendResponse(_:_:)``, ``sendHeader(_:_:)``,
+/// ``endHeaders()``, ``sendError(_:_:explain:)``, ``wfile``), the class attributes and the access log.
+/// Subclass one of those two, not this.
+open class HTTPRequestHandlerBase {
     // MARK: Class attributes
 
     /// The `Server` header's product token.
@@ -141,36 +114,6 @@ open class BaseHTTPRequestHandler {
         return true
     }
 
-    /// Serves the request by ``command``: `doGET()` for GET and so on; 501 for other methods. Override
-    /// it to serve methods beyond these.
-    open func handleCommand() throws {
-        switch command {
-        case "GET": try doGET()
-        case "HEAD": try doHEAD()
-        case "POST": try doPOST()
-        case "PUT": try doPUT()
-        case "DELETE": try doDELETE()
-        case "PATCH": try doPATCH()
-        case "OPTIONS": try doOPTIONS()
-        default: try sendUnsupportedMethod()
-        }
-    }
-
-    /// GET; 501 unless overridden.
-    open func doGET() throws { try sendUnsupportedMethod() }
-    /// HEAD; 501 unless overridden.
-    open func doHEAD() throws { try sendUnsupportedMethod() }
-    /// POST; 501 unless overridden.
-    open func doPOST() throws { try sendUnsupportedMethod() }
-    /// PUT; 501 unless overridden.
-    open func doPUT() throws { try sendUnsupportedMethod() }
-    /// DELETE; 501 unless overridden.
-    open func doDELETE() throws { try sendUnsupportedMethod() }
-    /// PATCH; 501 unless overridden.
-    open func doPATCH() throws { try sendUnsupportedMethod() }
-    /// OPTIONS; 501 unless overridden.
-    open func doOPTIONS() throws { try sendUnsupportedMethod() }
-
     /// Python's answer to a method with no `do_` method.
     public func sendUnsupportedMethod() throws {
         try sendError(501, "Unsupported method ('\(command)')")
@@ -249,7 +192,7 @@ open class BaseHTTPRequestHandler {
         sendResponse(code, message)
         sendHeader("Connection", "close")
         var body: [UInt8]?
-        if code >= 200 && ![204, 205, 304].contains(code) {
+        if HTTP1Session.responseHasBody(method: "GET", status: code) {
             let page =
                 errorMessageFormat
                 .replacingAll("%(code)d", "\(code)")
@@ -330,14 +273,7 @@ open class BaseHTTPRequestHandler {
         rfile = body
         let twoWords = head.versionNumber == .http09 && !head.requestLine.hasSuffix("HTTP/0.9")
         requestVersion = twoWords ? defaultRequestVersion : head.version
-        let protocolNumber = self.protocolNumber
-        closeConnection = !(head.versionNumber >= .http11 && protocolNumber >= .http11) || twoWords
-        let connection = headers.tokens("Connection")
-        if connection.contains("close") {
-            closeConnection = true
-        } else if connection.contains("keep-alive") && protocolNumber >= .http11 {
-            closeConnection = false
-        }
+        closeConnection = !HTTP1Session.keepsAlive(head, serverVersion: protocolNumber)
     }
 
     /// ``protocolVersion`` parsed, once per handler (a class attribute: it does not change between requests).
@@ -345,8 +281,7 @@ open class BaseHTTPRequestHandler {
 
     /// Whether the request's `Expect: 100-continue` applies (both sides at HTTP/1.1).
     func wantsContinue(_ head: HTTP.RequestHead) -> Bool {
-        head.expectsContinue && protocolNumber >= .http11
-            && head.versionNumber >= .http11
+        HTTP1Session.wantsContinue(head, serverVersion: protocolNumber)
     }
 
     /// Answers a request that could not be parsed: Python's `send_error` from `parse_request`.
@@ -397,6 +332,131 @@ open class BaseHTTPRequestHandler {
             headersBuffer += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
         }
     }
+}
+
+/// An HTTP/1.x request handler: Python's `http.server.BaseHTTPRequestHandler`, in every mode.
+///
+/// One handler serves one connection, request after request (keep-alive and pipelining when
+/// ``HTTPRequestHandlerBase/protocolVersion`` is `HTTP/1.1`). For each request the server parses the request line and
+/// headers (with limits), sets ``HTTPRequestHandlerBase/command``, ``HTTPRequestHandlerBase/path``, ``HTTPRequestHandlerBase/requestVersion``, ``HTTPRequestHandlerBase/headers``, and calls
+/// `doGET()`, `doHEAD()`, `doPOST()`... by method: override the ones you serve; a method with no
+/// override is answered 501, as Python answers a missing `do_X`.
+///
+/// ```swift
+/// final class Hello: BaseHTTPRequestHandler {
+///     override func doGET() throws {
+///         let body = Array("Hello, \(path)\n".utf8)
+///         sendResponse(200)
+///         sendHeader("Content-Type", "text/plain")
+///         sendHeader("Content-Length", "\(body.count)")
+///         try endHeaders()
+///         try wfile.write(body)
+///     }
+/// }
+/// ```
+///
+/// The same handler runs in every mode. In the blocking modes (``HTTPServer``, ``ThreadingHTTPServer``,
+/// ``ForkingHTTPServer``) ``HTTPRequestHandlerBase/rfile`` reads the body from the socket and ``HTTPRequestHandlerBase/wfile`` sends as it goes. In
+/// reactor mode (``ReactorHTTPServer``) the body has been read before the `do` method is called and what
+/// it writes is sent by the loop as the client reads: nothing a handler does with ``HTTPRequestHandlerBase/rfile`` and ``HTTPRequestHandlerBase/wfile``
+/// waits for a client, so the `do` methods must not block in other ways either.
+///
+/// Class attributes (override as computed properties): ``HTTPRequestHandlerBase/serverVersion``, ``HTTPRequestHandlerBase/sysVersion``,
+/// ``HTTPRequestHandlerBase/protocolVersion``, ``HTTPRequestHandlerBase/defaultRequestVersion``, ``HTTPRequestHandlerBase/errorMessageFormat``, ``HTTPRequestHandlerBase/errorContentType``,
+/// ``HTTPRequestHandlerBase/timeout``. Handlers are made by the server's factory, one per connection: `init()` for a
+/// handler type, or any closure (Python's `functools.partial(Handler, directory=...)`).
+open class BaseHTTPRequestHandler: HTTPRequestHandlerBase {
+    /// Made by the server, one per connection.
+    public required init() {}
+
+    /// Serves the request by ``HTTPRequestHandlerBase/command``: `doGET()` for GET and so on; 501 for other methods. Override
+    /// it to serve methods beyond these.
+    open func handleCommand() throws {
+        switch command {
+        case "GET": try doGET()
+        case "HEAD": try doHEAD()
+        case "POST": try doPOST()
+        case "PUT": try doPUT()
+        case "DELETE": try doDELETE()
+        case "PATCH": try doPATCH()
+        case "OPTIONS": try doOPTIONS()
+        default: try sendUnsupportedMethod()
+        }
+    }
+
+    /// GET; 501 unless overridden.
+    open func doGET() throws { try sendUnsupportedMethod() }
+    /// HEAD; 501 unless overridden.
+    open func doHEAD() throws { try sendUnsupportedMethod() }
+    /// POST; 501 unless overridden.
+    open func doPOST() throws { try sendUnsupportedMethod() }
+    /// PUT; 501 unless overridden.
+    open func doPUT() throws { try sendUnsupportedMethod() }
+    /// DELETE; 501 unless overridden.
+    open func doDELETE() throws { try sendUnsupportedMethod() }
+    /// PATCH; 501 unless overridden.
+    open func doPATCH() throws { try sendUnsupportedMethod() }
+    /// OPTIONS; 501 unless overridden.
+    open func doOPTIONS() throws { try sendUnsupportedMethod() }
+}
+
+/// An HTTP/1.x request handler whose `do` methods may await: ``BaseHTTPRequestHandler``'s API (Python's
+/// names, class attributes, ``HTTPRequestHandlerBase/sendResponse(_:_:)``, ``HTTPRequestHandlerBase/wfile``,
+/// the access log) with `async throws` methods, for reactor mode.
+///
+/// ```swift
+/// final class Lookup: AsyncHTTPRequestHandler {
+///     override var protocolVersion: String { "HTTP/1.1" }
+///
+///     override func doGET() async throws {
+///         let answer = try await backend.fetch(path)  // other connections are served meanwhile
+///         sendResponse(200)
+///         sendHeader("Content-Length", "\(answer.count)")
+///         try endHeaders()
+///         try wfile.write(answer)
+///     }
+/// }
+/// let server = try ReactorHTTPServer(address) { Lookup() }
+/// ```
+///
+/// ``ReactorHTTPServer`` runs each request's `do` method in a task on the loop, only for requests to an
+/// async handler: while it awaits, the loop serves other connections; requests the same client pipelined
+/// meanwhile wait for it, in order. The body has been read before the method runs; what it writes is sent
+/// as the client reads. Only ``ReactorHTTPServer`` takes one: the blocking-mode servers refuse it at
+/// compile time (their initializers take a ``BaseHTTPRequestHandler``).
+open class AsyncHTTPRequestHandler: HTTPRequestHandlerBase {
+    /// Made by the server, one per connection.
+    public required init() {}
+
+    /// Serves the request by ``HTTPRequestHandlerBase/command``: `doGET()` for GET and so on; 501 for other methods. Override
+    /// it to serve methods beyond these.
+    open func handleCommand() async throws {
+        switch command {
+        case "GET": try await doGET()
+        case "HEAD": try await doHEAD()
+        case "POST": try await doPOST()
+        case "PUT": try await doPUT()
+        case "DELETE": try await doDELETE()
+        case "PATCH": try await doPATCH()
+        case "OPTIONS": try await doOPTIONS()
+        default: try sendUnsupportedMethod()
+        }
+    }
+
+    /// GET; 501 unless overridden.
+    open func doGET() async throws { try sendUnsupportedMethod() }
+    /// HEAD; 501 unless overridden.
+    open func doHEAD() async throws { try sendUnsupportedMethod() }
+    /// POST; 501 unless overridden.
+    open func doPOST() async throws { try sendUnsupportedMethod() }
+    /// PUT; 501 unless overridden.
+    open func doPUT() async throws { try sendUnsupportedMethod() }
+    /// DELETE; 501 unless overridden.
+    open func doDELETE() async throws { try sendUnsupportedMethod() }
+    /// PATCH; 501 unless overridden.
+    open func doPATCH() async throws { try sendUnsupportedMethod() }
+    /// OPTIONS; 501 unless overridden.
+    open func doOPTIONS() async throws { try sendUnsupportedMethod() }
 }
 
 /// `&`, `<`, `>` (and with `quote`, `"` and `'`) as HTML entities: Python's `html.escape`.
@@ -535,11 +595,11 @@ enum HTTPDate {
     }
 }
 
-/// Why an HTTP server ended a connection (``BaseHTTPRequestHandler/serverCloseReason``).
+/// Why an HTTP server ended a connection (``HTTPRequestHandlerBase/serverCloseReason``).
 public enum HTTPCloseReason: Equatable, Sendable {
     /// A request was answered with this error status before its handler ran (400, 413, 414, 431, 501, 505).
     case rejected(status: Int, message: String)
     /// No next request within the keep-alive timeout (`idle`), or a request not read or sent within the
-    /// handler's ``BaseHTTPRequestHandler/timeout``.
+    /// handler's ``HTTPRequestHandlerBase/timeout``.
     case timedOut(idle: Bool)
 }

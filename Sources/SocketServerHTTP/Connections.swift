@@ -7,8 +7,9 @@ import Synchronization
 /// What the connections of one HTTP server share: how to make their handlers, the input limits, and
 /// whether the server is draining (no request is started on an idle connection once it is).
 public final class HTTPService: @unchecked Sendable {
-    /// Makes the handler of a new connection.
-    public let makeHandler: @Sendable () -> BaseHTTPRequestHandler
+    /// Makes the handler of a new connection: a ``BaseHTTPRequestHandler`` in every mode, or in reactor mode
+    /// an ``AsyncHTTPRequestHandler``.
+    public let makeHandler: @Sendable () -> HTTPRequestHandlerBase
     /// Input limits: the request head (`headLength`, over it 414 or 431) and the body (`requestLength`,
     /// over it 413). Set before serving. In reactor mode a body is read whole before its handler runs, so
     /// `requestLength` is what one connection may make the server hold.
@@ -20,7 +21,7 @@ public final class HTTPService: @unchecked Sendable {
     /// Reactor connections waiting for their next request, by loop (touched on that loop's thread only).
     private let waiting = Mutex<[ObjectIdentifier: UncheckedConnection]>([:])
 
-    public init(limits: Limits = .default, makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler) {
+    public init(limits: Limits = .default, makeHandler: @escaping @Sendable () -> HTTPRequestHandlerBase) {
         self.makeHandler = makeHandler
         self.limits = limits
     }
@@ -81,16 +82,6 @@ extension BaseServer {
     }
 }
 
-/// Parses the request head at the start of `input` and consumes it; `nil` (nothing consumed) while incomplete.
-func takeRequestHead(from input: inout ByteBuffer, limits: Limits) throws(HTTP.ParseError) -> HTTP.RequestHead? {
-    let parsed = try input.withUnsafeReadableBytes { (bytes) throws(HTTP.ParseError) in
-        try HTTP.parseRequestHead(bytes, limits: limits)
-    }
-    guard let (head, consumed) = parsed else { return nil }
-    input.moveReaderIndex(forwardBy: consumed)
-    return head
-}
-
 /// Whether an error only means the client went away (a reset, or closed while we wrote).
 func isPeerGone(_ error: any Error) -> Bool {
     guard let error = error as? IOError else { return false }
@@ -125,11 +116,12 @@ private final class SocketTransport: HTTPTransport {
 }
 
 /// One HTTP connection in sequential, threading or forking mode: requests read from the blocking socket,
-/// served by the handler one after another.
+/// served by the handler one after another; a thin shell over ``HTTP1Session``.
 final class BlockingHTTPConnection: BaseRequestHandler {
     private var input = ByteBuffer()
     private var socket: Socket!
     private var received = 0
+    private var session = HTTP1Session()
 
     /// How often a connection waiting for its next request looks at the draining flag.
     static let pollInterval: Int32 = 250
@@ -138,7 +130,11 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         guard case .stream(let socket) = request else { throw ServerError.wrongRequestKind }
         self.socket = socket
         let service = server.httpService
-        let handler = service.makeHandler()
+        session = HTTP1Session(limits: service.limits)
+        guard let handler = service.makeHandler() as? BaseHTTPRequestHandler else {
+            throw ServerError.handlerDoesNotMatchMode(
+                "an AsyncHTTPRequestHandler is served by ReactorHTTPServer only; use BaseHTTPRequestHandler here")
+        }
         let transport = SocketTransport(socket: socket, metrics: server.metrics)
         let writer = HTTPResponseWriter(transport: transport)
         handler.attach(server: server, clientAddress: clientAddress, writer: writer)
@@ -159,22 +155,34 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         }
     }
 
+    /// The session's next event in what was received; `nil` when it needs more input.
+    private func next(into body: inout [UInt8]) -> (event: HTTP1Session.Event?, consumed: Int) {
+        let result = input.withUnsafeReadableBytes { session.next($0, body: &body) }
+        input.moveReaderIndex(forwardBy: result.consumed)
+        return result
+    }
+
     /// Serves one request; false when the connection should close.
     private func serveOne(_ handler: BaseHTTPRequestHandler, writer: HTTPResponseWriter, service: HTTPService) throws
         -> Bool
     {
-        let limits = service.limits
-        var parsed: HTTP.RequestHead?
-        while true {
-            do {
-                parsed = try takeRequestHead(from: &input, limits: limits)
-            } catch {
-                try handler.reject(error)
-                try writer.flush()
-                handler.end()
-                return false
+        var head: HTTP.RequestHead?
+        var unused: [UInt8] = []
+        while head == nil {
+            if !input.isEmpty {
+                switch next(into: &unused).event {
+                case .head(let parsed):
+                    head = parsed
+                    continue
+                case .error(let error):
+                    try handler.reject(error)
+                    try writer.flush()
+                    handler.end()
+                    return false
+                case .body, .end, nil:
+                    break
+                }
             }
-            if parsed != nil { break }
             if input.isEmpty {
                 // The next request is often there already (pipelining, a quick client): no wait then.
                 if let bytes = try socket.receiveIfReady(maxCount: 16 * 1024) {
@@ -188,10 +196,10 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             }
             guard try receive() else { return false }  // the client closed, perhaps mid-head: nothing to answer
         }
-        let head = parsed!
-        handler.begin(head, body: body(head.body, limits: limits))
+        let request = head!
+        handler.begin(request, body: body(request.body))
         defer { handler.end() }
-        if handler.wantsContinue(head) {
+        if handler.wantsContinue(request) {
             guard try handler.handleExpect100() else {
                 try writer.flush()
                 return false
@@ -240,31 +248,31 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         return true
     }
 
-    /// The request body's reader: from what was received after the head, then from the socket.
-    private func body(_ framing: HTTP.Body, limits: Limits) -> HTTPRequestBody {
+    /// The request body's reader: the session's body events, from what was received after the head, then
+    /// from the socket.
+    private func body(_ framing: HTTP.Body) -> HTTPRequestBody {
+        let length: Int?
         switch framing {
-        case .none:
-            return .empty()
-        case .length(let length):
-            var remaining = length
-            return HTTPRequestBody(contentLength: length) { [self] in
-                guard remaining > 0 else { return [] }
-                if input.isEmpty, try !receive() { throw ReactorError.unexpectedEOF }
-                let bytes = input.readBytes(min(remaining, input.readableBytes)) ?? []
-                remaining -= bytes.count
-                return bytes
-            }
-        case .chunked:
-            var decoder = HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength)
-            return HTTPRequestBody(contentLength: nil) { [self] in
-                var output: [UInt8] = []
-                while output.isEmpty && !decoder.isComplete {
-                    if input.isEmpty, try !receive() { throw ReactorError.unexpectedEOF }
-                    let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &output) }
-                    input.moveReaderIndex(forwardBy: consumed)
+        case .none: length = 0
+        case .length(let count): length = count
+        case .chunked: length = nil
+        }
+        return HTTPRequestBody(contentLength: length) { [self] in
+            var bytes: [UInt8] = []
+            while bytes.isEmpty {
+                let (event, consumed) = next(into: &bytes)
+                switch event {
+                case .body, .head:
+                    continue
+                case .end:
+                    return bytes
+                case .error(let error):
+                    throw error
+                case nil:
+                    if consumed == 0, try !receive() { throw ReactorError.unexpectedEOF }
                 }
-                return output
             }
+            return bytes
         }
     }
 }
@@ -289,33 +297,31 @@ private final class ConnectionTransport: HTTPTransport {
     }
 }
 
-/// One HTTP connection in reactor mode, with no task: called on the loop as bytes arrive, it parses
-/// requests, reads their bodies, runs each handler on the loop thread once its request is whole, and
-/// writes the response to the connection, which sends it as the client reads (file regions with
-/// `sendfile`). Pipelined requests are served in order; while a response waits above the connection's
-/// high watermark, the next request waits too (and reading pauses).
+/// One HTTP connection in reactor mode, with no task: a thin shell over ``HTTP1Session``, called on the loop
+/// as bytes arrive. It feeds them to the session, runs each handler on the loop thread once its request is
+/// whole (body included), and writes the response to the connection, which sends it as the client reads
+/// (file regions with `sendfile`). Pipelined requests are served in order; while a response waits above the
+/// connection's high watermark, the next request waits too (and reading pauses).
 final class LoopHTTPConnection: CallbackRequestHandler {
     private var service: HTTPService!
-    private var handler: BaseHTTPRequestHandler!
+    private var handler: HTTPRequestHandlerBase!
     private var writer: HTTPResponseWriter!
+    private var session = HTTP1Session()
+    /// An async handler's request is running in its task: input waits.
+    private var busy = false
+    /// The request being read, and its body so far.
+    private var head: HTTP.RequestHead?
+    private var body: [UInt8] = []
+    /// Between requests with no byte of the next one yet: the keep-alive wait.
+    private var idle = true
+    /// The connection is ending: input is dropped.
+    private var closing = false
     /// Input not consumed yet, kept here only while serving waits for output to drain.
     private var held = ByteBuffer()
 
-    /// Where the connection is in its current request.
-    private enum Phase {
-        /// Waiting for (the rest of) a request head; `idle` before its first byte.
-        case head(idle: Bool)
-        /// Reading a body of `Content-Length` bytes.
-        case body(HTTP.RequestHead, [UInt8], remaining: Int)
-        /// Decoding a chunked body.
-        case chunked(HTTP.RequestHead, [UInt8], HTTP.ChunkedDecoder)
-        /// The connection is ending: input is dropped.
-        case closing
-    }
-    private var phase = Phase.head(idle: true)
-
     override func setup() throws {
         service = server.httpService
+        session = HTTP1Session(limits: service.limits)
         handler = service.makeHandler()
         writer = HTTPResponseWriter(transport: ConnectionTransport(connection: connection))
         handler.attach(server: server, clientAddress: clientAddress, writer: writer)
@@ -326,10 +332,16 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     }
 
     override func handle(_ buffer: inout ByteBuffer) throws {
-        if case .head(idle: true) = phase { beginRequest() }
+        if held.readableBytes + buffer.readableBytes > Self.heldLimit {
+            // A client pipelining this much behind a request still running is not waited for.
+            handler.logError("over \(Self.heldLimit) bytes sent ahead of a running request: closing the connection")
+            closing = true
+            buffer.clear()
+            return connection.close()
+        }
         if held.isEmpty {
             try serve(&buffer)
-            if !buffer.isEmpty && connection.isOpen && mustWaitForOutput {
+            if !buffer.isEmpty && !closing && connection.isOpen {
                 buffer.withUnsafeReadableBytes { held.append($0) }  // rare: kept until the output drains
                 buffer.clear()
             }
@@ -342,6 +354,14 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     override func handleWritable() {
         guard !held.isEmpty, !mustWaitForOutput else { return }
+        serveHeld()
+    }
+
+    /// The most input kept while requests wait (for output to drain, or for an async handler).
+    static let heldLimit = 1 << 20
+
+    /// Serves what was held back, reporting a handler's error as ``handle(_:)`` would.
+    private func serveHeld() {
         do {
             try serve(&held)
         } catch {
@@ -352,7 +372,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     override func handleEndOfInput() throws {
         // The client closed: between requests, or mid-request (nothing to answer then).
-        phase = .closing
+        closing = true
         connection.close()
     }
 
@@ -361,7 +381,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
         guard let handler else { return }
         switch error {
         case ReactorError.timedOut?:
-            if case .head(idle: true) = phase {
+            if idle {
                 handler.serverCloseReason = .timedOut(idle: true)  // no next request in time: closed quietly
             } else {
                 handler.serverCloseReason = .timedOut(idle: false)
@@ -382,92 +402,92 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     /// Between requests: registered for ``HTTPService/stopKeepAlive()``, bounded by the keep-alive timeout.
     private func awaitRequest() {
-        phase = .head(idle: true)
+        idle = true
         service.startWaiting(connection)
         connection.idleTimeout = service.keepAliveTimeout ?? handler.timeout
     }
 
-    /// A request's first bytes arrived.
-    private func beginRequest() {
-        service.stopWaiting(connection)
-        phase = .head(idle: false)
-        connection.idleTimeout = handler.timeout
-    }
-
     /// Serves every whole request in `input`, in order, while output allows; consumes what it used.
     private func serve(_ input: inout ByteBuffer) throws {
-        let limits = service.limits
-        while connection.isOpen && !input.isEmpty {
-            switch phase {
-            case .closing:
-                return input.clear()
-            case .head:
-                if case .head(idle: true) = phase {
-                    if mustWaitForOutput { return }
-                    beginRequest()
+        while connection.isOpen && !closing && !busy {
+            if session.isBetweenRequests {
+                if input.isEmpty || mustWaitForOutput { return }
+                if idle {  // a request's first bytes
+                    idle = false
+                    service.stopWaiting(connection)
+                    connection.idleTimeout = handler.timeout
                 }
-                let parsed: HTTP.RequestHead?
-                do {
-                    parsed = try takeRequestHead(from: &input, limits: limits)
-                } catch {
-                    try handler.reject(error)
-                    return try endEarly(&input)
-                }
-                guard let head = parsed else { return }  // incomplete: more bytes to come
-                handler.begin(head, body: .empty())
-                if handler.wantsContinue(head) {
+            }
+            let (event, consumed) = input.withUnsafeReadableBytes { session.next($0, body: &body) }
+            input.moveReaderIndex(forwardBy: consumed)
+            switch event {
+            case nil:
+                if consumed == 0 { return }  // more input needed
+            case .head(let parsed):
+                head = parsed
+                handler.begin(parsed, body: .empty())
+                if handler.wantsContinue(parsed) {
                     guard try handler.handleExpect100() else { return try endEarly(&input) }
                     try writer.flush()
                 }
-                switch head.body {
-                case .none:
-                    try respond(head, body: [])
-                case .length(let length):
-                    phase = .body(head, [], remaining: length)
-                case .chunked:
-                    phase = .chunked(
-                        head, [], HTTP.ChunkedDecoder(limit: limits.requestLength, maxLineLength: limits.headLength))
-                }
-            case .body(let head, var body, let remaining):
-                let count = min(remaining, input.readableBytes)
-                input.withUnsafeReadableBytes { body.append(contentsOf: $0[..<count]) }
-                input.moveReaderIndex(forwardBy: count)
-                if count == remaining {
-                    try respond(head, body: body)
-                } else {
-                    phase = .body(head, body, remaining: remaining - count)
-                }
-            case .chunked(let head, var body, var decoder):
-                do {
-                    let consumed = try input.withUnsafeReadableBytes { try decoder.decode($0, into: &body) }
-                    input.moveReaderIndex(forwardBy: consumed)
-                } catch let error as HTTP.ParseError {
-                    try handler.reject(error)
-                    return try endEarly(&input)
-                }
-                if decoder.isComplete {
-                    try respond(head, body: body)
-                } else {
-                    phase = .chunked(head, body, decoder)
-                }
+            case .body:
+                continue
+            case .end:
+                let request = head!
+                head = nil
+                let bytes = body
+                body = []
+                try respond(request, body: bytes)
+            case .error(let error):
+                try handler.reject(error)
+                return try endEarly(&input)
             }
         }
-        // A request with no body bytes still to come (the last one of the input) is served above; one with an
-        // empty body is too. A Content-Length body of zero length arrives with no bytes at all:
-        if case .body(let head, let body, remaining: 0) = phase { try respond(head, body: body) }
+        if closing { input.clear() }
     }
 
     /// Runs the handler on a whole request and writes its response; then waits for the next request or
     /// closes.
     private func respond(_ head: HTTP.RequestHead, body: [UInt8]) throws {
         handler.begin(head, body: .bytes(body, contentLength: head.body == .chunked ? nil : body.count))
+        if let handler = handler as? AsyncHTTPRequestHandler { return respondLater(handler) }
         var failure: (any Error)?
         do {
-            try handler.handleCommand()
+            try (handler as! BaseHTTPRequestHandler).handleCommand()
             if handler.hasPendingHead { try handler.flushHeaders() }
         } catch {
             failure = error
         }
+        try finishResponse(failure)
+    }
+
+    /// Runs an async handler's request in a task on the loop; input waits meanwhile, and is served after it.
+    private func respondLater(_ handler: AsyncHTTPRequestHandler) {
+        busy = true
+        connection.idleTimeout = nil  // the handler's own awaits are its business; the write timeout still holds
+        connection.loop.spawn { [self] in
+            var failure: (any Error)?
+            do {
+                try await handler.handleCommand()
+                if handler.hasPendingHead { try handler.flushHeaders() }
+            } catch {
+                failure = error
+            }
+            busy = false
+            guard connection.isOpen else { return handler.end() }  // the client left meanwhile: only the log
+            connection.idleTimeout = self.handler.timeout
+            do {
+                try finishResponse(failure)
+            } catch {
+                server.reportHandlerError(.connection(connection), clientAddress: clientAddress, error: error)
+                return connection.close()
+            }
+            if !held.isEmpty && !mustWaitForOutput { serveHeld() }
+        }
+    }
+
+    /// After the handler ran: sends what it wrote, logs the request, and waits for the next one or closes.
+    private func finishResponse(_ failure: (any Error)?) throws {
         try writer.flush()
         handler.end()
         if let failure { throw failure }
@@ -489,7 +509,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     }
 
     private func end() {
-        phase = .closing
+        closing = true
         connection.close()
     }
 }

@@ -131,15 +131,20 @@ public final class HTTPRequestBody {
             atEnd = true
             return false
         }
-        if start > 0 && start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
+        if start == buffer.count {
+            buffer = bytes  // nothing left unread: the bytes themselves, not a copy
             start = 0
+        } else {
+            buffer += bytes
         }
-        buffer += bytes
         return true
     }
 
     private func take(_ count: Int) -> [UInt8] {
+        if start == 0 && count == buffer.count {  // all of it: handed over, not copied
+            defer { buffer = [] }
+            return buffer
+        }
         let bytes = Array(buffer[start..<(start + count)])
         start += count
         if start == buffer.count {

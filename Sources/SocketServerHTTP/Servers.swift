@@ -33,6 +33,17 @@ open class HTTPServer: TCPServer, HTTPServing, @unchecked Sendable {
             bindAndActivate: bindAndActivate, loop: loop)
     }
 
+    /// A server with the HTTP configuration `http`, whatever kind of handler it makes (the reactor server's
+    /// async handlers come through here).
+    init(
+        _ address: SocketAddress, mixIn: ProcessingMixIn, bindAndActivate: Bool, loop: EventLoop?, http: HTTPService
+    ) throws {
+        self.http = http
+        try super.init(
+            address, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn,
+            bindAndActivate: bindAndActivate, loop: loop)
+    }
+
     /// A server in the mode of `mixIn` (sequential by default) serving each connection with a new `handler`.
     public convenience init(
         _ address: SocketAddress, handler: BaseHTTPRequestHandler.Type, mixIn: ProcessingMixIn = ProcessingMixIn(),
@@ -102,6 +113,26 @@ open class ReactorHTTPServer: HTTPServer, @unchecked Sendable {
 
     public convenience init(
         _ address: SocketAddress, handler: BaseHTTPRequestHandler.Type, bindAndActivate: Bool = true,
+        loop: EventLoop? = nil
+    ) throws {
+        try self.init(address, bindAndActivate: bindAndActivate, loop: loop) { handler.init() }
+    }
+
+    /// A server whose handlers' `do` methods may await (``AsyncHTTPRequestHandler``): each request's runs in
+    /// a task on the loop while the loop serves other connections.
+    public init(
+        _ address: SocketAddress, bindAndActivate: Bool = true, loop: EventLoop? = nil,
+        handler makeHandler: @escaping @Sendable () -> AsyncHTTPRequestHandler
+    ) throws {
+        reactor = ReactorMixIn()
+        try super.init(
+            address, mixIn: reactor, bindAndActivate: bindAndActivate, loop: loop,
+            http: HTTPService(makeHandler: makeHandler))
+    }
+
+    /// A server of `AsyncHTTPRequestHandler`s of type `handler`.
+    public convenience init(
+        _ address: SocketAddress, handler: AsyncHTTPRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
         try self.init(address, bindAndActivate: bindAndActivate, loop: loop) { handler.init() }
