@@ -186,7 +186,12 @@ public enum HTTP {
         guard requestLineBytes.count <= maxHead else { throw ParseError(status: 414, message: "Request-URI Too Long") }
         // Latin-1, as Python decodes it: every byte is one character.
         let requestLine = latin1(requestLineBytes)
-        var head = try parseRequestLine(requestLine)
+        var head: RequestHead
+        if let common = commonRequestLine(requestLineBytes, requestLine) {
+            head = common
+        } else {
+            head = try parseRequestLine(requestLine)
+        }
         if head.versionNumber == .http09 { return (head, lineEnd + 1) }
 
         // The header lines, up to the blank one.
@@ -229,6 +234,40 @@ public enum HTTP {
         }
         head.body = try bodyFraming(head, limits: limits)
         return (head, lineStart)
+    }
+
+    /// The common request line, `METHOD TARGET HTTP/1.x` in printable ASCII with one space between the words,
+    /// read straight from its bytes; `nil` for any other (``parseRequestLine(_:)`` then says what it is).
+    private static func commonRequestLine(_ bytes: Slice<UnsafeRawBufferPointer>, _ requestLine: String) -> RequestHead?
+    {
+        var spaces = (bytes.startIndex, bytes.startIndex)
+        var count = 0
+        for index in bytes.indices {
+            let byte = bytes[index]
+            if byte == 32 {
+                count += 1
+                if count == 1 { spaces.0 = index } else if count == 2 { spaces.1 = index } else { return nil }
+            } else if byte < 0x21 || byte > 0x7E {
+                return nil
+            }
+        }
+        guard count == 2, spaces.0 > bytes.startIndex, spaces.1 > spaces.0 + 1, spaces.1 + 1 < bytes.endIndex else {
+            return nil
+        }
+        let methodBytes = bytes[bytes.startIndex..<spaces.0]
+        guard methodBytes.allSatisfy(isTokenByte) else { return nil }
+        let versionText = String(decoding: bytes[(spaces.1 + 1)...], as: UTF8.self)
+        guard let number = Version(versionText), number < Version(2, 0) else { return nil }
+        let targetBytes = bytes[(spaces.0 + 1)..<spaces.1]
+        var target = String(decoding: targetBytes, as: UTF8.self)
+        if targetBytes.count > 1 && targetBytes[targetBytes.startIndex + 1] == UInt8(ascii: "/")
+            && targetBytes.first == UInt8(ascii: "/")
+        {
+            target = "/" + target.drop { $0 == "/" }
+        }
+        return RequestHead(
+            requestLine: requestLine, method: String(decoding: methodBytes, as: UTF8.self), target: target,
+            version: versionText, versionNumber: number, headers: Headers(), body: .none)
     }
 
     /// The request line's method, target and version, with Python's checks and messages.
@@ -310,8 +349,12 @@ public enum HTTP {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+            UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
         default:
-            return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+            return false
         }
     }
 

@@ -18,8 +18,9 @@ public final class HTTPService: @unchecked Sendable {
     public var keepAliveTimeout: Duration?
 
     private let draining = Atomic<Bool>(false)
-    /// Reactor connections waiting for their next request, by loop (touched on that loop's thread only).
-    private let waiting = Mutex<[ObjectIdentifier: UncheckedConnection]>([:])
+    /// Reactor connections, each with what closes it if it is waiting for its next request (called on its
+    /// loop's thread only). A connection registers once, not per request.
+    private let open = Mutex<[ObjectIdentifier: CloseIfIdle]>([:])
 
     public init(limits: Limits = .default, makeHandler: @escaping @Sendable () -> HTTPRequestHandlerBase) {
         self.makeHandler = makeHandler
@@ -39,11 +40,8 @@ public final class HTTPService: @unchecked Sendable {
     /// otherwise.
     public func stopKeepAlive() {
         draining.store(true, ordering: .releasing)
-        let idle = waiting.withLock { entries in
-            defer { entries = [:] }
-            return Array(entries.values)
-        }
-        for entry in idle { entry.connection.close() }
+        let connections = open.withLock { Array($0.values) }
+        for connection in connections { connection.close() }
     }
 
     /// The handler types that serve HTTP in `mixIn`'s mode, for a `TCPServer` (or Unix stream server)
@@ -52,18 +50,18 @@ public final class HTTPService: @unchecked Sendable {
         mixIn.handlesAsync ? .callback(LoopHTTPConnection.self) : .blocking(BlockingHTTPConnection.self)
     }
 
-    func startWaiting(_ connection: Connection) {
-        waiting.withLock { $0[ObjectIdentifier(connection)] = UncheckedConnection(connection: connection) }
+    func register(_ connection: Connection, closeIfIdle: @escaping () -> Void) {
+        open.withLock { $0[ObjectIdentifier(connection)] = CloseIfIdle(close: closeIfIdle) }
     }
 
-    func stopWaiting(_ connection: Connection) {
-        _ = waiting.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    func unregister(_ connection: Connection) {
+        _ = open.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 }
 
-/// A reactor connection in ``HTTPService``'s registry: only ever touched on its loop's thread.
-private struct UncheckedConnection: @unchecked Sendable {
-    let connection: Connection
+/// A reactor connection's entry in ``HTTPService``'s registry: only ever called on its loop's thread.
+private struct CloseIfIdle: @unchecked Sendable {
+    let close: () -> Void
 }
 
 /// A server whose connections speak HTTP: ``HTTPServer`` and its kin, or your own `TCPServer` subclass
@@ -328,6 +326,9 @@ final class LoopHTTPConnection: CallbackRequestHandler {
         handler.reactorConnection = connection
         connection.writeTimeout = handler.timeout
         try handler.setup()
+        service.register(connection) { [unowned self] in
+            if idle && !busy && held.isEmpty && session.isBetweenRequests { connection.close() }
+        }
         awaitRequest()
     }
 
@@ -377,7 +378,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     }
 
     override func finish(error: (any Error)?) {
-        service?.stopWaiting(connection)
+        service?.unregister(connection)
         guard let handler else { return }
         switch error {
         case ReactorError.timedOut?:
@@ -403,9 +404,13 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     /// Between requests: registered for ``HTTPService/stopKeepAlive()``, bounded by the keep-alive timeout.
     private func awaitRequest() {
         idle = true
-        service.startWaiting(connection)
-        connection.idleTimeout = service.keepAliveTimeout ?? handler.timeout
+        connection.idleTimeout = keepAliveTimeout
     }
+
+    /// How long a connection may wait for its next request, once per connection: a class attribute.
+    private lazy var keepAliveTimeout = service.keepAliveTimeout ?? handler.timeout
+    /// How long a request may take to arrive and be sent, once per connection: a class attribute.
+    private lazy var requestTimeout = handler.timeout
 
     /// Serves every whole request in `input`, in order, while output allows; consumes what it used.
     private func serve(_ input: inout ByteBuffer) throws {
@@ -414,8 +419,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
                 if input.isEmpty || mustWaitForOutput { return }
                 if idle {  // a request's first bytes
                     idle = false
-                    service.stopWaiting(connection)
-                    connection.idleTimeout = handler.timeout
+                    connection.idleTimeout = requestTimeout
                 }
             }
             let (event, consumed) = input.withUnsafeReadableBytes { session.next($0, body: &body) }
@@ -475,7 +479,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
             }
             busy = false
             guard connection.isOpen else { return handler.end() }  // the client left meanwhile: only the log
-            connection.idleTimeout = self.handler.timeout
+            connection.idleTimeout = requestTimeout
             do {
                 try finishResponse(failure)
             } catch {

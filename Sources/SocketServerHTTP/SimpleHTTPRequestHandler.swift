@@ -141,8 +141,25 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// A file's `ETag`: its modification time (seconds and nanoseconds), size and inode in hex, so that a
     /// file replaced on disk (a new inode) or rewritten (a new time) gets a new one.
     static func entityTag(_ file: FileStatus) -> String {
-        let modified = String(file.modifiedSeconds, radix: 16) + "." + String(file.modifiedNanoseconds, radix: 16)
-        return "\"" + modified + "-" + String(file.size, radix: 16) + "-" + String(file.inode, radix: 16) + "\""
+        var bytes: [UInt8] = [UInt8(ascii: "\"")]
+        bytes.reserveCapacity(64)
+        func hex(_ value: UInt64) {
+            let digits = Array("0123456789abcdef".utf8)
+            var shift = max(0, (63 - value.leadingZeroBitCount) / 4 * 4)
+            while shift >= 0 {
+                bytes.append(digits[Int((value >> UInt64(shift)) & 15)])
+                shift -= 4
+            }
+        }
+        hex(UInt64(truncatingIfNeeded: file.modifiedSeconds))
+        bytes.append(UInt8(ascii: "."))
+        hex(UInt64(truncatingIfNeeded: file.modifiedNanoseconds))
+        bytes.append(UInt8(ascii: "-"))
+        hex(UInt64(truncatingIfNeeded: file.size))
+        bytes.append(UInt8(ascii: "-"))
+        hex(file.inode)
+        bytes.append(UInt8(ascii: "\""))
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// ``directory``, opened on the first request for a file: paths are resolved beneath it (Reactor's `Directory`).
@@ -306,9 +323,13 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// The content type for a path: ``extensionsMap`` by extension (as written, then lowercased), then
     /// `/etc/mime.types`, then `application/octet-stream`.
     open func guessType(_ path: String) -> String {
-        let name = path.lastIndex(of: "/").map { path[path.index(after: $0)...] } ?? path[...]
-        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
-        let ext = name[dot...]
+        // Over the UTF-8 bytes: `/` and `.` are ASCII, and a byte search is much cheaper than a Character one.
+        let utf8 = path.utf8
+        let name = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
+        guard let dot = utf8[name...].lastIndex(of: UInt8(ascii: ".")), dot != name else {
+            return "application/octet-stream"
+        }
+        let ext = Substring(utf8[dot...])
         if ext == lastType.ext { return lastType.type }
         let type = typeFor(String(ext))
         lastType = (String(ext), type)
