@@ -54,8 +54,6 @@ public enum RESP {
         // First find where the command ends without copying, so a command arriving in many reads is
         // only copied once, when complete.
         var index = afterCount
-        var ranges: [Range<Int>] = []
-        ranges.reserveCapacity(min(max(0, count), bytes.count / 4))
         for _ in 0..<max(0, count) {
             guard index < bytes.count else { return try incomplete(bytes, limits) }
             guard bytes[index] == UInt8(ascii: "$") else {
@@ -76,10 +74,18 @@ public enum RESP {
             else {
                 throw ProtocolError("Protocol error: bulk string not terminated by CRLF")
             }
-            ranges.append(afterLength..<(afterLength + length))
             index = afterLength + length + 2
         }
-        return (ranges.map { [UInt8](bytes[$0]) }, index)
+        // Complete and valid: a second pass over the lengths copies each argument once (no list of ranges).
+        var arguments: [[UInt8]] = []
+        arguments.reserveCapacity(max(0, count))
+        var position = afterCount
+        for _ in 0..<max(0, count) {
+            let (length, start) = try readNumber(bytes, from: position + 1)!
+            arguments.append([UInt8](bytes[start..<(start + length)]))
+            position = start + length + 2
+        }
+        return (arguments, index)
     }
 
     /// A command not complete yet: `nil`, unless what has come is already over the request limit.

@@ -62,7 +62,7 @@ public final class RedisStore: Sendable {
             }
             return reply(.array(args.dropFirst().flatMap { [RESP.Reply.bulk($0), .bulk([])] }))
         case "set":
-            return reply(set(Array(args), name: name, now: now))
+            return reply(set(args, name: name, now: now))
         case "get":
             if let error = arity(args.count == 1) { return reply(error) }
             return reply(.bulk(entries.withLock { Self.live(&$0, Key(bytes: args.first!), now)?.value }))
@@ -101,20 +101,23 @@ public final class RedisStore: Sendable {
     /// The command's name in lowercase ASCII (names longer than 16 bytes are never known commands).
     private static func commandName(_ bytes: [UInt8]) -> String {
         guard bytes.count <= 16 else { return "" }
-        var lowered = bytes
-        for index in lowered.indices where (65...90).contains(lowered[index]) { lowered[index] |= 0x20 }
-        return String(decoding: lowered, as: UTF8.self)
+        // Lowered straight into the string's storage: no copy of the array (a name this short is a small string).
+        return String(unsafeUninitializedCapacity: bytes.count) { storage in
+            for (index, byte) in bytes.enumerated() { storage[index] = (65...90).contains(byte) ? byte | 0x20 : byte }
+            return bytes.count
+        }
     }
 
-    private func set(_ args: [[UInt8]], name: String, now: UInt64) -> RESP.Reply {
+    private func set(_ args: ArraySlice<[UInt8]>, name: String, now: UInt64) -> RESP.Reply {
         guard args.count == 2 || args.count == 4 else {
             return .error("ERR wrong number of arguments for 'set' command")
         }
+        let first = args.startIndex  // a slice of the command: indices go on from the name's
         var expiresAt: UInt64?
         if args.count == 4 {
-            let option = String(decoding: args[2], as: UTF8.self).uppercased()
+            let option = String(decoding: args[first + 2], as: UTF8.self).uppercased()
             guard option == "EX" || option == "PX" else { return .error("ERR syntax error") }
-            guard let amount = UInt64(String(decoding: args[3], as: UTF8.self)), amount > 0 else {
+            guard let amount = UInt64(String(decoding: args[first + 3], as: UTF8.self)), amount > 0 else {
                 return .error("ERR invalid expire time in 'set' command")
             }
             let (milliseconds, overflow) = amount.multipliedReportingOverflow(by: option == "EX" ? 1000 : 1)
@@ -122,7 +125,7 @@ public final class RedisStore: Sendable {
             guard !overflow, !late else { return .error("ERR invalid expire time in 'set' command") }
             expiresAt = deadline
         }
-        entries.withLock { $0[Key(bytes: args[0])] = Entry(value: args[1], expiresAt: expiresAt) }
+        entries.withLock { $0[Key(bytes: args[first])] = Entry(value: args[first + 1], expiresAt: expiresAt) }
         return .ok
     }
 
@@ -141,8 +144,30 @@ public final class RedisStore: Sendable {
             }
             let (result, overflow) = value.addingReportingOverflow(delta)
             if overflow { return .error("ERR increment or decrement would overflow") }
-            entries[key] = Entry(value: Array(String(result).utf8), expiresAt: current?.expiresAt)
+            entries[key] = Entry(value: Self.decimal(result), expiresAt: current?.expiresAt)
             return .integer(result)
+        }
+    }
+
+    /// `value` in decimal, written straight into its array (no string on the way).
+    private static func decimal(_ value: Int) -> [UInt8] {
+        var magnitude = value.magnitude
+        var digits = 1
+        var scale: UInt = 10
+        while digits < 20 && magnitude >= scale {
+            digits += 1
+            scale = scale &* 10
+        }
+        let count = digits + (value < 0 ? 1 : 0)
+        return [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+            var index = count - 1
+            repeat {
+                storage[index] = UInt8(magnitude % 10) + 48
+                magnitude /= 10
+                index -= 1
+            } while magnitude > 0
+            if value < 0 { storage[0] = UInt8(ascii: "-") }
+            initialized = count
         }
     }
 

@@ -20,9 +20,11 @@ extension RedisStore: RESPCommandHandler {
     }
 }
 
-/// Milliseconds of the monotonic clock, for key expiry.
+/// Milliseconds of the monotonic clock, for key expiry: the coarse clock (the kernel's last tick, a few
+/// milliseconds at most behind, read without the time stamp counter), as Redis reads its clock once per
+/// pass of its loop rather than per command.
 func monotonicMilliseconds() -> UInt64 {
     var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
     return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
 }

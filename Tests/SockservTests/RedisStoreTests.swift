@@ -32,6 +32,23 @@ import Testing
         #expect(store.execute([Array("QUIT".utf8)], now: 0) == .init(reply: .ok, close: true))
     }
 
+    /// Counters are stored as Redis stores them, in decimal, across the whole range and its sign.
+    @Test func countersInDecimal() {
+        let store = RedisStore()
+        for (start, command, result) in [
+            ("0", "DECR", "-1"), ("9", "INCR", "10"), ("-10", "INCR", "-9"), ("99999", "INCR", "100000"),
+            ("9223372036854775806", "INCR", "9223372036854775807"),
+            ("-9223372036854775807", "DECR", "-9223372036854775808"),
+        ] {
+            #expect(run(store, "SET n \(start)") == .ok)
+            #expect(run(store, "\(command) n") == .integer(Int(result)!))
+            #expect(run(store, "GET n") == .bulk(Array(result.utf8)), "\(start) \(command)")
+        }
+        #expect(run(store, "INCR n") == .integer(Int.min + 1))
+        #expect(run(store, "SET n 9223372036854775807") == .ok)
+        #expect(run(store, "INCR n") == .error("ERR increment or decrement would overflow"))
+    }
+
     @Test func keysExpire() {
         let store = RedisStore()
         #expect(run(store, "SET a 1 EX 2", at: 1000) == .ok)
