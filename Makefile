@@ -19,11 +19,13 @@ deps:
 	fi
 
 # Real clients and tools for the end-to-end tests (redis-cli, redis-benchmark, curl, wrk; promtool from
-# prometheus, which checks the metrics; systemd-socket-activate from systemd); the tests skip, saying so, without them.
-CLIENT_PACKAGES = redis-tools curl wrk prometheus systemd
+# prometheus, which checks the metrics; systemd-socket-activate from systemd; strace, which counts a request's system
+# calls); the tests skip, saying so, without them.
+CLIENT_PACKAGES = redis-tools curl wrk prometheus systemd strace
 clients:
 	@if ! command -v redis-benchmark >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 \
-		|| ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-socket-activate >/dev/null 2>&1; then \
+		|| ! command -v promtool >/dev/null 2>&1 || ! command -v systemd-socket-activate >/dev/null 2>&1 \
+		|| ! command -v strace >/dev/null 2>&1; then \
 		if [ "$$(id -u)" -eq 0 ]; then \
 			apt-get install -y $(CLIENT_PACKAGES) || (apt-get update && apt-get install -y $(CLIENT_PACKAGES)) || true; \
 		else \

@@ -192,6 +192,77 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
             ), "\(summary)")
     }
 
+    /// What one keep-alive GET of a small file costs in system calls, counted by strace attached to the server
+    /// (an independent count, not the server's own): the head and the body leave in one send, and the
+    /// whole request takes at most 7 calls (nginx, for comparison, makes 8 with `tcp_nopush`).
+    @Test(arguments: ["reactor", "threading"])
+    func aSmallFileCostsSevenSystemCalls(mode: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") else {
+            print("skipped: strace is not installed")
+            return
+        }
+        let site = try Site(bigSize: 1)
+        let server = try SockservProcess([
+            "serve", "http", "--mode", mode, "--root", site.root, "--log-level", "warning",
+        ])
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        let client = try connectedClient(address)
+        defer { client.close() }
+        func exchange(_ target: String = "/small.txt") throws {
+            try client.sendAll(Array("GET \(target) HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
+            var reply: [UInt8] = []
+            while true {
+                let chunk = try client.receive(maxCount: 4096)
+                if chunk.isEmpty { throw ReactorError.unexpectedEOF }
+                reply += chunk
+                guard let head = reply.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
+                let length =
+                    String(decoding: reply[..<head.lowerBound], as: UTF8.self).split(separator: "\r\n")
+                    .first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+                if reply.count >= head.upperBound + length { return }
+            }
+        }
+        try exchange()  // the connection and its thread exist, the directory is open: only requests are counted
+        let trace = temporaryPath("strace")
+        defer { unlink(trace) }
+        let tracer = Process()
+        tracer.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+        tracer.arguments = ["-f", "-qq", "-o", trace, "-p", "\(server.process.processIdentifier)"]
+        tracer.standardError = FileHandle.nullDevice
+        try tracer.run()
+        // strace attaches to every thread before it writes a line: a request's calls show it is listening.
+        var attached = false
+        for _ in 0..<200 where !attached {
+            try exchange()
+            attached = (try? String(contentsOfFile: trace, encoding: .utf8))?.contains("send") == true
+        }
+        try #require(attached, "strace did not attach")
+        // Between two marker requests; strace ends (flushing its file) when the server it traces exits.
+        let requests = 20
+        try exchange("/small.txt?start-marker")
+        for _ in 0..<requests { try exchange() }
+        try exchange("/small.txt?end-marker")
+        #expect(server.stop() == 0)
+        tracer.waitUntilExit()
+        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+        let start = try #require(lines.firstIndex { $0.contains("GET /small.txt?start-marker") })
+        let end = try #require(lines.firstIndex { $0.contains("GET /small.txt?end-marker") })
+        // Each call's name, after the thread id strace writes with -f; the marker's read is the first line.
+        let calls = lines[(start + 1)..<end].compactMap { line -> Substring? in
+            let text = line.drop { $0.isNumber || $0 == " " }
+            guard let paren = text.firstIndex(of: "("), !text.hasPrefix("<"), !text.hasPrefix("+++") else { return nil }
+            return text[..<paren]
+        }
+        let counts = Dictionary(grouping: calls, by: { $0 }).mapValues(\.count)
+        let sends = calls.filter { ["sendto", "sendmsg", "send", "write", "writev", "sendfile"].contains($0) }
+        let waits = calls.filter { ["epoll_wait", "epoll_pwait", "poll", "ppoll", "futex"].contains($0) }
+        // The start marker's own calls after its read are among them: one request more.
+        #expect(sends.count == requests + 1, "one send per response: \(counts)")
+        #expect(calls.count - waits.count <= 7 * (requests + 1), "at most 7 calls per request besides waiting: \(counts)")
+    }
+
     /// Real clients: curl's HEAD, ranges, conditional GET, HTTP/1.0 and keep-alive across requests; wrk's
     /// keep-alive load with every response complete.
     @Test(arguments: ["reactor", "threading", "forking", "sequential"])
