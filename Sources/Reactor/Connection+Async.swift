@@ -169,106 +169,28 @@ extension Connection {
     }
 
     /// Sends `count` bytes of the open file `file`, from `offset`, after everything written before: the
-    /// way to send a file of any size with bounded memory.
+    /// way to send a file of any size with bounded memory. `file` stays the caller's (it is not closed).
     ///
-    /// The bytes go from the page cache to the socket with `sendfile(2)`, at most 1 MiB per call and
-    /// only as the socket drains, with a pass through the loop after each call, so one large download
-    /// never delays another connection, and a peer that stops reading holds only the socket's buffer.
-    /// Where `sendfile` does not apply to `file` (or over TLS, which must encrypt it), it is read in pieces
-    /// through the loop's scratch space and written with backpressure. ``writeTimeout`` bounds each wait for the socket to drain.
-    /// - Returns: the bytes sent: fewer than `count` only if the file ended first (it shrank meanwhile);
-    ///   the caller decides what that means for the connection.
+    /// The region joins the connection's output queue (see `write(file:)`): `sendfile(2)` from the page
+    /// cache to the socket, at most 1 MiB per pass through the loop and only as the socket drains, so one
+    /// large download never delays another connection and a peer that stops reading holds only the socket's
+    /// buffer; with TLS, or where `sendfile` does not apply to `file`, it is read in pieces through the loop's
+    /// scratch space. ``writeTimeout`` bounds each wait for progress.
+    /// - Returns: the bytes sent, once all are handed to the kernel: fewer than `count` only if the file ended
+    ///   first (it shrank meanwhile); the caller decides what that means for the connection.
     /// - Throws: like `write(_:)`, and the ``IOError`` of a failed read of `file` (the connection then stays
     ///   open: close it or reset it).
     public func sendFile(_ file: Int32, offset: Int, count: Int) async throws -> Int {
         precondition(offset >= 0 && count >= 0, "sendFile(_:offset:count:) needs a non-negative offset and count")
         try checkWritable()
-        try await flush()
-        var position = offset
-        var sent = 0
-        var copying = usesTLS  // sendfile would bypass TLS: read the file and write it through OpenSSL
-        while sent < count {
-            try checkWritable()
-            // The system calls run in a synchronous step: no typed error crosses a suspension point.
-            switch sendFileStep(file, position: &position, remaining: count - sent, copying: copying, first: sent == 0)
-            {
-            case .sent(let bytes):
-                sent += bytes
-                if sent == count { return sent }
-                if copying {
-                    try await waitForOutputBelowHighWatermark()
-                } else {
-                    try await waitUntilWritable()
-                }
-            case .wouldBlock:
-                try await waitUntilWritable()
-            case .endOfFile:
-                return sent
-            case .notSendable:
-                copying = true  // not a file sendfile can read (a pipe, some /proc files)
-            case .failed(let error):
-                throw error
-            }
-        }
-        return sent
-    }
-
-    private enum FileStep {
-        case sent(Int)
-        case wouldBlock
-        case endOfFile
-        case notSendable
-        case failed(any Error)
-    }
-
-    /// One `sendfile` of at most 1 MiB, or one `pread` into the scratch space and a write of it.
-    private func sendFileStep(_ file: Int32, position: inout Int, remaining: Int, copying: Bool, first: Bool)
-        -> FileStep
-    {
-        if copying {
-            let read: Int
-            do {
-                read = try Posix.readFile(
-                    file, loop.scratch.baseAddress!, min(remaining, loop.scratch.count), at: position)
-            } catch {
-                return .failed(error)
-            }
-            if read == 0 { return .endOfFile }
-            position += read
-            enqueue(UnsafeRawBufferPointer(start: loop.scratch.baseAddress!, count: read))
-            return .sent(read)
-        }
-        let result: Int?
-        do {
-            result = try Posix.sendFile(fileDescriptor, from: file, offset: &position, count: min(remaining, 1 << 20))
-        } catch {
-            if first && (error.errnoCode == EINVAL || error.errnoCode == ENOSYS) { return .notSendable }
-            finishClose(error)
-            return .failed(error)
-        }
-        guard let result else { return .wouldBlock }
-        if result == 0 { return .endOfFile }
-        bytesSent &+= result
-        if idleTimeout != nil { lastActivity = Connection.now() }
-        return .sent(result)
-    }
-
-    /// Waits for the socket to accept more output (a pass through the loop even when it already does).
-    private func waitUntilWritable() async throws {
-        if state == .closed { throw closeError ?? ReactorError.alreadyClosed }
-        try await withUnsafeThrowingContinuation { continuation in
-            flushWaiters.append(continuation)
+        if count == 0 { return 0 }
+        let region = FileRegion(file: OpenFile(borrowing: file), offset: offset, count: count)
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Int, any Error>) in
+            enqueue(file: region) { continuation.resume(with: $0) }
             armWriteDeadline()
-            setWriting(true)
         }
     }
 
-    private func armWriteDeadline() {
-        if let writeTimeout, writeDeadline == nil {
-            writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
-            updateDeadlineTimer()
-        }
-    }
 }
 
 extension Connection {

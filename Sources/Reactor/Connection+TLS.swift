@@ -160,6 +160,7 @@ extension Connection {
                 let sent = try output.withUnsafeReadableBytes { try tlsTransmit(tls, $0) }
                 output.moveReaderIndex(forwardBy: sent)
                 bytesSent &+= sent
+                if sent > 0 { wroteProgress() }
             } catch {
                 return finishClose(error)
             }
@@ -180,10 +181,7 @@ extension Connection {
             setWriting(true)
             // A peer that does not read must not keep a closing connection forever (its replies are all in
             // the kernel already, so no writeDeadline was armed).
-            if writeDeadline == nil, let bound = state == .closing ? writeTimeout ?? lingerTimeout : writeTimeout {
-                writeDeadline = Connection.now() &+ bound.nanoseconds
-                updateDeadlineTimer()
-            }
+            armWriteDeadline(state == .closing ? writeTimeout ?? lingerTimeout : writeTimeout)
             return false
         }
         closeNotifySent = true

@@ -446,10 +446,10 @@ public final class Connection {
         enqueue(file: region)
     }
 
-    func enqueue(file region: FileRegion) {
+    func enqueue(file region: FileRegion, completion: ((Result<Int, any Error>) -> Void)? = nil) {
         guard state == .open, outputShutdown == .open, region.count > 0 else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
-        queuedFiles.append(QueuedFile(region: region))
+        queuedFiles.append(QueuedFile(region: region, completion: completion))
         // Nothing before it and no TLS: straight to the socket, the common case for a small file.
         if queuedFiles.count == 1 && output.isEmpty && tls == nil {
             guard sendQueuedFile() else { return }
@@ -467,11 +467,16 @@ public final class Connection {
         /// read it into the loop's scratch space and send that.
         var copying = false
         var after = ByteBuffer()
+        /// Told how many bytes were sent when the region is done, or why not. With it, a file that ends
+        /// early (or cannot be read) ends only the region, and the connection goes on; without it, the
+        /// connection closes.
+        let completion: ((Result<Int, any Error>) -> Void)?
 
-        init(region: FileRegion) {
+        init(region: FileRegion, completion: ((Result<Int, any Error>) -> Void)? = nil) {
             self.region = region
             position = region.offset
             end = region.offset + region.count
+            self.completion = completion
         }
     }
 
@@ -493,12 +498,21 @@ public final class Connection {
                         file.region.fileDescriptor, loop.scratch.baseAddress!,
                         min(file.end - file.position, loop.scratch.count), at: file.position)
                 } catch {
+                    if file.completion != nil {
+                        endQueuedFile(file, .failure(error))
+                        continue
+                    }
                     finishClose(error)
                     return false
                 }
                 if read == 0 {
-                    finishClose(ReactorError.fileShrank)
-                    return false
+                    guard file.completion != nil else {
+                        finishClose(ReactorError.fileShrank)
+                        return false
+                    }
+                    endQueuedFile(file, .success(file.position - file.region.offset))
+                    if !output.isEmpty { return true }
+                    continue
                 }
                 file.position += read
                 budget -= read
@@ -528,25 +542,38 @@ public final class Connection {
                 }
                 guard let result else { return true }  // the socket is full
                 if result == 0 {
-                    finishClose(ReactorError.fileShrank)
-                    return false
+                    guard file.completion != nil else {
+                        finishClose(ReactorError.fileShrank)
+                        return false
+                    }
+                    endQueuedFile(file, .success(file.position - file.region.offset))
+                    if !output.isEmpty { return true }
+                    continue
                 }
                 bytesSent &+= result
                 budget -= result
             }
+            wroteProgress()
             if file.position < file.end {
                 if !output.isEmpty { return true }  // the socket took only part of a copied piece
                 continue
             }
-            queuedFiles.removeFirst()
-            if output.isEmpty {
-                output = file.after.take()
-            } else {
-                file.after.withUnsafeReadableBytes { output.append($0) }
-            }
+            endQueuedFile(file, .success(file.region.count))
             if !output.isEmpty { return true }
         }
         return true
+    }
+
+    /// The first queued file is done (or ended early): the bytes written after it come next, and whoever
+    /// waits for it is told.
+    private func endQueuedFile(_ file: QueuedFile, _ result: Result<Int, any Error>) {
+        queuedFiles.removeFirst()
+        if output.isEmpty {
+            output = file.after.take()
+        } else {
+            file.after.withUnsafeReadableBytes { output.append($0) }
+        }
+        file.completion?(result)
     }
 
     /// Sends `bytes` now, through OpenSSL with TLS: what the socket takes without waiting.
@@ -590,6 +617,7 @@ public final class Connection {
                 if let sent {
                     output.moveReaderIndex(forwardBy: sent)
                     bytesSent &+= sent
+                    wroteProgress()
                 }
             } catch {
                 return finishClose(error)
@@ -652,9 +680,23 @@ public final class Connection {
             reader.continuation.resume(throwing: ReactorError.alreadyClosed)
         }
         if outputIsEmpty { return linger() }
-        if let writeTimeout, writeDeadline == nil {
+        armWriteDeadline()
+    }
+
+    /// The one place the write deadline is armed: output must make progress within ``writeTimeout`` (or
+    /// `bound`), for a waiting writer, a flush, a file, or a graceful close. Each send that makes progress
+    /// moves it on (``wroteProgress()``); it is cleared once nothing waits.
+    func armWriteDeadline(_ bound: Duration? = nil) {
+        guard writeDeadline == nil, let bound = bound ?? writeTimeout else { return }
+        writeDeadline = Connection.now() &+ bound.nanoseconds
+        updateDeadlineTimer()
+    }
+
+    /// Output made progress: an armed write deadline starts again (the timer finds the later one when it fires).
+    @inline(__always)
+    func wroteProgress() {
+        if writeDeadline != nil, let writeTimeout, !lingering {
             writeDeadline = Connection.now() &+ writeTimeout.nanoseconds
-            updateDeadlineTimer()
         }
     }
 
@@ -720,8 +762,10 @@ public final class Connection {
         tls = nil
         input.clear()
         output.clear()
+        let files = queuedFiles
         queuedFiles = []
         let failure = error ?? ReactorError.alreadyClosed
+        for file in files { file.completion?(.failure(failure)) }
         let observers = handshakeObservers
         handshakeObservers = []
         for observer in observers { observer(failure) }

@@ -119,18 +119,26 @@ public struct FileStatus: Equatable, Sendable {
     }
 }
 
-/// An open file: owns its descriptor, closed when the last reference goes.
+/// An open file: owns its descriptor, closed when the last reference goes (unless borrowed).
 public final class OpenFile: Sendable {
     /// The descriptor.
     public let fileDescriptor: Int32
+    private let owned: Bool
 
-    /// Takes ownership of `fileDescriptor`.
+    /// Takes ownership of `fileDescriptor`: it is closed when the last reference goes.
     public init(adopting fileDescriptor: Int32) {
         self.fileDescriptor = fileDescriptor
+        owned = true
+    }
+
+    /// Refers to `fileDescriptor` without owning it: the caller keeps it open while it is in use, and closes it.
+    public init(borrowing fileDescriptor: Int32) {
+        self.fileDescriptor = fileDescriptor
+        owned = false
     }
 
     deinit {
-        Posix.close(fileDescriptor)
+        if owned { Posix.close(fileDescriptor) }
     }
 
     /// What the open file is (`fstat`): what reads of it will see, whatever its name means now.

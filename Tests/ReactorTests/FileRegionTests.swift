@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Reactor
+import Synchronization
 import TestSupport
 import Testing
 
@@ -100,6 +101,27 @@ import Testing
         }
         let expected = Array([file.bytes, file.bytes, file.bytes].joined(separator: [UInt8(ascii: "|")])) + [124]
         #expect(result.received == expected)
+    }
+
+    /// `sendFile` returns what it sent once the kernel has it; a file shorter than asked returns a short count
+    /// and leaves the connection open; the caller's descriptor stays open.
+    @Test(arguments: Transport.allCases)
+    func sendFileReturnsWhatItSentAndKeepsTheCallersFile(transport: Transport) throws {
+        let file = TemporaryFile(size: scaled(3 << 20))
+        let descriptor = open(file.path, O_RDONLY | O_CLOEXEC)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let counts = Mutex<[Int]>([])
+        let result = try transfer(transport) { connection in
+            let whole = try await connection.sendFile(descriptor, offset: 0, count: file.bytes.count)
+            let short = try await connection.sendFile(descriptor, offset: file.bytes.count - 10, count: 100)
+            try await connection.write("end")
+            counts.withLock { $0 = [whole, short] }
+            connection.close()
+        }
+        #expect(counts.withLock { $0 } == [file.bytes.count, 10])
+        #expect(result.received == file.bytes + Array(file.bytes.suffix(10)) + Array("end".utf8))
+        #expect(fcntl(descriptor, F_GETFD) >= 0, "the caller's descriptor was closed")
     }
 
     /// A region longer than its file: what the file has is sent, then the connection closes and says why.
