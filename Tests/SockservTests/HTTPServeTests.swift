@@ -260,7 +260,8 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
         let waits = calls.filter { ["epoll_wait", "epoll_pwait", "poll", "ppoll", "futex"].contains($0) }
         // The start marker's own calls after its read are among them: one request more.
         #expect(sends.count == requests + 1, "one send per response: \(counts)")
-        #expect(calls.count - waits.count <= 7 * (requests + 1), "at most 7 calls per request besides waiting: \(counts)")
+        #expect(
+            calls.count - waits.count <= 7 * (requests + 1), "at most 7 calls per request besides waiting: \(counts)")
     }
 
     /// Real clients: curl's HEAD, ranges, conditional GET, HTTP/1.0 and keep-alive across requests; wrk's
