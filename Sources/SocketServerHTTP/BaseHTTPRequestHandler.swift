@@ -137,22 +137,27 @@ open class HTTPRequestHandlerBase {
     public func sendResponseOnly(_ code: Int, _ message: String? = nil) {
         if code >= 200 || responseStatus == nil { responseStatus = code }
         guard !isHTTP09 else { return }
-        appendLatin1(statusLineVersion)
-        headersBuffer.append(32)
-        appendLatin1(String(code))
-        headersBuffer.append(32)
-        appendLatin1(message ?? HTTP.reason(code))
-        headersBuffer += [13, 10]
+        let version = statusLineVersion
+        let reason = message ?? HTTP.reason(code)
+        Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
+            Self.appendLatin1(version, to: &head)
+            head.append(32)
+            Self.appendLatin1(String(code), to: &head)
+            head.append(32)
+            Self.appendLatin1(reason, to: &head)
+        }
     }
 
     /// One header (buffered until ``endHeaders()``). A `Connection: close` or `keep-alive` header sets
     /// ``closeConnection``.
     public func sendHeader(_ keyword: String, _ value: String) {
         if !isHTTP09 {
-            appendLatin1(keyword)
-            headersBuffer += [58, 32]
-            appendLatin1(value)
-            headersBuffer += [13, 10]
+            Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
+                Self.appendLatin1(keyword, to: &head)
+                head.append(UInt8(ascii: ":"))
+                head.append(UInt8(ascii: " "))
+                Self.appendLatin1(value, to: &head)
+            }
         }
         if keyword.utf8.count == 10 && keyword.lowercased() == "connection" {
             if value.lowercased() == "close" {
@@ -169,16 +174,16 @@ open class HTTPRequestHandlerBase {
     /// Ends the head and writes it to ``wfile``.
     public func endHeaders() throws {
         guard !isHTTP09 else { return }
-        headersBuffer += [13, 10]
+        headersBuffer.append(13)
+        headersBuffer.append(10)
         try flushHeaders()
     }
 
     /// Writes the buffered head to ``wfile``.
     public func flushHeaders() throws {
         guard !headersBuffer.isEmpty else { return }
-        let head = headersBuffer
-        headersBuffer = []
-        try wfile.write(head)
+        defer { headersBuffer.removeAll(keepingCapacity: true) }  // the next response's head reuses the space
+        try wfile.write(headersBuffer)
         if let status = responseStatus, status >= 200 { bodyStart = wfile.bytesWritten }
     }
 
@@ -302,7 +307,7 @@ open class HTTPRequestHandlerBase {
         headers = HTTP.Headers()
         rfile = .empty()
         responseStatus = nil
-        headersBuffer = []
+        headersBuffer.removeAll(keepingCapacity: true)
         bodyStart = nil
         requestStart = writer?.bytesWritten ?? 0
         closeConnection = true
@@ -319,17 +324,26 @@ open class HTTPRequestHandlerBase {
     /// The head buffered but not yet written (a handler that forgot ``endHeaders()``).
     var hasPendingHead: Bool { !headersBuffer.isEmpty }
 
-    /// Appends `text` to the head as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).
-    private func appendLatin1(_ text: String) {
+    /// One line of the head: what `body` appends, then `\r\n` (byte by byte: an array literal would be an
+    /// allocation per line).
+    @inline(__always)
+    private static func appendLine(to head: inout [UInt8], _ body: (inout [UInt8]) -> Void) {
+        body(&head)
+        head.append(13)
+        head.append(10)
+    }
+
+    /// Appends `text` as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).
+    private static func appendLatin1(_ text: String, to head: inout [UInt8]) {
         var text = text
         let ascii = text.withUTF8 { bytes in
             var high: UInt8 = 0
             for byte in bytes { high |= byte }
-            if high < 0x80 { headersBuffer.append(contentsOf: bytes) }  // ASCII, the common case
+            if high < 0x80 { head.append(contentsOf: bytes) }  // ASCII, the common case
             return high < 0x80
         }
         if !ascii {
-            headersBuffer += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
+            head += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
         }
     }
 }

@@ -29,6 +29,8 @@ public final class HTTPResponseWriter {
     var truncated = false
 
     static let bufferSize = 64 * 1024
+    /// The most space kept between responses.
+    static let keptCapacity = 8 * 1024
 
     init(transport: HTTPTransport) {
         self.transport = transport
@@ -52,9 +54,10 @@ public final class HTTPResponseWriter {
     /// Sends what is buffered.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        let bytes = buffer
-        buffer = []
-        try transport.send(bytes)
+        // Sent (or copied by the connection) before this returns: the space serves the next response, unless
+        // it grew large (an idle keep-alive connection keeps what is kept here).
+        defer { buffer.removeAll(keepingCapacity: buffer.capacity <= Self.keptCapacity) }
+        try transport.send(buffer)
     }
 
     /// Sends a file region after what was written: with `sendfile(2)`, so the file is never read into memory.
