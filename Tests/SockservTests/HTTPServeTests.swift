@@ -249,8 +249,9 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
         let start = try #require(lines.firstIndex { $0.contains("GET /small.txt?start-marker") })
         let end = try #require(lines.firstIndex { $0.contains("GET /small.txt?end-marker") })
-        // Each call's name, after the thread id strace writes with -f; the marker's read is the first line.
-        let calls = lines[(start + 1)..<end].compactMap { line -> Substring? in
+        // Each call's name, after the thread id strace writes with -f; the marker's read is the first line. A
+        // read that finds nothing yet (EAGAIN: the client has not sent its next request) is waiting too.
+        let calls = lines[(start + 1)..<end].filter { !$0.contains("EAGAIN") }.compactMap { line -> Substring? in
             let text = line.drop { $0.isNumber || $0 == " " }
             guard let paren = text.firstIndex(of: "("), !text.hasPrefix("<"), !text.hasPrefix("+++") else { return nil }
             return text[..<paren]
