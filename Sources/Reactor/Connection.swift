@@ -506,11 +506,7 @@ public final class Connection {
                     return false
                 }
                 if read == 0 {
-                    guard file.completion != nil else {
-                        finishClose(ReactorError.fileShrank)
-                        return false
-                    }
-                    endQueuedFile(file, .success(file.position - file.region.offset))
+                    guard fileEndedEarly(file) else { return false }
                     if !output.isEmpty { return true }
                     continue
                 }
@@ -542,11 +538,7 @@ public final class Connection {
                 }
                 guard let result else { return true }  // the socket is full
                 if result == 0 {
-                    guard file.completion != nil else {
-                        finishClose(ReactorError.fileShrank)
-                        return false
-                    }
-                    endQueuedFile(file, .success(file.position - file.region.offset))
+                    guard fileEndedEarly(file) else { return false }
                     if !output.isEmpty { return true }
                     continue
                 }
@@ -561,6 +553,18 @@ public final class Connection {
             endQueuedFile(file, .success(file.region.count))
             if !output.isEmpty { return true }
         }
+        return true
+    }
+
+    /// The first queued file ended before its region did (it shrank): whoever waits for it is told how much
+    /// was sent, or without a waiter the connection closes with ``ReactorError/fileShrank``.
+    /// - Returns: false if the connection closed.
+    private func fileEndedEarly(_ file: QueuedFile) -> Bool {
+        guard file.completion != nil else {
+            finishClose(ReactorError.fileShrank)
+            return false
+        }
+        endQueuedFile(file, .success(file.position - file.region.offset))
         return true
     }
 

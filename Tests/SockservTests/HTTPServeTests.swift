@@ -261,8 +261,13 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
         let waits = calls.filter { ["epoll_wait", "epoll_pwait", "poll", "ppoll", "futex"].contains($0) }
         // The start marker's own calls after its read are among them: one request more.
         #expect(sends.count == requests + 1, "one send per response: \(counts)")
-        #expect(
-            calls.count - waits.count <= 7 * (requests + 1), "at most 7 calls per request besides waiting: \(counts)")
+        // Under a sanitizer the instrumented runtime makes calls of its own (ASan's allocator maps memory as it
+        // goes): the bound holds for the program as built, in the plain pass of make check.
+        if sanitizer == nil {
+            #expect(
+                calls.count - waits.count <= 7 * (requests + 1),
+                "at most 7 calls per request besides waiting: \(counts)")
+        }
     }
 
     /// Real clients: curl's HEAD, ranges, conditional GET, HTTP/1.0 and keep-alive across requests; wrk's
