@@ -140,7 +140,13 @@ public enum HTTP {
     /// A parsed request line and headers.
     public struct RequestHead: Sendable {
         /// The request line without its line end (Python's `requestline`).
-        public var requestLine: String
+        public var requestLine: String {
+            get { storedRequestLine ?? "\(method) \(target) \(version)" }
+            set { storedRequestLine = newValue }
+        }
+        /// The line as sent when it is not its three words joined by single spaces (a common line is rebuilt
+        /// only when asked for: most are never logged).
+        var storedRequestLine: String?
         /// The method (Python's `command`).
         public var method: String
         /// The request target, with a leading `//...` reduced to one `/` as Python does (an open-redirect guard).
@@ -185,12 +191,11 @@ public enum HTTP {
         if requestLineBytes.last == 13 { requestLineBytes = requestLineBytes.dropLast() }
         guard requestLineBytes.count <= maxHead else { throw ParseError(status: 414, message: "Request-URI Too Long") }
         // Latin-1, as Python decodes it: every byte is one character.
-        let requestLine = latin1(requestLineBytes)
         var head: RequestHead
-        if let common = commonRequestLine(requestLineBytes, requestLine) {
+        if let common = commonRequestLine(requestLineBytes) {
             head = common
         } else {
-            head = try parseRequestLine(requestLine)
+            head = try parseRequestLine(latin1(requestLineBytes))
         }
         if head.versionNumber == .http09 { return (head, lineEnd + 1) }
 
@@ -200,13 +205,13 @@ public enum HTTP {
             guard let end = bytes[lineStart...].prefix(maxHead + 2).firstIndex(of: 10) else {
                 if bytes.count - start > maxHead {
                     throw ParseError(
-                        status: 431, message: "Line too long", requestLine: requestLine, version: head.version)
+                        status: 431, message: "Line too long", requestLine: head.requestLine, version: head.version)
                 }
                 return nil
             }
             guard end + 1 - start <= maxHead else {
                 throw ParseError(
-                    status: 431, message: "Request header fields too large", requestLine: requestLine,
+                    status: 431, message: "Request header fields too large", requestLine: head.requestLine,
                     version: head.version)
             }
             var line = bytes[lineStart..<end]
@@ -214,11 +219,11 @@ public enum HTTP {
             if line.last == 13 { line = line.dropLast() }
             if line.isEmpty { break }
             func bad(_ message: String) -> ParseError {
-                ParseError(status: 400, message: message, requestLine: requestLine, version: head.version)
+                ParseError(status: 400, message: message, requestLine: head.requestLine, version: head.version)
             }
             guard head.headers.count < maxHeaderCount else {
                 throw ParseError(
-                    status: 431, message: "Too many headers", requestLine: requestLine, version: head.version)
+                    status: 431, message: "Too many headers", requestLine: head.requestLine, version: head.version)
             }
             guard line.first != 32 && line.first != 9 else { throw bad("Obsolete line folding") }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
@@ -238,8 +243,7 @@ public enum HTTP {
 
     /// The common request line, `METHOD TARGET HTTP/1.x` in printable ASCII with one space between the words,
     /// read straight from its bytes; `nil` for any other (``parseRequestLine(_:)`` then says what it is).
-    private static func commonRequestLine(_ bytes: Slice<UnsafeRawBufferPointer>, _ requestLine: String) -> RequestHead?
-    {
+    private static func commonRequestLine(_ bytes: Slice<UnsafeRawBufferPointer>) -> RequestHead? {
         var spaces = (bytes.startIndex, bytes.startIndex)
         var count = 0
         for index in bytes.indices {
@@ -260,13 +264,15 @@ public enum HTTP {
         guard let number = Version(versionText), number < Version(2, 0) else { return nil }
         let targetBytes = bytes[(spaces.0 + 1)..<spaces.1]
         var target = String(decoding: targetBytes, as: UTF8.self)
+        var requestLine: String?  // the three words as sent, unless the target changes
         if targetBytes.count > 1 && targetBytes[targetBytes.startIndex + 1] == UInt8(ascii: "/")
             && targetBytes.first == UInt8(ascii: "/")
         {
+            requestLine = String(decoding: bytes, as: UTF8.self)
             target = "/" + target.drop { $0 == "/" }
         }
         return RequestHead(
-            requestLine: requestLine, method: String(decoding: methodBytes, as: UTF8.self), target: target,
+            storedRequestLine: requestLine, method: String(decoding: methodBytes, as: UTF8.self), target: target,
             version: versionText, versionNumber: number, headers: Headers(), body: .none)
     }
 
@@ -306,7 +312,7 @@ public enum HTTP {
         var path = target
         if path.hasPrefix("//") { path = "/" + path.drop { $0 == "/" } }
         return RequestHead(
-            requestLine: requestLine, method: method, target: path, version: version, versionNumber: number,
+            storedRequestLine: requestLine, method: method, target: path, version: version, versionNumber: number,
             headers: Headers(), body: .none)
     }
 

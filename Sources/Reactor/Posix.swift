@@ -206,7 +206,8 @@ enum Posix {
     /// nothing is there (`ENOENT`, `ENOTDIR`, `ENAMETOOLONG`, `ELOOP`).
     static func status(_ path: String, in directory: Int32) throws(IOError) -> stat? {
         var info = stat()
-        if fstatat(directory, path, &info, 0) == 0 { return info }
+        // withCString: a native string is already NUL-terminated, so no copy (the implicit conversion copies).
+        if path.withCString({ fstatat(directory, $0, &info, 0) }) == 0 { return info }
         let code = errno
         if code == ENOENT || code == ENOTDIR || code == ENAMETOOLONG || code == ELOOP { return nil }
         throw IOError(errnoCode: code, operation: "stat \(path)")
@@ -225,7 +226,9 @@ enum Posix {
     /// 5.6, or a seccomp filter that does not know the call) mean `openat2` is unavailable.
     static func openBeneath(_ path: String, in directory: Int32) throws(IOError) -> Int32 {
         try syscall("open \(path)") {
-            cposix_openat2(directory, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, cposix_resolve_beneath)
+            path.withCString {
+                cposix_openat2(directory, $0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, cposix_resolve_beneath)
+            }
         }
     }
 

@@ -48,52 +48,68 @@ open class HTTPRequestHandlerBase {
 
     // MARK: The connection
 
+    // The stored properties a request touches are `@exclusivity(unchecked)`: a handler is used by one thread
+    // at a time (its connection's loop, or its thread), and the run-time check of each access was 4-5% of a
+    // keep-alive GET's CPU. Reactor's `Connection` and the HTTP connection classes do the same.
+
     /// The client's address.
-    public internal(set) var clientAddress: SocketAddress = .unnamedUnix
+    @exclusivity(unchecked) public internal(set) var clientAddress: SocketAddress = .unnamedUnix
     /// The server serving the connection; set before ``setup()``.
     public var server: BaseServer { attachedServer! }
-    private var attachedServer: BaseServer?
+    @exclusivity(unchecked) private var attachedServer: BaseServer?
     /// The reactor connection in reactor mode, `nil` in the blocking modes.
-    public internal(set) var reactorConnection: Connection?
+    @exclusivity(unchecked) public internal(set) var reactorConnection: Connection?
     /// Bytes received on the connection, set before ``finish()``.
-    public internal(set) var bytesReceived = 0
+    @exclusivity(unchecked) public internal(set) var bytesReceived = 0
     /// Bytes sent on the connection, set before ``finish()``.
-    public internal(set) var bytesSent = 0
+    @exclusivity(unchecked) public internal(set) var bytesSent = 0
     /// Where ``logRequest(code:size:)`` and ``logError(_:)`` report: the server's logger.
     public var logger: Logger { server.logger }
 
     // MARK: The request
 
     /// The method (Python's `command`); empty before a request line was read.
-    public internal(set) var command = ""
+    @exclusivity(unchecked) public internal(set) var command = ""
     /// The request target as sent (`/a/b?c=d`), with a leading `//` reduced to `/`.
-    public internal(set) var path = ""
+    @exclusivity(unchecked) public internal(set) var path = ""
     /// The request's version (`HTTP/1.1`).
-    public internal(set) var requestVersion = ""
+    @exclusivity(unchecked) public internal(set) var requestVersion = ""
     /// The request line, for logs.
-    public internal(set) var requestline = ""
+    public internal(set) var requestline: String {
+        get { requestLineText ?? requestHead?.requestLine ?? "" }
+        set { requestLineText = newValue }
+    }
+    @exclusivity(unchecked) private var requestLineText: String?
+    /// The parsed head, whose request line is made only if asked for (most are never logged).
+    @exclusivity(unchecked) private var requestHead: HTTP.RequestHead?
     /// The request's header fields.
-    public internal(set) var headers = HTTP.Headers()
+    @exclusivity(unchecked) public internal(set) var headers = HTTP.Headers()
     /// The request body (Python's `rfile`), bounded by its `Content-Length` or chunked framing.
-    public internal(set) var rfile = HTTPRequestBody.empty()
+    public var rfile: HTTPRequestBody {
+        if let requestBody { return requestBody }
+        let empty = HTTPRequestBody.empty()  // made when asked for: most requests have no body to read
+        requestBody = empty
+        return empty
+    }
+    @exclusivity(unchecked) private var requestBody: HTTPRequestBody?
     /// The response (Python's `wfile`). Set before ``setup()``.
     public var wfile: HTTPResponseWriter { writer! }
-    var writer: HTTPResponseWriter?
+    @exclusivity(unchecked) var writer: HTTPResponseWriter?
     /// Close the connection after this response. Set from the request's version and `Connection` header,
     /// by ``sendHeader(_:_:)`` for a `Connection` header, and by ``sendError(_:_:explain:)``.
-    public var closeConnection = true
+    @exclusivity(unchecked) public var closeConnection = true
 
     /// The status sent for this request, for the access log.
-    public private(set) var responseStatus: Int?
+    @exclusivity(unchecked) public private(set) var responseStatus: Int?
     /// Why the server is ending the connection, once it is: a request rejected before its handler ran (a
     /// malformed or oversized head or body), or a timeout. `nil` while the connection goes on, and when the
     /// client ends it. For ``finish()``, which may log or count it.
-    public internal(set) var serverCloseReason: HTTPCloseReason?
-    private var headersBuffer: [UInt8] = []
+    @exclusivity(unchecked) public internal(set) var serverCloseReason: HTTPCloseReason?
+    @exclusivity(unchecked) private var headersBuffer: [UInt8] = []
     /// ``HTTPResponseWriter/bytesWritten`` when the head ended: what follows is the body.
-    private var bodyStart: Int?
-    private var requestStart = 0
-    private var dateCache: (time: time_t, text: String) = (0, "")
+    @exclusivity(unchecked) private var bodyStart: Int?
+    @exclusivity(unchecked) private var requestStart = 0
+    @exclusivity(unchecked) private var dateCache: (time: time_t, text: String) = (0, "")
 
     /// Made by the server, one per connection.
     public required init() {}
@@ -219,7 +235,10 @@ open class HTTPRequestHandlerBase {
     /// client, the time, the request line, the status and the body bytes sent. May be overridden.
     ///
     /// Unlike Python's, called at the end of the request (so the size is known), not by ``sendResponse(_:_:)``.
+    /// When ``logger`` is set above `info`, the line is not formatted and ``logMessage(_:level:)`` is not
+    /// called; a handler whose `logMessage` writes elsewhere and wants every line overrides this method.
     open func logRequest(code: Int?, size: Int?) {
+        guard logger.logLevel <= .info else { return }  // a quiet server formats no line it would drop
         logMessage("\"\(requestline)\" \(code.map(String.init) ?? "-") \(size.map(String.init) ?? "-")", level: .info)
     }
 
@@ -268,14 +287,15 @@ open class HTTPRequestHandlerBase {
         self.writer = writer
     }
 
-    /// Starts a request: resets the per-request state from a parsed head.
-    func begin(_ head: HTTP.RequestHead, body: HTTPRequestBody) {
+    /// Starts a request: resets the per-request state from a parsed head. A `nil` body is an empty one, made
+    /// only if the handler asks for ``rfile``.
+    func begin(_ head: HTTP.RequestHead, body: HTTPRequestBody?) {
         resetRequest()
-        requestline = head.requestLine
+        requestHead = head
         command = head.method
         path = head.target
         headers = head.headers
-        rfile = body
+        requestBody = body
         let twoWords = head.versionNumber == .http09 && !head.requestLine.hasSuffix("HTTP/0.9")
         requestVersion = twoWords ? defaultRequestVersion : head.version
         closeConnection = !HTTP1Session.keepsAlive(head, serverVersion: protocolNumber)
@@ -303,9 +323,10 @@ open class HTTPRequestHandlerBase {
         command = ""
         path = ""
         requestVersion = ""
-        requestline = ""
+        requestLineText = nil
+        requestHead = nil
         headers = HTTP.Headers()
-        rfile = .empty()
+        requestBody = nil
         responseStatus = nil
         headersBuffer.removeAll(keepingCapacity: true)
         bodyStart = nil

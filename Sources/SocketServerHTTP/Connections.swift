@@ -116,10 +116,10 @@ private final class SocketTransport: HTTPTransport {
 /// One HTTP connection in sequential, threading or forking mode: requests read from the blocking socket,
 /// served by the handler one after another; a thin shell over ``HTTP1Session``.
 final class BlockingHTTPConnection: BaseRequestHandler {
-    private var input = ByteBuffer()
-    private var socket: Socket!
-    private var received = 0
-    private var session = HTTP1Session()
+    @exclusivity(unchecked) private var input = ByteBuffer()
+    @exclusivity(unchecked) private var socket: Socket!
+    @exclusivity(unchecked) private var received = 0
+    @exclusivity(unchecked) private var session = HTTP1Session()
 
     /// How often a connection waiting for its next request looks at the draining flag.
     static let pollInterval: Int32 = 250
@@ -301,21 +301,21 @@ private final class ConnectionTransport: HTTPTransport {
 /// (file regions with `sendfile`). Pipelined requests are served in order; while a response waits above the
 /// connection's high watermark, the next request waits too (and reading pauses).
 final class LoopHTTPConnection: CallbackRequestHandler {
-    private var service: HTTPService!
-    private var handler: HTTPRequestHandlerBase!
-    private var writer: HTTPResponseWriter!
-    private var session = HTTP1Session()
+    @exclusivity(unchecked) private var service: HTTPService!
+    @exclusivity(unchecked) private var handler: HTTPRequestHandlerBase!
+    @exclusivity(unchecked) private var writer: HTTPResponseWriter!
+    @exclusivity(unchecked) private var session = HTTP1Session()
     /// An async handler's request is running in its task: input waits.
-    private var busy = false
+    @exclusivity(unchecked) private var busy = false
     /// The request being read, and its body so far.
-    private var head: HTTP.RequestHead?
-    private var body: [UInt8] = []
+    @exclusivity(unchecked) private var head: HTTP.RequestHead?
+    @exclusivity(unchecked) private var body: [UInt8] = []
     /// Between requests with no byte of the next one yet: the keep-alive wait.
-    private var idle = true
+    @exclusivity(unchecked) private var idle = true
     /// The connection is ending: input is dropped.
-    private var closing = false
+    @exclusivity(unchecked) private var closing = false
     /// Input not consumed yet, kept here only while serving waits for output to drain.
-    private var held = ByteBuffer()
+    @exclusivity(unchecked) private var held = ByteBuffer()
 
     override func setup() throws {
         service = server.httpService
@@ -429,8 +429,8 @@ final class LoopHTTPConnection: CallbackRequestHandler {
                 if consumed == 0 { return }  // more input needed
             case .head(let parsed):
                 head = parsed
-                handler.begin(parsed, body: .empty())
-                if handler.wantsContinue(parsed) {
+                if handler.wantsContinue(parsed) {  // the handler answers it, before the body: it sees the head now
+                    handler.begin(parsed, body: nil)
                     guard try handler.handleExpect100() else { return try endEarly(&input) }
                     try writer.flush()
                 }
@@ -453,7 +453,9 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     /// Runs the handler on a whole request and writes its response; then waits for the next request or
     /// closes.
     private func respond(_ head: HTTP.RequestHead, body: [UInt8]) throws {
-        handler.begin(head, body: .bytes(body, contentLength: head.body == .chunked ? nil : body.count))
+        let chunked = head.body == .chunked
+        let length = chunked ? nil : body.count
+        handler.begin(head, body: body.isEmpty && !chunked ? nil : .bytes(body, contentLength: length))
         if let handler = handler as? AsyncHTTPRequestHandler { return respondLater(handler) }
         var failure: (any Error)?
         do {

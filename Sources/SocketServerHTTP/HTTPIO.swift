@@ -20,13 +20,13 @@ protocol HTTPTransport: AnyObject {
 /// as the socket drains; the queue holds what the handler wrote, so send large bodies with
 /// ``sendFile(_:)`` rather than `write(_:)`.
 public final class HTTPResponseWriter {
-    private var buffer: [UInt8] = []
+    @exclusivity(unchecked) private var buffer: [UInt8] = []
     let transport: HTTPTransport
     /// Bytes passed to `write(_:)` and ``sendFile(_:)`` so far, on this connection.
-    public private(set) var bytesWritten = 0
+    @exclusivity(unchecked) public private(set) var bytesWritten = 0
     /// Set when a file ended before its announced length: the response is cut short and the connection
     /// must close.
-    var truncated = false
+    @exclusivity(unchecked) var truncated = false
 
     static let bufferSize = 64 * 1024
     /// The most space kept between responses.
@@ -99,9 +99,9 @@ public final class HTTPResponseWriter {
 /// The request body, Python's `rfile`, bounded by the request's framing: reads stop at the end of the
 /// body (`Content-Length` bytes, or the last chunk of a chunked body, decoded), never in the next request.
 public final class HTTPRequestBody {
-    private var buffer: [UInt8] = []
-    private var start = 0
-    private var atEnd = false
+    @exclusivity(unchecked) private var buffer: [UInt8] = []
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var atEnd = false
     private let fill: () throws -> [UInt8]
     /// The body's length when announced by `Content-Length`; `nil` for a chunked body.
     public let contentLength: Int?
@@ -116,13 +116,12 @@ public final class HTTPRequestBody {
         HTTPRequestBody(contentLength: 0) { [] }
     }
 
-    /// A body already in memory.
+    /// A body already in memory: one object, no closure.
     static func bytes(_ bytes: [UInt8], contentLength: Int?) -> HTTPRequestBody {
-        var remaining: [UInt8]? = bytes
-        return HTTPRequestBody(contentLength: contentLength) {
-            defer { remaining = nil }
-            return remaining ?? []
-        }
+        let body = HTTPRequestBody(contentLength: contentLength) { [] }
+        body.buffer = bytes
+        body.atEnd = true
+        return body
     }
 
     private var available: Int { buffer.count - start }

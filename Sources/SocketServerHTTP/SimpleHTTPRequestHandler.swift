@@ -141,25 +141,33 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// A file's `ETag`: its modification time (seconds and nanoseconds), size and inode in hex, so that a
     /// file replaced on disk (a new inode) or rewritten (a new time) gets a new one.
     static func entityTag(_ file: FileStatus) -> String {
-        var bytes: [UInt8] = [UInt8(ascii: "\"")]
-        bytes.reserveCapacity(64)
-        func hex(_ value: UInt64) {
-            let digits = Array("0123456789abcdef".utf8)
-            var shift = max(0, (63 - value.leadingZeroBitCount) / 4 * 4)
-            while shift >= 0 {
-                bytes.append(digits[Int((value >> UInt64(shift)) & 15)])
-                shift -= 4
+        // Written straight into the string's storage: one allocation, for at most 2 + 4 * 16 + 3 = 69 bytes
+        // (quotes, four numbers of at most 16 hex digits, three separators).
+        String(unsafeUninitializedCapacity: 69) { bytes in
+            var count = 0
+            func put(_ byte: UInt8) {
+                bytes[count] = byte
+                count += 1
             }
+            func hex(_ value: UInt64) {
+                var shift = max(0, (63 - value.leadingZeroBitCount) / 4 * 4)
+                while shift >= 0 {
+                    let digit = UInt8(truncatingIfNeeded: (value >> UInt64(shift)) & 15)
+                    put(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
+                    shift -= 4
+                }
+            }
+            put(UInt8(ascii: "\""))
+            hex(UInt64(truncatingIfNeeded: file.modifiedSeconds))
+            put(UInt8(ascii: "."))
+            hex(UInt64(truncatingIfNeeded: file.modifiedNanoseconds))
+            put(UInt8(ascii: "-"))
+            hex(UInt64(truncatingIfNeeded: file.size))
+            put(UInt8(ascii: "-"))
+            hex(file.inode)
+            put(UInt8(ascii: "\""))
+            return count
         }
-        hex(UInt64(truncatingIfNeeded: file.modifiedSeconds))
-        bytes.append(UInt8(ascii: "."))
-        hex(UInt64(truncatingIfNeeded: file.modifiedNanoseconds))
-        bytes.append(UInt8(ascii: "-"))
-        hex(UInt64(truncatingIfNeeded: file.size))
-        bytes.append(UInt8(ascii: "-"))
-        hex(file.inode)
-        bytes.append(UInt8(ascii: "\""))
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// ``directory``, opened on the first request for a file: paths are resolved beneath it (Reactor's `Directory`).
@@ -182,7 +190,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         }
         return lastModifiedCache.text
     }
-    private var lastModifiedCache: (time: time_t, text: String) = (0, "")
+    @exclusivity(unchecked) private var lastModifiedCache: (time: time_t, text: String) = (0, "")
 
     /// Whether the client's copy is current: `If-None-Match` against the ETag, else (as Python)
     /// `If-Modified-Since` against the modification time.
@@ -337,7 +345,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     }
 
     /// The last extension looked up and its type: a page's files often share one.
-    private var lastType: (ext: String, type: String) = ("", "")
+    @exclusivity(unchecked) private var lastType: (ext: String, type: String) = ("", "")
 
     private func typeFor(_ ext: String) -> String {
         extensions[ext] ?? extensions[ext.lowercased()]

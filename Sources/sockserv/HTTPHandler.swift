@@ -11,7 +11,9 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
     override var protocolVersion: String { "HTTP/1.1" }
     override var serverVersion: String { "sockserv" }
     override var sysVersion: String { "(SocketServerHTTP)" }
-    override var timeout: Duration? { server.sessionContext.idleTimeout }
+    override var timeout: Duration? { context.idleTimeout }
+    /// The server's context, looked up once per connection (the lookup is a protocol cast).
+    private lazy var context = server.sessionContext
 
     /// Whether a directory is served.
     private let servesFiles: Bool
@@ -26,13 +28,13 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
     }
 
     override func setup() throws {
-        let stats = server.sessionContext.stats
+        let stats = context.stats
         stats.add(.connections)
         stats.add(.open)
     }
 
     override func finish() {
-        let stats = server.sessionContext.stats
+        let stats = context.stats
         stats.add(.open, -1)
         if let reason = serverCloseReason {
             let detail: String
@@ -66,7 +68,7 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
     }
 
     override func logRequest(code: Int?, size: Int?) {
-        server.sessionContext.stats.add(.requests)
+        context.stats.add(.requests)
         super.logRequest(code: code, size: size)
     }
 }

@@ -82,6 +82,18 @@ func decodeChunked(_ text: String, step: Int, limit: Int = 1 << 20) throws -> (b
         }
     }
 
+    /// The request line is the line as sent, whichever way it was parsed: a common one is rebuilt from its
+    /// words only when asked for, so it must come out the same; one whose target is reduced keeps the original.
+    @Test(arguments: [
+        "GET /1k.bin HTTP/1.1", "GET //evil.example/x HTTP/1.1", "GET  /two-spaces HTTP/1.1", "GET\t/tab HTTP/1.0",
+        "GET /page", "GET /caf\u{e9} HTTP/1.1",
+    ])
+    func requestLineIsAsSent(line: String) throws {
+        let bytes = Array(line.unicodeScalars.map { UInt8($0.value) }) + Array("\r\nHost: x\r\n\r\n".utf8)
+        let (head, _) = try #require(try bytes.withUnsafeBytes { try HTTP.parseRequestHead($0) })
+        #expect(head.requestLine == line)
+    }
+
     @Test func twoWordsAreHTTP09WithoutHeaders() throws {
         let bytes = Array("GET /page\r\nHost: ignored\r\n\r\n".utf8)
         let (head, consumed) = try #require(try bytes.withUnsafeBytes { try HTTP.parseRequestHead($0) })

@@ -124,6 +124,14 @@ func httpDate(_ date: Date) -> String {
                 #expect(try request(address, "GET", target, headers: headers).status == status, "\(headers)")
             }
             let etag = try #require(try request(address, "GET", target).header("ETag"))
+            // The tag is the file's stat(2) fields in hex: modification time (s.ns), size, inode.
+            var info = stat()
+            #expect(stat(www.file("test"), &info) == 0)
+            let fields: [UInt64] = [
+                UInt64(info.st_mtim.tv_sec), UInt64(info.st_mtim.tv_nsec), UInt64(info.st_size), UInt64(info.st_ino),
+            ]
+            let hex = fields.map { String($0, radix: 16) }
+            #expect(etag == "\"\(hex[0]).\(hex[1])-\(hex[2])-\(hex[3])\"")
             #expect(try request(address, "GET", target, headers: [("If-None-Match", etag)]).status == 304)
             #expect(try request(address, "GET", target, headers: [("If-None-Match", "\"x\", W/\(etag)")]).status == 304)
             #expect(
