@@ -128,6 +128,7 @@ bench: release
 		cc -O2 -Wall -o $(BENCH_DIR)/$$name Benchmarks/baselines/$$name.c \
 			$$(pkg-config --cflags --libs libevent libevent_openssl openssl) || exit 1; \
 	done
+	cc -O2 -Wall -o $(BENCH_DIR)/http_threads Benchmarks/baselines/http_threads.c -lpthread
 	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" -ne 0 ] || apt-get install -y redis-server redis-tools \
 		|| echo "note: redis-server is missing, the redis rows are skipped"
 	@if [ "$$(id -u)" -eq 0 ] && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server; fi

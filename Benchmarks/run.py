@@ -288,6 +288,7 @@ def idle_memory(table, connections, client_options=()):
 # at 100 connections, and a 100 MiB file to 4 clients. CPU is the server's (and its children's) from /proc.
 HB = os.path.join(ROOT, ".build-hummingbird", "release", "hummingbird-files")
 HTTP_BASELINE = "nginx (1 worker, sendfile)"
+HTTP_THREADS = os.path.join(BENCH, "http_threads")
 WWW = os.path.join(BENCH, "www")
 
 
@@ -335,12 +336,15 @@ def http_servers():
         "sockserv threading": lambda port: [SOCKSERV, "serve", "http", "--mode", "threading", "--root", WWW,
                                             "--port", str(port), "--log-level", "warning"],
         HTTP_BASELINE: nginx_command,
+        # The thread-per-connection model's floor: C, blocking, the least a file server does (baselines/).
+        "C thread per connection": lambda port: [HTTP_THREADS, str(port), WWW],
         "Hummingbird 2 (FileMiddleware)": lambda port: [HB, str(port), WWW],
         "Python ThreadingHTTPServer": lambda port: [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                                                     "--directory", WWW, str(port)],
     }
     present = {"sockserv reactor": SOCKSERV, "sockserv threading": SOCKSERV, HTTP_BASELINE: "/usr/sbin/nginx",
-               "Hummingbird 2 (FileMiddleware)": HB, "Python ThreadingHTTPServer": sys.executable}
+               "C thread per connection": HTTP_THREADS, "Hummingbird 2 (FileMiddleware)": HB,
+               "Python ThreadingHTTPServer": sys.executable}
     return {name: make for name, make in table.items() if os.path.exists(present[name])}
 
 
@@ -662,7 +666,8 @@ def markdown(document):
         out += ["### HTTP: wrk -t1 against each server, the same directory", "",
                 "CPU is the server's; ratios are against nginx (one worker, sendfile on, access log off). System "
                 "calls per request: `strace -c -f` on the server over one more keep-alive run (its own CPU "
-                "is not measured).", ""]
+                "is not measured). C thread per connection (`Benchmarks/baselines/http_threads.c`) is the "
+                "threading model's floor: blocking I/O and the least a file server does per request.", ""]
         for label, *_ in HTTP_ROWS:
             out += [f"#### {label}", "",
                     "| server | requests/s | MiB/s | CPU us/request | CPU ms/MiB | CPU/request vs nginx | CPU/MiB vs nginx | requests/s vs nginx | system calls/request | errors |",

@@ -357,6 +357,7 @@ public final class Socket: @unchecked Sendable {
     /// On a closed socket, setting it does nothing.
     public var timeout: Duration? = nil {
         didSet {
+            receiveTimeoutValue = timeout
             guard fileDescriptor >= 0 else { return }
             let tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
             // Cannot fail on an open socket with a valid timeval; an error would be a bug here.
@@ -370,6 +371,25 @@ public final class Socket: @unchecked Sendable {
             }
         }
     }
+
+    /// How long a blocking receive may wait (`SO_RCVTIMEO` alone), for a caller that wakes up now and then to
+    /// look at something else (a draining flag) while sends keep ``timeout``. Setting ``timeout`` sets this
+    /// too. `nil` waits forever. On a closed socket, setting it does nothing; TLS reads ignore it.
+    public var receiveTimeout: Duration? {
+        get { receiveTimeoutValue }
+        set {
+            receiveTimeoutValue = newValue
+            guard fileDescriptor >= 0 else { return }
+            let tv = newValue.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
+            do {
+                try Posix.setOption(
+                    fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
+            } catch {
+                assertionFailure("\(error)")  // cannot fail on an open socket with a valid timeval
+            }
+        }
+    }
+    private var receiveTimeoutValue: Duration?
 
     /// Sets `TCP_NODELAY` (a no-op on Unix sockets).
     public func disableNagleAlgorithm() {

@@ -120,6 +120,10 @@ final class BlockingHTTPConnection: BaseRequestHandler {
     @exclusivity(unchecked) private var socket: Socket!
     @exclusivity(unchecked) private var received = 0
     @exclusivity(unchecked) private var session = HTTP1Session()
+    /// Whether the socket's receives wake every ``pollInterval`` (plain sockets).
+    @exclusivity(unchecked) private var wakesToPoll = false
+    /// The handler's timeout, for reads on a socket that wakes every poll interval.
+    @exclusivity(unchecked) private var requestTimeout: Duration?
 
     /// How often a connection waiting for its next request looks at the draining flag.
     static let pollInterval: Int32 = 250
@@ -137,6 +141,14 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         let writer = HTTPResponseWriter(transport: transport)
         handler.attach(server: server, clientAddress: clientAddress, writer: writer)
         if let timeout = handler.timeout { socket.timeout = timeout }
+        requestTimeout = handler.timeout
+        if !socket.usesTLS {
+            // A blocking receive that wakes every poll interval: one system call per request where a look, a
+            // poll and a receive were three. (A TLS socket is non-blocking underneath, and polls.)
+            let poll = Duration.milliseconds(Int(Self.pollInterval))
+            socket.receiveTimeout = [poll, handler.timeout, service.keepAliveTimeout].compactMap { $0 }.min()
+            wakesToPoll = true
+        }
         try handler.setup()
         defer {
             handler.bytesReceived = received
@@ -180,6 +192,10 @@ final class BlockingHTTPConnection: BaseRequestHandler {
                 case .body, .end, nil:
                     break
                 }
+            }
+            if input.isEmpty && wakesToPoll {
+                guard try receiveRequest(handler, service) else { return false }
+                continue
             }
             if input.isEmpty {
                 // The next request is often there already (pipelining, a quick client): no wait then.
@@ -232,9 +248,35 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         }
     }
 
-    /// Receives more input; false at its end.
+    /// Receives the next request's first bytes on a socket that wakes every poll interval, looking at the
+    /// draining flag and the keep-alive timeout then; false when the connection should close.
+    private func receiveRequest(_ handler: BaseHTTPRequestHandler, _ service: HTTPService) throws -> Bool {
+        let deadline = (service.keepAliveTimeout ?? handler.timeout).map { ContinuousClock.now + $0 }
+        while !service.isDraining {
+            do {
+                return count(try socket.receive(maxCount: 16 * 1024))  // false: the client closed
+            } catch ReactorError.timedOut {
+                if let deadline, ContinuousClock.now >= deadline {
+                    handler.serverCloseReason = .timedOut(idle: true)
+                    return false
+                }
+            }
+        }
+        return false
+    }
+
+    /// Receives more input; false at its end. On a socket that wakes every poll interval the wait goes on
+    /// until the handler's timeout.
     private func receive() throws -> Bool {
-        count(try socket.receive(maxCount: 16 * 1024))
+        guard wakesToPoll else { return count(try socket.receive(maxCount: 16 * 1024)) }
+        let deadline = requestTimeout.map { ContinuousClock.now + $0 }
+        while true {
+            do {
+                return count(try socket.receive(maxCount: 16 * 1024))
+            } catch ReactorError.timedOut {
+                if let deadline, ContinuousClock.now >= deadline { throw ReactorError.timedOut }
+            }
+        }
     }
 
     /// Counts and keeps received bytes; false for none (the end of input).
