@@ -246,7 +246,7 @@ public enum HTTP {
     private static func commonRequestLine(_ bytes: Slice<UnsafeRawBufferPointer>) -> RequestHead? {
         var spaces = (bytes.startIndex, bytes.startIndex)
         var count = 0
-        for index in bytes.indices {
+        for index in bytes.startIndex..<bytes.endIndex {  // not .indices: its type's metadata is looked up per call
             let byte = bytes[index]
             if byte == 32 {
                 count += 1
