@@ -1,7 +1,118 @@
-/// TLS on a ``Connection``: the handshake, reads and writes through OpenSSL, and `close_notify`, each
-/// driven by the loop's readiness. OpenSSL may need the other direction than the call's (a read that
-/// must first send, a write that must first receive): the connection then watches that direction and
-/// retries the call when it is ready.
+/// What moves a ``Connection``'s bytes (libevent splits its socket and OpenSSL bufferevents the same way). The
+/// connection keeps the buffers, the interest in each direction, the deadlines and the closing; the transport
+/// reads, writes and says what it waits for.
+enum Transport {
+    /// System calls on the socket: `read`, `send`, `sendfile`.
+    case plain
+    /// OpenSSL over the socket.
+    case tls(TLSTransport)
+
+    /// Whether file regions go to the socket with `sendfile(2)` (else through memory, to be encrypted).
+    var sendsFiles: Bool {
+        if case .plain = self { return true }
+        return false
+    }
+
+    /// Input already decrypted or buffered inside OpenSSL, which the socket's readiness cannot show.
+    var hasPendingInput: Bool {
+        guard case .tls(let tls) = self else { return false }
+        return tls.session.hasPendingInput
+    }
+
+    /// A TLS read waits for the socket to be writable.
+    var readWaitsForWrite: Bool {
+        guard case .tls(let tls) = self else { return false }
+        return tls.readWaitsForWrite
+    }
+
+    /// When the TLS handshake times out; `nil` without TLS or once it completed.
+    var handshakeDeadline: UInt64? {
+        guard case .tls(let tls) = self else { return nil }
+        return tls.handshakeDeadline
+    }
+}
+
+/// TLS under a ``Connection``: OpenSSL's state, and what each direction waits for. OpenSSL may need the
+/// other direction than the call's (a read that must first send, a write that must first receive): the
+/// connection then watches that direction and retries the call when it is ready. Loop-bound.
+final class TLSTransport {
+    let session: TLSSession
+    /// A read that must wait for the socket to be writable (OpenSSL has to send first).
+    @exclusivity(unchecked) var readWaitsForWrite = false
+    /// A write that must wait for the socket to be readable.
+    @exclusivity(unchecked) var writeWaitsForRead = false
+    /// `close_notify` was sent (or could not be: the peer was gone).
+    @exclusivity(unchecked) var closeNotifySent = false
+    /// The handshake must send before it can go on.
+    @exclusivity(unchecked) var handshakeWaitsForWrite = false
+    /// When the handshake times out; `nil` once it completed.
+    @exclusivity(unchecked) var handshakeDeadline: UInt64?
+    /// Told once when the handshake completes (`nil`) or the connection closes before it does.
+    @exclusivity(unchecked) var handshakeObservers: [((any Error)?) -> Void] = []
+
+    init(session: TLSSession) {
+        self.session = session
+    }
+
+    /// Whether buffered output may be sent once the socket is writable: once the handshake has completed,
+    /// unless a write waits for the socket to be readable.
+    var mayWrite: Bool { session.isHandshakeComplete && !writeWaitsForRead }
+
+    /// Whether to watch the socket for readability, given whether the connection wants input: during the
+    /// handshake, unless it must send first; after it, for wanted input unless a read waits to send first
+    /// (the socket would be readable on every pass), and for a write that waits to receive.
+    func watchesReadable(_ wantsInput: Bool) -> Bool {
+        guard session.isHandshakeComplete else { return !handshakeWaitsForWrite }
+        return (wantsInput && !readWaitsForWrite) || writeWaitsForRead
+    }
+
+    /// Decrypts into `space` until it is full or OpenSSL has nothing more without waiting for the socket.
+    func read(into space: UnsafeMutableRawPointer, capacity: Int) -> (Int, Connection.InputStop) {
+        var count = 0
+        while count < capacity {
+            switch session.read(into: space + count, count: capacity - count) {
+            case .done(let read):
+                count += read
+                // Nothing buffered: the next read would only find an empty socket (one system call saved).
+                if !session.hasPendingInput { return (count, .drained) }
+            case .wantRead: return (count, .drained)
+            case .wantWrite:
+                readWaitsForWrite = true
+                return (count, .wantsWrite)
+            case .closed: return (count, .end)
+            case .failed(let error): return (count, .failed(error))
+            }
+        }
+        return (count, .spaceFull)
+    }
+
+    /// Encrypts and sends from `bytes` until all are sent or the socket must wait (a write that must first
+    /// receive sets ``writeWaitsForRead``).
+    /// - Returns: the bytes sent (0 before the handshake has completed).
+    /// - Throws: the ``TLSError`` or ``IOError`` that ends the connection.
+    func write(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        guard mayWrite else { return 0 }
+        var sent = 0
+        while sent < bytes.count {
+            switch session.write(bytes.baseAddress! + sent, count: bytes.count - sent) {
+            case .done(let count):
+                sent += count
+            case .wantWrite:
+                return sent
+            case .wantRead:
+                writeWaitsForRead = true
+                return sent
+            case .closed:
+                throw ReactorError.alreadyClosed
+            case .failed(let error):
+                throw error
+            }
+        }
+        return sent
+    }
+}
+
+/// TLS on a ``Connection``: the handshake, readiness in either direction, and `close_notify`.
 extension Connection {
     /// Waits until the TLS handshake has completed; returns at once without TLS or once it has. Call from
     /// a task on the connection's loop.
@@ -9,10 +120,12 @@ extension Connection {
     ///   as ``TLSError/handshakeFailed(_:)`` or ``TLSError/handshakeTimedOut``, or an ``IOError``).
     public func handshake() async throws {
         loop.preconditionInEventLoop()
-        guard usesTLS, tlsInfo == nil else { return }
-        if state == .closed { throw closeError ?? ReactorError.alreadyClosed }
+        guard case .tls(let tls) = transport, tlsInfo == nil else {
+            if usesTLS && tlsInfo == nil { throw closeError ?? ReactorError.alreadyClosed }  // closed before it
+            return
+        }
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            handshakeObservers.append { error in
+            tls.handshakeObservers.append { error in
                 if let error { continuation.resume(throwing: error) } else { continuation.resume() }
             }
         }
@@ -24,8 +137,8 @@ extension Connection {
     public func whenHandshakeCompletes(_ body: @escaping ((any Error)?) -> Void) {
         loop.preconditionInEventLoop()
         if !usesTLS || tlsInfo != nil { return body(nil) }
-        if state == .closed { return body(closeError ?? ReactorError.alreadyClosed) }
-        handshakeObservers.append(body)
+        guard case .tls(let tls) = transport else { return body(closeError ?? ReactorError.alreadyClosed) }
+        tls.handshakeObservers.append(body)
     }
 
     /// Whether the TLS handshake has completed (always true without TLS).
@@ -34,35 +147,36 @@ extension Connection {
     /// Arms the handshake timeout; a client sends its hello once the socket is writable (the loop's next pass).
     /// Nagle's algorithm goes off: a handshake's last flight and the first reply leave as separate writes,
     /// and the second would wait for the peer's delayed ACK (40 ms on Linux).
-    func startTLS(_ tls: TLSSession) {
+    func startTLS(_ tls: TLSTransport) {
         Socket.disableNagle(fileDescriptor)
-        if tls.isHandshakeComplete {  // adopted from a blocking Socket after its handshake
-            if tlsInfo == nil { tlsInfo = tls.info() }
+        let session = tls.session
+        if session.isHandshakeComplete {  // adopted from a blocking Socket after its handshake
+            if tlsInfo == nil { tlsInfo = session.info() }
             return
         }
-        handshakeDeadline = Connection.now() &+ tls.context.configuration.handshakeTimeout.nanoseconds
+        tls.handshakeDeadline = Connection.now() &+ session.context.configuration.handshakeTimeout.nanoseconds
         updateDeadlineTimer()
         // A client speaks first; a handshake begun on a blocking socket may be waiting to send.
-        if tls.context.role == .client || tls.handshakeBegan { setWriting(true) }
+        if session.context.role == .client || session.handshakeBegan { setWriting(true) }
     }
 
     // MARK: Readiness
 
-    func tlsReadable(_ tls: TLSSession) {
-        guard tls.isHandshakeComplete else { return advanceHandshake(tls) }
-        if tlsWriteWaitsForRead {
-            tlsWriteWaitsForRead = false
+    func tlsReadable(_ tls: TLSTransport) {
+        guard tls.session.isHandshakeComplete else { return advanceHandshake(tls) }
+        if tls.writeWaitsForRead {
+            tls.writeWaitsForRead = false
             sendOutput(tls)
             guard state != .closed else { return }
             updateReading()
         }
-        if !tlsReadWaitsForWrite && wantsInput { receive() }
+        if !tls.readWaitsForWrite && wantsInput { receive() }
     }
 
-    func tlsWritable(_ tls: TLSSession) {
-        guard tls.isHandshakeComplete else { return advanceHandshake(tls) }
-        if tlsReadWaitsForWrite {
-            tlsReadWaitsForWrite = false
+    func tlsWritable(_ tls: TLSTransport) {
+        guard tls.session.isHandshakeComplete else { return advanceHandshake(tls) }
+        if tls.readWaitsForWrite {
+            tls.readWaitsForWrite = false
             if wantsInput { receive() }
             guard state != .closed else { return }
             updateReading()
@@ -72,16 +186,16 @@ extension Connection {
 
     // MARK: The handshake
 
-    private func advanceHandshake(_ tls: TLSSession) {
-        switch tls.handshake() {
+    private func advanceHandshake(_ tls: TLSTransport) {
+        switch tls.session.handshake() {
         case .done:
-            handshakeDeadline = nil
+            tls.handshakeDeadline = nil
             updateDeadlineTimer()
-            tlsInfo = tls.info()
-            handshakeWaitsForWrite = false
+            tlsInfo = tls.session.info()
+            tls.handshakeWaitsForWrite = false
             setWriting(false)
-            let observers = handshakeObservers
-            handshakeObservers = []
+            let observers = tls.handshakeObservers
+            tls.handshakeObservers = []
             for observer in observers { observer(nil) }
             delegate?.connectionDidCompleteHandshake(self)
             guard state != .closed else { return }
@@ -90,13 +204,13 @@ extension Connection {
             guard state != .closed else { return }
             updateReading()
             // Application data that came with the handshake's last flight is already inside OpenSSL.
-            if reading && wantsInput && tls.hasPendingInput { receive() }
+            if reading && wantsInput && tls.session.hasPendingInput { receive() }
         case .wantRead:
-            handshakeWaitsForWrite = false
+            tls.handshakeWaitsForWrite = false
             setWriting(false)
             updateReading()
         case .wantWrite:
-            handshakeWaitsForWrite = true
+            tls.handshakeWaitsForWrite = true
             setWriting(true)
             updateReading()
         case .closed:
@@ -106,58 +220,13 @@ extension Connection {
         }
     }
 
-    // MARK: Reading
-
-    /// Decrypts into `space` until it is full or OpenSSL has nothing more without waiting for the socket.
-    func decrypt(_ tls: TLSSession, into space: UnsafeMutableRawPointer, capacity: Int) -> (Int, InputStop) {
-        var count = 0
-        while count < capacity {
-            switch tls.read(into: space + count, count: capacity - count) {
-            case .done(let read):
-                count += read
-                // Nothing buffered: the next read would only find an empty socket (one system call saved).
-                if !tls.hasPendingInput { return (count, .drained) }
-            case .wantRead: return (count, .drained)
-            case .wantWrite: return (count, .wantsWrite)
-            case .closed: return (count, .end)
-            case .failed(let error): return (count, .failed(error))
-            }
-        }
-        return (count, .spaceFull)
-    }
-
     // MARK: Writing
 
-    /// Encrypts and sends from `bytes` until all are sent or the socket must wait.
-    /// - Returns: the bytes sent (0 before the handshake has completed).
-    /// - Throws: the ``TLSError`` or ``IOError`` that ends the connection.
-    func tlsTransmit(_ tls: TLSSession, _ bytes: UnsafeRawBufferPointer) throws -> Int {
-        guard outputMayProceed else { return 0 }
-        var sent = 0
-        while sent < bytes.count {
-            switch tls.write(bytes.baseAddress! + sent, count: bytes.count - sent) {
-            case .done(let count):
-                sent += count
-            case .wantWrite:
-                return sent
-            case .wantRead:
-                tlsWriteWaitsForRead = true
-                updateReading()
-                return sent
-            case .closed:
-                throw ReactorError.alreadyClosed
-            case .failed(let error):
-                throw error
-            }
-        }
-        return sent
-    }
-
     /// Sends buffered output, then lets the connection react (writers, close_notify, a pending close).
-    private func sendOutput(_ tls: TLSSession) {
+    private func sendOutput(_ tls: TLSTransport) {
         if !output.isEmpty {
             do {
-                let sent = try output.withUnsafeReadableBytes { try tlsTransmit(tls, $0) }
+                let sent = try output.withUnsafeReadableBytes { try transmit($0) }
                 output.moveReaderIndex(forwardBy: sent)
                 bytesSent &+= sent
                 if sent > 0 { wroteProgress() }
@@ -169,22 +238,22 @@ extension Connection {
         if output.isEmpty && !queuedFiles.isEmpty && outputMayProceed {
             guard sendQueuedFile() else { return }
         }
-        setWriting((!outputIsEmpty && outputMayProceed) || tlsReadWaitsForWrite)
+        setWriting((!outputIsEmpty && outputMayProceed) || tls.readWaitsForWrite)
         outputProgressed()
     }
 
     /// Sends `close_notify` once, before the FIN; true once it is sent (or cannot be: the peer is gone),
     /// false while it waits for the socket to drain (it is retried then). Always true without TLS.
     func closeNotify() -> Bool {
-        guard let tls, !closeNotifySent else { return true }
-        if case .wantWrite = tls.shutdown() {
+        guard case .tls(let tls) = transport, !tls.closeNotifySent else { return true }
+        if case .wantWrite = tls.session.shutdown() {
             setWriting(true)
             // A peer that does not read must not keep a closing connection forever (its replies are all in
             // the kernel already, so no writeDeadline was armed).
             armWriteDeadline(state == .closing ? writeTimeout ?? lingerTimeout : writeTimeout)
             return false
         }
-        closeNotifySent = true
+        tls.closeNotifySent = true
         return true
     }
 }

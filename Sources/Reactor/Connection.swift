@@ -92,9 +92,9 @@ public final class Connection {
     /// The error the connection closed with, if it closed abnormally.
     @exclusivity(unchecked) public private(set) var closeError: (any Error)?
 
-    // TLS: nil without it.
-    /// OpenSSL's state for this connection; released when it closes.
-    @exclusivity(unchecked) var tls: TLSSession?
+    /// What moves the bytes: system calls on the socket, or OpenSSL over it (``TLSTransport``, which keeps
+    /// the handshake's and each direction's state). Plain once closed: OpenSSL's state is freed then.
+    @exclusivity(unchecked) var transport = Transport.plain
     /// Whether the connection was made with TLS.
     public let usesTLS: Bool
     /// What the TLS handshake agreed on: `nil` until it completes, and always without TLS.
@@ -102,17 +102,6 @@ public final class Connection {
     /// Whether the peer ended its input with TLS's `close_notify`. A TCP close without one also ends the
     /// input (see ``TLSContext``); a protocol that does not frame its messages can tell a truncation by this.
     @exclusivity(unchecked) public internal(set) var receivedCloseNotify = false
-    /// A TLS read that must wait for the socket to be writable (OpenSSL has to send first).
-    @exclusivity(unchecked) var tlsReadWaitsForWrite = false
-    /// A TLS write that must wait for the socket to be readable.
-    @exclusivity(unchecked) var tlsWriteWaitsForRead = false
-    /// `close_notify` was sent (or could not be: the peer was gone).
-    @exclusivity(unchecked) var closeNotifySent = false
-    /// The handshake must send before it can go on.
-    @exclusivity(unchecked) var handshakeWaitsForWrite = false
-    @exclusivity(unchecked) var handshakeDeadline: UInt64?
-    /// Told once when the handshake completes (`nil`) or the connection closes before it does.
-    @exclusivity(unchecked) var handshakeObservers: [((any Error)?) -> Void] = []
 
     /// Adopts a connected stream socket: makes it non-blocking and starts reading. Call on the loop thread.
     /// - Throws: ``IOError`` if the descriptor cannot be made non-blocking (it is then closed),
@@ -166,7 +155,7 @@ public final class Connection {
         loop.preconditionInEventLoop()
         self.loop = loop
         self.fileDescriptor = fileDescriptor
-        self.tls = session
+        if let session { transport = .tls(TLSTransport(session: session)) }
         self.usesTLS = session != nil
         do {
             if !nonBlocking { try Posix.setNonBlocking(fileDescriptor) }
@@ -184,7 +173,7 @@ public final class Connection {
             state = .closed
             throw error
         }
-        if let session { startTLS(session) }
+        if case .tls(let tls) = transport { startTLS(tls) }
         updateReading()
     }
 
@@ -224,7 +213,7 @@ public final class Connection {
         guard state != .closed else { return }
         if lingering { return discardInput() }
         if idleTimeout != nil { lastActivity = Connection.now() }
-        if let tls { return tlsReadable(tls) }
+        if case .tls(let tls) = transport { return tlsReadable(tls) }
         receive()
     }
 
@@ -279,14 +268,13 @@ public final class Connection {
         case .spaceFull:
             break
         case .end:
-            if let tls { receivedCloseNotify = tls.receivedCloseNotify }
+            if case .tls(let tls) = transport { receivedCloseNotify = tls.session.receivedCloseNotify }
             guard state == .open else {  // closed by the delegate meanwhile: no end to report
                 inputClosed = true
                 return updateReading()
             }
             return handleEndOfInput()
-        case .wantsWrite:
-            tlsReadWaitsForWrite = true
+        case .wantsWrite:  // TLS: the transport marked its read as waiting
             setWriting(true)  // reading pauses meanwhile (updateReading), so a readable socket cannot spin the loop
         case .failed(let error):
             return finishClose(error)
@@ -295,7 +283,7 @@ public final class Connection {
         // More inside OpenSSL: another pass, as the socket may not say so. Only when the space filled up, never
         // after OpenSSL asked the socket for more: part of a record waits there, and only the socket can complete
         // it (activating again would spin the loop).
-        if case .spaceFull = stop, let tls, reading && wantsInput && tls.hasPendingInput {
+        if case .spaceFull = stop, reading && wantsInput && transport.hasPendingInput {
             readEvent?.activate(.readable)
         }
     }
@@ -303,7 +291,7 @@ public final class Connection {
     /// One read from the socket, or with TLS what OpenSSL can decrypt without waiting.
     @inline(__always)
     private func readInput(into space: UnsafeMutableRawPointer, capacity: Int) -> (Int, InputStop) {
-        if let tls { return decrypt(tls, into: space, capacity: capacity) }
+        if case .tls(let tls) = transport { return tls.read(into: space, capacity: capacity) }
         do {
             guard let count = try Posix.read(fileDescriptor, space, capacity) else { return (0, .drained) }
             return (count, count == 0 ? .end : .drained)  // level-triggered: a full read is simply read again
@@ -357,20 +345,13 @@ public final class Connection {
     /// or a write waits for the socket to be readable.
     func updateReading() {
         var wanted = lingering || wantsInput
-        if let tls, state != .closed, !lingering {
-            if !tls.isHandshakeComplete {
-                wanted = !handshakeWaitsForWrite
-            } else {
-                // A read waiting for writability would find the socket readable on every pass: pause it.
-                wanted = (wanted && !tlsReadWaitsForWrite) || tlsWriteWaitsForRead
-            }
-        }
+        if case .tls(let tls) = transport, state != .closed, !lingering { wanted = tls.watchesReadable(wanted) }
         guard wanted != reading, let readEvent else { return }
         reading = wanted
         if wanted {
             readEvent.add()
             // Bytes OpenSSL already holds make the socket no more readable: look at them on the next pass.
-            if let tls, tls.hasPendingInput { readEvent.activate(.readable) }
+            if transport.hasPendingInput { readEvent.activate(.readable) }
         } else {
             readEvent.remove()
         }
@@ -413,11 +394,7 @@ public final class Connection {
         var sent = 0
         if output.isEmpty {
             do {
-                if let tls {
-                    sent = try tlsTransmit(tls, bytes)
-                } else {
-                    sent = try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
-                }
+                sent = try transmit(bytes)
             } catch {
                 return finishClose(error)
             }
@@ -455,7 +432,7 @@ public final class Connection {
         if idleTimeout != nil { lastActivity = Connection.now() }
         queuedFiles.append(QueuedFile(region: region, completion: completion))
         // Nothing before it and no TLS: straight to the socket, the common case for a small file.
-        if queuedFiles.count == 1 && output.isEmpty && tls == nil {
+        if queuedFiles.count == 1 && output.isEmpty && transport.sendsFiles {
             guard sendQueuedFile() else { return }
             if queuedFiles.isEmpty { return }
         }
@@ -495,7 +472,7 @@ public final class Connection {
     func sendQueuedFile() -> Bool {
         var budget = Self.fileSliceBytes
         while budget > 0, let file = queuedFiles.first {
-            if file.copying || tls != nil {
+            if file.copying || !transport.sendsFiles {
                 let read: Int
                 do {
                     read = try Posix.readFile(
@@ -587,15 +564,19 @@ public final class Connection {
     /// Sends `bytes` now, through OpenSSL with TLS: what the socket takes without waiting.
     @inline(__always)
     func transmit(_ bytes: UnsafeRawBufferPointer) throws -> Int {
-        if let tls { return try tlsTransmit(tls, bytes) }
-        return try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
+        guard case .tls(let tls) = transport else {
+            return try Posix.send(fileDescriptor, bytes.baseAddress!, bytes.count) ?? 0
+        }
+        let sent = try tls.write(bytes)
+        if tls.writeWaitsForRead { updateReading() }  // OpenSSL must receive before it can send on
+        return sent
     }
 
     /// Whether buffered output can be sent once the socket is writable: always without TLS; with it,
     /// once the handshake has completed, unless a write waits for the socket to be readable.
     var outputMayProceed: Bool {
-        guard let tls else { return true }
-        return tls.isHandshakeComplete && !tlsWriteWaitsForRead
+        guard case .tls(let tls) = transport else { return true }
+        return tls.mayWrite
     }
 
     func setWriting(_ wanted: Bool) {
@@ -616,7 +597,7 @@ public final class Connection {
     private func handleWritable() {
         guard state != .closed else { return }
         if idleTimeout != nil { lastActivity = Connection.now() }
-        if let tls { return tlsWritable(tls) }
+        if case .tls(let tls) = transport { return tlsWritable(tls) }
         if !output.isEmpty {
             do {
                 let sent = try output.withUnsafeReadableBytes { (bytes) throws(IOError) -> Int? in
@@ -643,7 +624,7 @@ public final class Connection {
             if outputMayProceed { setWriting(true) }  // a file's turn
         } else if output.isEmpty {
             output.clear()
-            setWriting(tlsReadWaitsForWrite)  // a TLS read may still need the socket to drain
+            setWriting(transport.readWaitsForWrite)  // a TLS read may still need the socket to drain
             let waiters = flushWaiters
             flushWaiters = []
             for waiter in waiters { waiter.resume() }
@@ -767,15 +748,17 @@ public final class Connection {
         writeEvent = nil
         timerEvent = nil
         Posix.close(fileDescriptor)
-        tls = nil
+        var observers: [((any Error)?) -> Void] = []
+        if case .tls(let tls) = transport {
+            observers = tls.handshakeObservers
+            transport = .plain  // frees OpenSSL's state
+        }
         input.clear()
         output.clear()
         let files = queuedFiles
         queuedFiles = []
         let failure = error ?? ReactorError.alreadyClosed
         for file in files { file.completion?(.failure(failure)) }
-        let observers = handshakeObservers
-        handshakeObservers = []
         for observer in observers { observer(failure) }
         if let reader {
             self.reader = nil
@@ -807,7 +790,8 @@ public final class Connection {
     /// Arms the one timer for the earliest of the idle, read and write deadlines.
     func updateDeadlineTimer() {
         guard state != .closed else { return }
-        var earliest = [readDeadline, writeDeadline, lingerDeadline, handshakeDeadline].compactMap { $0 }.min()
+        let deadlines = [readDeadline, writeDeadline, lingerDeadline, transport.handshakeDeadline]
+        var earliest = deadlines.compactMap { $0 }.min()
         if let idleTimeout {
             let idleDeadline = lastActivity &+ idleTimeout.nanoseconds
             earliest = min(earliest ?? idleDeadline, idleDeadline)
@@ -830,7 +814,7 @@ public final class Connection {
     private func handleDeadline() {
         guard state != .closed else { return }
         let now = Connection.now()
-        if let handshakeDeadline, handshakeDeadline <= now {
+        if let handshakeDeadline = transport.handshakeDeadline, handshakeDeadline <= now {
             return finishClose(TLSError.handshakeTimedOut)
         }
         if !lingering, let idleTimeout, lastActivity &+ idleTimeout.nanoseconds <= now {
