@@ -354,8 +354,6 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     @exclusivity(unchecked) private var body: [UInt8] = []
     /// Between requests with no byte of the next one yet: the keep-alive wait.
     @exclusivity(unchecked) private var idle = true
-    /// The connection is ending: input is dropped.
-    @exclusivity(unchecked) private var closing = false
     /// Input not consumed yet, kept here only while serving waits for output to drain.
     @exclusivity(unchecked) private var held = ByteBuffer()
 
@@ -376,15 +374,16 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     override func handle(_ buffer: inout ByteBuffer) throws {
         if held.readableBytes + buffer.readableBytes > Self.heldLimit {
-            // A client pipelining this much behind a request still running is not waited for.
-            handler.logError("over \(Self.heldLimit) bytes sent ahead of a running request: closing the connection")
-            closing = true
+            // A client pipelining this much behind requests that wait (a running async handler, or responses
+            // it does not read) is not waited for.
+            handler.logError(
+                "over \(Self.heldLimit) bytes of requests sent ahead of responses not yet sent: closing the connection")
             buffer.clear()
             return connection.close()
         }
         if held.isEmpty {
             try serve(&buffer)
-            if !buffer.isEmpty && !closing && connection.isOpen {
+            if !buffer.isEmpty && connection.isOpen {
                 buffer.withUnsafeReadableBytes { held.append($0) }  // rare: kept until the output drains
                 buffer.clear()
             }
@@ -415,7 +414,6 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     override func handleEndOfInput() throws {
         // The client closed: between requests, or mid-request (nothing to answer then).
-        closing = true
         connection.close()
     }
 
@@ -456,7 +454,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
 
     /// Serves every whole request in `input`, in order, while output allows; consumes what it used.
     private func serve(_ input: inout ByteBuffer) throws {
-        while connection.isOpen && !closing && !busy {
+        while connection.isOpen && !busy {
             if session.isBetweenRequests {
                 if input.isEmpty || mustWaitForOutput { return }
                 if idle {  // a request's first bytes
@@ -489,7 +487,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
                 return try endEarly(&input)
             }
         }
-        if closing { input.clear() }
+        if !connection.isOpen { input.clear() }  // ending: what is left is dropped
     }
 
     /// Runs the handler on a whole request and writes its response; then waits for the next request or
@@ -557,7 +555,6 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     }
 
     private func end() {
-        closing = true
         connection.close()
     }
 }

@@ -135,4 +135,48 @@ import Testing
         #expect(result.received == file.bytes)
         #expect(result.closeError as? ReactorError == .fileShrank)
     }
+
+    /// A download that lasts many times ``Connection/writeTimeout`` to a client that keeps reading is not cut:
+    /// each send that makes progress moves the write deadline on. (A client that stops reading is cut: the
+    /// flow-control tests.)
+    @Test func progressMovesTheWriteDeadlineOn() throws {
+        let file = TemporaryFile(size: 2 << 20)
+        let writeTimeout = Duration.milliseconds(200)
+        var served: Connection?
+        var listening: Listener?
+        let received = Mutex(0)
+        let took = Mutex(Duration.zero)
+        try runLoop(timeout: .seconds(60)) { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                var size: Int32 = 16 * 1024  // small buffers: the kernel holds little of the file at a time
+                setsockopt(connection.fileDescriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                connection.writeTimeout = writeTimeout
+                connection.write(file: file.region())
+                connection.close()  // graceful: bounded by the write timeout
+                served = connection
+            }
+            listening = listener
+            let address = listener.localAddress
+            Thread {
+                defer { loop.execute { loop.stop() } }
+                guard let client = try? Socket(family: .ipv4, kind: .stream) else { return }
+                defer { client.close() }
+                var size: Int32 = 16 * 1024
+                setsockopt(client.fileDescriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                guard (try? client.connect(to: address)) != nil else { return }
+                let start = ContinuousClock.now
+                while let chunk = try? client.receive(maxCount: 16 * 1024), !chunk.isEmpty {
+                    received.withLock { $0 += chunk.count }
+                    usleep(5_000)  // a slow, steady reader: 16 KiB per 5 ms at most
+                }
+                took.withLock { $0 = ContinuousClock.now - start }
+            }.start()
+        }
+        listening?.close()
+        let connection = try #require(served)
+        #expect(received.withLock { $0 } == file.bytes.count)
+        #expect(connection.closeError == nil)
+        // Only meaningful if the download outlasted the timeout (else this test proves nothing).
+        #expect(took.withLock { $0 } > writeTimeout, "\(took.withLock { $0 })")
+    }
 }
