@@ -62,14 +62,19 @@ extension Socket {
     // MARK: Through OpenSSL (called by receive, receiveIfReady, sendAll and shutdown)
 
     func tlsReceive(_ tls: TLSSession, maxCount: Int) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
+            count = try tlsReceive(tls, into: buffer.baseAddress!, maxCount: maxCount)
+        }
+    }
+
+    /// Up to `maxCount` bytes decrypted into `space`; 0 at the end of input.
+    func tlsReceive(_ tls: TLSSession, into space: UnsafeMutableRawPointer, maxCount: Int) throws -> Int {
         try handshake()
         let deadline = timeout.map { ContinuousClock.now + $0 }
-        return try [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, count in
-            switch try blockingStep(deadline, { tls.read(into: buffer.baseAddress!, count: maxCount) }) {
-            case .done(let read): count = read
-            case .failed(let error): throw error
-            default: count = 0  // the end of input
-            }
+        switch try blockingStep(deadline, { tls.read(into: space, count: maxCount) }) {
+        case .done(let read): return read
+        case .failed(let error): throw error
+        default: return 0  // the end of input
         }
     }
 

@@ -165,6 +165,24 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Receives up to `maxCount` bytes onto the end of `buffer`, with no array in between.
+    /// - Returns: how many; 0 at end of input.
+    /// - Throws: ``ReactorError/timedOut`` when ``timeout`` (or ``receiveTimeout``) expires first, or an ``IOError``.
+    public func receive(into buffer: inout ByteBuffer, maxCount: Int) throws -> Int {
+        buffer.reserveWritable(maxCount)
+        let count: Int
+        if let tlsSession {
+            count = try tlsReceive(tlsSession, into: buffer.writableSpace, maxCount: maxCount)
+        } else {
+            guard let received = try Posix.receive(fileDescriptor, buffer.writableSpace, maxCount) else {
+                throw ReactorError.timedOut
+            }
+            count = received
+        }
+        buffer.didWrite(count)
+        return count
+    }
+
     /// Receives up to `maxCount` bytes if some are waiting, without blocking even a blocking socket
     /// (`MSG_DONTWAIT`).
     /// - Returns: `nil` when nothing is waiting; empty at end of input.

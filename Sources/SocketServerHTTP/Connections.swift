@@ -254,7 +254,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         let deadline = (service.keepAliveTimeout ?? handler.timeout).map { ContinuousClock.now + $0 }
         while !service.isDraining {
             do {
-                return count(try socket.receive(maxCount: 16 * 1024))  // false: the client closed
+                return try receiveOnce()  // false: the client closed
             } catch ReactorError.timedOut {
                 if let deadline, ContinuousClock.now >= deadline {
                     handler.serverCloseReason = .timedOut(idle: true)
@@ -268,15 +268,24 @@ final class BlockingHTTPConnection: BaseRequestHandler {
     /// Receives more input; false at its end. On a socket that wakes every poll interval the wait goes on
     /// until the handler's timeout.
     private func receive() throws -> Bool {
-        guard wakesToPoll else { return count(try socket.receive(maxCount: 16 * 1024)) }
+        guard wakesToPoll else { return try receiveOnce() }
         let deadline = requestTimeout.map { ContinuousClock.now + $0 }
         while true {
             do {
-                return count(try socket.receive(maxCount: 16 * 1024))
+                return try receiveOnce()
             } catch ReactorError.timedOut {
                 if let deadline, ContinuousClock.now >= deadline { throw ReactorError.timedOut }
             }
         }
+    }
+
+    /// One receive straight into the input buffer, counted; false at the end of input.
+    private func receiveOnce() throws -> Bool {
+        let count = try socket.receive(into: &input, maxCount: 16 * 1024)
+        if count == 0 { return false }
+        received += count
+        server.metrics.countReceived(count)
+        return true
     }
 
     /// Counts and keeps received bytes; false for none (the end of input).

@@ -3,7 +3,8 @@ import Glibc
 import Reactor
 import Testing
 
-/// A blocking socket's timeouts: `timeout` bounds receives and sends, `receiveTimeout` receives alone.
+/// A blocking socket's timeouts (`timeout` bounds receives and sends, `receiveTimeout` receives alone), and
+/// receiving straight into a buffer.
 @Suite struct SocketTimeoutTests {
     /// Two connected blocking stream sockets (`socketpair`).
     func pair() throws -> (Socket, Socket) {
@@ -41,5 +42,20 @@ import Testing
 
         a.timeout = nil
         #expect(a.receiveTimeout == nil)
+    }
+
+    @Test func receiveIntoAppendsToTheBuffer() throws {
+        let (a, b) = try pair()
+        defer { a.close() }
+        var buffer = ByteBuffer()
+        buffer.append(Array("held ".utf8))
+        buffer.moveReaderIndex(forwardBy: 1)  // "eld " readable
+        try b.sendAll(Array("and new".utf8))
+        #expect(try a.receive(into: &buffer, maxCount: 64) == 7)
+        #expect(buffer.readAll() == Array("eld and new".utf8))
+        b.close()
+        #expect(try a.receive(into: &buffer, maxCount: 64) == 0, "the end of input")
+        let left = buffer.readableBytes
+        #expect(left == 0)
     }
 }
