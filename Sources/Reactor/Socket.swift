@@ -376,17 +376,8 @@ public final class Socket: @unchecked Sendable {
     public var timeout: Duration? = nil {
         didSet {
             receiveTimeoutValue = timeout
-            guard fileDescriptor >= 0 else { return }
-            let tv = timeout.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
-            // Cannot fail on an open socket with a valid timeval; an error would be a bug here.
-            do {
-                try Posix.setOption(
-                    fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
-                try Posix.setOption(
-                    fileDescriptor, level: SOL_SOCKET, name: SO_SNDTIMEO, value: tv, "setsockopt SO_SNDTIMEO")
-            } catch {
-                assertionFailure("\(error)")
-            }
+            setTimeoutOption(SO_RCVTIMEO, timeout)
+            setTimeoutOption(SO_SNDTIMEO, timeout)
         }
     }
 
@@ -397,17 +388,23 @@ public final class Socket: @unchecked Sendable {
         get { receiveTimeoutValue }
         set {
             receiveTimeoutValue = newValue
-            guard fileDescriptor >= 0 else { return }
-            let tv = newValue.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
-            do {
-                try Posix.setOption(
-                    fileDescriptor, level: SOL_SOCKET, name: SO_RCVTIMEO, value: tv, "setsockopt SO_RCVTIMEO")
-            } catch {
-                assertionFailure("\(error)")  // cannot fail on an open socket with a valid timeval
-            }
+            setTimeoutOption(SO_RCVTIMEO, newValue)
         }
     }
     private var receiveTimeoutValue: Duration?
+
+    /// Sets `SO_RCVTIMEO` or `SO_SNDTIMEO` (`nil`: none) on an open socket. Cannot fail with a valid `timeval`:
+    /// an error would be a bug here.
+    private func setTimeoutOption(_ option: Int32, _ duration: Duration?) {
+        guard fileDescriptor >= 0 else { return }
+        let tv = duration.map { timeval($0 == .zero ? .microseconds(1) : $0) } ?? timeval(tv_sec: 0, tv_usec: 0)
+        do {
+            let name = option == SO_RCVTIMEO ? "SO_RCVTIMEO" : "SO_SNDTIMEO"
+            try Posix.setOption(fileDescriptor, level: SOL_SOCKET, name: option, value: tv, "setsockopt \(name)")
+        } catch {
+            assertionFailure("\(error)")
+        }
+    }
 
     /// Sets `TCP_NODELAY` (a no-op on Unix sockets).
     public func disableNagleAlgorithm() {
