@@ -249,20 +249,21 @@ final class BlockingHTTPConnection: BaseRequestHandler {
     }
 
     /// Receives the next request's first bytes on a socket that wakes every poll interval, looking at the
-    /// draining flag and the keep-alive timeout then; false when the connection should close.
+    /// draining flag and the keep-alive timeout then; false when the connection should close. Bytes already sent
+    /// are received before the flag is looked at: a drain loses no request that had arrived.
     private func receiveRequest(_ handler: BaseHTTPRequestHandler, _ service: HTTPService) throws -> Bool {
         let deadline = (service.keepAliveTimeout ?? handler.timeout).map { ContinuousClock.now + $0 }
-        while !service.isDraining {
+        while true {
             do {
                 return try receiveOnce()  // false: the client closed
             } catch ReactorError.timedOut {
+                if service.isDraining { return false }
                 if let deadline, ContinuousClock.now >= deadline {
                     handler.serverCloseReason = .timedOut(idle: true)
                     return false
                 }
             }
         }
-        return false
     }
 
     /// Receives more input; false at its end. On a socket that wakes every poll interval the wait goes on

@@ -280,6 +280,21 @@ final class RejectingHandler: BaseHTTPRequestHandler {
         #expect(handler.dateTimeString(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
         #expect(handler.dateTimeString(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
     }
+
+    /// A drain (``HTTPService/stopKeepAlive()``) loses no request that arrived: a request sent on a new connection
+    /// to a draining server is answered, and the connection closes after it rather than waiting for another.
+    @Test(arguments: [Mode.threading, .reactor])
+    func aDrainingServerAnswersARequestThatArrived(mode: Mode) throws {
+        let server = try makeServer(mode) { FixedPageHandler() }
+        server.http.stopKeepAlive()
+        try serving(server) { address in
+            let client = try Client(address)
+            try client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try #require(try client.response())
+            #expect(response.status == 200 && response.body == FixedPageHandler.page)
+            #expect(try client.response() == nil, "closed after the one response")
+        }
+    }
 }
 
 /// Answers a POST with its body: read through `rfile`, whatever its framing.
