@@ -97,6 +97,47 @@ public enum HTTP {
             fields.append(Field(name: name, value: value))
         }
 
+        /// Room for `count` fields without growing.
+        public mutating func reserveCapacity(_ count: Int) {
+            fields.reserveCapacity(count)
+        }
+
+        /// Whether a field `name` is present.
+        public func contains(_ name: String) -> Bool {
+            fields.contains { sameName($0.name, name) }
+        }
+
+        /// Whether `token` (lowercase ASCII) is one of the comma-separated tokens of the `name` fields, compared
+        /// without regard to case: ``tokens(_:)``'s `contains`, with no array or string made.
+        public func containsToken(_ token: StaticString, in name: String) -> Bool {
+            fields.contains { field in
+                guard sameName(field.name, name) else { return false }
+                var value = field.value
+                return value.withUTF8 { bytes in
+                    var start = 0
+                    while start <= bytes.count {  // each item between commas, spaces and tabs around it trimmed
+                        var end = start
+                        while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
+                        var (first, last) = (start, end)
+                        while first < last && (bytes[first] == 32 || bytes[first] == 9) { first += 1 }
+                        while last > first && (bytes[last - 1] == 32 || bytes[last - 1] == 9) { last -= 1 }
+                        if isToken(token, UnsafeBufferPointer(rebasing: bytes[first..<last])) { return true }
+                        start = end + 1
+                    }
+                    return false
+                }
+            }
+        }
+
+        /// Whether `item` is `token` (lowercase ASCII) in any case.
+        private func isToken(_ token: StaticString, _ item: UnsafeBufferPointer<UInt8>) -> Bool {
+            guard item.count == token.utf8CodeUnitCount else { return false }
+            for offset in 0..<item.count where asciiLowercased(item[offset]) != token.utf8Start[offset] {
+                return false
+            }
+            return true
+        }
+
         /// The first value of the field `name`, or `nil` (Python's `headers.get(name)`).
         public subscript(_ name: String) -> String? {
             fields.first { sameName($0.name, name) }?.value
@@ -118,12 +159,19 @@ public enum HTTP {
             fields.makeIterator()
         }
 
+        private func asciiLowercased(_ byte: UInt8) -> UInt8 {
+            byte >= 65 && byte <= 90 ? byte | 0x20 : byte
+        }
+
         /// ASCII case-insensitive equality, without allocating.
         private func sameName(_ a: String, _ b: String) -> Bool {
-            a.utf8.count == b.utf8.count
-                && zip(a.utf8, b.utf8).allSatisfy { x, y in
-                    x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 97 && (x | 0x20) <= 122)
-                }
+            guard a.utf8.count == b.utf8.count else { return false }
+            if a == b { return true }  // most names are looked up as they are sent
+            var (x, y) = (a.utf8.makeIterator(), b.utf8.makeIterator())
+            while let p = x.next(), let q = y.next() {
+                if p != q && asciiLowercased(p) != asciiLowercased(q) { return false }
+            }
+            return true
         }
     }
 
@@ -183,7 +231,7 @@ public enum HTTP {
         // Blank lines before a request are skipped (RFC 9112 2.2).
         var start = 0
         while start < bytes.count, bytes[start] == 13 || bytes[start] == 10 { start += 1 }
-        guard let lineEnd = bytes[start...].prefix(maxHead + 2).firstIndex(of: 10) else {
+        guard let lineEnd = lineFeed(in: bytes, from: start, within: maxHead + 2) else {
             if bytes.count - start > maxHead + 1 { throw ParseError(status: 414, message: "Request-URI Too Long") }
             return nil
         }
@@ -199,10 +247,12 @@ public enum HTTP {
         }
         if head.versionNumber == .http09 { return (head, lineEnd + 1) }
 
-        // The header lines, up to the blank one.
+        // The header lines, up to the blank one: each read in one pass over its bytes (this runs for every
+        // request; the generic collection algorithms over slices cost several times more).
+        head.headers.reserveCapacity(8)
         var lineStart = lineEnd + 1
         while true {
-            guard let end = bytes[lineStart...].prefix(maxHead + 2).firstIndex(of: 10) else {
+            guard let end = lineFeed(in: bytes, from: lineStart, within: maxHead + 2) else {
                 if bytes.count - start > maxHead {
                     throw ParseError(
                         status: 431, message: "Line too long", requestLine: head.requestLine, version: head.version)
@@ -214,10 +264,11 @@ public enum HTTP {
                     status: 431, message: "Request header fields too large", requestLine: head.requestLine,
                     version: head.version)
             }
-            var line = bytes[lineStart..<end]
+            var lineEnd = end
+            if lineEnd > lineStart && bytes[lineEnd - 1] == 13 { lineEnd -= 1 }
+            let first = lineStart
             lineStart = end + 1
-            if line.last == 13 { line = line.dropLast() }
-            if line.isEmpty { break }
+            if lineEnd == first { break }
             func bad(_ message: String) -> ParseError {
                 ParseError(status: 400, message: message, requestLine: head.requestLine, version: head.version)
             }
@@ -225,17 +276,29 @@ public enum HTTP {
                 throw ParseError(
                     status: 431, message: "Too many headers", requestLine: head.requestLine, version: head.version)
             }
-            guard line.first != 32 && line.first != 9 else { throw bad("Obsolete line folding") }
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
-                line[line.startIndex..<colon].allSatisfy(isTokenByte)
-            else { throw bad("Bad header line") }
-            // RFC 9110 5.5: CR and NUL in a field value are invalid (LF already ended the line).
-            guard !line[(colon + 1)...].contains(where: { $0 == 0 || $0 == 13 }) else {
-                throw bad("Bad header value")
+            guard bytes[first] != 32 && bytes[first] != 9 else { throw bad("Obsolete line folding") }
+            // The name: at least one token byte, then the colon.
+            var colon = first
+            while colon < lineEnd && isTokenByte(bytes[colon]) { colon += 1 }
+            guard colon > first, colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else {
+                throw bad("Bad header line")
             }
+            // The value, trimmed of spaces and tabs; RFC 9110 5.5: CR and NUL in it are invalid (LF already
+            // ended the line).
+            var valueStart = colon + 1
+            var valueEnd = lineEnd
+            var high: UInt8 = 0
+            for index in valueStart..<valueEnd {
+                let byte = bytes[index]
+                if byte == 0 || byte == 13 { throw bad("Bad header value") }
+                high |= byte
+            }
+            while valueStart < valueEnd && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
+            while valueEnd > valueStart && (bytes[valueEnd - 1] == 32 || bytes[valueEnd - 1] == 9) { valueEnd -= 1 }
+            let value = bytes[valueStart..<valueEnd]
             head.headers.add(
-                String(decoding: line[line.startIndex..<colon], as: UTF8.self),
-                latin1(trimmed(line[(colon + 1)...])))
+                String(decoding: bytes[first..<colon], as: UTF8.self),
+                high < 0x80 ? String(decoding: value, as: UTF8.self) : latin1(value))
         }
         head.body = try bodyFraming(head, limits: limits)
         return (head, lineStart)
@@ -260,8 +323,19 @@ public enum HTTP {
         }
         let methodBytes = bytes[bytes.startIndex..<spaces.0]
         guard methodBytes.allSatisfy(isTokenByte) else { return nil }
-        let versionText = String(decoding: bytes[(spaces.1 + 1)...], as: UTF8.self)
-        guard let number = Version(versionText), number < Version(2, 0) else { return nil }
+        // HTTP/1.1 and HTTP/1.0 are recognized from their bytes and named by literals (no string is made).
+        let versionBytes = bytes[(spaces.1 + 1)...]
+        let versionText: String
+        let number: Version
+        if bytesEqual(versionBytes, "HTTP/1.1") {
+            (versionText, number) = ("HTTP/1.1", .http11)
+        } else if bytesEqual(versionBytes, "HTTP/1.0") {
+            (versionText, number) = ("HTTP/1.0", .http10)
+        } else {
+            versionText = String(decoding: versionBytes, as: UTF8.self)
+            guard let parsed = Version(versionText), parsed < Version(2, 0) else { return nil }
+            number = parsed
+        }
         let targetBytes = bytes[(spaces.0 + 1)..<spaces.1]
         var target = String(decoding: targetBytes, as: UTF8.self)
         var requestLine: String?  // the three words as sent, unless the target changes
@@ -272,7 +346,9 @@ public enum HTTP {
             target = "/" + target.drop { $0 == "/" }
         }
         return RequestHead(
-            storedRequestLine: requestLine, method: String(decoding: methodBytes, as: UTF8.self), target: target,
+            storedRequestLine: requestLine,
+            method: bytesEqual(methodBytes, "GET") ? "GET" : String(decoding: methodBytes, as: UTF8.self),
+            target: target,
             version: versionText, versionNumber: number, headers: Headers(), body: .none)
     }
 
@@ -320,6 +396,10 @@ public enum HTTP {
         func fail(_ status: Int, _ message: String) -> ParseError {
             ParseError(status: status, message: message, requestLine: head.requestLine, version: head.version)
         }
+        // Most requests have neither field: one pass to say so, before the sets and arrays below.
+        guard head.headers.contains("Content-Length") || head.headers.contains("Transfer-Encoding") else {
+            return .none
+        }
         let lengths = Set(head.headers.values("Content-Length"))
         let codings = head.headers.tokens("Transfer-Encoding")
         if !codings.isEmpty {
@@ -348,6 +428,27 @@ public enum HTTP {
         while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
         while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
         return bytes[start..<end]
+    }
+
+    /// Whether `bytes` are exactly `literal`'s.
+    @inline(__always)
+    static func bytesEqual(_ bytes: Slice<UnsafeRawBufferPointer>, _ literal: StaticString) -> Bool {
+        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        var offset = 0
+        while offset < bytes.count && bytes[bytes.startIndex + offset] == literal.utf8Start[offset] { offset += 1 }
+        return offset == bytes.count
+    }
+
+    /// The index of the first line feed in `bytes` at or after `start`, looking at most `limit` bytes.
+    @inline(__always)
+    static func lineFeed(in bytes: UnsafeRawBufferPointer, from start: Int, within limit: Int) -> Int? {
+        var index = start
+        let end = min(bytes.count, start + limit)
+        while index < end {
+            if bytes[index] == 10 { return index }
+            index += 1
+        }
+        return nil
     }
 
     static func isTokenByte(_ byte: UInt8) -> Bool {

@@ -107,10 +107,9 @@ public struct HTTP1Session: Sendable {
     /// client that asks for `keep-alive` of an HTTP/1.1 server too. A two-word (HTTP/0.9) request never.
     public static func keepsAlive(_ head: HTTP.RequestHead, serverVersion: HTTP.Version) -> Bool {
         if head.versionNumber == .http09 { return false }
-        let connection = head.headers.tokens("Connection")
-        if connection.contains("close") { return false }
+        if head.headers.containsToken("close", in: "Connection") { return false }
         if head.versionNumber >= .http11 && serverVersion >= .http11 { return true }
-        return connection.contains("keep-alive") && serverVersion >= .http11
+        return serverVersion >= .http11 && head.headers.containsToken("keep-alive", in: "Connection")
     }
 
     /// Whether `head` asks for `100 Continue` before its body and the server, at `serverVersion`, may send it.

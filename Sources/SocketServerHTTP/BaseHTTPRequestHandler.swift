@@ -73,7 +73,9 @@ open class HTTPRequestHandlerBase {
     /// The request target as sent (`/a/b?c=d`), with a leading `//` reduced to `/`.
     @exclusivity(unchecked) public internal(set) var path = ""
     /// The request's version (`HTTP/1.1`).
-    @exclusivity(unchecked) public internal(set) var requestVersion = ""
+    @exclusivity(unchecked) public internal(set) var requestVersion = "" {
+        didSet { isHTTP09 = requestVersion == "HTTP/0.9" }
+    }
     /// The request line, for logs.
     public internal(set) var requestline: String {
         get { requestLineText ?? requestHead?.requestLine ?? "" }
@@ -158,7 +160,7 @@ open class HTTPRequestHandlerBase {
         Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
             Self.appendLatin1(version, to: &head)
             head.append(32)
-            Self.appendLatin1(String(code), to: &head)
+            Self.appendDecimal(code, to: &head)
             head.append(32)
             Self.appendLatin1(reason, to: &head)
         }
@@ -184,8 +186,20 @@ open class HTTPRequestHandlerBase {
         }
     }
 
-    /// Whether the request is HTTP/0.9, which has no head in its response.
-    private var isHTTP09: Bool { requestVersion.utf8.count == 8 && requestVersion == "HTTP/0.9" }
+    /// A header with a number for its value: `sendHeader(keyword, String(value))` without the string.
+    func sendHeader(_ keyword: String, _ value: Int) {
+        guard !isHTTP09 else { return }
+        Self.appendLine(to: &headersBuffer) { head in
+            Self.appendLatin1(keyword, to: &head)
+            head.append(UInt8(ascii: ":"))
+            head.append(UInt8(ascii: " "))
+            Self.appendDecimal(value, to: &head)
+        }
+    }
+
+    /// Whether the request is HTTP/0.9, which has no head in its response (kept with ``requestVersion``: asked
+    /// for by every header line).
+    @exclusivity(unchecked) private var isHTTP09 = false
 
     /// Ends the head and writes it to ``wfile``.
     public func endHeaders() throws {
@@ -222,7 +236,7 @@ open class HTTPRequestHandlerBase {
                 .replacingAll("%(explain)s", htmlEscape(explain, quote: false))
             body = Array(page.utf8)
             sendHeader("Content-Type", errorContentType)
-            sendHeader("Content-Length", "\(body!.count)")
+            sendHeader("Content-Length", body!.count)
         }
         try endHeaders()
         if command != "HEAD", let body { try wfile.write(body) }
@@ -290,7 +304,8 @@ open class HTTPRequestHandlerBase {
     /// Starts a request: resets the per-request state from a parsed head. A `nil` body is an empty one, made
     /// only if the handler asks for ``rfile``.
     func begin(_ head: HTTP.RequestHead, body: HTTPRequestBody?) {
-        resetRequest()
+        resetResponse()  // the request's own fields are all set below
+        requestLineText = nil
         requestHead = head
         command = head.method
         path = head.target
@@ -327,11 +342,15 @@ open class HTTPRequestHandlerBase {
         requestHead = nil
         headers = HTTP.Headers()
         requestBody = nil
+        closeConnection = true
+        resetResponse()
+    }
+
+    private func resetResponse() {
         responseStatus = nil
         headersBuffer.removeAll(keepingCapacity: true)
         bodyStart = nil
         requestStart = writer?.bytesWritten ?? 0
-        closeConnection = true
     }
 
     /// Ends a request once its response was sent: the access line.
@@ -354,15 +373,28 @@ open class HTTPRequestHandlerBase {
         head.append(10)
     }
 
+    /// Appends `value` in decimal digits.
+    private static func appendDecimal(_ value: Int, to head: inout [UInt8]) {
+        if value < 0 { head.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var divisor: UInt = 1
+        while divisor <= magnitude / 10 { divisor *= 10 }
+        repeat {
+            head.append(UInt8(ascii: "0") + UInt8(magnitude / divisor))
+            magnitude %= divisor
+            divisor /= 10
+        } while divisor > 0
+    }
+
     /// Appends `text` as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).
     private static func appendLatin1(_ text: String, to head: inout [UInt8]) {
-        var text = text
-        let ascii = text.withUTF8 { bytes in
-            var high: UInt8 = 0
-            for byte in bytes { high |= byte }
-            if high < 0x80 { head.append(contentsOf: bytes) }  // ASCII, the common case
-            return high < 0x80
-        }
+        let ascii =
+            text.utf8.withContiguousStorageIfAvailable { bytes in
+                var high: UInt8 = 0
+                for byte in bytes { high |= byte }
+                if high < 0x80 { head.append(contentsOf: bytes) }  // ASCII, the common case
+                return high < 0x80
+            } ?? false  // not contiguous (never on Linux): the Latin-1 path below says the same
         if !ascii {
             head += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }
         }

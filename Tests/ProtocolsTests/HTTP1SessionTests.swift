@@ -123,6 +123,13 @@ import Testing
             ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", .http11, true),
             ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", .http10, false),
             ("GET /\r\n", .http11, false),
+            // Tokens: any case, trimmed, anywhere in the list, in any Connection field; not a longer word.
+            ("GET / HTTP/1.1\r\nconnection: Upgrade,\t CLOSE \r\n\r\n", .http11, false),
+            ("GET / HTTP/1.1\r\nConnection: upgrade\r\nCONNECTION: close\r\n\r\n", .http11, false),
+            ("GET / HTTP/1.1\r\nConnection: closed, unclose, close-ish\r\n\r\n", .http11, true),
+            ("GET / HTTP/1.0\r\nConnection: Upgrade, Keep-Alive\r\n\r\n", .http11, true),
+            ("GET / HTTP/1.0\r\nConnection: keep-alive-ish,,\r\n\r\n", .http11, false),
+            ("GET / HTTP/1.0\r\nConnection:\r\n\r\n", .http11, false),
         ]
         for (text, server, keeps) in cases {
             let parsed = try Array(text.utf8).withUnsafeBytes { try #require(try HTTP.parseRequestHead($0)).head }

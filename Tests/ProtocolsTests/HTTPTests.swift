@@ -133,6 +133,25 @@ func decodeChunked(_ text: String, step: Int, limit: Int = 1 << 20) throws -> (b
         }
     }
 
+    @Test func headerFieldsAsSent() throws {
+        // Values trimmed of spaces and tabs on both sides, empty values kept, Latin-1 decoded byte for byte,
+        // names kept as sent; looked up by name in any case.
+        let bytes: [UInt8] =
+            Array("GET / HTTP/1.1\r\nA:\t x y \t\r\nB:\r\nC:   \r\nx-Mixed-CASE: v\r\nL: caf".utf8) + [0xE9]
+            + Array("\r\n\r\n".utf8)
+        let head = try #require(try parseHeads(bytes).first)
+        #expect(head.headers.fields.map(\.name) == ["A", "B", "C", "x-Mixed-CASE", "L"])
+        #expect(head.headers.fields.map(\.value) == ["x y", "", "", "v", "caf\u{E9}"])
+        #expect(head.headers["X-MIXED-case"] == "v" && head.headers["x-mixed-cas"] == nil)
+        #expect(head.headers.contains("b") && !head.headers.contains("D"))
+        #expect(head.body == .none && head.version == "HTTP/1.1" && head.method == "GET")
+        for text in [": x", "Bad Name: x", "Name : x", "Name\tx: y", "Name"] {
+            #expect(throws: HTTP.ParseError.self, "\(text)") {
+                try parseHeads(Array("GET / HTTP/1.1\r\n\(text)\r\n\r\n".utf8))
+            }
+        }
+    }
+
     @Test func limits() throws {
         var limits = Limits()
         limits.headLength = 1024
