@@ -104,6 +104,10 @@ public struct FileStatus: Equatable, Sendable {
     /// The device and inode: the file's identity (a file replaced on disk has a new one).
     public let device: UInt64
     public let inode: UInt64
+    /// The last change of the file's contents or of what is known about it (its permissions, owner, links,
+    /// name): seconds since the epoch and the nanoseconds beyond them.
+    public let changedSeconds: Int
+    public let changedNanoseconds: Int
 
     init(_ info: stat) {
         switch info.st_mode & S_IFMT {
@@ -116,6 +120,84 @@ public struct FileStatus: Equatable, Sendable {
         modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
+        changedSeconds = Int(info.st_ctim.tv_sec)
+        changedNanoseconds = Int(info.st_ctim.tv_nsec)
+    }
+
+    /// Whether both describe the same file, unchanged in every way but its contents: the same device and inode,
+    /// and the same change time (which a new mode, owner, link or name moves on).
+    public func isSameUnchangedFile(as other: FileStatus) -> Bool {
+        device == other.device && inode == other.inode && changedSeconds == other.changedSeconds
+            && changedNanoseconds == other.changedNanoseconds
+    }
+}
+
+/// Regular files opened beneath a directory, kept open so that the next request for one does not open it
+/// again: nginx's `open_file_cache`, but never stale. A path's open file is reused only while the path,
+/// looked up for that request (``Directory/status(of:)``), still names the same file unchanged since it was
+/// opened (``FileStatus/isSameUnchangedFile(as:)``); anything else (a file written, replaced, renamed,
+/// re-linked, given new permissions) is opened again, as if nothing were kept. (Were a write to land within
+/// the clock tick of the open, leaving the change time as it was, the kept descriptor still reads the file as it
+/// is now, and the status the caller looked up gives its size and time.)
+///
+/// So a file costs a `stat` while it is kept (an `openat2`, an `fstat` and a `close` less). At most
+/// ``capacity`` files are kept; when full, one is let go for each new one. A kept file stays open until it is
+/// let go, ``removeAll()`` is called or the cache is released (and while a ``FileRegion`` of it is being sent).
+///
+/// Thread-safe: one lock around its table, held for a lookup.
+public final class OpenFileCache: Sendable {
+    /// The most files kept open; 0 keeps none.
+    public let capacity: Int
+    private let files = Mutex<[String: Kept]>([:])
+
+    private struct Kept: Sendable {
+        let file: OpenFile
+        let status: FileStatus
+    }
+
+    /// A cache of at most `capacity` open files.
+    public init(capacity: Int = 64) {
+        precondition(capacity >= 0, "an OpenFileCache needs a capacity of 0 or more")
+        self.capacity = capacity
+    }
+
+    /// The regular file `relativePath` names beneath `directory`, open, and its status: the one kept for the
+    /// path when `current` (the path's status, just looked up) says it is the same unchanged file, else the
+    /// file opened now (``Directory/openFile(_:)``) and checked (``OpenFile/status()``). `nil` when nothing
+    /// is there, the path leads out, or it is not a regular file.
+    ///
+    /// Use one cache per directory path: the paths are its keys.
+    /// - Throws: ``IOError`` for a failure to open other than a missing name (`EACCES`, `EMFILE`).
+    public func open(
+        _ relativePath: String, in directory: Directory, current: FileStatus
+    ) throws(IOError) -> (file: OpenFile, status: FileStatus)? {
+        guard current.kind == .regular else { return nil }
+        if capacity > 0, let kept = files.withLock({ $0[relativePath] }), kept.status.isSameUnchangedFile(as: current) {
+            return (kept.file, current)
+        }
+        guard let file = try directory.openFile(relativePath) else { return nil }
+        let opened = try file.status()
+        guard opened.kind == .regular else { return nil }  // changed since `current` was looked up
+        if capacity > 0 {
+            // What is let go closes outside the lock, as `released` goes: closing is a system call.
+            let released = files.withLock { files -> Kept? in
+                let evicted =
+                    files.count >= capacity && files[relativePath] == nil
+                    ? files.remove(at: files.startIndex).value : nil
+                return files.updateValue(Kept(file: file, status: opened), forKey: relativePath) ?? evicted
+            }
+            _ = released
+        }
+        return (file, opened)
+    }
+
+    /// How many files are kept open.
+    public var count: Int { files.withLock { $0.count } }
+
+    /// Lets every kept file go (each closes once no ``FileRegion`` of it is being sent).
+    public func removeAll() {
+        var kept: [String: Kept] = [:]
+        files.withLock { swap(&$0, &kept) }  // the files close outside the lock, as `kept` goes
     }
 }
 

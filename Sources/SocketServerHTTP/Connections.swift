@@ -17,6 +17,28 @@ public final class HTTPService: @unchecked Sendable {
     /// How long a connection may wait for its next request; `nil` leaves it to the handler's `timeout`.
     public var keepAliveTimeout: Duration?
 
+    /// How many files each directory served keeps open for its next request (Reactor's `OpenFileCache`: never
+    /// stale, a kept file is used only while its path still names it unchanged); 0 opens each file for each
+    /// request. Set before serving.
+    public var openFilesPerDirectory = 64
+    private let openFileCaches = Mutex<[String: OpenFileCache]>([:])
+
+    /// The open-file cache of the directory at `path`, shared by the server's handlers.
+    public func openFileCache(for path: String) -> OpenFileCache {
+        openFileCaches.withLock { caches in
+            if let cache = caches[path] { return cache }
+            let cache = OpenFileCache(capacity: openFilesPerDirectory)
+            caches[path] = cache
+            return cache
+        }
+    }
+
+    /// Lets the files kept open go (each closes once no response is sending it). The HTTP servers call it
+    /// from `serverClose()`; a server of your own that conforms to ``HTTPServing`` calls it from its own.
+    public func closeOpenFiles() {
+        for cache in openFileCaches.withLock({ Array($0.values) }) { cache.removeAll() }
+    }
+
     private let draining = Atomic<Bool>(false)
     /// Reactor connections, each with what closes it if it is waiting for its next request (called on its
     /// loop's thread only). A connection registers once, not per request.

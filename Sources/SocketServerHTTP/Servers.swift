@@ -51,6 +51,13 @@ open class HTTPServer: TCPServer, HTTPServing, @unchecked Sendable {
     ) throws {
         try self.init(address, mixIn: mixIn, bindAndActivate: bindAndActivate, loop: loop) { handler.init() }
     }
+
+    /// Python's `server_close`, then the files kept open for the next request are let go
+    /// (``HTTPService/closeOpenFiles()``).
+    open override func serverClose() {
+        super.serverClose()
+        http.closeOpenFiles()
+    }
 }
 
 /// An HTTP server with a thread per connection: Python's `ThreadingHTTPServer` (daemon threads, as Python's).

@@ -18,8 +18,11 @@ public enum ResponseBody {
 /// Safety: a path is decoded and normalized as Python does (no `..` climbs out of ``directory``), and
 /// beyond Python, a symbolic link leading outside ``directory`` is answered 404, and only regular files
 /// are opened: a FIFO or a device file in the directory is never opened for reading. Paths are resolved
-/// beneath the directory, held open (Reactor's `Directory`): a file costs a `stat`, an `openat2` and an `fstat`,
-/// with no `realpath` walk of the directories above it.
+/// beneath the directory, held open (Reactor's `Directory`): a file opened costs a `stat`, an `openat2` and an
+/// `fstat`, with no `realpath` walk of the directories above it. The server keeps recently served files open
+/// (``HTTPService/openFilesPerDirectory``, Reactor's `OpenFileCache`), so that a file served again costs only the
+/// `stat`: it is reused only while its path still names the same unchanged file (same inode and change time),
+/// so what is served is what a new open would serve: a file written, replaced or renamed is opened again.
 ///
 /// Caching: `Last-Modified` with `If-Modified-Since` (304, as Python); beyond Python, an `ETag`
 /// (the modification time, size and inode in hex) with `If-None-Match`, and `Accept-Ranges: bytes` with one `Range`
@@ -93,8 +96,8 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         }
         // Only a regular file (the look above followed every link, and opened nothing) beneath the root is
         // ever opened, and what was opened is checked again: the name may have changed meanwhile.
-        guard info.kind == .regular, !relative.hasSuffix("/"), let file = try? root.openFile(relative),
-            let opened = try? file.status(), opened.kind == .regular
+        guard info.kind == .regular, relative.utf8.last != UInt8(ascii: "/"),
+            let (file, opened) = try? openFiles.open(relative, in: root, current: info)
         else {
             try sendError(404, "File not found")
             return nil
@@ -129,7 +132,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         }
         sendResponse(partial ? 206 : 200)
         sendHeader("Content-type", guessType(servedPath))
-        sendHeader("Content-Length", "\(range.count)")
+        sendHeader("Content-Length", range.count)
         if partial { sendHeader("Content-Range", "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)") }
         sendHeader("Last-Modified", lastModified)
         sendHeader("ETag", etag)
@@ -173,14 +176,27 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// ``directory``, opened on the first request for a file: paths are resolved beneath it (Reactor's `Directory`).
     /// `nil` if it cannot be opened (every request is then answered 404).
     private lazy var rootDirectory: Directory? = try? Directory(path: directory)
+    /// The files of ``directory`` kept open by the server (``HTTPService/openFilesPerDirectory``).
+    private lazy var openFiles =
+        (server as? any HTTPServing)?.http.openFileCache(for: directory) ?? OpenFileCache(capacity: 0)
 
     /// A path ``translatePath(_:)`` made, relative to ``directory``; `nil` for one outside it (an override
     /// that maps elsewhere: nothing outside the directory is served).
     private func relativePath(_ filePath: String) -> String? {
-        guard filePath.hasPrefix(directory) else { return nil }
-        let rest = filePath.utf8.dropFirst(directory.utf8.count)
-        guard rest.isEmpty || rest.first == UInt8(ascii: "/") || directory.hasSuffix("/") else { return nil }
-        return String(rest.drop { $0 == UInt8(ascii: "/") })!
+        // Compared as bytes, as the file system compares names (and as translatePath joined them).
+        var (filePath, directory) = (filePath, directory)
+        return filePath.withUTF8 { path in
+            directory.withUTF8 { root -> String? in
+                let slash = UInt8(ascii: "/")
+                guard path.count >= root.count,
+                    root.isEmpty || memcmp(path.baseAddress!, root.baseAddress!, root.count) == 0,
+                    path.count == root.count || path[root.count] == slash || root.last == slash
+                else { return nil }
+                var start = root.count
+                while start < path.count && path[start] == slash { start += 1 }
+                return String(decoding: UnsafeBufferPointer(rebasing: path[start...]), as: UTF8.self)
+            }
+        }
     }
 
     /// The last file's modification time as an HTTP date: formatted again only when it changes.
@@ -282,7 +298,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         let body = Array(lines.joined(separator: "\n").utf8)
         sendResponse(200)
         sendHeader("Content-type", "text/html; charset=utf-8")
-        sendHeader("Content-Length", "\(body.count)")
+        sendHeader("Content-Length", body.count)
         try endHeaders()
         return .bytes(body)
     }
@@ -307,7 +323,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
                 plain = false
             }
         }
-        if plain { return directory.hasSuffix("/") ? directory + path.dropFirst() : directory + path }
+        if plain { return directory.utf8.last == UInt8(ascii: "/") ? directory + path.dropFirst() : directory + path }
         let bare = String(splitTarget(path).path.prefix { $0 != "#" })
         let trailingSlash = endsWithSlashBeforeWhitespace(bare)
         guard let bytes = percentDecoded(bare), !bytes.contains(0),

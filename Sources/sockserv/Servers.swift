@@ -35,6 +35,11 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         return httpService
     }
 
+    override func serverClose() {
+        super.serverClose()
+        httpService?.closeOpenFiles()
+    }
+
     /// The most connections served at once; `nil` is unlimited.
     var maxConnections: Int?
     /// What a client refused at ``maxConnections`` is told before the connection closes (over plain

@@ -87,4 +87,73 @@ import Testing
         #expect(throws: IOError.self) { try Directory(path: tree.www + "/file") }
         #expect(throws: IOError.self) { try Directory(path: tree.top + "/missing") }
     }
+
+    /// A kept file is what a new open would give, whatever happened to its path.
+    @Test func keptFilesAreNeverStale() throws {
+        let tree = try Tree()
+        let directory = try Directory(path: tree.www)
+        let cache = OpenFileCache(capacity: 8)
+        func open(_ path: String) throws -> (file: OpenFile, status: FileStatus)? {
+            guard let current = try directory.status(of: path) else { return nil }
+            return try cache.open(path, in: directory, current: current)
+        }
+        let first = try #require(try open("file"))
+        #expect(try #require(try open("file")).file === first.file, "the same unchanged file is kept")
+        #expect(try contents(first.file) == "inside" && cache.count == 1)
+
+        // Written in place: the same file, its new contents and size.
+        let writer = Glibc.open(tree.www + "/file", O_WRONLY | O_TRUNC)
+        #expect(writer >= 0 && write(writer, "inside, longer", 14) == 14 && close(writer) == 0)
+        let written = try #require(try open("file"))
+        #expect(try contents(written.file) == "inside, longer" && written.status.size == 14)
+
+        // Replaced (renamed over): opened again.
+        _ = FileManager.default.createFile(atPath: tree.www + "/new", contents: Data("INSIDE".utf8))
+        #expect(rename(tree.www + "/new", tree.www + "/file") == 0)
+        let replaced = try #require(try open("file"))
+        #expect(try replaced.file !== first.file && contents(replaced.file) == "INSIDE")
+
+        // New permissions: its change time moves on, so it is opened again.
+        let kept = replaced.file
+        #expect(chmod(tree.www + "/file", 0o600) == 0)
+        #expect(try #require(try open("file")).file !== kept)
+
+        // A link out of the directory, a FIFO, nothing: not served, and the FIFO is not opened.
+        let watch = inotify_init1(Int32(IN_NONBLOCK))
+        defer { close(watch) }
+        #expect(unlink(tree.www + "/file") == 0 && mkfifo(tree.www + "/file", 0o644) == 0)
+        #expect(inotify_add_watch(watch, tree.www + "/file", UInt32(IN_OPEN)) >= 0)
+        #expect(try open("file") == nil)
+        var event = [UInt8](repeating: 0, count: 4096)
+        #expect(read(watch, &event, event.count) < 0 && errno == EAGAIN, "the FIFO was opened")
+        #expect(unlink(tree.www + "/file") == 0)
+        #expect(try open("file") == nil)
+        try FileManager.default.createSymbolicLink(atPath: tree.www + "/file", withDestinationPath: "../secret")
+        #expect(try directory.status(of: "file") != nil, "the link itself leads somewhere")
+        #expect(try open("file") == nil)
+    }
+
+    /// At most `capacity` files are kept, and what is let go closes.
+    @Test func keptFilesAreBoundedAndClosed() throws {
+        let tree = try Tree()
+        let directory = try Directory(path: tree.www)
+        for name in ["a", "b", "c", "d"] {
+            _ = FileManager.default.createFile(atPath: tree.www + "/" + name, contents: Data(name.utf8))
+        }
+        let before = openDescriptorCount()
+        let cache = OpenFileCache(capacity: 2)
+        for name in ["a", "b", "c", "d", "a"] {
+            let current = try #require(try directory.status(of: name))
+            let opened = try #require(try cache.open(name, in: directory, current: current))
+            #expect(try contents(opened.file) == name)
+            #expect(cache.count <= 2)
+        }
+        #expect(openDescriptorCount() == before + 2, "two kept, the rest closed")
+        cache.removeAll()
+        #expect(cache.count == 0 && openDescriptorCount() == before)
+        let none = OpenFileCache(capacity: 0)
+        let current = try #require(try directory.status(of: "a"))
+        #expect(try none.open("a", in: directory, current: current) != nil && none.count == 0)
+        #expect(openDescriptorCount() == before)
+    }
 }

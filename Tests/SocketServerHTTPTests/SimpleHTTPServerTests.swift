@@ -312,4 +312,28 @@ func httpDate(_ date: Date) -> String {
             #expect(second.header("ETag") != etag)
         }
     }
+
+    /// Files served are kept open for their next request, at most `openFilesPerDirectory` of them, and let go
+    /// when the server closes.
+    @Test(arguments: [Mode.sequential, .threading, .reactor])
+    func keptFilesAreBoundedAndClosedWithTheServer(mode: Mode) throws {
+        let www = try ServedDirectory()
+        for name in ["a", "b", "c"] {
+            _ = FileManager.default.createFile(atPath: www.file(name), contents: Data(name.utf8))
+        }
+        let root = www.root
+        let server = try makeServer(mode) { SimpleHTTPRequestHandler(directory: root) }
+        server.http.openFilesPerDirectory = 2
+        let cache = server.http.openFileCache(for: root)
+        let before = openDescriptorCount()
+        try serving(server) { (address) throws in
+            for name in ["a", "b", "c", "a", "b"] {
+                #expect(try request(address, "GET", www.base + "/" + name).body == Array(name.utf8))
+            }
+            #expect(cache.count == 2 && cache.capacity == 2)
+            #expect(openDescriptorCount() >= before + 2)
+        }
+        #expect(cache.count == 0, "let go at serverClose")
+        #expect(openDescriptorCount() <= before, "the kept files are closed (and the listening socket)")
+    }
 }
