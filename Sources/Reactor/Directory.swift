@@ -144,7 +144,9 @@ public struct FileStatus: Equatable, Sendable {
 /// ``capacity`` files are kept; when full, one is let go for each new one. A kept file stays open until it is
 /// let go, ``removeAll()`` is called or the cache is released (and while a ``FileRegion`` of it is being sent).
 ///
-/// Thread-safe: one lock around its table, held for a lookup.
+/// Thread-safe: one lock around its table, held for a lookup, and never waited for: a thread that finds it
+/// taken opens the file as if nothing were kept (a thread per connection, many more threads than cores, would
+/// otherwise queue behind a holder the scheduler preempted).
 public final class OpenFileCache: Sendable {
     /// The most files kept open; 0 keeps none.
     public let capacity: Int
@@ -172,7 +174,9 @@ public final class OpenFileCache: Sendable {
         _ relativePath: String, in directory: Directory, current: FileStatus
     ) throws(IOError) -> (file: OpenFile, status: FileStatus)? {
         guard current.kind == .regular else { return nil }
-        if capacity > 0, let kept = files.withLock({ $0[relativePath] }), kept.status.isSameUnchangedFile(as: current) {
+        if capacity > 0, let kept = files.withLockIfAvailable({ $0[relativePath] }) ?? nil,
+            kept.status.isSameUnchangedFile(as: current)
+        {
             return (kept.file, current)
         }
         guard let file = try directory.openFile(relativePath) else { return nil }
@@ -180,7 +184,7 @@ public final class OpenFileCache: Sendable {
         guard opened.kind == .regular else { return nil }  // changed since `current` was looked up
         if capacity > 0 {
             // What is let go closes outside the lock, as `released` goes: closing is a system call.
-            let released = files.withLock { files -> Kept? in
+            let released = files.withLockIfAvailable { files -> Kept? in
                 let evicted =
                     files.count >= capacity && files[relativePath] == nil
                     ? files.remove(at: files.startIndex).value : nil

@@ -11,9 +11,11 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
     override var protocolVersion: String { "HTTP/1.1" }
     override var serverVersion: String { "sockserv" }
     override var sysVersion: String { "(SocketServerHTTP)" }
-    override var timeout: Duration? { context.idleTimeout }
+    override var timeout: Duration? { idleTimeout }
     /// The server's context, looked up once per connection (the lookup is a protocol cast).
     private lazy var context = server.sessionContext
+    /// Read once per connection: asked for by every request, and the context is shared by every thread.
+    private lazy var idleTimeout = context.idleTimeout
 
     /// Whether a directory is served.
     private let servesFiles: Bool

@@ -150,6 +150,13 @@ struct Serve: ParsableCommand {
     var root: String?
 
     @Option(
+        name: .customLong("open-files"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "http with --root: files kept open for their next request (default 64; 0 opens each file for each request). A kept file is used only while its path names it unchanged.",
+            valueName: "count"))
+    var openFiles: Int?
+
+    @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp(
             "The least severe log lines shown on standard error: trace, debug, info (http's access log), notice, warning, error or critical.",
@@ -282,6 +289,10 @@ struct Serve: ParsableCommand {
             }
         }
         if root != nil && service != .http { throw ValidationError("--root is for http only") }
+        if let openFiles {
+            if root == nil { throw ValidationError("--open-files is for http with --root") }
+            try Self.range("--open-files", openFiles, "0-100000", (0...100_000).contains(openFiles))
+        }
         if maxLine != nil && service == .http {
             throw ValidationError("--max-line is for echo and resp (http has --max-head)")
         }
@@ -588,6 +599,7 @@ struct Serve: ParsableCommand {
                 let root = self.root
                 let http = HTTPService(limits: limits) { SockservHTTPHandler(root: root) }
                 http.keepAliveTimeout = context.idleTimeout
+                if let openFiles { http.openFilesPerDirectory = openFiles }
                 http.drainWhen = { ProcessSignals.stopping.load(ordering: .relaxed) }
                 stream.httpService = http
             }

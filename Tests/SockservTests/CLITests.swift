@@ -144,6 +144,8 @@ import Testing
         (["serve", "echo", "--idle-timeout", "-1"], "--idle-timeout must be more than 0"),
         (["serve", "echo", "--max-connections", "0"], "--max-connections must be 1-1000000, got 0"),
         (["serve", "echo", "--loops", "-2"], "--loops must be 1-64, got -2"),
+        (["serve", "http", "--open-files", "8"], "--open-files is for http with --root"),
+        (["serve", "http", "--root", "/tmp", "--open-files", "-1"], "--open-files must be 0-100000, got -1"),
         (["serve", "echo", "--grace", "-5"], "--grace must be 0-86400 seconds, got -5.0"),
         (["serve", "echo", "--max-line", "0"], "--max-line must be at least 1 byte, got 0"),
         (["serve", "echo", "--bogus"], "--bogus"),
