@@ -97,7 +97,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         // Only a regular file (the look above followed every link, and opened nothing) beneath the root is
         // ever opened, and what was opened is checked again: the name may have changed meanwhile.
         guard info.kind == .regular, relative.utf8.last != UInt8(ascii: "/"),
-            let (file, opened) = try? openFiles.open(relative, in: root, current: info)
+            let (file, opened) = openKept(relative, in: root, current: info)
         else {
             try sendError(404, "File not found")
             return nil
@@ -179,6 +179,22 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// The files of ``directory`` kept open by the server (``HTTPService/openFilesPerDirectory``).
     private lazy var openFiles =
         (server as? any HTTPServing)?.http.openFileCache(for: directory) ?? OpenFileCache(capacity: 0)
+    /// The last file this connection served, when the server keeps files: asked for again (a client polling
+    /// it, a load generator), it is used without the shared table, whose lock the server's other threads
+    /// take. Checked as the table's files are; it keeps its file open until the connection ends or serves
+    /// another.
+    @exclusivity(unchecked) private var lastFile: (path: String, file: OpenFile, status: FileStatus)?
+
+    /// The regular file `relative` names (`current` is its status, just looked up), open: the last one served
+    /// if it is the same unchanged file, else the server's kept one or one opened now.
+    private func openKept(_ relative: String, in root: Directory, current: FileStatus) -> (OpenFile, FileStatus)? {
+        if let lastFile, lastFile.path == relative, lastFile.status.isSameUnchangedFile(as: current) {
+            return (lastFile.file, current)
+        }
+        guard let (file, opened) = try? openFiles.open(relative, in: root, current: current) else { return nil }
+        lastFile = openFiles.capacity > 0 ? (relative, file, opened) : nil
+        return (file, opened)
+    }
 
     /// A path ``translatePath(_:)`` made, relative to ``directory``; `nil` for one outside it (an override
     /// that maps elsewhere: nothing outside the directory is served).

@@ -310,6 +310,15 @@ func httpDate(_ date: Date) -> String {
             let second = try #require(try client.response())
             #expect(second.status == 200 && second.body == replacement)
             #expect(second.header("ETag") != etag)
+            // Written in place (the same inode), longer: the next request on the connection sees it all.
+            let longer = replacement + Array(" and Ekke Ekke".utf8)
+            let inode = try #require(try Directory(path: www.root).status(of: www.name + "/test")).inode
+            let file = open(www.file("test"), O_WRONLY | O_TRUNC)
+            #expect(file >= 0 && write(file, longer, longer.count) == longer.count && close(file) == 0)
+            #expect(try Directory(path: www.root).status(of: www.name + "/test")?.inode == inode)
+            try client.send("GET \(www.base)/test HTTP/1.1\r\nHost: x\r\n\r\n")
+            let third = try #require(try client.response())
+            #expect(third.status == 200 && third.body == longer)
         }
     }
 
