@@ -82,7 +82,7 @@ public enum RESP {
         var position = afterCount
         for _ in 0..<max(0, count) {
             let (length, start) = try readNumber(bytes, from: position + 1)!
-            arguments.append([UInt8](bytes[start..<(start + length)]))
+            arguments.append([UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])))
             position = start + length + 2
         }
         return (arguments, index)

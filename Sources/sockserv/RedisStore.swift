@@ -37,14 +37,22 @@ public final class RedisStore: Sendable {
     /// Executes one command. `now` is monotonic milliseconds, for expiry.
     public func execute(_ arguments: [[UInt8]], now: UInt64) -> Outcome {
         guard let first = arguments.first else { return Outcome(reply: .error("ERR empty command"), close: false) }
-        // Matching on the lowercased name packed into a word: no String per command on the hot path.
+        // The lowercased name is a small string (no allocation), compared by its bits.
         let name = Self.commandName(first)
         let args = arguments.dropFirst()
         func reply(_ reply: RESP.Reply) -> Outcome { Outcome(reply: reply, close: false) }
         func arity(_ valid: Bool) -> RESP.Reply? {
             valid ? nil : .error("ERR wrong number of arguments for '\(name)' command")
         }
-        switch name {
+        switch name {  // the names compared in this order: the commonest first
+        case "set":
+            return reply(set(args, name: name, now: now))
+        case "get":
+            if let error = arity(args.count == 1) { return reply(error) }
+            return reply(.bulk(entries.withLock { Self.live(&$0, Key(bytes: args.first!), now)?.value }))
+        case "incr", "decr":
+            if let error = arity(args.count == 1) { return reply(error) }
+            return reply(increment(args.first!, by: name == "incr" ? 1 : -1, now: now))
         case "ping":
             if let error = arity(args.count <= 1) { return reply(error) }
             return reply(args.first.map { .bulk($0) } ?? .simple("PONG"))
@@ -61,11 +69,6 @@ public final class RedisStore: Sendable {
                 return reply(.error("ERR only CONFIG GET is supported"))
             }
             return reply(.array(args.dropFirst().flatMap { [RESP.Reply.bulk($0), .bulk([])] }))
-        case "set":
-            return reply(set(args, name: name, now: now))
-        case "get":
-            if let error = arity(args.count == 1) { return reply(error) }
-            return reply(.bulk(entries.withLock { Self.live(&$0, Key(bytes: args.first!), now)?.value }))
         case "del", "exists":
             if let error = arity(!args.isEmpty) { return reply(error) }
             let count = entries.withLock { entries in
@@ -77,9 +80,6 @@ public final class RedisStore: Sendable {
                 }
             }
             return reply(.integer(count))
-        case "incr", "decr":
-            if let error = arity(args.count == 1) { return reply(error) }
-            return reply(increment(args.first!, by: name == "incr" ? 1 : -1, now: now))
         case "dbsize":
             return reply(
                 .integer(
@@ -132,7 +132,13 @@ public final class RedisStore: Sendable {
     private func increment(_ bytes: [UInt8], by delta: Int, now: UInt64) -> RESP.Reply {
         let key = Key(bytes: bytes)
         return entries.withLock { entries in
-            let current = Self.live(&entries, key, now)
+            // One hash of the key for a live entry: found by index, replaced in place.
+            var index = entries.index(forKey: key)
+            if let found = index, let expiresAt = entries.values[found].expiresAt, expiresAt <= now {
+                entries.remove(at: found)
+                index = nil
+            }
+            let current = index.map { entries.values[$0] }
             let value: Int
             if let current {
                 guard let parsed = Self.integer(current.value) else {
@@ -144,7 +150,8 @@ public final class RedisStore: Sendable {
             }
             let (result, overflow) = value.addingReportingOverflow(delta)
             if overflow { return .error("ERR increment or decrement would overflow") }
-            entries[key] = Entry(value: Self.decimal(result), expiresAt: current?.expiresAt)
+            let entry = Entry(value: Self.decimal(result), expiresAt: current?.expiresAt)
+            if let index { entries.values[index] = entry } else { entries[key] = entry }
             return .integer(result)
         }
     }

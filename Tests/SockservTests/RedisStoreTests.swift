@@ -63,5 +63,11 @@ import Testing
             run(store, "SET c 1 PX 18446744073709551615", at: 1000)
                 == .error("ERR invalid expire time in 'set' command"))
         #expect(run(store, "SET c 1 XX 5") == .error("ERR syntax error"))
+        // INCR keeps a live key's expiry; an expired key counts from 0, with none.
+        #expect(run(store, "SET n 41 PX 100", at: 1000) == .ok)
+        #expect(run(store, "INCR n", at: 1050) == .integer(42))
+        #expect(run(store, "GET n", at: 1099) == .bulk(Array("42".utf8)))
+        #expect(run(store, "INCR n", at: 1100) == .integer(1))
+        #expect(run(store, "GET n", at: 999_999) == .bulk(Array("1".utf8)))
     }
 }
