@@ -166,7 +166,6 @@ public enum HTTP {
         /// ASCII case-insensitive equality, without allocating.
         private func sameName(_ a: String, _ b: String) -> Bool {
             guard a.utf8.count == b.utf8.count else { return false }
-            if a == b { return true }  // most names are looked up as they are sent
             var (x, y) = (a.utf8.makeIterator(), b.utf8.makeIterator())
             while let p = x.next(), let q = y.next() {
                 if p != q && asciiLowercased(p) != asciiLowercased(q) { return false }
@@ -283,22 +282,12 @@ public enum HTTP {
             guard colon > first, colon < lineEnd, bytes[colon] == UInt8(ascii: ":") else {
                 throw bad("Bad header line")
             }
-            // The value, trimmed of spaces and tabs; RFC 9110 5.5: CR and NUL in it are invalid (LF already
-            // ended the line).
-            var valueStart = colon + 1
-            var valueEnd = lineEnd
-            var high: UInt8 = 0
-            for index in valueStart..<valueEnd {
-                let byte = bytes[index]
-                if byte == 0 || byte == 13 { throw bad("Bad header value") }
-                high |= byte
+            // RFC 9110 5.5: CR and NUL in a field value are invalid (LF already ended the line).
+            for index in (colon + 1)..<lineEnd where bytes[index] == 0 || bytes[index] == 13 {
+                throw bad("Bad header value")
             }
-            while valueStart < valueEnd && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
-            while valueEnd > valueStart && (bytes[valueEnd - 1] == 32 || bytes[valueEnd - 1] == 9) { valueEnd -= 1 }
-            let value = bytes[valueStart..<valueEnd]
             head.headers.add(
-                String(decoding: bytes[first..<colon], as: UTF8.self),
-                high < 0x80 ? String(decoding: value, as: UTF8.self) : latin1(value))
+                String(decoding: bytes[first..<colon], as: UTF8.self), latin1(trimmed(bytes[(colon + 1)..<lineEnd])))
         }
         head.body = try bodyFraming(head, limits: limits)
         return (head, lineStart)
@@ -417,7 +406,9 @@ public enum HTTP {
 
     /// Bytes as Latin-1 text, as Python decodes a request head: every byte is one character.
     static func latin1(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
-        if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        var high: UInt8 = 0
+        for index in bytes.startIndex..<bytes.endIndex { high |= bytes[index] }  // a plain loop: it runs per field
+        if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
         return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
     }
 

@@ -152,22 +152,25 @@ public enum RESP {
                 output.append(contentsOf: Self.singleLine(text))
             case .integer(let value):
                 output.append(UInt8(ascii: ":"))
-                output.append(contentsOf: String(value).utf8)
+                output.appendDecimal(value)
             case .bulk(nil):
                 output.append(contentsOf: "$-1".utf8)
             case .bulk(let bytes?):
                 output.append(UInt8(ascii: "$"))
-                output.append(contentsOf: String(bytes.count).utf8)
-                output.append(contentsOf: [13, 10])
+                output.appendDecimal(bytes.count)
+                output.append(13)
+                output.append(10)
                 output.append(contentsOf: bytes)
             case .array(let items):
                 output.append(UInt8(ascii: "*"))
-                output.append(contentsOf: String(items.count).utf8)
-                output.append(contentsOf: [13, 10])
+                output.appendDecimal(items.count)
+                output.append(13)
+                output.append(10)
                 for item in items { item.encode(into: &output) }
                 return
             }
-            output.append(contentsOf: [13, 10])
+            output.append(13)  // byte by byte: an array literal here would be an allocation per reply
+            output.append(10)
         }
 
         /// A simple string or error must stay one line (an argument echoed in an error could otherwise

@@ -160,7 +160,7 @@ open class HTTPRequestHandlerBase {
         Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
             Self.appendLatin1(version, to: &head)
             head.append(32)
-            Self.appendDecimal(code, to: &head)
+            head.appendDecimal(code)
             head.append(32)
             Self.appendLatin1(reason, to: &head)
         }
@@ -169,14 +169,7 @@ open class HTTPRequestHandlerBase {
     /// One header (buffered until ``endHeaders()``). A `Connection: close` or `keep-alive` header sets
     /// ``closeConnection``.
     public func sendHeader(_ keyword: String, _ value: String) {
-        if !isHTTP09 {
-            Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
-                Self.appendLatin1(keyword, to: &head)
-                head.append(UInt8(ascii: ":"))
-                head.append(UInt8(ascii: " "))
-                Self.appendLatin1(value, to: &head)
-            }
-        }
+        appendHeader(keyword) { Self.appendLatin1(value, to: &$0) }
         if keyword.utf8.count == 10 && keyword.lowercased() == "connection" {
             if value.lowercased() == "close" {
                 closeConnection = true
@@ -188,12 +181,18 @@ open class HTTPRequestHandlerBase {
 
     /// A header with a number for its value: `sendHeader(keyword, String(value))` without the string.
     func sendHeader(_ keyword: String, _ value: Int) {
+        appendHeader(keyword) { $0.appendDecimal(value) }
+    }
+
+    /// `keyword: value` and the line end, buffered (nothing for HTTP/0.9); `value` appends the value.
+    @inline(__always)
+    private func appendHeader(_ keyword: String, _ value: (inout [UInt8]) -> Void) {
         guard !isHTTP09 else { return }
-        Self.appendLine(to: &headersBuffer) { head in
+        Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
             Self.appendLatin1(keyword, to: &head)
             head.append(UInt8(ascii: ":"))
             head.append(UInt8(ascii: " "))
-            Self.appendDecimal(value, to: &head)
+            value(&head)
         }
     }
 
@@ -371,19 +370,6 @@ open class HTTPRequestHandlerBase {
         body(&head)
         head.append(13)
         head.append(10)
-    }
-
-    /// Appends `value` in decimal digits.
-    private static func appendDecimal(_ value: Int, to head: inout [UInt8]) {
-        if value < 0 { head.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var divisor: UInt = 1
-        while divisor <= magnitude / 10 { divisor *= 10 }
-        repeat {
-            head.append(UInt8(ascii: "0") + UInt8(magnitude / divisor))
-            magnitude %= divisor
-            divisor /= 10
-        } while divisor > 0
     }
 
     /// Appends `text` as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).

@@ -156,26 +156,12 @@ public final class RedisStore: Sendable {
         }
     }
 
-    /// `value` in decimal, written straight into its array (no string on the way).
+    /// `value` in decimal.
     private static func decimal(_ value: Int) -> [UInt8] {
-        var magnitude = value.magnitude
-        var digits = 1
-        var scale: UInt = 10
-        while digits < 20 && magnitude >= scale {
-            digits += 1
-            scale = scale &* 10
-        }
-        let count = digits + (value < 0 ? 1 : 0)
-        return [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
-            var index = count - 1
-            repeat {
-                storage[index] = UInt8(magnitude % 10) + 48
-                magnitude /= 10
-                index -= 1
-            } while magnitude > 0
-            if value < 0 { storage[0] = UInt8(ascii: "-") }
-            initialized = count
-        }
+        var digits: [UInt8] = []
+        digits.reserveCapacity(20)
+        digits.appendDecimal(value)
+        return digits
     }
 
     /// A decimal integer as Redis stores it (optional `-`, digits, no spaces), or `nil`.
