@@ -180,6 +180,17 @@ def ratio(value, base):
     return value / base if base and value else None
 
 
+def paired_ratio(runs, base_runs, key):
+    """The median over rounds of this server's `key` divided by the baseline's in the same round.
+
+    Rounds are interleaved, so a server and its baseline run minutes apart at most; the ratio within a round cancels
+    what the shared machine was doing then (CPU steal moves both), which a ratio of two medians does not.
+    """
+    pairs = [ratio(run.get(key), base.get(key)) for run, base in zip(runs, base_runs)
+             if "failed" not in run and "failed" not in base]
+    return median(pairs)
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -200,13 +211,17 @@ def echo_table(rounds, seconds, quick):
                     samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
     results = []
     for label, *_ in rows:
-        base = median(s.get("cpu_us_per_request") for s in samples.get((label, BASELINE), []))
+        base = samples.get((label, BASELINE), [])
         for name in table:
             row = summarize(label, name, samples[(label, name)],
                             ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "memory", "errors"))
-            row["cpu_vs_bufferevent"] = ratio(row["cpu_us_per_request"], base)
+            row["cpu_vs_bufferevent"] = paired_ratio(samples[(label, name)], base, "cpu_us_per_request")
             results.append(row)
     return results
+
+
+# Requests per redis-benchmark test: pipelined, 100,000 take a tenth of a second, too short to measure the CPU of.
+REDIS_REQUESTS = {1: 100000, 16: 500000}
 
 
 def redis_table(rounds):
@@ -226,8 +241,9 @@ def redis_table(rounds):
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 wait_for_port(port)
                 before = cpu_seconds(process.pid)
+                count = REDIS_REQUESTS[pipeline]
                 out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "ping_inline,ping_mbulk,set,get,incr",
-                                      "-c", "50", "-n", "100000", "-P", str(pipeline), "--csv"],
+                                      "-c", "50", "-n", str(count), "-P", str(pipeline), "--csv"],
                                      capture_output=True, text=True, timeout=300).stdout
                 after = cpu_seconds(process.pid)
                 process.send_signal(signal.SIGTERM)
@@ -237,19 +253,16 @@ def redis_table(rounds):
                     fields = [f.strip('"') for f in line.split(",")]
                     if len(fields) >= 2 and fields[0] != "test":
                         samples.setdefault((pipeline, fields[0], name), []).append(float(fields[1]))
-                        total += 100000
+                        total += count
                 samples.setdefault((pipeline, "cpu", name), []).append((after - before) * 1e6 / max(total, 1))
     results = []
     for pipeline in (1, 16):
-        for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"):
-            redis = median(samples.get((pipeline, test, "redis-server"), []))
-            ours = median(samples.get((pipeline, test, "sockserv resp (reactor)"), []))
-            results.append({"pipeline": pipeline, "test": test, "redis_server_rps": redis, "sockserv_rps": ours,
-                            "ratio": ours / redis if redis and ours else None})
-        results.append({"pipeline": pipeline, "test": "server CPU us/request",
-                        "redis_server_rps": median(samples.get((pipeline, "cpu", "redis-server"), [])),
-                        "sockserv_rps": median(samples.get((pipeline, "cpu", "sockserv resp (reactor)"), [])),
-                        "ratio": None})
+        for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "cpu"):
+            redis = samples.get((pipeline, test, "redis-server"), [])
+            ours = samples.get((pipeline, test, "sockserv resp (reactor)"), [])
+            results.append({"pipeline": pipeline, "test": "server CPU us/request" if test == "cpu" else test,
+                            "redis_server_rps": median(redis), "sockserv_rps": median(ours),
+                            "ratio": median(ratio(a, b) for a, b in zip(ours, redis))})
     return results, None
 
 
@@ -446,16 +459,14 @@ def http_table(rounds, seconds):
                     samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
     results = []
     for label, path, connections in HTTP_ROWS:
-        base = [s for s in samples.get((label, HTTP_BASELINE), []) if "failed" not in s]
-        base_cpu_request = median(s["cpu_us_per_request"] for s in base)
-        base_cpu_mib = median(s["cpu_ms_per_mib"] for s in base)
-        base_rps = median(s["requests_per_second"] for s in base)
+        base = samples.get((label, HTTP_BASELINE), [])
         for name in table:
-            row = summarize(label, name, samples[(label, name)],
+            runs = samples[(label, name)]
+            row = summarize(label, name, runs,
                             ("requests_per_second", "mib_per_second", "cpu_us_per_request", "cpu_ms_per_mib", "errors"))
-            row["cpu_per_request_vs_nginx"] = ratio(row["cpu_us_per_request"], base_cpu_request)
-            row["cpu_per_mib_vs_nginx"] = ratio(row["cpu_ms_per_mib"], base_cpu_mib)
-            row["requests_vs_nginx"] = ratio(row["requests_per_second"], base_rps)
+            row["cpu_per_request_vs_nginx"] = paired_ratio(runs, base, "cpu_us_per_request")
+            row["cpu_per_mib_vs_nginx"] = paired_ratio(runs, base, "cpu_ms_per_mib")
+            row["requests_vs_nginx"] = paired_ratio(runs, base, "requests_per_second")
             if connections > 4:  # keep-alive rows: how many system calls one request costs
                 progress(f"http: {label}: {name}: counting system calls")
                 try:
@@ -583,19 +594,18 @@ def tls_table(rounds, seconds, http_seconds, idle_connections):
                 samples.setdefault(("https", name), []).append({"failed": str(error)[:120]})
     echo = []
     for label, *_ in TLS_ROWS:
-        base = median(s.get("cpu_us_per_request") for s in samples.get((label, TLS_BASELINE), []))
-        base_rps = median(s.get("requests_per_second") for s in samples.get((label, TLS_BASELINE), []))
+        base = samples.get((label, TLS_BASELINE), [])
         for name in table:
-            row = summarize(label, name, samples[(label, name)],
-                            ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "errors"))
-            row["cpu_vs_c"] = ratio(row["cpu_us_per_request"], base)
-            row["rate_vs_c"] = ratio(row["requests_per_second"], base_rps)
+            runs = samples[(label, name)]
+            row = summarize(label, name, runs, ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "errors"))
+            row["cpu_vs_c"] = paired_ratio(runs, base, "cpu_us_per_request")
+            row["rate_vs_c"] = paired_ratio(runs, base, "requests_per_second")
             echo.append(row)
     https = []
-    base = median(s.get("cpu_us_per_request") for s in samples.get(("https", TLS_HTTP_BASELINE), []))
+    base = samples.get(("https", TLS_HTTP_BASELINE), [])
     for name in http:
         row = summarize("https", name, samples[("https", name)], ("requests_per_second", "cpu_us_per_request", "errors"))
-        row["cpu_vs_nginx"] = ratio(row["cpu_us_per_request"], base)
+        row["cpu_vs_nginx"] = paired_ratio(samples[("https", name)], base, "cpu_us_per_request")
         https.append(row)
     return {"echo": echo, "https": https, "idle": idle_memory(table, idle_connections, ["--tls"])}, None
 
@@ -644,8 +654,11 @@ def failed_note(row):
 def markdown(document):
     out = [f"# make bench, {document['date']}", "",
            f"{document['machine']}. Echo: 32-byte requests, closed loop, {document['seconds']:g} s per run, "
-           f"median of {document['rounds']} interleaved rounds; CPU is the server's (and its children's) from /proc; "
-           f"ratio is CPU per request against libevent's bufferevent echo server. Memory is PSS after the run.", ""]
+           f"median of {document['rounds']} interleaved rounds; CPU is the server's (and its children's) from /proc. "
+           f"Every ratio in these tables is taken within a round (a server against its baseline, run minutes "
+           f"apart at most) and the median of those is shown, so a ratio is not always the quotient of the two "
+           f"medians beside it. Echo ratio: CPU per request against libevent's bufferevent echo server. Memory is "
+           f"PSS after the run.", ""]
     for label in labels(document["echo"]):
         out += [f"### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs bufferevent | memory MiB | errors |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -658,7 +671,10 @@ def markdown(document):
                        f"{fmt(row['memory'] / 1048576 if row['memory'] else None, '.1f')} | {fmt(row['errors'], '.0f')} |")
         out.append("")
     if document["redis"]:
-        out += ["### redis-benchmark -c 50 -n 100000: sockserv serve resp against redis-server", "",
+        out += ["### redis-benchmark -c 50: sockserv serve resp against redis-server", "",
+                f"-n {REDIS_REQUESTS[1]} per test without pipelining, {REDIS_REQUESTS[16]} with -P 16. "
+                "Requests/s for each test, then the server's CPU per request over all five. Ratio: sockserv's over "
+                "redis-server's within each round, the median of the rounds.", "",
                 "| pipeline | test | redis-server | sockserv resp | ratio |", "|---:|---|---:|---:|---:|"]
         for row in document["redis"]:
             out.append(f"| {row['pipeline']} | {row['test']} | {fmt(row['redis_server_rps'], '.1f')} | "
@@ -730,7 +746,7 @@ def idle_markdown(title, rows):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--idle", type=int, default=9000)
     parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis, idle or http run")

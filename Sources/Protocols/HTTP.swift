@@ -406,10 +406,28 @@ public enum HTTP {
 
     /// Bytes as Latin-1 text, as Python decodes a request head: every byte is one character.
     static func latin1(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
-        var high: UInt8 = 0
-        for index in bytes.startIndex..<bytes.endIndex { high |= bytes[index] }  // a plain loop: it runs per field
-        if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+        if isASCII(UnsafeRawBufferPointer(rebasing: bytes)) { return String(decoding: bytes, as: UTF8.self) }
         return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+    }
+
+    /// Whether every byte is ASCII (below 0x80): eight bytes at a time (the last eight overlapping), one by one
+    /// below eight. Head fields and header values are checked with it on every message.
+    @inlinable
+    public static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let count = bytes.count
+        guard count >= 8 else {
+            var high: UInt8 = 0
+            for offset in 0..<count { high |= base.load(fromByteOffset: offset, as: UInt8.self) }
+            return high < 0x80
+        }
+        var high = base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+        var offset = 0
+        while offset < count - 8 {
+            high |= base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        return high & 0x8080_8080_8080_8080 == 0
     }
 
     /// Without leading and trailing spaces and tabs.

@@ -142,9 +142,23 @@ open class HTTPRequestHandlerBase {
     /// Starts a response: the status line, `Server` and `Date` (buffered until ``endHeaders()``).
     public func sendResponse(_ code: Int, _ message: String? = nil) {
         sendResponseOnly(code, message)
-        sendHeader("Server", serverHeader)
-        sendHeader("Date", dateTimeString())
+        guard !isHTTP09 else { return }
+        // Both lines change at most once a second: kept as bytes, made again when the second changes.
+        let now = Glibc.time(nil)
+        if serverAndDate.time != now || serverAndDate.lines.isEmpty {
+            if dateCache.time != now { dateCache = (now, HTTPDate.format(now)) }
+            var lines: [UInt8] = []
+            Self.appendHeaderLine("Server", serverHeader, to: &lines)
+            Self.appendHeaderLine("Date", dateCache.text, to: &lines)
+            serverAndDate = (now, lines)
+        }
+        headersBuffer.append(contentsOf: serverAndDate.lines)
     }
+
+    /// The `Server` and `Date` lines of the second `time` (`Date` is to the second).
+    @exclusivity(unchecked) private var serverAndDate: (time: time_t, lines: [UInt8]) = (0, [])
+    /// The last status line sent with its standard reason, and its code.
+    @exclusivity(unchecked) private var statusLine: (code: Int, line: [UInt8]) = (0, [])
 
     /// ``versionString()``, once per handler: its parts are class attributes.
     private lazy var serverHeader = versionString()
@@ -155,21 +169,28 @@ open class HTTPRequestHandlerBase {
     public func sendResponseOnly(_ code: Int, _ message: String? = nil) {
         if code >= 200 || responseStatus == nil { responseStatus = code }
         guard !isHTTP09 else { return }
+        if message == nil && statusLine.code == code {
+            headersBuffer.append(contentsOf: statusLine.line)
+            return
+        }
         let version = statusLineVersion
         let reason = message ?? HTTP.reason(code)
-        Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
-            Self.appendLatin1(version, to: &head)
-            head.append(32)
-            head.appendDecimal(code)
-            head.append(32)
-            Self.appendLatin1(reason, to: &head)
-        }
+        var line: [UInt8] = []
+        Self.appendLatin1(version, to: &line)
+        line.append(32)
+        line.appendDecimal(code)
+        line.append(32)
+        Self.appendLatin1(reason, to: &line)
+        line.append(13)
+        line.append(10)
+        headersBuffer.append(contentsOf: line)
+        if message == nil { statusLine = (code, line) }
     }
 
     /// One header (buffered until ``endHeaders()``). A `Connection: close` or `keep-alive` header sets
     /// ``closeConnection``.
     public func sendHeader(_ keyword: String, _ value: String) {
-        appendHeader(keyword) { Self.appendLatin1(value, to: &$0) }
+        if !isHTTP09 { Self.appendHeaderLine(keyword, value, to: &headersBuffer) }
         if keyword.utf8.count == 10 && keyword.lowercased() == "connection" {
             if value.lowercased() == "close" {
                 closeConnection = true
@@ -181,19 +202,61 @@ open class HTTPRequestHandlerBase {
 
     /// A header with a number for its value: `sendHeader(keyword, String(value))` without the string.
     func sendHeader(_ keyword: String, _ value: Int) {
-        appendHeader(keyword) { $0.appendDecimal(value) }
+        guard !isHTTP09 else { return }
+        var keyword = keyword
+        let appended = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = value.magnitude
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 {
+                start -= 1
+                digits[start] = UInt8(ascii: "-")
+            }
+            let text = UnsafeBufferPointer(rebasing: digits[start...])
+            return keyword.withUTF8 { Self.appendASCIILine($0, text, to: &headersBuffer) }
+        }
+        if !appended { Self.appendHeaderLine(keyword, String(value), to: &headersBuffer) }
     }
 
-    /// `keyword: value` and the line end, buffered (nothing for HTTP/0.9); `value` appends the value.
-    @inline(__always)
-    private func appendHeader(_ keyword: String, _ value: (inout [UInt8]) -> Void) {
-        guard !isHTTP09 else { return }
-        Self.appendLine(to: &headersBuffer) { head in  // one access to the buffer for the whole line
-            Self.appendLatin1(keyword, to: &head)
-            head.append(UInt8(ascii: ":"))
-            head.append(UInt8(ascii: " "))
-            value(&head)
+    /// `keyword: value` and the line end: in one append when both are ASCII (the common case), else as Latin-1.
+    private static func appendHeaderLine(_ keyword: String, _ value: String, to head: inout [UInt8]) {
+        var (keyword, value) = (keyword, value)
+        let appended = keyword.withUTF8 { name in value.withUTF8 { appendASCIILine(name, $0, to: &head) } }
+        guard !appended else { return }
+        appendLatin1(keyword, to: &head)
+        head.append(UInt8(ascii: ":"))
+        head.append(UInt8(ascii: " "))
+        appendLatin1(value, to: &head)
+        head.append(13)
+        head.append(10)
+    }
+
+    /// `name: value` and the line end, put together on the stack and appended to `head` at once (each append
+    /// to an array checks its uniqueness and capacity); false, and nothing appended, unless both are ASCII.
+    private static func appendASCIILine(
+        _ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>, to head: inout [UInt8]
+    ) -> Bool {
+        guard HTTP.isASCII(UnsafeRawBufferPointer(name)), HTTP.isASCII(UnsafeRawBufferPointer(value)) else {
+            return false
         }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: name.count + value.count + 4) { line in
+            var at = line.baseAddress!
+            if let base = name.baseAddress { at.update(from: base, count: name.count) }
+            at += name.count
+            at[0] = UInt8(ascii: ":")
+            at[1] = UInt8(ascii: " ")
+            at += 2
+            if let base = value.baseAddress { at.update(from: base, count: value.count) }
+            at += value.count
+            at[0] = 13
+            at[1] = 10
+            head.append(contentsOf: UnsafeBufferPointer(line))
+        }
+        return true
     }
 
     /// Whether the request is HTTP/0.9, which has no head in its response (kept with ``requestVersion``: asked
@@ -363,23 +426,13 @@ open class HTTPRequestHandlerBase {
     /// The head buffered but not yet written (a handler that forgot ``endHeaders()``).
     var hasPendingHead: Bool { !headersBuffer.isEmpty }
 
-    /// One line of the head: what `body` appends, then `\r\n` (byte by byte: an array literal would be an
-    /// allocation per line).
-    @inline(__always)
-    private static func appendLine(to head: inout [UInt8], _ body: (inout [UInt8]) -> Void) {
-        body(&head)
-        head.append(13)
-        head.append(10)
-    }
-
     /// Appends `text` as Latin-1, as Python encodes headers (`?` for what Latin-1 cannot say).
     private static func appendLatin1(_ text: String, to head: inout [UInt8]) {
         let ascii =
             text.utf8.withContiguousStorageIfAvailable { bytes in
-                var high: UInt8 = 0
-                for byte in bytes { high |= byte }
-                if high < 0x80 { head.append(contentsOf: bytes) }  // ASCII, the common case
-                return high < 0x80
+                let ascii = HTTP.isASCII(UnsafeRawBufferPointer(bytes))
+                if ascii { head.append(contentsOf: bytes) }  // the common case
+                return ascii
             } ?? false  // not contiguous (never on Linux): the Latin-1 path below says the same
         if !ascii {
             head += text.unicodeScalars.map { $0.value < 256 ? UInt8($0.value) : UInt8(ascii: "?") }

@@ -104,7 +104,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         }
         let size = opened.size
         let modified = time_t(opened.modifiedSeconds)
-        let etag = Self.entityTag(opened)
+        let etag = entityTag(opened)
         let lastModified = lastModifiedString(modified)
 
         if notModified(etag: etag, modified: modified) {
@@ -140,6 +140,19 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
         try endHeaders()
         return .file(FileRegion(file: file, offset: range.lowerBound, count: range.count))
     }
+
+    /// The last file's `ETag`, made again only for another file or a changed one.
+    private func entityTag(_ file: FileStatus) -> String {
+        if let (last, tag) = lastEntityTag, last.modifiedSeconds == file.modifiedSeconds,
+            last.modifiedNanoseconds == file.modifiedNanoseconds, last.size == file.size, last.inode == file.inode
+        {
+            return tag
+        }
+        let tag = Self.entityTag(file)
+        lastEntityTag = (file, tag)
+        return tag
+    }
+    @exclusivity(unchecked) private var lastEntityTag: (FileStatus, String)?
 
     /// A file's `ETag`: its modification time (seconds and nanoseconds), size and inode in hex, so that a
     /// file replaced on disk (a new inode) or rewritten (a new time) gets a new one.
@@ -324,6 +337,17 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// `..` or contain a separator dropped; a trailing `/` kept. `nil` for a path with a NUL byte or
     /// that is not UTF-8 once decoded.
     open func translatePath(_ path: String) -> String? {
+        // A keep-alive client often asks for the same path again.
+        if let last = lastTranslation, last.path == path { return last.result }
+        let result = translated(path)
+        lastTranslation = (path, result)
+        return result
+    }
+
+    /// The last path ``translatePath(_:)`` translated, and what it made.
+    @exclusivity(unchecked) private var lastTranslation: (path: String, result: String?)?
+
+    private func translated(_ path: String) -> String? {
         // The common case needs none of the work below: printable ASCII with nothing to decode, drop or
         // normalize (no `%`, `?`, `#`, empty word or word starting with `.`).
         var previous: UInt8 = 0
@@ -363,6 +387,7 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
     /// The content type for a path: ``extensionsMap`` by extension (as written, then lowercased), then
     /// `/etc/mime.types`, then `application/octet-stream`.
     open func guessType(_ path: String) -> String {
+        if path == lastType.path { return lastType.type }
         // Over the UTF-8 bytes: `/` and `.` are ASCII, and a byte search is much cheaper than a Character one.
         let utf8 = path.utf8
         let name = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
@@ -370,14 +395,15 @@ open class SimpleHTTPRequestHandler: BaseHTTPRequestHandler {
             return "application/octet-stream"
         }
         let ext = Substring(utf8[dot...])
-        if ext == lastType.ext { return lastType.type }
-        let type = typeFor(String(ext))
-        lastType = (String(ext), type)
+        let type = ext == lastType.ext ? lastType.type : typeFor(String(ext))
+        lastType = (path, String(ext), type)
         return type
     }
 
-    /// The last extension looked up and its type: a page's files often share one.
-    @exclusivity(unchecked) private var lastType: (ext: String, type: String) = ("", "")
+    /// The last path looked up, its extension and its type: a client often asks for the same file again, and a
+    /// page's files often share an extension.
+    @exclusivity(unchecked) private var lastType: (path: String, ext: String, type: String) =
+        ("", "", "application/octet-stream")
 
     private func typeFor(_ ext: String) -> String {
         extensions[ext] ?? extensions[ext.lowercased()]

@@ -57,6 +57,24 @@ final class FixedPageHandler: BaseHTTPRequestHandler {
     }
 }
 
+/// Answers each path with its own status line and headers: `/`, `/fine` (200 with a reason of its own), `/made`
+/// (201), `/latin` (a Latin-1 value), `/length/N` (N in a header).
+final class StatusLineHandler: BaseHTTPRequestHandler {
+    override var protocolVersion: String { "HTTP/1.1" }
+
+    override func doGET() throws {
+        switch path {
+        case "/fine": sendResponse(200, "Fine")
+        case "/made": sendResponse(201)
+        default: sendResponse(200)
+        }
+        if path == "/latin" { sendHeader("X-Name", "Dängerous Mind \u{2603}") }
+        if path.hasPrefix("/length/") { sendHeader("X-Number", String(path.dropFirst(8))) }
+        sendHeader("Content-Length", "0")
+        try endHeaders()
+    }
+}
+
 /// Refuses `Expect: 100-continue` with 417: CPython's `RejectingSocketlessRequestHandler`.
 final class RejectingHandler: BaseHTTPRequestHandler {
     override var protocolVersion: String { "HTTP/1.1" }
@@ -147,6 +165,35 @@ final class RejectingHandler: BaseHTTPRequestHandler {
                 }
                 #expect(try client.rest().isEmpty)
             }
+        }
+    }
+
+    /// A handler keeps its last status line and its `Server` and `Date` lines between requests: each
+    /// response on one connection still carries its own status, reason and headers, in every mode.
+    @Test(arguments: Mode.testable)
+    func eachResponseHasItsOwnHead(mode: Mode) throws {
+        try serving(try makeServer(mode) { StatusLineHandler() }) { address in
+            let client = try Client(address)
+            let expected = [
+                ("/", "HTTP/1.1 200 OK"), ("/", "HTTP/1.1 200 OK"), ("/fine", "HTTP/1.1 200 Fine"),
+                ("/", "HTTP/1.1 200 OK"), ("/made", "HTTP/1.1 201 Created"), ("/", "HTTP/1.1 200 OK"),
+                ("/length/-12", "HTTP/1.1 200 OK"), ("/length/9876543210", "HTTP/1.1 200 OK"),
+            ]
+            for (path, statusLine) in expected {
+                try client.send("GET \(path) HTTP/1.1\r\nHost: a\r\n\r\n")
+                let response = try #require(try client.response())
+                #expect(response.statusLine == statusLine, "\(path)")
+                #expect(response.headers.filter { $0.0 == "Server" }.count == 1, "\(path)")
+                #expect(response.headers.filter { $0.0 == "Date" }.count == 1, "\(path)")
+                let date = response.header("Date") ?? ""
+                #expect(date.count == 29 && date.hasSuffix(" GMT"), "\(path): \(date)")
+                if path.hasPrefix("/length/") { #expect(response.header("X-Number") == String(path.dropFirst(8))) }
+            }
+            // A value beyond ASCII goes out as Latin-1, `?` for what Latin-1 cannot say.
+            try client.send("GET /latin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            let raw = try client.rest()
+            let value: [UInt8] = Array("X-Name: D".utf8) + [0xE4] + Array("ngerous Mind ?\r\n".utf8)
+            #expect(raw.firstRange(of: value) != nil)
         }
     }
 

@@ -245,6 +245,22 @@ func httpDate(_ date: Date) -> String {
         #expect(SimpleHTTPRequestHandler(directory: "/").translatePath("/etc/passwd") == "/etc/passwd")
     }
 
+    /// A handler remembers its last translation and type: asking again, or for another path in between, answers
+    /// what a fresh handler answers.
+    @Test func rememberedTranslationsAndTypes() {
+        let handler = SimpleHTTPRequestHandler(directory: "/srv/www")
+        let paths = [
+            "/a.html", "/a.html", "/b.HTML", "/b.HTML", "/a%2ehtml", "/a.html", "/c", "/c", "/d.gz", "/e.gz", "/a.html",
+            "/x/../a.html", "", "", "/a%00b", "/a%00b", "/f.Z",
+        ]
+        for path in paths {
+            let fresh = SimpleHTTPRequestHandler(directory: "/srv/www")
+            #expect(handler.translatePath(path) == fresh.translatePath(path), "\(path)")
+            #expect(handler.guessType(path) == fresh.guessType(path), "\(path)")
+        }
+        #expect(handler.guessType("/a.html") == "text/html" && handler.guessType("") == "application/octet-stream")
+    }
+
     /// What Python's handler does not guard: links out of the directory, FIFOs and devices, shrinking files.
     @Test(arguments: [Mode.threading, .reactor])
     func onlyRegularFilesInsideTheDirectory(mode: Mode) throws {
