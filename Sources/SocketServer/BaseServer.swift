@@ -47,8 +47,14 @@ open class BaseServer: @unchecked Sendable {
     /// crashed children. Label `SocketServer`, with the server's address as `server` metadata. Set it
     /// before serving; the mode (``mixIn``) reports through the same logger.
     public var logger: Logger {
-        didSet { mixIn.logger = logger }
+        didSet {
+            mixIn.logger = logger
+            loggerLevel = logger.logLevel
+        }
     }
+    /// ``logger``'s level, for a handler deciding per request whether to log: read without copying the logger
+    /// (a copy retains its handler, which every connection's thread shares).
+    package private(set) var loggerLevel = Logger.Level.info
     /// When set, the default ``verifyRequest(_:clientAddress:)`` accepts only IP clients in one of
     /// these ranges and refuses (and logs at `notice`) the rest; Unix clients, which have no IP
     /// address, are accepted (the socket file's permissions guard them). `nil` accepts everyone.
@@ -93,6 +99,7 @@ open class BaseServer: @unchecked Sendable {
         var logger = Logger(label: "SocketServer")
         logger[metadataKey: "server"] = "\(serverAddress)"
         self.logger = logger
+        loggerLevel = logger.logLevel
         mixIn.logger = logger
     }
 

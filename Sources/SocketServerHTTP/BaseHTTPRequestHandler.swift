@@ -314,7 +314,7 @@ open class HTTPRequestHandlerBase {
     /// When ``logger`` is set above `info`, the line is not formatted and ``logMessage(_:level:)`` is not
     /// called; a handler whose `logMessage` writes elsewhere and wants every line overrides this method.
     open func logRequest(code: Int?, size: Int?) {
-        guard logger.logLevel <= .info else { return }  // a quiet server formats no line it would drop
+        guard server.loggerLevel <= .info else { return }  // a quiet server formats no line it would drop
         logMessage("\"\(requestline)\" \(code.map(String.init) ?? "-") \(size.map(String.init) ?? "-")", level: .info)
     }
 

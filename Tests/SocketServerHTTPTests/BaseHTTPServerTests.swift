@@ -321,6 +321,19 @@ final class RejectingHandler: BaseHTTPRequestHandler {
         }
     }
 
+    /// A server logging at `notice` or above writes no access line (nor formats one), and still its errors.
+    @Test(arguments: [Mode.threading, .reactor])
+    func aQuietLoggerHasNoAccessLines(mode: Mode) throws {
+        let logs = LogCapture(level: .notice)
+        try serving(try makeServer(mode) { FixedPageHandler() }, logs: logs) { address in
+            let ok = try request(address, "GET", "/")
+            let unsupported = try request(address, "ERROR", "/")
+            #expect(ok.status == 200 && unsupported.status == 501)
+            #expect(eventually { !logs.messages.isEmpty })
+        }
+        #expect(logs.messages.count == 1 && logs.messages[0].hasSuffix("code 501, message Unsupported method ('ERROR')"))
+    }
+
     /// test_date_time_string.
     @Test func dates() {
         let handler = FixedPageHandler()

@@ -42,9 +42,15 @@ func makeServer(
 /// Log lines kept in memory, to check what a server logged.
 final class LogCapture: @unchecked Sendable {
     let lines = Mutex<[(Logger.Level, String)]>([])
+    /// The level of ``logger``.
+    let level: Logger.Level
+
+    init(level: Logger.Level = .trace) {
+        self.level = level
+    }
 
     var logger: Logger {
-        Logger(label: "test") { _ in CaptureHandler(capture: self) }
+        Logger(label: "test") { _ in CaptureHandler(capture: self, logLevel: self.level) }
     }
 
     var messages: [String] { lines.withLock { $0.map(\.1) } }
