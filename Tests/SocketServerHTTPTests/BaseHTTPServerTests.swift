@@ -331,7 +331,8 @@ final class RejectingHandler: BaseHTTPRequestHandler {
             #expect(ok.status == 200 && unsupported.status == 501)
             #expect(eventually { !logs.messages.isEmpty })
         }
-        #expect(logs.messages.count == 1 && logs.messages[0].hasSuffix("code 501, message Unsupported method ('ERROR')"))
+        let lines = logs.messages
+        #expect(lines.count == 1 && lines[0].hasSuffix("code 501, message Unsupported method ('ERROR')"), "\(lines)")
     }
 
     /// test_date_time_string.
