@@ -31,6 +31,7 @@ NIO = os.path.join(ROOT, ".build-nio", "release", "nio-echo")
 SOCKSERV = os.path.join(RELEASE, "sockserv")
 CLIENT = os.path.join(BENCH, "echo_client")
 BASELINE = "C libevent bufferevent"
+EPOLL = "C epoll"
 
 
 def servers():
@@ -216,6 +217,8 @@ def echo_table(rounds, seconds, quick):
             row = summarize(label, name, samples[(label, name)],
                             ("requests_per_second", "p50_us", "p99_us", "cpu_us_per_request", "memory", "errors"))
             row["cpu_vs_bufferevent"] = paired_ratio(samples[(label, name)], base, "cpu_us_per_request")
+            row["cpu_vs_epoll"] = paired_ratio(samples[(label, name)], samples.get((label, EPOLL), []),
+                                               "cpu_us_per_request")
             results.append(row)
     return results
 
@@ -657,17 +660,18 @@ def markdown(document):
            f"median of {document['rounds']} interleaved rounds; CPU is the server's (and its children's) from /proc. "
            f"Every ratio in these tables is taken within a round (a server against its baseline, run minutes "
            f"apart at most) and the median of those is shown, so a ratio is not always the quotient of the two "
-           f"medians beside it. Echo ratio: CPU per request against libevent's bufferevent echo server. Memory is "
+           f"medians beside it. Echo ratios: CPU per request against libevent's bufferevent echo server and against "
+           f"the C epoll server. Memory is "
            f"PSS after the run.", ""]
     for label in labels(document["echo"]):
-        out += [f"### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs bufferevent | memory MiB | errors |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"### {label}", "", "| server | requests/s | p50 us | p99 us | CPU us/request | CPU vs bufferevent | CPU vs epoll | memory MiB | errors |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in document["echo"]:
             if row["row"] != label:
                 continue
             out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | {fmt(row['p50_us'], '.0f')} | "
                        f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
-                       f"{fmt(row['cpu_vs_bufferevent'], '.2f')} | "
+                       f"{fmt(row['cpu_vs_bufferevent'], '.2f')} | {fmt(row.get('cpu_vs_epoll'), '.2f')} | "
                        f"{fmt(row['memory'] / 1048576 if row['memory'] else None, '.1f')} | {fmt(row['errors'], '.0f')} |")
         out.append("")
     if document["redis"]:
