@@ -374,6 +374,8 @@ import Testing
         let loop = try EventLoop()
         let ready = SharedAddress()
         let stopped = DispatchSemaphore(value: 0)
+        let clientsClosed = DispatchSemaphore(value: 0)
+        let settled = DispatchSemaphore(value: 0)
         let holder = ListenerHolder()
         Thread.detachNewThread {
             loop.takeOwnership()
@@ -384,6 +386,9 @@ import Testing
             try? loop.run()
             holder.listener?.close()
             stopped.signal()
+            clientsClosed.wait()
+            try? settle(loop)  // the server's side of each client ends, so nothing stays registered
+            settled.signal()
         }
         let address = ready.wait()
         let stalled = try connectedClient(address, timeout: .seconds(5))
@@ -402,6 +407,8 @@ import Testing
         loop.stop()
         #expect(stopped.wait(timeout: .now() + 5) == .success, "the loop stops: it was not spinning on one connection")
         stalled.close()
+        clientsClosed.signal()
+        #expect(settled.wait(timeout: .now() + 5) == .success)
     }
 
     /// A blocking socket's `waitForInput` answers for what can be read: part of a record is not input yet.
