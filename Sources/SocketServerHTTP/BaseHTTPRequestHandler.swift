@@ -145,11 +145,10 @@ open class HTTPRequestHandlerBase {
         guard !isHTTP09 else { return }
         // Both lines change at most once a second: kept as bytes, made again when the second changes.
         let now = Glibc.time(nil)
-        if serverAndDate.time != now || serverAndDate.lines.isEmpty {
-            if dateCache.time != now { dateCache = (now, HTTPDate.format(now)) }
+        if serverAndDate.time != now {
             var lines: [UInt8] = []
             Self.appendHeaderLine("Server", serverHeader, to: &lines)
-            Self.appendHeaderLine("Date", dateCache.text, to: &lines)
+            Self.appendHeaderLine("Date", date(now), to: &lines)
             serverAndDate = (now, lines)
         }
         headersBuffer.append(contentsOf: serverAndDate.lines)
@@ -204,20 +203,8 @@ open class HTTPRequestHandlerBase {
     func sendHeader(_ keyword: String, _ value: Int) {
         guard !isHTTP09 else { return }
         var keyword = keyword
-        let appended = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var magnitude = value.magnitude
-            var start = digits.count
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            if value < 0 {
-                start -= 1
-                digits[start] = UInt8(ascii: "-")
-            }
-            let text = UnsafeBufferPointer(rebasing: digits[start...])
-            return keyword.withUTF8 { Self.appendASCIILine($0, text, to: &headersBuffer) }
+        let appended = withDecimalDigits(value) { digits in
+            keyword.withUTF8 { Self.appendASCIILine($0, digits, to: &headersBuffer) }
         }
         if !appended { Self.appendHeaderLine(keyword, String(value), to: &headersBuffer) }
     }
@@ -335,13 +322,15 @@ open class HTTPRequestHandlerBase {
 
     /// A time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`); now by default.
     public func dateTimeString(_ time: time_t? = nil) -> String {
-        guard let time else {
-            // Formatted once a second per connection: no lock shared between threads (nor inherited by a fork).
-            let now = Glibc.time(nil)
-            if dateCache.time != now { dateCache = (now, HTTPDate.format(now)) }
-            return dateCache.text
-        }
+        guard let time else { return date(Glibc.time(nil)) }
         return HTTPDate.format(time)
+    }
+
+    /// `now` as an HTTP date, formatted once a second per connection: no lock shared between threads (nor
+    /// inherited by a fork).
+    private func date(_ now: time_t) -> String {
+        if dateCache.time != now { dateCache = (now, HTTPDate.format(now)) }
+        return dateCache.text
     }
 
     /// Now, as the Common Log Format writes it: `30/Nov/2026:09:15:02 +0000` (UTC).
