@@ -4,7 +4,7 @@ import Reactor
 ///
 /// Every step runs on the server's loop thread, interleaved with other requests at each `await`.
 /// Methods that may be overridden: ``setup()``, ``handle()``, ``finish()``.
-open class AsyncBaseRequestHandler {
+open class AsyncBaseRequestHandler: DrainableHandler {
     /// The request being served.
     public let request: Request
     /// The client's address (`unix:` for an unnamed Unix peer).
@@ -27,6 +27,12 @@ open class AsyncBaseRequestHandler {
 
     /// Cleans up after ``handle()``, even when it threw. The default does nothing. May be overridden.
     open func finish() async throws {}
+
+    /// The server drains (``BaseServer/shutdown(gracePeriod:)``); called on the loop thread, between the task's
+    /// steps. End what can end without losing a request: a handler waiting for its client's next request closes
+    /// the connection (its read then throws `ReactorError.alreadyClosed`). When the grace period ends, the task
+    /// is cancelled and its connection reset. The default does nothing. May be overridden.
+    open func handleDrain() {}
 
     /// Runs the handler's life cycle: setup, then handle, then finish. Do not override.
     final func run() async throws {

@@ -13,7 +13,7 @@ import Synchronization
 /// ```
 ///
 /// Methods for the caller: ``serveForever(pollInterval:)``, ``handleRequest()``, ``shutdown()``,
-/// ``serverClose()``, ``closing(_:)``, ``fileno``.
+/// ``shutdown(gracePeriod:)`` (a drain, which Python does not have), ``serverClose()``, ``closing(_:)``, ``fileno``.
 ///
 /// Methods that may be overridden: ``serverBind()``, ``serverActivate()``, ``getRequest()``,
 /// ``verifyRequest(_:clientAddress:)``, ``processRequest(_:clientAddress:)``,
@@ -23,7 +23,7 @@ import Synchronization
 /// Attributes: ``serverAddress``, ``requestHandler``, ``timeout``, ``loop``, ``mixIn``.
 ///
 /// Unlike Python's, ``shutdown()`` wakes the loop at once instead of waiting out `pollInterval`.
-/// Thread safety: ``shutdown()`` may be called from any thread but the serving one; in threading
+/// Thread safety: ``shutdown()`` and ``shutdown(gracePeriod:)`` may be called from any thread but the serving one; in threading
 /// mode the request hooks and ``handleError(_:clientAddress:error:)`` run on worker threads.
 open class BaseServer: @unchecked Sendable {
     /// The address the server is bound to; after binding, the real one (so port 0 shows the port chosen).
@@ -71,6 +71,11 @@ open class BaseServer: @unchecked Sendable {
     }
     private let serveState = Mutex(ServeState())
     private let shutdownRequested = Atomic<Bool>(false)
+    /// The requests in progress a drain reaches.
+    let openRequests = OpenRequests()
+    private let draining = Atomic<Bool>(false)
+    /// Set when a drain cuts the requests left: what they fail with afterwards is the cut, not a handler's error.
+    private let cutting = Atomic<Bool>(false)
     private var acceptor: Acceptor?
     private var serviceTimer: LoopTimer?
     private var acceptPauses = 0
@@ -196,7 +201,12 @@ open class BaseServer: @unchecked Sendable {
     /// in sequential or reactor mode) would wait for itself: that is a precondition failure; use
     /// ``requestShutdown()`` there.
     public func shutdown() {
-        let waiter = serveState.withLock { state -> DispatchSemaphore? in
+        stopServeForever()?.wait()
+    }
+
+    /// Asks ``serveForever(pollInterval:)`` to stop and wake its loop; returns what to wait on while it serves.
+    private func stopServeForever() -> DispatchSemaphore? {
+        serveState.withLock { state -> DispatchSemaphore? in
             if let thread = state.servingThread {
                 precondition(
                     pthread_equal(thread, pthread_self()) == 0,
@@ -209,7 +219,100 @@ open class BaseServer: @unchecked Sendable {
             if !alreadyAsked { loop.stop() }
             return waiter
         }
-        waiter?.wait()
+    }
+
+    /// Stops serving and drains: no request is accepted from now on (a stream server closes its listening
+    /// socket, so new clients are refused rather than left waiting); requests in progress may finish until
+    /// `gracePeriod` has passed, and what is left then is cut off. Returns once every request has ended, or a
+    /// second after the cut for one that ignores it.
+    ///
+    /// From the moment it is called ``isDraining`` is true, and each mode tells its requests: a reactor handler
+    /// hears ``CallbackRequestHandler/handleDrain()`` (or ``AsyncBaseRequestHandler/handleDrain()``), a forked
+    /// child gets SIGTERM (which turns its ``isDraining`` true); the HTTP servers close connections that wait for
+    /// a next request at once (in the blocking modes within 250 ms) and end the others after their response in
+    /// progress, with `Connection: close`. A handler that serves many requests on one connection does the same
+    /// by looking at ``isDraining``.
+    ///
+    /// The cut: threading and sequential mode shut down each request's socket both ways (a handler blocked on it
+    /// returns; one blocked elsewhere is left running and counted as cut); forking mode kills each child
+    /// (SIGKILL); reactor mode cancels each handler's task and resets its connection.
+    ///
+    /// Call it from another thread while ``serveForever(pollInterval:)`` runs (it stops serving first, as
+    /// ``shutdown()`` does), or after `serveForever` has returned (after ``requestShutdown()``), or for a loop the
+    /// program runs, after ``stopServing()`` and outside the loop's callbacks: a reactor server's drain runs its
+    /// loop on the calling thread. Then call ``serverClose()``, which waits for nothing more. The outcome is
+    /// logged at `notice` and counted in ``metrics``.
+    /// - Parameter gracePeriod: how long requests in progress may take to finish.
+    /// - Returns: how many requests finished in the grace period and how many were cut off.
+    @discardableResult
+    public func shutdown(gracePeriod: Duration) -> DrainReport {
+        let deadline = ContinuousClock.now + gracePeriod
+        let finishedBefore = mixIn.requestsFinished
+        draining.store(true, ordering: .releasing)
+        var cut = 0
+        var finishedAtCut: Int?
+        if let waiter = stopServeForever(), waiter.wait(timeout: deadline.dispatchTime) == .timedOut {
+            // Only a sequential request keeps the serving thread this long: cut its socket from here.
+            if !mixIn.handlesAsync {
+                finishedAtCut = mixIn.requestsFinished
+                cut = mixIn.requestsInProgress
+                cutting.store(true, ordering: .releasing)
+                openRequests.cutSockets()
+            }
+            waiter.wait()
+        }
+        precondition(!loop.isRunning, "shutdown(gracePeriod:) while the server's loop runs: call stopServing() first")
+        loop.takeOwnership()
+        stopServing()
+        stopAccepting()
+        mixIn.beginDrain(self)
+        if !mixIn.awaitRequests(self, until: deadline) {
+            finishedAtCut = mixIn.requestsFinished
+            cut += mixIn.requestsInProgress
+            cutting.store(true, ordering: .releasing)
+            mixIn.cutRequests(self)
+            _ = mixIn.awaitRequests(self, until: .now + .seconds(1))
+        }
+        mixIn.drained = true
+        let report = DrainReport(finished: (finishedAtCut ?? mixIn.requestsFinished) - finishedBefore, cut: cut)
+        metrics.drainFinished.increment(by: report.finished)
+        metrics.drainCut.increment(by: report.cut)
+        logger.notice("shut down after a grace period of \(gracePeriod): \(report)")
+        return report
+    }
+
+    /// Stops accepting for good, at the start of a drain. The default does nothing; a stream `TCPServer`
+    /// closes its listening socket.
+    func stopAccepting() {}
+
+    /// Whether the server drains: ``shutdown(gracePeriod:)`` was called, or a signal asked every server of the
+    /// process to (``drainOnSIGTERM()`` in a forked child). A handler serving many requests on one connection
+    /// looks at it between requests and ends instead of waiting for the next one.
+    public var isDraining: Bool {
+        draining.load(ordering: .relaxed) || processDraining.load(ordering: .relaxed)
+    }
+
+    /// Whether ``drainProcess()`` was called in this process.
+    public static var isProcessDraining: Bool { processDraining.load(ordering: .relaxed) }
+
+    /// Makes every server of the process drain (``isDraining``), without stopping any. Async-signal-safe: a
+    /// program's SIGTERM handler may call it, as a forked child's does; read ``isProcessDraining`` once before
+    /// installing such a handler, so that the flag exists before a signal can touch it.
+    public static func drainProcess() {
+        processDraining.store(true, ordering: .relaxed)
+    }
+
+    /// In a forked child: SIGTERM drains (``drainProcess()``) instead of killing.
+    static func drainOnSIGTERM() {
+        _ = processDraining.load(ordering: .relaxed)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in BaseServer.drainProcess() }
+        action.sa_flags = SA_RESTART
+        sigaction(SIGTERM, &action, nil)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// Asks ``serveForever(pollInterval:)`` to stop without waiting; safe from any thread, the serving one included.
@@ -297,7 +400,7 @@ open class BaseServer: @unchecked Sendable {
         if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
         if verifyRequest(request, clientAddress: clientAddress) {
             // The mode counts the request as finished on every path, a thrown error's included.
-            mixIn.requestStarted(metrics)
+            mixIn.requestStarted(request, server: self)
             do {
                 try processRequest(request, clientAddress: clientAddress)
             } catch {
@@ -375,7 +478,9 @@ open class BaseServer: @unchecked Sendable {
         guard case .async(let handlerType) = requestHandler else {
             throw ServerError.handlerDoesNotMatchMode("an async finishRequest needs an async handler")
         }
-        try await handlerType.init(request: request, clientAddress: clientAddress, server: self).run()
+        let handler = try handlerType.init(request: request, clientAddress: clientAddress, server: self)
+        if case .connection(let connection) = request { openRequests.attach(handler, to: connection) }
+        try await handler.run()
     }
 
     /// Ends one request: by default just ``closeRequest(_:)``. May be overridden.
@@ -387,7 +492,12 @@ open class BaseServer: @unchecked Sendable {
     open func closeRequest(_ request: Request) {}
 
     /// Counts a handler's error and passes it to ``handleError(_:clientAddress:error:)``.
+    /// Once a drain has cut the requests left, what they fail with is the cut (reported by the drain), logged at
+    /// `debug` only.
     package final func reportHandlerError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
+        if cutting.load(ordering: .acquiring) {
+            return logger.debug("\(clientAddress): cut off by the drain: \(error)")
+        }
         metrics.errors.increment()
         handleError(request, clientAddress: clientAddress, error: error)
     }
@@ -418,3 +528,6 @@ open class BaseServer: @unchecked Sendable {
         mixIn.serviceActions(self)
     }
 }
+
+/// Set by ``BaseServer/drainProcess()``: every server of the process drains.
+private let processDraining = Atomic<Bool>(false)

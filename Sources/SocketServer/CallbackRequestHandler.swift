@@ -13,7 +13,7 @@ import Reactor
 /// An error thrown by ``setup()``, ``handle(_:)`` or ``handleEndOfInput()`` goes to the server's
 /// ``BaseServer/handleError(_:clientAddress:error:)`` and the connection is shut down (what was
 /// written is still sent); ``finish(error:)`` then gets that error. Other connections go on.
-open class CallbackRequestHandler: ConnectionDelegate {
+open class CallbackRequestHandler: ConnectionDelegate, DrainableHandler {
     /// The connection served.
     public let connection: Connection
     /// The client's address (`unix:` for an unnamed Unix peer).
@@ -49,11 +49,17 @@ open class CallbackRequestHandler: ConnectionDelegate {
     /// May be overridden.
     open func finish(error: (any Error)?) {}
 
+    /// The server drains (``BaseServer/shutdown(gracePeriod:)``): end what can end without losing a request,
+    /// such as a connection waiting for its client's next request (close it). What is still open when the grace
+    /// period ends is reset. The default does nothing: the connection may go on until then. May be overridden.
+    open func handleDrain() {}
+
     /// The error a hook threw, passed on to ``finish(error:)``.
     private var hookError: (any Error)?
 
     /// Called by the server once the handler is the connection's delegate.
     func start() {
+        server.openRequests.attach(self, to: connection)
         do { try setup() } catch { fail(error) }
     }
 
@@ -87,6 +93,6 @@ open class CallbackRequestHandler: ConnectionDelegate {
         server.metrics.bytesSent.increment(by: connection.bytesSent)
         // The end of the request, as in every mode: shutdownRequest once, then the count.
         server.shutdownRequest(.connection(connection))
-        server.mixIn.requestFinished(server.metrics)
+        server.mixIn.requestFinished(.connection(connection), server: server)
     }
 }

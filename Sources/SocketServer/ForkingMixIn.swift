@@ -28,6 +28,8 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// False: a request's lingering close runs on its own child, before it exits, which has nothing else to do.
     open override var lingersOnTheLoop: Bool { false }
 
+    override var servesInThisProcess: Bool { false }
+
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let pid: pid_t
@@ -46,6 +48,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         // The child: nothing of the parent's loop may be touched before this.
         try? server.loop.reinitAfterFork()
         signal(SIGCHLD, SIG_DFL)
+        BaseServer.drainOnSIGTERM()  // the parent's drain asks its children to finish with SIGTERM
         // The child's copy of a listening socket would keep it open after the parent closes it.
         if case .datagram = request {} else { Glibc.close(server.fileno) }
         var status: Int32 = 1
@@ -110,5 +113,25 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Waits for every child unless ``ProcessingMixIn/blockOnClose`` is cleared.
     open override func serverClose(_ server: BaseServer) {
         collectChildren(blocking: blockOnClose)  // Python reaps without waiting when it does not block
+    }
+
+    /// A drain asks each child to finish with SIGTERM: its ``BaseServer/isDraining`` turns true, and a handler
+    /// that waits for its client's next request (HTTP keep-alive) ends.
+    override func beginDrain(_ server: BaseServer) {
+        for child in activeChildren { kill(child, SIGTERM) }
+    }
+
+    override func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            for pid in activeChildren { reap(pid, blocking: false) }
+            if activeChildren.isEmpty { return true }
+            if ContinuousClock.now >= deadline { return false }
+            usleep(2_000)
+        }
+    }
+
+    /// The children still running at the end of the grace period are killed (SIGKILL).
+    override func cutRequests(_ server: BaseServer) {
+        for child in activeChildren { kill(child, SIGKILL) }
     }
 }

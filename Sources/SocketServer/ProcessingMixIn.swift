@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Reactor
 import Synchronization
@@ -27,6 +28,12 @@ open class ProcessingMixIn: @unchecked Sendable {
     /// not yet reaped, a reactor handler still running). Readable from any thread.
     public var requestsInProgress: Int { inProgress.load(ordering: .acquiring) }
     private let inProgress = Atomic<Int>(0)
+    /// Requests finished since the server was made, for a drain's report.
+    var requestsFinished: Int { finished.load(ordering: .acquiring) }
+    private let finished = Atomic<Int>(0)
+    /// Set by ``BaseServer/shutdown(gracePeriod:)``: the drain has waited for the requests it could, so
+    /// ``serverClose(_:)`` does not wait again (for a thread that ignored its cut socket, say).
+    var drained = false
 
     public init() {}
 
@@ -51,7 +58,7 @@ open class ProcessingMixIn: @unchecked Sendable {
     /// An override must end the request's count exactly once on every path, thrown errors included:
     /// where the mode's work ends (a thread, a reaped child, a handler's close), or before it throws.
     open func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        defer { requestFinished(server.metrics) }
+        defer { requestFinished(request, server: server) }
         try server.finishRequest(request, clientAddress: clientAddress)
         server.shutdownRequest(request)
     }
@@ -60,16 +67,50 @@ open class ProcessingMixIn: @unchecked Sendable {
     // the mode is done with it, wherever that happens (this thread, a request thread, a reaped child, a
     // handler on the loop). The server's metrics follow it.
 
-    /// The server handed `request` to the mode.
-    final func requestStarted(_ metrics: ServerMetrics) {
+    /// The server handed `request` to the mode: counted, and where this process serves it, kept in the
+    /// server's open requests for a drain to reach.
+    final func requestStarted(_ request: Request, server: BaseServer) {
         inProgress.add(1, ordering: .acquiringAndReleasing)
-        metrics.inProgress.increment()
+        server.metrics.inProgress.increment()
+        switch request {
+        case .stream(let socket) where servesInThisProcess: server.openRequests.add(socket)
+        case .connection(let connection): server.openRequests.add(connection)
+        default: break
+        }
     }
 
-    /// The mode is done with one request.
+    /// The mode is done with `request`: it leaves the open requests and the count.
+    final func requestFinished(_ request: Request, server: BaseServer) {
+        server.openRequests.remove(request)
+        requestFinished(server.metrics)
+    }
+
+    /// The mode is done with one request served elsewhere (a reaped child).
     final func requestFinished(_ metrics: ServerMetrics) {
         inProgress.subtract(1, ordering: .acquiringAndReleasing)
+        finished.add(1, ordering: .relaxed)
         metrics.requestFinished()
+    }
+
+    /// Whether a stream request is served in this process (false in forking mode, where the parent only
+    /// closes its copy).
+    var servesInThisProcess: Bool { true }
+
+    // MARK: The drain (BaseServer.shutdown(gracePeriod:)), on a thread that owns the server's loop
+
+    /// Tells the requests in progress that the server drains. Default: nothing (a handler looks at
+    /// ``BaseServer/isDraining``).
+    func beginDrain(_ server: BaseServer) {}
+
+    /// Waits until no request is in progress or `deadline` passes; true when none is left.
+    func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
+        while hasRequestsInProgress && ContinuousClock.now < deadline { usleep(2_000) }
+        return !hasRequestsInProgress
+    }
+
+    /// Cuts the requests in progress: their sockets are shut down both ways, so blocked handlers return.
+    func cutRequests(_ server: BaseServer) {
+        server.openRequests.cutSockets()
     }
 
     /// Housekeeping after each request and every poll interval. The default does nothing.

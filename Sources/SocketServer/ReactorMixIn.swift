@@ -26,10 +26,13 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
         var request = request
         do {
             if case .stream(let socket) = request {
-                request = .connection(try Connection(adopting: socket, on: server.loop))
+                server.openRequests.remove(socket)
+                let connection = try Connection(adopting: socket, on: server.loop)
+                server.openRequests.add(connection)
+                request = .connection(connection)
             }
         } catch {
-            requestFinished(server.metrics)
+            requestFinished(request, server: server)
             throw error
         }
         guard case .connection(let connection) = request, !connection.isHandshakeComplete else {
@@ -47,7 +50,7 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
             }
             server.reportHandlerError(request, clientAddress: clientAddress, error: error)
             server.shutdownRequest(request)
-            requestFinished(server.metrics)
+            requestFinished(request, server: server)
         }
     }
 
@@ -59,10 +62,10 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 return  // CallbackRequestHandler ends the request when its connection closes
             }
         } catch {
-            requestFinished(server.metrics)
+            requestFinished(request, server: server)
             throw error
         }
-        server.loop.spawn { [self] in
+        let task = server.loop.spawn { [self] in
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
             } catch {
@@ -73,16 +76,48 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 server.metrics.bytesReceived.increment(by: connection.bytesReceived)
                 server.metrics.bytesSent.increment(by: connection.bytesSent)
             }
-            requestFinished(server.metrics)
+            requestFinished(request, server: server)
         }
+        if case .connection(let connection) = request { server.openRequests.attach(task, to: connection) }
     }
 
-    /// Runs the loop until the handlers in progress have finished, unless ``ProcessingMixIn/blockOnClose`` is cleared.
+    /// Runs the loop until the handlers in progress have finished, unless ``ProcessingMixIn/blockOnClose`` is cleared
+    /// (or a drain has waited already); then, unless the loop runs on, until the connections still sending their
+    /// last replies have closed (each within its own timeouts, at most 5 s in all), and resets any left.
     open override func serverClose(_ server: BaseServer) {
-        guard blockOnClose, activeRequests > 0 else { return }
+        guard !server.loop.isRunning else { return }
         server.loop.takeOwnership()
-        while activeRequests > 0 {
-            do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { return }
+        if blockOnClose && !drained {
+            while activeRequests > 0 {
+                do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { return }
+            }
         }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while blockOnClose && server.openRequests.hasConnections && ContinuousClock.now < deadline {
+            do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { break }
+        }
+        server.openRequests.cutConnections()
+    }
+
+    // MARK: The drain
+    /// Each handler on the loop hears of the drain (``CallbackRequestHandler/handleDrain()``,
+    /// ``AsyncBaseRequestHandler/handleDrain()``).
+    override func beginDrain(_ server: BaseServer) {
+        server.openRequests.drainConnections()
+    }
+
+    /// Runs the loop until every handler has finished, and every connection has closed, or `deadline` passes.
+    override func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
+        while hasRequestsInProgress || server.openRequests.hasConnections {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return false }
+            do { try server.loop.runOnce(timeout: min(left, .milliseconds(100))) } catch { return false }
+        }
+        return true
+    }
+
+    /// Cancels every handler's task and resets every connection still open.
+    override func cutRequests(_ server: BaseServer) {
+        server.openRequests.cutConnections()
     }
 }

@@ -17,6 +17,8 @@ import Reactor
 /// | `socketserver_bytes_received_total` | counter | bytes read by handlers |
 /// | `socketserver_bytes_sent_total` | counter | bytes written by handlers |
 /// | `socketserver_loop_callbacks_total` | counter | callbacks the server's loop ran (readiness, timers, wake-ups) |
+/// | `socketserver_drain_finished_total` | counter | requests that finished in a drain's grace period |
+/// | `socketserver_drain_cut_total` | counter | requests cut off at the end of a drain's grace period |
 ///
 /// Forking mode counts in the parent what the parent sees (accepted, refused, in progress, finished);
 /// bytes and errors happen in the children and are not counted.
@@ -29,6 +31,8 @@ public final class ServerMetrics: @unchecked Sendable {
     let bytesReceived: Counter
     let bytesSent: Counter
     let loopCallbacks: Counter
+    let drainFinished: Counter
+    let drainCut: Counter
     /// The loop's callback count at the last report.
     var reportedCallbacks: UInt64 = 0
 
@@ -45,6 +49,8 @@ public final class ServerMetrics: @unchecked Sendable {
         bytesReceived = counter("bytes_received_total")
         bytesSent = counter("bytes_sent_total")
         loopCallbacks = counter("loop_callbacks_total")
+        drainFinished = counter("drain_finished_total")
+        drainCut = counter("drain_cut_total")
     }
 
     /// Counts bytes a handler read (for handlers beyond this module's, which count their own).

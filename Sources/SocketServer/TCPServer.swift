@@ -65,8 +65,6 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// How long ``shutdownRequest(_:)`` may wait for a blocking connection's replies to be delivered
     /// when its client sent input that was never read. Default 2 s; zero closes at once.
     public var lingerTimeout: Duration = .seconds(2)
-    /// The lingering closes on the loop (sequential mode); loop-thread only.
-    private let lingering = LingeringCloses()
 
     /// A sequential server with a blocking handler.
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, or the `IOError` of a failed bind or listen.
@@ -172,13 +170,13 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// is running (they end on it), waited for (each ends within ``lingerTimeout``) when
     /// ``ProcessingMixIn/blockOnClose`` is set, then any left are reset.
     private func finishLingeringCloses() {
-        guard !loop.isRunning, !lingering.isEmpty else { return }
+        guard !mixIn.handlesAsync, !loop.isRunning, openRequests.hasConnections else { return }
         loop.takeOwnership()
         let deadline = ContinuousClock.now + lingerTimeout + .seconds(1)
-        while mixIn.blockOnClose && !lingering.isEmpty && ContinuousClock.now < deadline {
+        while mixIn.blockOnClose && openRequests.hasConnections && ContinuousClock.now < deadline {
             try? loop.runOnce(timeout: .milliseconds(100))
         }
-        lingering.closeAll()
+        openRequests.cutConnections()
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
@@ -217,7 +215,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         case .stream(let socket):
             try? socket.shutdown(.write)
             if mixIn.lingersOnTheLoop && loop.inEventLoop {
-                if let closing = socket.closeLingering(on: loop, timeout: lingerTimeout) { lingering.add(closing) }
+                if let closing = socket.closeLingering(on: loop, timeout: lingerTimeout) {
+                    openRequests.addClosing(closing)
+                }
             } else {
                 socket.lingerBeforeClose(timeout: lingerTimeout)
             }
@@ -227,36 +227,20 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         closeRequest(request)
     }
 
-    /// Closes the connection (a reactor connection sends what is buffered first).
+    /// A stream server closes its listening socket when a drain starts: new clients are refused at once.
+    /// (A datagram server's socket still carries the replies of the requests in progress.)
+    override func stopAccepting() {
+        if Self.socketKind == .stream { socket.close() }
+    }
+
+    /// Closes the connection (a reactor connection sends what is buffered first). An override that closes a
+    /// blocking socket itself should call `super` instead: a drain's cut must not reach its descriptor number
+    /// once the kernel reuses it.
     open override func closeRequest(_ request: Request) {
         switch request {
-        case .stream(let socket): socket.close()
+        case .stream(let socket): openRequests.close(socket)
         case .connection(let connection): connection.close()
         case .datagram: break
         }
-    }
-}
-
-/// The connections a sequential server left lingering on its loop, until each closes.
-private final class LingeringCloses: ConnectionDelegate {
-    private var connections: [ObjectIdentifier: Connection] = [:]
-
-    var isEmpty: Bool { connections.isEmpty }
-
-    func add(_ connection: Connection) {
-        connections[ObjectIdentifier(connection)] = connection
-        connection.delegate = self
-    }
-
-    /// Resets those still open.
-    func closeAll() {
-        for connection in connections.values { connection.reset() }
-        connections = [:]
-    }
-
-    func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) { buffer.clear() }
-
-    func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
-        connections[ObjectIdentifier(connection)] = nil
     }
 }

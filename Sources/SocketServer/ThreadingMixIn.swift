@@ -21,6 +21,8 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     public var daemonThreads = false
 
     private let joinable = DispatchGroup()
+    /// Every request thread, waited for or not: what a drain waits for.
+    private let running = DispatchGroup()
 
     public override init() {}
 
@@ -34,6 +36,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let waitedFor = !daemonThreads && blockOnClose
         if waitedFor { joinable.enter() }
+        running.enter()
         let number = Self.threadsStarted.add(1, ordering: .relaxed).newValue
         Thread.detachNewThread { [self] in
             let name = "Thread-\(number)"
@@ -43,8 +46,9 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
             Self.$requestThreadName.withValue(name) {
                 processRequestThread(request, clientAddress: clientAddress, server: server)
             }
-            requestFinished(server.metrics)
+            requestFinished(request, server: server)
             if waitedFor { joinable.leave() }
+            running.leave()
         }
     }
 
@@ -64,7 +68,12 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     }
 
     /// Waits for the request threads (see ``ProcessingMixIn/blockOnClose`` and ``daemonThreads``).
+    /// After a drain (``BaseServer/shutdown(gracePeriod:)``), which waited already, it does not wait again.
     open override func serverClose(_ server: BaseServer) {
-        if blockOnClose { joinable.wait() }
+        if blockOnClose && !drained { joinable.wait() }
+    }
+
+    override func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
+        running.wait(timeout: deadline.dispatchTime) == .success
     }
 }

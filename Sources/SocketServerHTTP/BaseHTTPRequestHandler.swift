@@ -191,6 +191,7 @@ open class HTTPRequestHandlerBase {
     public func sendHeader(_ keyword: String, _ value: String) {
         if !isHTTP09 { Self.appendHeaderLine(keyword, value, to: &headersBuffer) }
         if keyword.utf8.count == 10 && keyword.lowercased() == "connection" {
+            sentConnectionHeader = true
             if value.lowercased() == "close" {
                 closeConnection = true
             } else if value.lowercased() == "keep-alive" {
@@ -250,9 +251,17 @@ open class HTTPRequestHandlerBase {
     /// for by every header line).
     @exclusivity(unchecked) private var isHTTP09 = false
 
-    /// Ends the head and writes it to ``wfile``.
+    /// Whether the response's head has a `Connection` header already.
+    @exclusivity(unchecked) private var sentConnectionHeader = false
+
+    /// Ends the head and writes it to ``wfile``. While the server drains (`BaseServer.shutdown(gracePeriod:)`),
+    /// a response that would keep the connection open says `Connection: close` (unless the handler sent a
+    /// `Connection` header itself) and the connection closes after it.
     public func endHeaders() throws {
         guard !isHTTP09 else { return }
+        if !closeConnection, !sentConnectionHeader, attachedServer?.isDraining == true {
+            sendHeader("Connection", "close")
+        }
         headersBuffer.append(13)
         headersBuffer.append(10)
         try flushHeaders()
@@ -399,6 +408,7 @@ open class HTTPRequestHandlerBase {
 
     private func resetResponse() {
         responseStatus = nil
+        sentConnectionHeader = false
         headersBuffer.removeAll(keepingCapacity: true)
         bodyStart = nil
         requestStart = writer?.bytesWritten ?? 0

@@ -40,30 +40,21 @@ public final class HTTPService: @unchecked Sendable {
     }
 
     private let draining = Atomic<Bool>(false)
-    /// Reactor connections, each with what closes it if it is waiting for its next request (called on its
-    /// loop's thread only). A connection registers once, not per request.
-    private let open = Mutex<[ObjectIdentifier: CloseIfIdle]>([:])
 
     public init(limits: Limits = .default, makeHandler: @escaping @Sendable () -> HTTPRequestHandlerBase) {
         self.makeHandler = makeHandler
         self.limits = limits
     }
 
-    /// Also drain while this returns true (a flag a signal handler sets, say): read between requests, as
-    /// the draining flag is. Set before serving.
-    public var drainWhen: (@Sendable () -> Bool)?
+    /// Whether ``stopKeepAlive()`` was called.
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
 
-    /// Whether ``stopKeepAlive()`` was called (or ``drainWhen`` says so).
-    public var isDraining: Bool { draining.load(ordering: .acquiring) || drainWhen?() == true }
-
-    /// Ends keep-alive, for a graceful stop: each connection closes after the response in progress, and
-    /// one waiting for its next request closes now (in the blocking modes within 250 ms). Call it on the
-    /// server's loop thread in reactor mode (where it closes the waiting connections), from any thread
-    /// otherwise.
+    /// Ends keep-alive without stopping the server: each connection closes after its response in progress, and
+    /// one waiting for its next request closes when it next wakes (in the blocking modes within 250 ms; in reactor
+    /// mode at its next byte or its keep-alive timeout). To stop a server, use `BaseServer.shutdown(gracePeriod:)`,
+    /// which does this for its connections and closes the waiting ones at once.
     public func stopKeepAlive() {
         draining.store(true, ordering: .releasing)
-        let connections = open.withLock { Array($0.values) }
-        for connection in connections { connection.close() }
     }
 
     /// The handler types that serve HTTP in `mixIn`'s mode, for a `TCPServer` (or Unix stream server)
@@ -72,18 +63,6 @@ public final class HTTPService: @unchecked Sendable {
         mixIn.handlesAsync ? .callback(LoopHTTPConnection.self) : .blocking(BlockingHTTPConnection.self)
     }
 
-    func register(_ connection: Connection, closeIfIdle: @escaping () -> Void) {
-        open.withLock { $0[ObjectIdentifier(connection)] = CloseIfIdle(close: closeIfIdle) }
-    }
-
-    func unregister(_ connection: Connection) {
-        _ = open.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
-    }
-}
-
-/// A reactor connection's entry in ``HTTPService``'s registry: only ever called on its loop's thread.
-private struct CloseIfIdle: @unchecked Sendable {
-    let close: () -> Void
 }
 
 /// A server whose connections speak HTTP: ``HTTPServer`` and its kin, or your own `TCPServer` subclass
@@ -99,6 +78,12 @@ extension BaseServer {
             preconditionFailure("\(type(of: self)) serves HTTP connections but does not conform to HTTPServing")
         }
         return server.http
+    }
+
+    /// Whether a connection should close after its response in progress: the server drains, or its HTTP
+    /// service stopped keep-alive.
+    fileprivate func endsKeepAlive(_ service: HTTPService) -> Bool {
+        isDraining || service.isDraining
     }
 }
 
@@ -226,7 +211,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
                     continue
                 }
                 guard try waitForRequest(handler, service) else {
-                    if !service.isDraining { handler.serverCloseReason = .timedOut(idle: true) }
+                    if !server.endsKeepAlive(service) { handler.serverCloseReason = .timedOut(idle: true) }
                     return false
                 }
             }
@@ -254,7 +239,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             handler.logError("file ended before its Content-Length: closing the connection")
             return false
         }
-        if handler.closeConnection || service.isDraining { return false }
+        if handler.closeConnection || server.endsKeepAlive(service) { return false }
         // What the handler left of the body is read and dropped, within reason, to reach the next request.
         return try handler.rfile.discard(upTo: 64 * 1024)
     }
@@ -264,7 +249,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         let limit = service.keepAliveTimeout ?? handler.timeout
         let deadline = limit.map { ContinuousClock.now + $0 }
         while true {
-            if service.isDraining { return false }
+            if server.endsKeepAlive(service) { return false }
             if try socket.waitForInput(timeout: .milliseconds(Int(Self.pollInterval))) { return true }
             if let deadline, ContinuousClock.now >= deadline { return false }
         }
@@ -279,7 +264,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             do {
                 return try receiveOnce()  // false: the client closed
             } catch ReactorError.timedOut {
-                if service.isDraining { return false }
+                if server.endsKeepAlive(service) { return false }
                 if let deadline, ContinuousClock.now >= deadline {
                     handler.serverCloseReason = .timedOut(idle: true)
                     return false
@@ -398,9 +383,6 @@ final class LoopHTTPConnection: CallbackRequestHandler {
         handler.reactorConnection = connection
         connection.writeTimeout = handler.timeout
         try handler.setup()
-        service.register(connection) { [unowned self] in
-            if idle && !busy && held.isEmpty && session.isBetweenRequests { connection.close() }
-        }
         awaitRequest()
     }
 
@@ -449,8 +431,12 @@ final class LoopHTTPConnection: CallbackRequestHandler {
         connection.close()
     }
 
+    /// A drain closes the connection if it waits for its next request; else it closes after the response.
+    override func handleDrain() {
+        if idle && !busy && held.isEmpty && session.isBetweenRequests { connection.close() }
+    }
+
     override func finish(error: (any Error)?) {
-        service?.unregister(connection)
         guard let handler else { return }
         switch error {
         case ReactorError.timedOut?:
@@ -473,7 +459,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     /// Whether the next request must wait: the responses before it are above the high watermark.
     private var mustWaitForOutput: Bool { connection.bufferedOutputBytes > connection.highWatermark }
 
-    /// Between requests: registered for ``HTTPService/stopKeepAlive()``, bounded by the keep-alive timeout.
+    /// Between requests (closed at once by a drain), bounded by the keep-alive timeout.
     private func awaitRequest() {
         idle = true
         connection.idleTimeout = keepAliveTimeout
@@ -574,7 +560,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
             writer.truncated = false
             return end()
         }
-        if handler.closeConnection || service.isDraining { return end() }
+        if handler.closeConnection || server.endsKeepAlive(service) { return end() }
         awaitRequest()
     }
 

@@ -26,7 +26,7 @@ final class BlockingSessionHandler: StreamRequestHandler {
         var input = ByteBuffer()
         var output: [UInt8] = []
         var idleSince = ContinuousClock.now
-        while !ProcessSignals.stopping.load(ordering: .relaxed) {
+        while !server.isDraining {
             guard waitReadable() else {
                 if let idle = context.idleTimeout, ContinuousClock.now - idleSince >= idle {
                     return stats.closed(clientAddress, .idleTimeout, "no input for \(idle)")
@@ -76,18 +76,14 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
         var session = context.makeSession()
         var input = ByteBuffer()
         var output: [UInt8] = []
-        // Registered once: a graceful stop closes it, which still sends what was written.
-        let idle = context.idle
-        idle.add(connection)
-        defer { idle.remove(connection) }  // kept until closed if replies are still going out
-        while !ProcessSignals.stopping.load(ordering: .relaxed) {
+        while !server.isDraining {
             let chunk: [UInt8]
             do {
                 chunk = try await rfile.read(upTo: 64 * 1024)
             } catch ReactorError.timedOut {
                 return stats.closed(clientAddress, .idleTimeout, "no input for \(context.idleTimeout ?? .zero)")
-            } catch ReactorError.alreadyClosed where ProcessSignals.stopping.load(ordering: .relaxed) {
-                return  // closed while idle by a graceful stop
+            } catch ReactorError.alreadyClosed where server.isDraining {
+                return  // closed by a drain (handleDrain)
             }
             if chunk.isEmpty { return }
             stats.add(.bytesIn, chunk.count)
@@ -101,6 +97,11 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             }
             if !keepOpen { return stats.closed(clientAddress, session) }
         }
+    }
+
+    /// A drain closes the connection once what was written is sent: every request read has its reply.
+    override func handleDrain() {
+        connection.close()
     }
 }
 
@@ -120,7 +121,6 @@ final class CallbackSessionHandler: CallbackRequestHandler {
         context.stats.add(.connections)
         context.stats.add(.open)
         if let idle = context.idleTimeout { connection.idleTimeout = idle }
-        context.idle.add(connection)
     }
 
     override func handle(_ buffer: inout ByteBuffer) {
@@ -134,13 +134,17 @@ final class CallbackSessionHandler: CallbackRequestHandler {
             output.removeAll(keepingCapacity: true)
         }
         if !keepOpen { stats.closed(clientAddress, session) }
-        if !keepOpen || ProcessSignals.stopping.load(ordering: .relaxed) { connection.close() }
+        if !keepOpen || server.isDraining { connection.close() }
+    }
+
+    /// A drain closes the connection once what was written is sent: every request read has its reply.
+    override func handleDrain() {
+        connection.close()
     }
 
     override func finish(error: (any Error)?) {
         let stats = context.stats
         stats.add(.open, -1)
-        context.idle.connections[ObjectIdentifier(connection)] = nil
         guard let error else { return }
         if let error = error as? IOError, isPeerGone(error) { return }
         if case ReactorError.timedOut = error {

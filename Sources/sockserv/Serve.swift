@@ -515,13 +515,12 @@ struct Serve: ParsableCommand {
         let requests = Atomic<Int>(0)
     }
 
-    /// Serves until stopped, lets requests in progress finish, closes. Runs on the server's loop thread.
+    /// Serves until stopped, lets requests in progress finish (the library's drain), closes. Runs on the
+    /// server's loop thread.
     private func serve(_ server: TCPServer, cutOff: CutOffCount) throws {
         try server.serveForever(pollInterval: .milliseconds(250))
-        server.socket.close()  // refuse new connections while the last requests finish
-        let left = try finishRequestsInProgress(
-            server, deadline: ContinuousClock.now + .milliseconds(Int(grace * 1000)))
-        cutOff.requests.add(left, ordering: .relaxed)
+        let report = server.shutdown(gracePeriod: .milliseconds(Int(grace * 1000)))
+        cutOff.requests.add(report.cut, ordering: .relaxed)
         server.serverClose()
     }
 
@@ -600,7 +599,6 @@ struct Serve: ParsableCommand {
                 let http = HTTPService(limits: limits) { SockservHTTPHandler(root: root) }
                 http.keepAliveTimeout = context.idleTimeout
                 if let openFiles { http.openFilesPerDirectory = openFiles }
-                http.drainWhen = { ProcessSignals.stopping.load(ordering: .relaxed) }
                 stream.httpService = http
             }
             stream.maxConnections = maxConnections
@@ -633,42 +631,6 @@ struct Serve: ParsableCommand {
             return { EchoSession(limits: limits) }  // not used: http is served by SocketServerHTTP
         }
     }
-
-    /// After the last accept: let requests in progress finish, closing connections that wait idle.
-    /// - Returns: how many requests were still in progress at the deadline (then cut off).
-    private func finishRequestsInProgress(_ server: TCPServer, deadline: ContinuousClock.Instant) throws -> Int {
-        // HTTP: no new request on a kept-alive connection; those waiting for one close now.
-        (server as? SockservStreamServer)?.httpService?.stopKeepAlive()
-        switch server.mixIn {
-        case let reactor as ReactorMixIn:
-            // Closing sends what was written first; a connection is done once its replies are out.
-            let idle = server.sessionContext.idle
-            idle.closeAll()
-            while (reactor.activeRequests > 0 || idle.prune() > 0) && ContinuousClock.now < deadline {
-                try server.loop.runOnce(timeout: .milliseconds(50))
-                idle.closeAll()
-            }
-            let left = idle.prune()
-            if left > 0 { idle.resetAll() }
-            return left
-        case let threading as ThreadingMixIn:
-            while threading.activeThreads > 0 && ContinuousClock.now < deadline { usleep(10_000) }
-            return threading.activeThreads  // the process exits under them
-        case let forking as ForkingMixIn:
-            // Children finish their request when told to stop, as the parent does.
-            for child in forking.activeChildren { kill(child, SIGTERM) }
-            while !forking.activeChildren.isEmpty && ContinuousClock.now < deadline {
-                forking.collectChildren()
-                usleep(10_000)
-            }
-            let left = forking.activeChildren.count
-            for child in forking.activeChildren { kill(child, SIGKILL) }
-            forking.collectChildren(blocking: true)
-            return left
-        default:
-            return 0
-        }
-    }
 }
 
 /// What a byte on the wake pipe means.
@@ -678,7 +640,7 @@ enum WakeReason {
     static let reload: UInt8 = 3
 }
 
-/// Makes SIGINT and SIGTERM set the stop flag and write to a pipe the loop watches (both
+/// Makes SIGINT and SIGTERM drain every server (`BaseServer.drainProcess()`) and write to a pipe the loop watches (both
 /// async-signal-safe), SIGHUP ask for a TLS reload the same way, and SIGUSR1 for a metrics dump (so that
 /// it never kills the server); forked children inherit the handlers. Returns the pipe's read end.
 func installStopSignals() throws -> Int32 {
@@ -686,10 +648,10 @@ func installStopSignals() throws -> Int32 {
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
     for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
     ProcessSignals.wakeFD.store(fds[1], ordering: .relaxed)
-    _ = ProcessSignals.stopping.load(ordering: .relaxed)  // initialize the global before a signal can touch it
+    _ = BaseServer.isProcessDraining  // initialize the flag before a signal can touch it
     var action = sigaction()
     action.__sigaction_handler.sa_handler = { _ in
-        ProcessSignals.stopping.store(true, ordering: .relaxed)
+        BaseServer.drainProcess()
         var byte = WakeReason.stop
         _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
     }

@@ -13,8 +13,6 @@ final class ServeContext: Sendable {
     let idleTimeout: Duration?
     /// Counters shared with forked children (and with the other loops' servers).
     let stats: SharedCounters
-    /// The connections waiting for input on the server's loop (touched on that loop's thread only).
-    let idle = IdleRegistry()
 
     init(makeSession: @escaping @Sendable () -> any Session, idleTimeout: Duration?, stats: SharedCounters) {
         self.makeSession = makeSession
@@ -23,10 +21,9 @@ final class ServeContext: Sendable {
     }
 }
 
-/// What stays process-wide, because a signal handler must reach it: the stop flag and the wake pipe.
+/// What stays process-wide, because a signal handler must reach it: the wake pipe. (The stop flag is the
+/// library's: `BaseServer.drainProcess()`.)
 enum ProcessSignals {
-    /// Set by SIGINT or SIGTERM: finish what was read, accept nothing new.
-    static let stopping = Atomic<Bool>(false)
     /// The write end of the pipe the signal handler wakes the loop with (the self-pipe trick); -1 before.
     static let wakeFD = Atomic<Int32>(-1)
 }
@@ -43,41 +40,6 @@ extension BaseServer {
             preconditionFailure("\(type(of: self)) is not a sockserv server: its handlers need a SessionServer")
         }
         return server.context
-    }
-}
-
-/// The open connections of one loop, closed when the server stops. Touched only on that loop's thread.
-final class IdleRegistry: @unchecked Sendable {
-    var connections: [ObjectIdentifier: Connection] = [:]
-    private var additions = 0
-
-    /// Registers `connection` until it has closed completely (an async handler may return while its
-    /// last replies are still being sent).
-    func add(_ connection: Connection) {
-        connections[ObjectIdentifier(connection)] = connection
-        additions += 1
-        if additions % 1024 == 0 { prune() }  // amortized: entries of handlers that returned early
-    }
-
-    func remove(_ connection: Connection) {
-        if connection.isClosed { connections[ObjectIdentifier(connection)] = nil }
-    }
-
-    /// Forgets connections that have closed; returns how many are left.
-    @discardableResult
-    func prune() -> Int {
-        connections = connections.filter { !$0.value.isClosed }
-        return connections.count
-    }
-
-    /// Closes every connection once what was written to it is sent (each leaves the registry when closed).
-    func closeAll() {
-        for connection in Array(connections.values) { connection.close() }
-    }
-
-    /// Closes every connection still open at once with a reset, dropping unsent output.
-    func resetAll() {
-        for connection in Array(connections.values) { connection.reset() }
     }
 }
 

@@ -1,0 +1,147 @@
+import Dispatch
+import Glibc
+import Reactor
+import Synchronization
+
+/// What ``BaseServer/shutdown(gracePeriod:)`` did with the requests in progress.
+public struct DrainReport: Sendable, Equatable, CustomStringConvertible {
+    /// Requests that were in progress when the drain began (or were accepted just before serving stopped) and
+    /// finished within the grace period.
+    public var finished: Int
+    /// Requests still in progress when the grace period ended, and cut off then.
+    public var cut: Int
+
+    public init(finished: Int, cut: Int) {
+        self.finished = finished
+        self.cut = cut
+    }
+
+    public var description: String { "\(finished) finished, \(cut) cut off" }
+}
+
+/// A handler that can be told the server is draining: it ends what it can end without losing a request
+/// (a connection waiting for its client's next request closes, say). ``CallbackRequestHandler`` and
+/// ``AsyncBaseRequestHandler`` conform; their default does nothing.
+protocol DrainableHandler: AnyObject {
+    func handleDrain()
+}
+
+/// The server's one registry of open connections, where a drain can reach them: the blocking sockets served in
+/// sequential and threading mode, and the connections on the server's loop, from accept until they have closed
+/// completely: served in reactor mode (each with its handler, told of a drain, and its task, cancelled at the
+/// cut), then closing (sending their last replies, lingering); a sequential request's lingering close joins it
+/// too. Forked children are the ``ForkingMixIn``'s own list.
+final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
+    /// Blocking sockets being served, by identity. The lock is held while one is closed
+    /// (``close(_:)``) and while they are cut (``cutSockets()``): a cut never reaches a descriptor number
+    /// the kernel has given to another file since.
+    private let sockets = Mutex<[ObjectIdentifier: Socket]>([:])
+    /// Connections served on the loop; touched on the loop thread only.
+    private var connections: [ObjectIdentifier: LoopRequest] = [:]
+
+    private struct LoopRequest {
+        let connection: Connection
+        var handler: (any DrainableHandler)?
+        var task: Task<Void, Never>?
+    }
+
+    // MARK: Blocking sockets
+
+    func add(_ socket: Socket) {
+        sockets.withLock { $0[ObjectIdentifier(socket)] = socket }
+    }
+
+    /// Forgets `socket` and closes it, under the lock the cut takes.
+    func close(_ socket: Socket) {
+        sockets.withLock { sockets in
+            sockets[ObjectIdentifier(socket)] = nil
+            socket.close()
+        }
+    }
+
+    func remove(_ socket: Socket) {
+        _ = sockets.withLock { $0.removeValue(forKey: ObjectIdentifier(socket)) }
+    }
+
+    /// Shuts every socket being served down both ways: a handler blocked reading sees the end of input, one
+    /// blocked writing an error, and each returns. Safe from any thread.
+    func cutSockets() {
+        sockets.withLock { sockets in
+            for socket in sockets.values where socket.fileDescriptor >= 0 {
+                Glibc.shutdown(socket.fileDescriptor, Int32(SHUT_RDWR))
+            }
+        }
+    }
+
+    // MARK: Loop connections (loop thread only)
+
+    func add(_ connection: Connection) {
+        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection)
+    }
+
+    func attach(_ handler: any DrainableHandler, to connection: Connection) {
+        connections[ObjectIdentifier(connection)]?.handler = handler
+    }
+
+    func attach(_ task: Task<Void, Never>, to connection: Connection) {
+        connections[ObjectIdentifier(connection)]?.task = task
+    }
+
+    /// The request on `connection` is over: forgotten once the connection has closed; until then kept (as the
+    /// connection's delegate, which hears its close) while its last replies go out.
+    func remove(_ connection: Connection) {
+        guard !connection.isClosed else {
+            connections[ObjectIdentifier(connection)] = nil
+            return
+        }
+        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection)
+        connection.delegate = self
+    }
+
+    /// A connection closing on the loop (a sequential request's lingering close): kept until it has closed.
+    func addClosing(_ connection: Connection) {
+        remove(connection)
+    }
+
+    /// Whether any connection is open or closing on the loop.
+    var hasConnections: Bool { !connections.isEmpty }
+
+    func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) { buffer.clear() }
+
+    func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
+        connections[ObjectIdentifier(connection)] = nil
+    }
+
+    /// Tells every handler on the loop that the server drains.
+    func drainConnections() {
+        for request in Array(connections.values) { request.handler?.handleDrain() }
+    }
+
+    /// Cancels every handler's task and resets every connection still open or closing.
+    func cutConnections() {
+        for request in Array(connections.values) {
+            request.task?.cancel()
+            request.connection.reset()
+        }
+    }
+
+    // MARK: Either
+
+    /// Forgets `request`, whichever kind it is (its mode's end of the request).
+    func remove(_ request: Request) {
+        switch request {
+        case .stream(let socket): remove(socket)
+        case .connection(let connection): remove(connection)
+        case .datagram: break
+        }
+    }
+}
+
+extension ContinuousClock.Instant {
+    /// This instant as a `DispatchTime`, for a semaphore's or a group's wait (at most a year away).
+    var dispatchTime: DispatchTime {
+        let (seconds, attoseconds) = max(.zero, self - .now).components
+        let nanoseconds = min(seconds, 365 * 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000
+        return .now() + .nanoseconds(Int(nanoseconds))
+    }
+}
