@@ -73,12 +73,15 @@ check-examples: deps
 # their load (SOCKETSERVER_TEST_LOAD), as the instrumented server is several times slower, and skip
 # their memory bounds (SOCKETSERVER_SANITIZER: shadow memory and quarantine make RSS meaningless); the soak
 # runs 3 s per mode.
-# .ci/tsan.supp explains its suppressions (the Synchronization Mutex is invisible to ThreadSanitizer).
+# LeakSanitizer is on in the ASan pass: a test process or a server it started that leaks fails it; .ci/lsan.supp
+# names the third-party leaks it suppresses and why. .ci/tsan.supp explains its suppressions (the
+# Synchronization Mutex is invisible to ThreadSanitizer).
 # The Swift runtime's crash backtracer is off here: ASan reports its reading of a trapping thread's stack,
 # and the helper process it starts can outlive the test and hold its output pipe.
 SANITIZER_ENV = SOCKETSERVER_TEST_LOAD=0.1 SOAK_SECONDS=3
 check-sanitizers: deps clients
-	$(SANITIZER_ENV) SOCKETSERVER_SANITIZER=address ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no \
+	$(SANITIZER_ENV) SOCKETSERVER_SANITIZER=address ASAN_OPTIONS=detect_leaks=1 \
+		LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan.supp print_suppressions=0" SWIFT_BACKTRACE=enable=no \
 		$(SWIFT) test --no-parallel --sanitize=address --scratch-path .build-asan
 	$(SANITIZER_ENV) SOCKETSERVER_SANITIZER=thread TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan.supp halt_on_error=1" \
 		SWIFT_BACKTRACE=enable=no \

@@ -98,7 +98,8 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         connection.delegate = self
     }
 
-    /// A connection closing on the loop (a sequential request's lingering close): kept until it has closed.
+    /// A connection closing on the loop (a sequential request's lingering close, a refused reactor connection):
+    /// kept until it has closed.
     func addClosing(_ connection: Connection) {
         remove(connection)
     }

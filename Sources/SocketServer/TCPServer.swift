@@ -233,13 +233,16 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         if Self.socketKind == .stream { socket.close() }
     }
 
-    /// Closes the connection (a reactor connection sends what is buffered first). An override that closes a
+    /// Closes the connection (a reactor connection sends what is buffered first, staying in the server's registry
+    /// of open connections until it has closed, for ``serverClose()`` and a drain to finish). An override that closes a
     /// blocking socket itself should call `super` instead: a drain's cut must not reach its descriptor number
     /// once the kernel reuses it.
     open override func closeRequest(_ request: Request) {
         switch request {
         case .stream(let socket): openRequests.close(socket)
-        case .connection(let connection): connection.close()
+        case .connection(let connection):
+            connection.close()
+            openRequests.addClosing(connection)  // until its last bytes are sent (a refused one's, say)
         case .datagram: break
         }
     }

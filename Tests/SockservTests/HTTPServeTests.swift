@@ -240,7 +240,7 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
         var attached = false
         for _ in 0..<200 where !attached {
             try exchange()
-            attached = (try? String(contentsOfFile: trace, encoding: .utf8))?.contains("send") == true
+            attached = fileText(trace)?.contains("send") == true
         }
         try #require(attached, "strace did not attach")
         // Between two marker requests; strace ends (flushing its file) when the server it traces exits.
@@ -250,7 +250,7 @@ private func timedGet(_ address: SocketAddress, _ target: String) throws -> (
         try exchange("/small.txt?end-marker")
         #expect(server.stop() == 0)
         tracer.waitUntilExit()
-        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+        let lines = try #require(fileText(trace)).split(separator: "\n")
         let start = try #require(lines.firstIndex { $0.contains("GET /small.txt?start-marker") })
         let end = try #require(lines.firstIndex { $0.contains("GET /small.txt?end-marker") })
         // Each call's name, after the thread id strace writes with -f; the marker's read is the first line. A

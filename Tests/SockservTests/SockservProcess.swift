@@ -61,9 +61,13 @@ final class SockservProcess {
         try process.run()
     }
 
-    /// A test that failed before stopping its server does not leave it running.
+    /// A test that failed before stopping its server does not leave it running. Reaped here with
+    /// `waitUntilExit()`, after which Foundation lets go of the `Process` (polling `isRunning` alone leaves it in a
+    /// reference cycle, which LeakSanitizer reports).
     deinit {
+        guard process.processIdentifier != 0 else { return }  // never started: run() threw
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// Reads the first line of standard output (waiting up to 10 s) and returns it.
@@ -125,6 +129,7 @@ final class SockservProcess {
             process.waitUntilExit()
             return nil
         }
+        process.waitUntilExit()
         return process.terminationStatus
     }
 

@@ -110,3 +110,21 @@ public func runClient(_ command: String, _ arguments: [String], input: String? =
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// The bytes of the file at `path` as text, read with `read(2)` to its end; `nil` if it cannot be opened. For a
+/// file another process is still writing (a trace): Foundation's `String(contentsOfFile:)` sizes its buffer from
+/// `stat` and, when the file grows while it reads, leaks a buffer (LeakSanitizer reports it).
+public func fileText(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let count = read(fd, &chunk, chunk.count)
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes += chunk[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
