@@ -9,6 +9,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/openat2.h>
+#include <fcntl.h>
+#include <signal.h>
 
 // accept4 is a GNU extension.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
@@ -54,5 +56,46 @@ static const unsigned long long cposix_resolve_beneath = RESOLVE_BENEATH | RESOL
 // that purpose ("4CF": for CoreFoundation); EventLoop makes the same calls when it runs on the main thread.
 extern int _dispatch_get_main_queue_handle_4CF(void);
 extern void _dispatch_main_queue_callback_4CF(void *ignored);
+
+// Starts `path` (_Fork, then execve): descriptors 0-2 stay, `fds[i]` becomes 3 + i, every other descriptor is
+// closed, signals are unblocked. When `listen_pid` is not NULL it is an "LISTEN_PID=" entry of `envp` with room
+// for the digits: the child writes its own pid there (sd_listen_fds(3): only the new process knows it). Between
+// fork and execve the child makes only async-signal-safe calls (fcntl, dup2, close, getpid, sigprocmask, execve,
+// _exit), as it must in a threaded process. Returns the child's pid, or -1 with errno; a child that cannot exec
+// exits 127.
+extern pid_t _Fork(void);  // glibc 2.34: fork without the atfork handlers, async-signal-safe
+
+static inline pid_t cposix_spawn_passing(const char *path, char *const argv[], char *const envp[], char *listen_pid,
+                                         const int *fds, int count) {
+    // _Fork, not fork: the program's atfork handlers (one closes a listening socket in forked children) must not
+    // run in a child that only execs.
+    pid_t pid = _Fork();
+    if (pid != 0) return pid;
+    int first_free = 3 + count;
+    int high[count > 0 ? count : 1];
+    for (int i = 0; i < count; i++) {  // out of the way first: a target number may be another's source
+        high[i] = fcntl(fds[i], F_DUPFD, first_free + count);
+        if (high[i] < 0) _exit(127);
+    }
+    for (int i = 0; i < count; i++) {
+        if (dup2(high[i], 3 + i) < 0) _exit(127);  // dup2's copy is not close-on-exec
+    }
+    if (syscall(SYS_close_range, (unsigned)first_free, ~0U, 0) != 0) {
+        for (int fd = first_free; fd < 65536; fd++) close(fd);
+    }
+    if (listen_pid != NULL) {
+        char digits[16];
+        int n = 0;
+        for (pid_t value = getpid(); value > 0 && n < 15; value /= 10) digits[n++] = (char)('0' + value % 10);
+        char *at = listen_pid + 11;  // after "LISTEN_PID="
+        while (n > 0) *at++ = digits[--n];
+        *at = 0;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(path, argv, envp);
+    _exit(127);
+}
 
 #endif

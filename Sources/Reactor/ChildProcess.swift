@@ -40,4 +40,36 @@ public enum ChildProcess {
             return .notAChild
         }
     }
+
+    /// Starts the program at `path` (`fork`, then `execve`; no search of `PATH`) with `arguments` after its
+    /// `argv[0]` (`path`) and exactly `environment`. It keeps descriptors 0 to 2, gets `descriptors` as 3, 4, ...
+    /// in order, and nothing else open, whatever their close-on-exec flags; its signals are unblocked. With
+    /// `listenDescriptors` above 0, the first that many are passed as systemd's socket activation passes sockets
+    /// (`sd_listen_fds(3)`): `LISTEN_FDS` is set to their count and `LISTEN_PID` to the new process's pid, which
+    /// only the new process can know (so it is written between fork and exec). The child makes only
+    /// async-signal-safe calls before it execs, as a threaded process's child must; one that cannot exec exits 127.
+    /// - Returns: the new process's pid; reap it with ``wait(for:blocking:)``.
+    /// - Throws: ``IOError`` if no process could be made.
+    public static func spawn(
+        _ path: String, arguments: [String], environment: [String: String], descriptors: [Int32] = [],
+        listenDescriptors: Int = 0
+    ) throws(IOError) -> pid_t {
+        precondition(listenDescriptors <= descriptors.count, "more listen descriptors than descriptors")
+        var environment = environment
+        if listenDescriptors > 0 {
+            environment["LISTEN_FDS"] = "\(listenDescriptors)"
+            environment["LISTEN_PID"] = nil
+        }
+        var strings = ([path] + arguments).map { strdup($0) }
+        let argumentCount = strings.count
+        strings += environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
+        // Room for "LISTEN_PID=" and any pid's digits, filled in by the child.
+        let listenPID = listenDescriptors > 0 ? strdup("LISTEN_PID=" + String(repeating: "0", count: 20)) : nil
+        if let listenPID { strings.append(listenPID) }
+        defer { for string in strings { free(string) } }
+        let argv = Array(strings[..<argumentCount]) + [nil]
+        let envp = Array(strings[argumentCount...]) + [nil]
+        fflush(nil)  // as fork() does: what the parent buffered must not be written again (here, lost by execve)
+        return try Posix.spawn(path, argv, envp, listenPID: listenPID, fds: descriptors)
+    }
 }

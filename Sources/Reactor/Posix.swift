@@ -166,6 +166,18 @@ enum Posix {
         try syscall("fork", { Glibc.fork() })
     }
 
+    /// `cposix_spawn_passing`: fork, then in the child `fds` as 3, 4, ..., nothing else open, `execve`.
+    static func spawn(
+        _ path: String, _ argv: [UnsafeMutablePointer<CChar>?], _ envp: [UnsafeMutablePointer<CChar>?],
+        listenPID: UnsafeMutablePointer<CChar>?, fds: [Int32]
+    ) throws(IOError) -> pid_t {
+        let result = fds.withUnsafeBufferPointer { fdBuffer in
+            cposix_spawn_passing(path, argv, envp, listenPID, fdBuffer.baseAddress, Int32(fds.count))
+        }
+        guard result >= 0 else { throw IOError(errnoCode: errno, operation: "fork to start \(path)") }
+        return result
+    }
+
     /// `waitpid` for one child, retrying `EINTR`: its pid and status once it has ended, 0 while it runs
     /// (with `WNOHANG`).
     static func waitpid(_ pid: pid_t, blocking: Bool) throws(IOError) -> (pid: pid_t, status: Int32) {

@@ -92,6 +92,12 @@ public final class Socket: @unchecked Sendable {
         unixFile = nil
     }
 
+    /// Leaves the Unix socket file this socket bound in place when it closes: another process serves on the same
+    /// socket now (one started with it passed, as `ChildProcess.spawn(_:arguments:environment:descriptors:listenDescriptors:)` passes it).
+    public func keepUnixSocketFile() {
+        unixFile = nil
+    }
+
     /// Gives up ownership: returns the descriptor, which this socket will no longer close.
     public func detach() -> Int32 {
         let fd = fileDescriptor

@@ -229,7 +229,8 @@ open class BaseServer: @unchecked Sendable {
     /// From the moment it is called ``isDraining`` is true, and each mode tells its requests: a reactor handler
     /// hears ``CallbackRequestHandler/handleDrain()`` (or ``AsyncBaseRequestHandler/handleDrain()``), a forked
     /// child gets SIGTERM (which turns its ``isDraining`` true); the HTTP servers close connections that wait for
-    /// a next request at once (in the blocking modes within 250 ms) and end the others after their response in
+    /// a next request once it has waited 250 ms more (a request already on its way is answered, not lost to the
+    /// close) and end the others after their response in
     /// progress, with `Connection: close`. A handler that serves many requests on one connection does the same
     /// by looking at ``isDraining``.
     ///

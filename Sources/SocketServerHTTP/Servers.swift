@@ -33,6 +33,18 @@ open class HTTPServer: TCPServer, HTTPServing, @unchecked Sendable {
             bindAndActivate: bindAndActivate, loop: loop)
     }
 
+    /// A server on a socket already bound and listening: one passed by systemd's socket activation or by the
+    /// process this one replaces (see `TCPServer.init(adopting:requestHandler:mixIn:loop:)`).
+    /// - Throws: `ServerError/wrongAddressFamily(_:)`, or an `IOError` when the socket has no address.
+    public init(
+        adopting socket: Socket, mixIn: ProcessingMixIn = ProcessingMixIn(), loop: EventLoop? = nil,
+        handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
+    ) throws {
+        http = HTTPService(makeHandler: makeHandler)
+        try super.init(
+            adopting: socket, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn, loop: loop)
+    }
+
     /// A server with the HTTP configuration `http`, whatever kind of handler it makes (the reactor server's
     /// async handlers come through here).
     init(

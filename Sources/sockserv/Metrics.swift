@@ -170,13 +170,21 @@ final class MetricsEndpoint: Sendable {
     /// (call on that thread). Forking mode passes its serving loop, free between accepts, so that the process
     /// it forks from runs one thread: a child then cannot inherit a lock another thread held at the fork.
     /// - Throws: the `IOError` of a failed bind or listen.
-    init(_ address: SocketAddress, stats: SharedCounters, startTime: Double, on loop: EventLoop? = nil) throws {
+    /// With `adopting`, serves on that listening socket (passed by the process this one replaces) instead.
+    init(
+        _ address: SocketAddress, adopting socket: Socket? = nil, stats: SharedCounters, startTime: Double,
+        on loopGiven: EventLoop? = nil
+    ) throws {
         let mixIn = ReactorMixIn()
         mixIn.blockOnClose = false
-        server = try HTTPServer(address, mixIn: mixIn, loop: try loop ?? EventLoop()) {
-            MetricsHandler(stats: stats, startTime: startTime)
+        let loop = try loopGiven ?? EventLoop()
+        let handler: @Sendable () -> BaseHTTPRequestHandler = { MetricsHandler(stats: stats, startTime: startTime) }
+        if let socket {
+            server = try HTTPServer(adopting: socket, mixIn: mixIn, loop: loop, handler: handler)
+        } else {
+            server = try HTTPServer(address, mixIn: mixIn, loop: loop, handler: handler)
         }
-        ownThread = loop == nil
+        ownThread = loopGiven == nil
         Self.listeningFD.store(server.fileno, ordering: .relaxed)
         pthread_atfork(nil, nil) {
             let fd = MetricsEndpoint.listeningFD.load(ordering: .relaxed)
@@ -204,6 +212,9 @@ final class MetricsEndpoint: Sendable {
             done.signal()
         }
     }
+
+    /// The listening socket, to pass to the process that replaces this one (SIGUSR2).
+    var socket: Socket { server.socket }
 
     /// Stops serving and closes the socket; on a shared loop, call on its thread while it does not run.
     func stop() {

@@ -89,6 +89,10 @@ struct Serve: ParsableCommand {
             the server refuses or closes (a limit, an idle timeout, a protocol error, the grace period) is logged \
             once with its reason and counted by reason in the summary and the metrics.
 
+            SIGUSR2 restarts without losing a client: a new sockserv with the same arguments is handed the \
+            listening sockets (as socket activation does) and, once it serves, this one drains as on SIGTERM and \
+            exits; if the new one fails to start, this one logs why and keeps serving.
+
             Started by systemd socket activation (LISTEN_FDS), it serves the socket it was given instead of \
             binding one; with NOTIFY_SOCKET it reports READY=1 and STOPPING=1, and pings the watchdog when \
             WATCHDOG_USEC is set. An option that does not apply to the chosen protocol or mode is a usage \
@@ -309,7 +313,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--loops is for reactor mode over TCP")
         }
         if unixMode != nil && unix == nil { throw ValidationError("--unix-mode is for --unix sockets") }
-        if Systemd.wasPassedSockets {
+        if Systemd.wasPassedSockets && !Restart.isReplacement {
             for (name, given) in [
                 ("--host", host != "127.0.0.1"), ("--port", port != 0), ("--unix", unix != nil),
                 ("--loops", loopsOption != nil),
@@ -383,12 +387,16 @@ struct Serve: ParsableCommand {
         }
         let wake = try installStopSignals()
         let stats = try SharedCounters()  // mapped now, before any child is forked
+        var passedMetrics: Systemd.PassedSocket?
         let makeSession = sessionMaker()
         let idle = idleTimeout.map { Duration.milliseconds(Int($0 * 1000)) }
         var servers: [TCPServer] = []
         do {
-            let passed = Systemd.passedSockets()
+            let allPassed = Systemd.passedSockets()
             Systemd.forgetPassedSockets()
+            // A restart passes --metrics-address's socket too, by name.
+            passedMetrics = allPassed.first { $0.name == "metrics" }
+            let passed = allPassed.filter { $0.name != "metrics" }
             if !passed.isEmpty {
                 for socket in passed {  // one loop and thread each, as --loops
                     servers.append(
@@ -420,8 +428,10 @@ struct Serve: ParsableCommand {
                 guard case .success(let (host, port)) = HostPort.hostAndPort(text, option: "--metrics-address"),
                     let address = try SocketAddress.resolve(host: host, port: port).first
                 else { throw ValidationError("--metrics-address \(text) does not resolve") }
+                let socket = try passedMetrics.map { try Socket(adoptingBound: $0.fileDescriptor, kind: .stream) }
                 return try MetricsEndpoint(
-                    address, stats: stats, startTime: startTime, on: mode == .forking ? servers[0].loop : nil)
+                    address, adopting: socket, stats: stats, startTime: startTime,
+                    on: mode == .forking ? servers[0].loop : nil)
             }
         } catch {
             for server in servers { server.serverClose() }
@@ -434,19 +444,29 @@ struct Serve: ParsableCommand {
         fflush(nil)
 
         let notifier = try Systemd.Notifier()
-        notifier?.notify("READY=1\nSTATUS=listening on \(listening.joined(separator: ", "))")
+        // A replacement is the service's main process from now on (systemd accepts that with NotifyAccess=all).
+        let mainPID = Restart.isReplacement ? "MAINPID=\(getpid())\n" : ""
+        notifier?.notify("\(mainPID)READY=1\nSTATUS=listening on \(listening.joined(separator: ", "))")
+        Restart.signalReady()
         let watchdog = try notifier?.watchdogInterval.map { interval in
             try servers[0].loop.scheduleRepeating(every: interval) { _ in notifier?.notify("WATCHDOG=1") }
+        }
+        let restart = Restart(loop: servers[0].loop) { _ in
+            // The new process serves on the same sockets: this one's closing must not remove a Unix socket's file.
+            for server in servers { server.socket.keepUnixSocketFile() }
+            for server in servers { server.requestShutdown() }
         }
         let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
             var byte: UInt8 = 0
             var stop = false
             var dump = false
             var reload = false
+            var replace = false
             while read(wake, &byte, 1) > 0 {
                 switch byte {
                 case WakeReason.metrics: dump = true
                 case WakeReason.reload: reload = true
+                case WakeReason.restart: replace = true
                 default: stop = true
                 }
             }
@@ -455,6 +475,10 @@ struct Serve: ParsableCommand {
             if stop {
                 notifier?.notify("STOPPING=1\nSTATUS=stopping: finishing the requests in progress")
                 for server in servers { server.requestShutdown() }
+            } else if replace {
+                restart.start(
+                    servers.map { (name: "serve", descriptor: $0.fileno) }
+                        + (metricsEndpoint.map { [(name: "metrics", descriptor: $0.socket.fileDescriptor)] } ?? []))
             }
         }
         let cutOff = CutOffCount()
@@ -638,15 +662,19 @@ enum WakeReason {
     static let stop: UInt8 = 1
     static let metrics: UInt8 = 2
     static let reload: UInt8 = 3
+    static let restart: UInt8 = 4
 }
 
 /// Makes SIGINT and SIGTERM drain every server (`BaseServer.drainProcess()`) and write to a pipe the loop watches (both
-/// async-signal-safe), SIGHUP ask for a TLS reload the same way, and SIGUSR1 for a metrics dump (so that
-/// it never kills the server); forked children inherit the handlers. Returns the pipe's read end.
+/// async-signal-safe), SIGHUP ask for a TLS reload the same way, SIGUSR1 for a metrics dump and SIGUSR2 for a
+/// restart (so that none kills the server); forked children inherit the handlers. Returns the pipe's read end.
 func installStopSignals() throws -> Int32 {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw IOError(errnoCode: errno, operation: "pipe") }
-    for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+    for fd in fds {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    }
     ProcessSignals.wakeFD.store(fds[1], ordering: .relaxed)
     _ = BaseServer.isProcessDraining  // initialize the flag before a signal can touch it
     var action = sigaction()
@@ -672,6 +700,13 @@ func installStopSignals() throws -> Int32 {
     }
     dump.sa_flags = SA_RESTART
     sigaction(SIGUSR1, &dump, nil)
+    var restart = sigaction()
+    restart.__sigaction_handler.sa_handler = { _ in
+        var byte = WakeReason.restart
+        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
+    }
+    restart.sa_flags = SA_RESTART
+    sigaction(SIGUSR2, &restart, nil)
     // A parent may have started us with these blocked (a test runner's threads often do).
     var set = sigset_t()
     sigemptyset(&set)
@@ -679,6 +714,7 @@ func installStopSignals() throws -> Int32 {
     sigaddset(&set, SIGTERM)
     sigaddset(&set, SIGHUP)
     sigaddset(&set, SIGUSR1)
+    sigaddset(&set, SIGUSR2)
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
     return fds[0]
 }

@@ -15,7 +15,7 @@ final class SlowPageHandler: BaseHTTPRequestHandler {
 
     override func doGET() throws {
         if path.hasPrefix("/slow?") {
-            FileManager.default.createFile(atPath: String(path.dropFirst(6)), contents: nil)
+            _ = FileManager.default.createFile(atPath: String(path.dropFirst(6)), contents: nil)
             usleep(500_000)
         }
         sendResponse(200)

@@ -112,6 +112,10 @@ final class SockservProcess {
         return true
     }
 
+    /// Standard error read so far (by ``waitForStandardError(containing:timeout:)``), without waiting for its end:
+    /// for a process whose standard error another process shares (the one a restart started).
+    var standardErrorSoFar: String { String(decoding: errorSoFar, as: UTF8.self) }
+
     /// The port from a `listening on HOST:PORT` line (followed by ` (tls)` with TLS).
     var port: Int? { Bench.port(inListeningLine: firstLine) }
 
