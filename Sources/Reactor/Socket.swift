@@ -1,11 +1,12 @@
 import Glibc
+import Synchronization
 
 /// A plain socket that owns its descriptor: the blocking I/O that Python's `socket` object offers,
 /// for code that runs outside the loop (a handler on its own thread or in a forked child), and the
 /// setup shared by listeners, datagram sockets and outbound connections.
 ///
-/// Not loop-bound: a `Socket` may be used from any one thread at a time. Ownership: the socket owns
-/// its descriptor and closes it in ``close()`` or `deinit`, unless ``detach()`` handed it over.
+/// Not loop-bound: a `Socket` may be used from any one thread at a time (``interrupt()`` from any other). Ownership:
+/// the socket owns its descriptor and closes it in ``close()`` or `deinit`, unless ``detach()`` handed it over.
 public final class Socket: @unchecked Sendable {
     static let stream = Int32(SOCK_STREAM.rawValue)
     static let datagram = Int32(SOCK_DGRAM.rawValue)
@@ -27,6 +28,9 @@ public final class Socket: @unchecked Sendable {
     public internal(set) var tlsInfo: TLSInfo?
     /// A TLS send timed out part-way through a record: nothing more may be sent.
     var tlsWriteStuck = false
+    /// Orders ``interrupt()`` (from another thread) with ``close()`` and ``detach()``: 0 while open, 1 while an
+    /// interrupt shuts the descriptor down, 2 once it is closed or handed over.
+    private let descriptorGuard = Atomic<Int>(0)
 
     /// Adopts a descriptor; the socket now owns it.
     public init(adopting fileDescriptor: Int32) {
@@ -85,6 +89,7 @@ public final class Socket: @unchecked Sendable {
     /// Closes the descriptor (and removes a Unix socket file this socket bound). Safe to call more than once.
     public func close() {
         guard fileDescriptor >= 0 else { return }
+        releaseDescriptor()
         tlsSession = nil  // no close_notify here: shutdown(.write) sends it (a forked parent closes its copy unseen)
         Posix.close(fileDescriptor)
         fileDescriptor = -1
@@ -98,8 +103,32 @@ public final class Socket: @unchecked Sendable {
         unixFile = nil
     }
 
+    /// Shuts the socket down both ways (`shutdown(SHUT_RDWR)`) from any thread, while another uses it: a receive
+    /// blocked on it returns the end of input, a send fails, and whoever serves it finishes. Safe against a
+    /// concurrent ``close()``: the descriptor number is never reached once closed (the kernel may have given it
+    /// to another file). Does nothing on a closed or detached socket.
+    public func interrupt() {
+        guard descriptorGuard.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else { return }
+        Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR))
+        descriptorGuard.store(0, ordering: .releasing)
+    }
+
+    /// Whether ``close()`` or ``detach()`` has let the descriptor go; readable from any thread.
+    public var isReleased: Bool { descriptorGuard.load(ordering: .relaxed) == 2 }
+
+    /// Marks the descriptor as going, once no ``interrupt()`` is using it (an interrupt lasts one system call).
+    private func releaseDescriptor() {
+        while true {
+            let (exchanged, original) = descriptorGuard.compareExchange(
+                expected: 0, desired: 2, ordering: .acquiringAndReleasing)
+            if exchanged || original == 2 { return }
+            sched_yield()
+        }
+    }
+
     /// Gives up ownership: returns the descriptor, which this socket will no longer close.
     public func detach() -> Int32 {
+        releaseDescriptor()
         let fd = fileDescriptor
         fileDescriptor = -1
         unixFile = nil

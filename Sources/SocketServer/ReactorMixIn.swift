@@ -26,7 +26,6 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
         var request = request
         do {
             if case .stream(let socket) = request {
-                server.openRequests.remove(socket)
                 let connection = try Connection(adopting: socket, on: server.loop)
                 server.openRequests.add(connection)
                 request = .connection(connection)

@@ -234,12 +234,10 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     }
 
     /// Closes the connection (a reactor connection sends what is buffered first, staying in the server's registry
-    /// of open connections until it has closed, for ``serverClose()`` and a drain to finish). An override that closes a
-    /// blocking socket itself should call `super` instead: a drain's cut must not reach its descriptor number
-    /// once the kernel reuses it.
+    /// of open connections until it has closed, for ``serverClose()`` and a drain to finish).
     open override func closeRequest(_ request: Request) {
         switch request {
-        case .stream(let socket): openRequests.close(socket)
+        case .stream(let socket): socket.close()
         case .connection(let connection):
             connection.close()
             openRequests.addClosing(connection)  // until its last bytes are sent (a refused one's, say)

@@ -57,6 +57,8 @@ open class HTTPRequestHandlerBase {
     /// The server serving the connection; set before ``setup()``.
     public var server: BaseServer { attachedServer! }
     @exclusivity(unchecked) private var attachedServer: BaseServer?
+    /// The HTTP configuration of the connection (whether keep-alive was stopped).
+    @exclusivity(unchecked) private var attachedService: HTTPService?
     /// The reactor connection in reactor mode, `nil` in the blocking modes.
     @exclusivity(unchecked) public internal(set) var reactorConnection: Connection?
     /// Bytes received on the connection, set before ``finish()``.
@@ -254,12 +256,15 @@ open class HTTPRequestHandlerBase {
     /// Whether the response's head has a `Connection` header already.
     @exclusivity(unchecked) private var sentConnectionHeader = false
 
-    /// Ends the head and writes it to ``wfile``. While the server drains (`BaseServer.shutdown(gracePeriod:)`),
-    /// a response that would keep the connection open says `Connection: close` (unless the handler sent a
-    /// `Connection` header itself) and the connection closes after it.
+    /// Ends the head and writes it to ``wfile``. While the server drains (`BaseServer.shutdown(gracePeriod:)`,
+    /// or `HTTPService.stopKeepAlive()`), a response that would keep the connection open says `Connection: close`
+    /// (unless the handler sent a `Connection` header itself) and the connection closes after it. A response whose
+    /// head went out before keeps its connection: the next request is answered with `Connection: close`.
     public func endHeaders() throws {
         guard !isHTTP09 else { return }
-        if !closeConnection, !sentConnectionHeader, attachedServer?.isDraining == true {
+        if !closeConnection, !sentConnectionHeader,
+            attachedServer?.isDraining == true || attachedService?.isDraining == true
+        {
             sendHeader("Connection", "close")
         }
         headersBuffer.append(13)
@@ -355,8 +360,9 @@ open class HTTPRequestHandlerBase {
     // MARK: Driven by the server
 
     /// Attaches the handler to a connection.
-    func attach(server: BaseServer, clientAddress: SocketAddress, writer: HTTPResponseWriter) {
+    func attach(server: BaseServer, service: HTTPService, clientAddress: SocketAddress, writer: HTTPResponseWriter) {
         attachedServer = server
+        attachedService = service
         self.clientAddress = clientAddress
         self.writer = writer
     }

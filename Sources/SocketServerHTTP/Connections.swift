@@ -146,7 +146,7 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         }
         let transport = SocketTransport(socket: socket, metrics: server.metrics)
         let writer = HTTPResponseWriter(transport: transport)
-        handler.attach(server: server, clientAddress: clientAddress, writer: writer)
+        handler.attach(server: server, service: service, clientAddress: clientAddress, writer: writer)
         if let timeout = handler.timeout { socket.timeout = timeout }
         requestTimeout = handler.timeout
         if !socket.usesTLS {
@@ -239,7 +239,9 @@ final class BlockingHTTPConnection: BaseRequestHandler {
             handler.logError("file ended before its Content-Length: closing the connection")
             return false
         }
-        if handler.closeConnection || server.endsKeepAlive(service) { return false }
+        // Only what the response said closes: a drain that began after its head went out lets the connection wait
+        // for one more request (answered with `Connection: close`), or closes it after 250 ms without one.
+        if handler.closeConnection { return false }
         // What the handler left of the body is read and dropped, within reason, to reach the next request.
         return try handler.rfile.discard(upTo: 64 * 1024)
     }
@@ -249,8 +251,9 @@ final class BlockingHTTPConnection: BaseRequestHandler {
         let limit = service.keepAliveTimeout ?? handler.timeout
         let deadline = limit.map { ContinuousClock.now + $0 }
         while true {
-            if server.endsKeepAlive(service) { return false }
+            // Input first: a request already on its way when the drain began is answered.
             if try socket.waitForInput(timeout: .milliseconds(Int(Self.pollInterval))) { return true }
+            if server.endsKeepAlive(service) { return false }
             if let deadline, ContinuousClock.now >= deadline { return false }
         }
     }
@@ -379,7 +382,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
         session = HTTP1Session(limits: service.limits)
         handler = service.makeHandler()
         writer = HTTPResponseWriter(transport: ConnectionTransport(connection: connection))
-        handler.attach(server: server, clientAddress: clientAddress, writer: writer)
+        handler.attach(server: server, service: service, clientAddress: clientAddress, writer: writer)
         handler.reactorConnection = connection
         connection.writeTimeout = handler.timeout
         try handler.setup()
@@ -572,8 +575,11 @@ final class LoopHTTPConnection: CallbackRequestHandler {
             writer.truncated = false
             return end()
         }
-        if handler.closeConnection || server.endsKeepAlive(service) { return end() }
+        // Only what the response said closes: a drain that began after its head went out lets the connection wait
+        // for one more request (answered with `Connection: close`), or closes it after 250 ms without one.
+        if handler.closeConnection { return end() }
         awaitRequest()
+        if server.endsKeepAlive(service) { handleDrain() }
     }
 
     /// Sends what the handler wrote (an error, a refused 100-continue), logs the request, and ends the connection.

@@ -80,7 +80,11 @@ private func status(_ address: SocketAddress, _ path: String) -> Int? {
             loaded.signal()
         }
         // Once requests are being served, the restart.
-        #expect(eventually { served() > 0 }, "\(mode): the load started")
+        guard eventually({ served() > 0 }) else {
+            kill(server.process.processIdentifier, SIGKILL)
+            Issue.record("\(mode): no request served within 5 s; the server said: \(server.standardError)")
+            return
+        }
         let started = ContinuousClock.now
         kill(server.process.processIdentifier, SIGUSR2)
         let replacement = newPID(server)
