@@ -59,7 +59,6 @@ open class CallbackRequestHandler: ConnectionDelegate, DrainableHandler {
 
     /// Called by the server once the handler is the connection's delegate.
     func start() {
-        server.openRequests.attach(self, to: connection)
         do { try setup() } catch { fail(error) }
     }
 

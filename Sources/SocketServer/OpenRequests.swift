@@ -91,9 +91,13 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         connections[ObjectIdentifier(connection)] = nil
     }
 
-    /// Tells every handler on the loop that the server drains.
+    /// Tells every handler on the loop that the server drains: an async handler attached, or a callback handler,
+    /// which is its connection's delegate (found there rather than attached: one dictionary write fewer per
+    /// connection).
     func drainConnections() {
-        for request in Array(connections.values) { request.handler?.handleDrain() }
+        for request in Array(connections.values) {
+            (request.handler ?? (request.connection.delegate as? any DrainableHandler))?.handleDrain()
+        }
     }
 
     /// Cancels every handler's task and resets every connection still open or closing.

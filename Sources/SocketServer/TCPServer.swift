@@ -240,7 +240,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         case .stream(let socket): socket.close()
         case .connection(let connection):
             connection.close()
-            openRequests.addClosing(connection)  // until its last bytes are sent (a refused one's, say)
+            // Until its last bytes are sent (a refused one's, say); a callback handler's is closed already here.
+            if !connection.isClosed { openRequests.addClosing(connection) }
         case .datagram: break
         }
     }
