@@ -59,6 +59,10 @@ open class BaseServer: @unchecked Sendable {
     /// these ranges and refuses (and logs at `notice`) the rest; Unix clients, which have no IP
     /// address, are accepted (the socket file's permissions guard them). `nil` accepts everyone.
     public var allowedClients: [AddressRange]?
+    /// How long the requests in progress may take to finish when the server runs as a `ServiceLifecycle` service
+    /// (``run()``) and the group shuts down: ``shutdown(gracePeriod:)`` with it before ``serverClose()``. `nil` (the
+    /// default) waits for them, as ``serverClose()`` does.
+    public var shutdownGracePeriod: Duration?
     /// What the server counts (see ``ServerMetrics``), through the bootstrapped `swift-metrics` backend,
     /// with the bound address as the `server` dimension. Made on first use; replace it before serving
     /// to count elsewhere.

@@ -5,7 +5,8 @@ import Synchronization
 
 /// A server is a `ServiceLifecycle` service: ``run()`` serves on a thread of its own until the task is
 /// cancelled or the `ServiceGroup` starts a graceful shutdown, then lets requests in progress finish
-/// (as ``serverClose()`` does for the mode) and returns.
+/// (as ``serverClose()`` does for the mode; with ``shutdownGracePeriod`` set, for at most that long, as
+/// ``shutdown(gracePeriod:)`` does: an idle keep-alive client then cannot hold the service) and returns.
 ///
 /// ```swift
 /// let server = try ReactorTCPServer(address, handler: Echo.self)
@@ -19,7 +20,10 @@ extension BaseServer: Service {
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
                 try await runOnThread(named: "SocketServer \(serverAddress)") { [self] in
-                    defer { serverClose() }
+                    defer {
+                        if let shutdownGracePeriod { shutdown(gracePeriod: shutdownGracePeriod) }
+                        serverClose()
+                    }
                     try serveForever()
                 }
             } onCancel: {
@@ -37,12 +41,16 @@ extension BaseServer: Service {
 /// ``run()`` starts the thread, calls `setUp` there (make timers and watchers; they live until
 /// `tearDown`), starts every server (``BaseServer/startServing(pollInterval:)``) and runs the loop. On
 /// a graceful shutdown or cancellation it stops accepting, calls `tearDown`, lets each server's
-/// requests in progress finish (``BaseServer/serverClose()``), and returns.
+/// requests in progress finish (``BaseServer/serverClose()``; with a `gracePeriod`, for at most that long in all,
+/// each server drained in turn with ``BaseServer/shutdown(gracePeriod:)``), and returns.
 public final class EventLoopService: Service, @unchecked Sendable {
     /// The loop; everything on it runs on the service's thread.
     public let loop: EventLoop
     /// The servers served on ``loop``; each must have been made with it.
     public let servers: [BaseServer]
+    /// How long the requests in progress may take to finish at shutdown, over every server; `nil` waits for them
+    /// (``BaseServer/serverClose()``).
+    public let gracePeriod: Duration?
     private let setUp: (EventLoop) throws -> Void
     private let tearDown: (EventLoop) -> Void
 
@@ -51,13 +59,15 @@ public final class EventLoopService: Service, @unchecked Sendable {
     ///   - servers: servers made with `loop` (their `loop:` argument).
     ///   - setUp: called on the loop thread before serving, to add timers and watchers.
     ///   - tearDown: called on the loop thread when stopping, to cancel them.
+    ///   - gracePeriod: how long requests in progress may take to finish at shutdown; `nil` waits for them.
     public init(
         loop: EventLoop, servers: [BaseServer], setUp: @escaping (EventLoop) throws -> Void = { _ in },
-        tearDown: @escaping (EventLoop) -> Void = { _ in }
+        tearDown: @escaping (EventLoop) -> Void = { _ in }, gracePeriod: Duration? = nil
     ) {
         precondition(servers.allSatisfy { $0.loop === loop }, "every server must be made with the service's loop")
         self.loop = loop
         self.servers = servers
+        self.gracePeriod = gracePeriod
         self.setUp = setUp
         self.tearDown = tearDown
     }
@@ -71,7 +81,11 @@ public final class EventLoopService: Service, @unchecked Sendable {
                     try setUp(loop)
                     defer {
                         tearDown(loop)
-                        for server in servers { server.serverClose() }
+                        let deadline = gracePeriod.map { ContinuousClock.now + $0 }
+                        for server in servers {
+                            if let deadline { server.shutdown(gracePeriod: max(.zero, deadline - .now)) }
+                            server.serverClose()
+                        }
                     }
                     for server in servers { try server.startServing() }
                     defer { for server in servers { server.stopServing() } }

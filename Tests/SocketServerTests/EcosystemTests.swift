@@ -78,6 +78,46 @@ import Testing
         #expect(server.socket.fileDescriptor == -1, "closed after the service returned")
     }
 
+    /// With a grace period, a client that stays connected cannot hold a graceful shutdown: the server drains, cuts
+    /// it off when the period ends, and the service returns (without one it would wait for that client forever).
+    @Test func aGracePeriodBoundsTheShutdown() async throws {
+        let server = try ReactorTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncPoisonableHandler.self)
+        server.shutdownGracePeriod = .milliseconds(300)
+        let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let client = try connectedClient(server.serverAddress)
+        defer { client.close() }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(try await Task.detached { try echoes(client, "idle next\n") }.value)
+            let started = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+        #expect(closedByServer(client), "cut off at the end of the grace period")
+    }
+
+    /// An EventLoopService's grace period bounds its servers' drains the same way.
+    @Test func anEventLoopServiceDrainsWithinItsGracePeriod() async throws {
+        let loop = try EventLoop()
+        let tcp = try ReactorTCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackPoisonableHandler.self, loop: loop)
+        let service = EventLoopService(loop: loop, servers: [tcp], gracePeriod: .milliseconds(300))
+        let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
+        let client = try connectedClient(tcp.serverAddress)
+        defer { client.close() }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(try await Task.detached { try echoes(client, "idle next\n") }.value)
+            let started = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+        #expect(closedByServer(client), "cut off at the end of the grace period")
+    }
+
     /// Two servers and a timer on one loop, as the daemon example runs them.
     @Test func oneLoopServesTwoServersAndATimer() async throws {
         let loop = try EventLoop()
