@@ -290,8 +290,8 @@ open class BaseServer: @unchecked Sendable {
     /// closes its listening socket.
     func stopAccepting() {}
 
-    /// Whether the server drains: ``shutdown(gracePeriod:)`` was called, or a signal asked every server of the
-    /// process to (``drainOnSIGTERM()`` in a forked child). A handler serving many requests on one connection
+    /// Whether the server drains: ``shutdown(gracePeriod:)`` was called, or ``drainProcess()`` asked every server
+    /// of the process to (a signal handler's call; a forked child's SIGTERM makes it). A handler serving many requests on one connection
     /// looks at it between requests and ends instead of waiting for the next one.
     public var isDraining: Bool {
         draining.load(ordering: .relaxed) || processDraining.load(ordering: .relaxed)

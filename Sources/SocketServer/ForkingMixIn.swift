@@ -10,6 +10,10 @@ import Reactor
 /// its children in ``BaseServer/serviceActions()`` and ``BaseServer/handleTimeout()``, waits when
 /// ``maxChildren`` are running, and waits for all on close unless ``ProcessingMixIn/blockOnClose`` is cleared. It
 /// only ever waits for children it started: other children of the process keep their status.
+///
+/// A child takes SIGTERM as a request to drain (its ``BaseServer/isDraining`` turns true: an HTTP connection
+/// ends after its response in progress) rather than dying at once: ``BaseServer/shutdown(gracePeriod:)`` sends it
+/// when a drain begins, and SIGKILL to the children still running when the grace period ends.
 open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// The most children at once; at this number the server waits for one to end. Default 40.
     public var maxChildren = 40

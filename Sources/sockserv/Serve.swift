@@ -463,10 +463,10 @@ struct Serve: ParsableCommand {
             var reload = false
             var replace = false
             while read(wake, &byte, 1) > 0 {
-                switch byte {
-                case WakeReason.metrics: dump = true
-                case WakeReason.reload: reload = true
-                case WakeReason.restart: replace = true
+                switch WakeReason(rawValue: byte) {
+                case .metrics: dump = true
+                case .reload: reload = true
+                case .restart: replace = true
                 default: stop = true
                 }
             }
@@ -657,12 +657,12 @@ struct Serve: ParsableCommand {
     }
 }
 
-/// What a byte on the wake pipe means.
-enum WakeReason {
-    static let stop: UInt8 = 1
-    static let metrics: UInt8 = 2
-    static let reload: UInt8 = 3
-    static let restart: UInt8 = 4
+/// What a byte on the wake pipe means (an enum's raw values: constants a signal handler may use).
+enum WakeReason: UInt8 {
+    case stop = 1
+    case metrics
+    case reload
+    case restart
 }
 
 /// Makes SIGINT and SIGTERM drain every server (`BaseServer.drainProcess()`) and write to a pipe the loop watches (both
@@ -678,43 +678,26 @@ func installStopSignals() throws -> Int32 {
     ProcessSignals.wakeFD.store(fds[1], ordering: .relaxed)
     _ = BaseServer.isProcessDraining  // initialize the flag before a signal can touch it
     var action = sigaction()
-    action.__sigaction_handler.sa_handler = { _ in
-        BaseServer.drainProcess()
-        var byte = WakeReason.stop
+    action.__sigaction_handler.sa_handler = { signal in
+        var byte: UInt8
+        switch signal {
+        case SIGHUP: byte = WakeReason.reload.rawValue
+        case SIGUSR1: byte = WakeReason.metrics.rawValue
+        case SIGUSR2: byte = WakeReason.restart.rawValue
+        default:
+            BaseServer.drainProcess()
+            byte = WakeReason.stop.rawValue
+        }
         _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
     }
     action.sa_flags = SA_RESTART
-    sigaction(SIGINT, &action, nil)
-    sigaction(SIGTERM, &action, nil)
-    var reload = sigaction()
-    reload.__sigaction_handler.sa_handler = { _ in
-        var byte = WakeReason.reload
-        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
-    }
-    reload.sa_flags = SA_RESTART
-    sigaction(SIGHUP, &reload, nil)
-    var dump = sigaction()
-    dump.__sigaction_handler.sa_handler = { _ in
-        var byte = WakeReason.metrics
-        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
-    }
-    dump.sa_flags = SA_RESTART
-    sigaction(SIGUSR1, &dump, nil)
-    var restart = sigaction()
-    restart.__sigaction_handler.sa_handler = { _ in
-        var byte = WakeReason.restart
-        _ = write(ProcessSignals.wakeFD.load(ordering: .relaxed), &byte, 1)
-    }
-    restart.sa_flags = SA_RESTART
-    sigaction(SIGUSR2, &restart, nil)
     // A parent may have started us with these blocked (a test runner's threads often do).
     var set = sigset_t()
     sigemptyset(&set)
-    sigaddset(&set, SIGINT)
-    sigaddset(&set, SIGTERM)
-    sigaddset(&set, SIGHUP)
-    sigaddset(&set, SIGUSR1)
-    sigaddset(&set, SIGUSR2)
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] {
+        sigaction(signal, &action, nil)
+        sigaddset(&set, signal)
+    }
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
     return fds[0]
 }
