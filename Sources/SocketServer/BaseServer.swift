@@ -251,19 +251,42 @@ open class BaseServer: @unchecked Sendable {
     /// - Returns: how many requests finished in the grace period and how many were cut off.
     @discardableResult
     public func shutdown(gracePeriod: Duration) -> DrainReport {
+        Self.shutdown([self], gracePeriod: gracePeriod)[0]
+    }
+
+    /// Drains several servers as one (``shutdown(gracePeriod:)``): every one stops accepting and tells its requests
+    /// before any is waited for, and they share the deadline, so servers on one loop (an ``EventLoopService``'s)
+    /// drain side by side within `gracePeriod` in all.
+    /// - Returns: each server's report, in order.
+    @discardableResult
+    public static func shutdown(_ servers: [BaseServer], gracePeriod: Duration) -> [DrainReport] {
         let deadline = ContinuousClock.now + gracePeriod
-        let finishedBefore = mixIn.requestsFinished
-        draining.store(true, ordering: .releasing)
+        var drains = servers.map { $0.startDrain(until: deadline) }
+        for (index, server) in servers.enumerated() where !server.mixIn.awaitRequests(server, until: deadline) {
+            server.cut(&drains[index])
+        }
+        let afterCut = ContinuousClock.now + .seconds(1)
+        for (index, server) in servers.enumerated() where drains[index].finishedAtCut != nil {
+            _ = server.mixIn.awaitRequests(server, until: afterCut)
+        }
+        return servers.indices.map { servers[$0].endDrain(drains[$0], gracePeriod: gracePeriod) }
+    }
+
+    /// One server's drain in progress: what it had finished when it began, and what was cut.
+    private struct Drain {
+        let finishedBefore: Int
         var cut = 0
         var finishedAtCut: Int?
+    }
+
+    /// Stops serving and accepting, and tells the requests in progress (a sequential one that keeps the serving
+    /// thread past `deadline` is cut from here).
+    private func startDrain(until deadline: ContinuousClock.Instant) -> Drain {
+        var drain = Drain(finishedBefore: mixIn.requestsFinished)
+        draining.store(true, ordering: .releasing)
         if let waiter = stopServeForever(), waiter.wait(timeout: deadline.dispatchTime) == .timedOut {
             // Only a sequential request keeps the serving thread this long: cut its socket from here.
-            if !mixIn.handlesAsync {
-                finishedAtCut = mixIn.requestsFinished
-                cut = mixIn.requestsInProgress
-                cutting.store(true, ordering: .releasing)
-                openRequests.cutSockets()
-            }
+            if !mixIn.handlesAsync { cut(&drain) }
             waiter.wait()
         }
         precondition(!loop.isRunning, "shutdown(gracePeriod:) while the server's loop runs: call stopServing() first")
@@ -271,15 +294,21 @@ open class BaseServer: @unchecked Sendable {
         stopServing()
         stopAccepting()
         mixIn.beginDrain(self)
-        if !mixIn.awaitRequests(self, until: deadline) {
-            finishedAtCut = mixIn.requestsFinished
-            cut += mixIn.requestsInProgress
-            cutting.store(true, ordering: .releasing)
-            mixIn.cutRequests(self)
-            _ = mixIn.awaitRequests(self, until: .now + .seconds(1))
-        }
+        return drain
+    }
+
+    /// Cuts the requests still in progress; what they fail with from now on is the cut, not a handler's error.
+    private func cut(_ drain: inout Drain) {
+        drain.finishedAtCut = mixIn.requestsFinished
+        drain.cut += mixIn.requestsInProgress
+        cutting.store(true, ordering: .releasing)
+        mixIn.cutRequests(self)
+    }
+
+    private func endDrain(_ drain: Drain, gracePeriod: Duration) -> DrainReport {
         mixIn.drained = true
-        let report = DrainReport(finished: (finishedAtCut ?? mixIn.requestsFinished) - finishedBefore, cut: cut)
+        let finished = (drain.finishedAtCut ?? mixIn.requestsFinished) - drain.finishedBefore
+        let report = DrainReport(finished: finished, cut: drain.cut)
         metrics.drainFinished.increment(by: report.finished)
         metrics.drainCut.increment(by: report.cut)
         logger.notice("shut down after a grace period of \(gracePeriod): \(report)")

@@ -41,8 +41,8 @@ extension BaseServer: Service {
 /// ``run()`` starts the thread, calls `setUp` there (make timers and watchers; they live until
 /// `tearDown`), starts every server (``BaseServer/startServing(pollInterval:)``) and runs the loop. On
 /// a graceful shutdown or cancellation it stops accepting, calls `tearDown`, lets each server's
-/// requests in progress finish (``BaseServer/serverClose()``; with a `gracePeriod`, for at most that long in all,
-/// each server drained in turn with ``BaseServer/shutdown(gracePeriod:)``), and returns.
+/// requests in progress finish (``BaseServer/serverClose()``; with a `gracePeriod`, for at most that long, every
+/// server drained at once with ``BaseServer/shutdown(_:gracePeriod:)``), and returns.
 public final class EventLoopService: Service, @unchecked Sendable {
     /// The loop; everything on it runs on the service's thread.
     public let loop: EventLoop
@@ -81,11 +81,8 @@ public final class EventLoopService: Service, @unchecked Sendable {
                     try setUp(loop)
                     defer {
                         tearDown(loop)
-                        let deadline = gracePeriod.map { ContinuousClock.now + $0 }
-                        for server in servers {
-                            if let deadline { server.shutdown(gracePeriod: max(.zero, deadline - .now)) }
-                            server.serverClose()
-                        }
+                        if let gracePeriod { BaseServer.shutdown(servers, gracePeriod: gracePeriod) }
+                        for server in servers { server.serverClose() }
                     }
                     for server in servers { try server.startServing() }
                     defer { for server in servers { server.stopServing() } }

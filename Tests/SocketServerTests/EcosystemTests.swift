@@ -84,32 +84,38 @@ import Testing
         let server = try ReactorTCPServer(
             try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: AsyncPoisonableHandler.self)
         server.shutdownGracePeriod = .milliseconds(300)
-        try await expectGracefulShutdownCutsOff(server, client: try connectedClient(server.serverAddress))
+        try await expectGracefulShutdownCutsOff(server, clients: [try connectedClient(server.serverAddress)])
     }
 
-    /// An EventLoopService's grace period bounds its servers' drains the same way.
+    /// An EventLoopService's grace period bounds its servers' drains the same way, every server drained at once
+    /// within one period (a client of each stays connected).
     @Test func anEventLoopServiceDrainsWithinItsGracePeriod() async throws {
         let loop = try EventLoop()
-        let tcp = try ReactorTCPServer(
-            try SocketAddress(ipv4: "127.0.0.1", port: 0), handler: CallbackPoisonableHandler.self, loop: loop)
-        let service = EventLoopService(loop: loop, servers: [tcp], gracePeriod: .milliseconds(300))
-        try await expectGracefulShutdownCutsOff(service, client: try connectedClient(tcp.serverAddress))
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let callback = try ReactorTCPServer(address, handler: CallbackPoisonableHandler.self, loop: loop)
+        let async = try ReactorTCPServer(address, handler: AsyncPoisonableHandler.self, loop: loop)
+        let service = EventLoopService(loop: loop, servers: [callback, async], gracePeriod: .milliseconds(300))
+        try await expectGracefulShutdownCutsOff(
+            service,
+            clients: [try connectedClient(callback.serverAddress), try connectedClient(async.serverAddress)])
     }
 
-    /// Runs `service` in a group while `client` is served once and then stays connected, idle; the group's graceful
-    /// shutdown returns within 3 s and the client is cut off.
-    private func expectGracefulShutdownCutsOff(_ service: some Service, client: Socket) async throws {
-        defer { client.close() }
+    /// Runs `service` in a group while each client is served once and then stays connected, idle; the group's
+    /// graceful shutdown returns within 3 s and every client is cut off.
+    private func expectGracefulShutdownCutsOff(_ service: some Service, clients: [Socket]) async throws {
+        defer { for client in clients { client.close() } }
         let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            #expect(try await Task.detached { try echoes(client, "idle next\n") }.value)
+            for client in clients {
+                #expect(try await Task.detached { try echoes(client, "idle next\n") }.value)
+            }
             let started = ContinuousClock.now
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             #expect(ContinuousClock.now - started < .seconds(3))
         }
-        #expect(closedByServer(client), "cut off at the end of the grace period")
+        for client in clients { #expect(closedByServer(client), "cut off at the end of the grace period") }
     }
 
     /// Two servers and a timer on one loop, as the daemon example runs them.
