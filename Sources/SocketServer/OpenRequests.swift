@@ -65,21 +65,16 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         connections[ObjectIdentifier(connection)]?.task = task
     }
 
-    /// The request on `connection` is over: forgotten once the connection has closed; until then kept (as the
-    /// connection's delegate, which hears its close) while its last replies go out.
-    func remove(_ connection: Connection) {
+    /// The request on `connection` is over, or the connection is closing without one (a sequential request's
+    /// lingering close, a refused reactor connection): forgotten once it has closed; until then kept (as the
+    /// connection's delegate, which hears its close) while its last bytes go out.
+    func release(_ connection: Connection) {
         guard !connection.isClosed else {
             connections[ObjectIdentifier(connection)] = nil
             return
         }
         connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection)
         connection.delegate = self
-    }
-
-    /// A connection closing on the loop (a sequential request's lingering close, a refused reactor connection):
-    /// kept until it has closed.
-    func addClosing(_ connection: Connection) {
-        remove(connection)
     }
 
     /// Whether any connection is open or closing on the loop.
@@ -110,10 +105,23 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
 
     // MARK: Either
 
-    /// Forgets `request` (its mode's end of the request): a loop connection. (A blocking socket is forgotten once
+    /// Releases `request` (its mode's end of the request): a loop connection. (A blocking socket is forgotten once
     /// closed, as more are added.)
-    func remove(_ request: Request) {
-        if case .connection(let connection) = request { remove(connection) }
+    func release(_ request: Request) {
+        if case .connection(let connection) = request { release(connection) }
+    }
+
+    /// Runs `loop` on the calling thread (which takes it; it must not be running) until every connection on it has
+    /// closed or `limit` has passed, unless `wait` is false, then resets those left: ``BaseServer/serverClose()``'s
+    /// end, in reactor mode and for the sequential mode's lingering closes.
+    func finishClosing(on loop: EventLoop, within limit: Duration, wait: Bool) {
+        guard hasConnections else { return }
+        loop.takeOwnership()
+        let deadline = ContinuousClock.now + limit
+        while wait && hasConnections && ContinuousClock.now < deadline {
+            do { try loop.runOnce(timeout: .milliseconds(100)) } catch { break }
+        }
+        cutConnections()
     }
 }
 

@@ -81,7 +81,7 @@ open class ProcessingMixIn: @unchecked Sendable {
 
     /// The mode is done with `request`: it leaves the open requests and the count.
     final func requestFinished(_ request: Request, server: BaseServer) {
-        server.openRequests.remove(request)
+        server.openRequests.release(request)
         requestFinished(server.metrics)
     }
 

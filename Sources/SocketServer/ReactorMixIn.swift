@@ -85,17 +85,13 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// last replies have closed (each within its own timeouts, at most 5 s in all), and resets any left.
     open override func serverClose(_ server: BaseServer) {
         guard !server.loop.isRunning else { return }
-        server.loop.takeOwnership()
-        if blockOnClose && !drained {
+        if blockOnClose && !drained && activeRequests > 0 {
+            server.loop.takeOwnership()
             while activeRequests > 0 {
                 do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { return }
             }
         }
-        let deadline = ContinuousClock.now + .seconds(5)
-        while blockOnClose && server.openRequests.hasConnections && ContinuousClock.now < deadline {
-            do { try server.loop.runOnce(timeout: .milliseconds(100)) } catch { break }
-        }
-        server.openRequests.cutConnections()
+        server.openRequests.finishClosing(on: server.loop, within: .seconds(5), wait: blockOnClose)
     }
 
     // MARK: The drain

@@ -170,13 +170,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// is running (they end on it), waited for (each ends within ``lingerTimeout``) when
     /// ``ProcessingMixIn/blockOnClose`` is set, then any left are reset.
     private func finishLingeringCloses() {
-        guard !mixIn.handlesAsync, !loop.isRunning, openRequests.hasConnections else { return }
-        loop.takeOwnership()
-        let deadline = ContinuousClock.now + lingerTimeout + .seconds(1)
-        while mixIn.blockOnClose && openRequests.hasConnections && ContinuousClock.now < deadline {
-            try? loop.runOnce(timeout: .milliseconds(100))
-        }
-        openRequests.cutConnections()
+        guard !mixIn.handlesAsync, !loop.isRunning else { return }
+        openRequests.finishClosing(on: loop, within: lingerTimeout + .seconds(1), wait: mixIn.blockOnClose)
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
@@ -216,7 +211,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
             try? socket.shutdown(.write)
             if mixIn.lingersOnTheLoop && loop.inEventLoop {
                 if let closing = socket.closeLingering(on: loop, timeout: lingerTimeout) {
-                    openRequests.addClosing(closing)
+                    openRequests.release(closing)
                 }
             } else {
                 socket.lingerBeforeClose(timeout: lingerTimeout)
@@ -241,7 +236,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         case .connection(let connection):
             connection.close()
             // Until its last bytes are sent (a refused one's, say); a callback handler's is closed already here.
-            if !connection.isClosed { openRequests.addClosing(connection) }
+            if !connection.isClosed { openRequests.release(connection) }
         case .datagram: break
         }
     }

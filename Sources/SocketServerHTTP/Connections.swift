@@ -435,7 +435,7 @@ final class LoopHTTPConnection: CallbackRequestHandler {
     }
 
     /// How long a drain lets a connection waiting for its next request wait on: the blocking modes' poll interval.
-    static let drainWait: Duration = .milliseconds(250)
+    static let drainWait = Duration.milliseconds(Int(BlockingHTTPConnection.pollInterval))
     /// Closing because the server drains, once the connection has waited ``drainWait`` for a request.
     @exclusivity(unchecked) private var closingForDrain = false
 

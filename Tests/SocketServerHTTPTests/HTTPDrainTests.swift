@@ -26,7 +26,7 @@ final class SlowPageHandler: BaseHTTPRequestHandler {
 }
 
 /// The HTTP servers drain as `shutdown(gracePeriod:)` says: a keep-alive connection waiting for its next request
-/// closes at once, a response in progress is sent whole with `Connection: close`, and the drain returns once
+/// closes once it has waited 250 ms more, a response in progress is sent whole with `Connection: close`, and the drain returns once
 /// they have ended, long before its grace period.
 @Suite(.serialized) struct HTTPDrainTests {
     @Test(arguments: Mode.testable)

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Glibc
 import Logging
+import MetricsTestKit
 import Reactor
 import SocketServer
 import TestSupport
@@ -122,11 +123,15 @@ final class DrainCallbackHandler: CallbackRequestHandler {
     }
 
     /// A request that waits for its client past the grace period is cut off when it ends: the client sees its
-    /// connection end, the drain returns soon after and reports it cut.
+    /// connection end, the drain returns soon after and reports it cut; the server's metrics count the same, and
+    /// what the cut request failed with is not a handler error.
     @Test(arguments: modes)
     func aRequestPastTheGracePeriodIsCut(name: String) throws {
         guard name != "forking" || forkingIsTestable else { return }
         try Self.withServer(name) { server in
+            let metrics = TestMetrics()
+            let dimensions = [("server", "\(server.serverAddress)")]
+            server.metrics = ServerMetrics(dimensions: dimensions, factory: metrics)
             let finished = serveInBackground(server, pollInterval: .milliseconds(20))
             let (quick, quickLine) = try Self.client(server)
             let (stuck, stuckLine) = try Self.client(server)
@@ -147,7 +152,13 @@ final class DrainCallbackHandler: CallbackRequestHandler {
             #expect(report == expected, "\(name): \(report)")
             #expect(took >= .milliseconds(550) && took < .seconds(3), "\(name): returned after \(took)")
             if name != "sequential" { #expect(try quickLine() == "done\n", "\(name)") }
-            #expect(((try? stuckLine()) ?? nil) == nil, "\(name): the stuck connection ended")
+            #expect(closedByServer(stuck), "\(name): the stuck connection ended (not a receive timeout)")
+            func total(_ label: String) -> Int64 { metrics.counterTotal(label: label, dimensions: dimensions) }
+            #expect(total("socketserver_drain_finished_total") == Int64(report.finished), "\(name)")
+            #expect(total("socketserver_drain_cut_total") == 1, "\(name)")
+            if name != "forking" {  // a child's errors are its own
+                #expect(total("socketserver_handler_errors_total") == 0, "\(name): the cut is not a handler error")
+            }
             quick.close()
             stuck.close()
             server.serverClose()
