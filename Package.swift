@@ -67,6 +67,7 @@ let package = Package(
                 "Reactor", "SocketServer", "Protocols", "SocketServerHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

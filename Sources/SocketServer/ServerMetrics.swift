@@ -21,8 +21,26 @@ import Reactor
 /// | `socketserver_drain_cut_total` | counter | requests cut off at the end of a drain's grace period |
 ///
 /// Forking mode counts in the parent what the parent sees (accepted, refused, in progress, finished);
-/// bytes and errors happen in the children and are not counted.
+/// bytes and errors happen in the children, and count only with a backend whose values the children share
+/// (sockserv's keeps them in shared memory).
+///
+/// A backend that exposes the metrics (Prometheus's text format needs a `# HELP` line per family) finds
+/// their descriptions in ``help``.
 public final class ServerMetrics: @unchecked Sendable {
+    /// What each metric counts, by label: the `# HELP` text of an exposition.
+    public static let help: [String: String] = [
+        "socketserver_requests_accepted_total": "Requests taken by getRequest: connections, or datagrams.",
+        "socketserver_requests_refused_total": "Requests verifyRequest turned down.",
+        "socketserver_requests_in_progress": "Requests accepted and not yet finished: open connections.",
+        "socketserver_requests_finished_total": "Requests whose handler has finished.",
+        "socketserver_handler_errors_total": "Errors passed to handleError.",
+        "socketserver_bytes_received_total": "Bytes read by handlers.",
+        "socketserver_bytes_sent_total": "Bytes written by handlers.",
+        "socketserver_loop_callbacks_total": "Callbacks the server's loop ran: readiness, timers, wake-ups.",
+        "socketserver_drain_finished_total": "Requests that finished within a drain's grace period.",
+        "socketserver_drain_cut_total": "Requests cut off at the end of a drain's grace period.",
+    ]
+
     let accepted: Counter
     let refused: Counter
     let inProgress: Meter

@@ -46,8 +46,6 @@ final class SockservHTTPHandler: SimpleHTTPRequestHandler {
             }
             stats.closed(clientAddress, CloseReason(reason), detail)
         }
-        stats.add(.bytesIn, bytesReceived)
-        stats.add(.bytesOut, bytesSent)
     }
 
     override func doGET() throws {

@@ -26,6 +26,7 @@ final class BlockingSessionHandler: StreamRequestHandler {
         var input = ByteBuffer()
         var output: [UInt8] = []
         var idleSince = ContinuousClock.now
+        let metrics = server.metrics
         while !server.isDraining {
             guard waitReadable() else {
                 if let idle = context.idleTimeout, ContinuousClock.now - idleSince >= idle {
@@ -36,13 +37,12 @@ final class BlockingSessionHandler: StreamRequestHandler {
             let chunk = try connection.receive(maxCount: 16 * 1024)
             if chunk.isEmpty { return }
             idleSince = .now
-            stats.add(.bytesIn, chunk.count)
+            metrics.countReceived(chunk.count)  // read past rfile, which would count it
             input.append(chunk)
             let (requests, keepOpen) = session.consume(&input, into: &output)
             stats.add(.requests, requests)
             if !output.isEmpty {
                 try wfile.write(output)
-                stats.add(.bytesOut, output.count)
                 output.removeAll(keepingCapacity: true)
             }
             if !keepOpen { return stats.closed(clientAddress, session) }
@@ -86,13 +86,11 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
                 return  // closed by a drain (handleDrain)
             }
             if chunk.isEmpty { return }
-            stats.add(.bytesIn, chunk.count)
             input.append(chunk)
             let (requests, keepOpen) = session.consume(&input, into: &output)
             stats.add(.requests, requests)
             if !output.isEmpty {
                 try await wfile.write(output)
-                stats.add(.bytesOut, output.count)
                 output.removeAll(keepingCapacity: true)
             }
             if !keepOpen { return stats.closed(clientAddress, session) }
@@ -125,12 +123,10 @@ final class CallbackSessionHandler: CallbackRequestHandler {
 
     override func handle(_ buffer: inout ByteBuffer) {
         let stats = context.stats
-        stats.add(.bytesIn, buffer.readableBytes)
         let (requests, keepOpen) = session.consume(&buffer, into: &output)
         stats.add(.requests, requests)
         if !output.isEmpty {
             connection.write(output)
-            stats.add(.bytesOut, output.count)
             output.removeAll(keepingCapacity: true)
         }
         if !keepOpen { stats.closed(clientAddress, session) }
@@ -160,8 +156,6 @@ final class EchoDatagramHandler: DatagramRequestHandler {
     override func handle() throws {
         let stats = server.sessionContext.stats
         stats.add(.requests)
-        stats.add(.bytesIn, packet.count)
-        stats.add(.bytesOut, packet.count)
         try wfile.write(packet)
     }
 }
@@ -171,8 +165,6 @@ final class AsyncEchoDatagramHandler: AsyncDatagramRequestHandler {
     override func handle() async throws {
         let stats = server.sessionContext.stats
         stats.add(.requests)
-        stats.add(.bytesIn, packet.count)
-        stats.add(.bytesOut, packet.count)
         try wfile.write(packet)
     }
 }

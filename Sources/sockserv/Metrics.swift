@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Glibc
 import Logging
@@ -7,14 +8,15 @@ import SocketServerHTTP
 import Synchronization
 
 /// `serve`'s metrics in the Prometheus text format (version 0.0.4): every family with its `# HELP` and
-/// `# TYPE` lines, always in the same order, every label value always present. The counts come from
-/// ``SharedCounters``, so forked children's connections, requests and bytes are in them.
+/// `# TYPE` lines, always in the same order, every label value always present. The counts are the series of
+/// ``SharedMetrics``, the swift-metrics backend `serve` bootstraps: the tool's own and the library's
+/// `socketserver_*` families of every server, forked children's counts included; then the process's figures.
 enum MetricsText {
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// The exposition now. `startTime` is the process's start, in seconds since the epoch.
     static func render(_ stats: SharedCounters, startTime: Double) -> String {
-        var text = ""
+        var text = stats.metrics.exposition(help: SharedCounters.help.merging(ServerMetrics.help) { tool, _ in tool })
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: String)]) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for sample in samples { text += "\(name)\(sample.labels) \(sample.value)\n" }
@@ -22,28 +24,6 @@ enum MetricsText {
         func one(_ name: String, _ type: String, _ help: String, _ value: Int) {
             family(name, type, help, [("", String(value))])
         }
-        func reasons(_ refusals: Bool) -> [(labels: String, value: String)] {
-            CloseReason.allCases.filter { $0.isRefusal == refusals }.map {
-                ("{reason=\"\($0.label)\"}", String(stats[$0]))
-            }
-        }
-        one(
-            "sockserv_connections_accepted_total", "counter",
-            "Connections accepted and served (refused ones are not counted).", stats[.connections])
-        one("sockserv_connections_open", "gauge", "Connections being served now.", stats[.open])
-        family(
-            "sockserv_connections_refused_total", "counter",
-            "Connections refused before serving, by reason: --max-connections reached or not in an --allow range.",
-            reasons(true))
-        family(
-            "sockserv_connections_closed_total", "counter",
-            "Connections the server closed, by reason (closes by the client are not counted).", reasons(false))
-        one(
-            "sockserv_requests_total", "counter",
-            "Requests answered: echo lines, RESP commands, HTTP requests or datagrams.", stats[.requests])
-        one("sockserv_received_bytes_total", "counter", "Bytes received from clients.", stats[.bytesIn])
-        one("sockserv_sent_bytes_total", "counter", "Bytes sent to clients.", stats[.bytesOut])
-        one("sockserv_handler_errors_total", "counter", "Errors raised while serving a connection.", stats[.errors])
         let process = ProcessFigures.now()
         family(
             "process_cpu_seconds_total", "counter", "User and system CPU time of the server process, in seconds.",
@@ -161,8 +141,16 @@ final class MetricsEndpoint: Sendable {
     /// Whether the endpoint runs a thread of its own (else it serves on a loop another thread runs).
     private let ownThread: Bool
     private let done = DispatchSemaphore(value: 0)
-    /// The listening descriptor, closed by forked children (a `pthread_atfork` handler).
+    /// The listening descriptor, which a forked child closes (``closeInForkedChild()``).
     private static let listeningFD = Atomic<Int32>(-1)
+
+    /// Closes the endpoint's listening socket in a forked child, which must not keep it open (nor serve it): call
+    /// once the child's loop is its own (after `event_reinit`, which re-adds every event of the loop: a socket
+    /// closed before it, at the fork, made libevent warn "Epoll ADD ... Bad file descriptor" in every child).
+    static func closeInForkedChild() {
+        let fd = listeningFD.exchange(-1, ordering: .relaxed)
+        if fd >= 0 { close(fd) }
+    }
 
     var address: SocketAddress { server.serverAddress }
 
@@ -184,12 +172,10 @@ final class MetricsEndpoint: Sendable {
         } else {
             server = try HTTPServer(address, mixIn: mixIn, loop: loop, handler: handler)
         }
+        // Scrapes are not what the metrics count.
+        server.metrics = ServerMetrics(dimensions: [], factory: NOOPMetricsHandler.instance)
         ownThread = loopGiven == nil
         Self.listeningFD.store(server.fileno, ordering: .relaxed)
-        pthread_atfork(nil, nil) {
-            let fd = MetricsEndpoint.listeningFD.load(ordering: .relaxed)
-            if fd >= 0 { close(fd) }
-        }
         guard ownThread else {
             do {
                 try server.startServing(pollInterval: .milliseconds(250))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import Glibc
 import Logging
@@ -386,7 +387,10 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         let wake = try installStopSignals()
-        let stats = try SharedCounters()  // mapped now, before any child is forked
+        // Every count, the library's included, in memory shared with forked children: mapped now, before any fork.
+        let sharedMetrics = try SharedMetrics()
+        MetricsSystem.bootstrap(sharedMetrics)
+        let stats = SharedCounters(metrics: sharedMetrics)
         var passedMetrics: Systemd.PassedSocket?
         let makeSession = sessionMaker()
         let idle = idleTimeout.map { Duration.milliseconds(Int($0 * 1000)) }
@@ -421,7 +425,10 @@ struct Serve: ParsableCommand {
             writeToStandardError("sockserv: \(error)\n")
             throw ExitCode(1)
         }
-        for server in servers { server.tls = tls }
+        for server in servers {
+            server.tls = tls
+            _ = server.metrics  // its series made now: before the first scrape, and before any fork
+        }
         let metricsEndpoint: MetricsEndpoint?
         do {
             metricsEndpoint = try metricsAddress.map { text in

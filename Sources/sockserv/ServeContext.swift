@@ -43,43 +43,73 @@ extension BaseServer {
     }
 }
 
-/// Counters in shared anonymous memory, so forked children's requests and bytes count too. Made before
-/// any child is forked; never unmapped (the process serves until it exits).
-final class SharedCounters: @unchecked Sendable {
+/// The tool's own counts, series of ``SharedMetrics`` (so forked children's count too): what the library's
+/// `ServerMetrics` cannot know (protocol requests, why a connection was refused or closed) and connections as the
+/// tool serves them (after a TLS handshake, refusals not counted). Bytes are the library's.
+final class SharedCounters: Sendable {
     /// A "request" is one echo line, RESP command, HTTP request or datagram; a connection may carry many.
     enum Counter: Int, CaseIterable {
-        case connections, open, requests, bytesIn, bytesOut, errors
+        case connections, open, requests, errors
     }
 
-    private let base: UnsafeMutablePointer<Atomic<Int>>
-    private static let slots = Counter.allCases.count + CloseReason.allCases.count
+    /// The backend every count of `serve` is in, the library's included.
+    let metrics: SharedMetrics
+    private let counters: [SharedMetrics.Series]
+    private let reasons: [SharedMetrics.Series]
 
-    /// - Throws: ``IOError`` if the shared memory cannot be mapped.
-    init() throws(IOError) {
-        let size = MemoryLayout<Atomic<Int>>.stride * Self.slots
-        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        guard let memory = mapped, memory != MAP_FAILED else {
-            throw IOError(errnoCode: errno, operation: "mmap of \(size) shared bytes")
+    /// The `# HELP` text of each family the tool makes.
+    static let help: [String: String] = [
+        "sockserv_connections_accepted_total": "Connections accepted and served (refused ones are not counted).",
+        "sockserv_connections_open": "Connections being served now.",
+        "sockserv_connections_refused_total":
+            "Connections refused before serving, by reason: --max-connections reached or not in an --allow range.",
+        "sockserv_connections_closed_total":
+            "Connections the server closed, by reason (closes by the client are not counted).",
+        "sockserv_requests_total": "Requests answered: echo lines, RESP commands, HTTP requests or datagrams.",
+        "sockserv_handler_errors_total": "Errors that ended a connection (a client's failed TLS handshake is not one).",
+    ]
+
+    /// Makes the tool's series in `metrics`, in the order `/metrics` lists them. Call before any child is forked.
+    init(metrics: SharedMetrics) {
+        self.metrics = metrics
+        counters = Counter.allCases.map { counter in
+            switch counter {
+            case .connections: return metrics.series("sockserv_connections_accepted_total", [], kind: .counter)
+            case .open: return metrics.series("sockserv_connections_open", [], kind: .gauge, isDouble: true)
+            case .requests: return metrics.series("sockserv_requests_total", [], kind: .counter)
+            case .errors: return metrics.series("sockserv_handler_errors_total", [], kind: .counter)
+            }
         }
-        base = memory.bindMemory(to: Atomic<Int>.self, capacity: Self.slots)
-        for slot in 0..<Self.slots { (base + slot).initialize(to: Atomic(0)) }
+        let refusals = CloseReason.allCases.filter(\.isRefusal)
+        let closes = CloseReason.allCases.filter { !$0.isRefusal }
+        var reasons: [CloseReason: SharedMetrics.Series] = [:]
+        for reason in refusals + closes {
+            let family = reason.isRefusal ? "sockserv_connections_refused_total" : "sockserv_connections_closed_total"
+            reasons[reason] = metrics.series(family, [("reason", reason.label)], kind: .counter)
+        }
+        self.reasons = CloseReason.allCases.map { reasons[$0]! }
     }
 
     func add(_ counter: Counter, _ amount: Int = 1) {
-        (base + counter.rawValue).pointee.add(amount, ordering: .relaxed)
+        if counter == .open {
+            counters[counter.rawValue].increment(by: Double(amount))
+        } else {
+            counters[counter.rawValue].increment(by: Int64(amount))
+        }
     }
 
-    subscript(_ counter: Counter) -> Int {
-        (base + counter.rawValue).pointee.load(ordering: .relaxed)
-    }
+    subscript(_ counter: Counter) -> Int { Int(counters[counter.rawValue].current) }
 
     /// Counts a connection refused or closed by the server (``closed(_:_:_:)`` also logs it).
     func add(_ reason: CloseReason) {
-        (base + Counter.allCases.count + reason.rawValue).pointee.add(1, ordering: .relaxed)
+        reasons[reason.rawValue].increment(by: Int64(1))
     }
 
-    subscript(_ reason: CloseReason) -> Int {
-        (base + Counter.allCases.count + reason.rawValue).pointee.load(ordering: .relaxed)
+    subscript(_ reason: CloseReason) -> Int { Int(reasons[reason.rawValue].current) }
+
+    /// The sum of every series of the library's family `label` (one per address served): bytes.
+    func library(_ label: String) -> Int {
+        metrics.series.filter { $0.label == label }.reduce(0) { $0 + Int($1.current) }
     }
 
     /// Connections refused (before serving) or closed by the server, with the nonzero reasons:
@@ -98,8 +128,10 @@ final class SharedCounters: @unchecked Sendable {
     var summary: String {
         let refused = total(refusals: true)
         let closed = total(refusals: false)
-        return "\(self[.connections]) connections, \(self[.requests]) requests, \(self[.bytesIn]) bytes in, "
-            + "\(self[.bytesOut]) bytes out, \(self[.errors]) errors, "
+        let bytesIn = library("socketserver_bytes_received_total")
+        let bytesOut = library("socketserver_bytes_sent_total")
+        return "\(self[.connections]) connections, \(self[.requests]) requests, \(bytesIn) bytes in, "
+            + "\(bytesOut) bytes out, \(self[.errors]) errors, "
             + "\(refused.count) refused\(refused.count > 0 ? " (\(refused.reasons))" : ""), "
             + "\(closed.count) closed by the server\(closed.count > 0 ? " (\(closed.reasons))" : "")"
     }

@@ -58,6 +58,13 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         return false
     }
 
+    /// Forking mode: runs in the child, whose loop is its own by now; the child first closes the metrics endpoint's
+    /// listening socket.
+    override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        if mixIn is ForkingMixIn { MetricsEndpoint.closeInForkedChild() }
+        try super.finishRequest(request, clientAddress: clientAddress)
+    }
+
     /// Children forked for connections (forking mode; counted in the parent, on the serving thread).
     private var forked = 0
 
@@ -137,6 +144,12 @@ final class SockservDatagramServer: UDPServer, SessionServer, @unchecked Sendabl
     ) throws {
         self.context = context
         try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+    }
+
+    /// Forking mode: runs in the child, which first closes the metrics endpoint's listening socket.
+    override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        if mixIn is ForkingMixIn { MetricsEndpoint.closeInForkedChild() }
+        try super.finishRequest(request, clientAddress: clientAddress)
     }
 
     override func handleError(_ request: Request, clientAddress: SocketAddress, error: any Error) {
