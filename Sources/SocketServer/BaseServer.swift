@@ -433,13 +433,18 @@ open class BaseServer: @unchecked Sendable {
         metrics.accepted.increment()
         if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
         if verifyRequest(request, clientAddress: clientAddress) {
-            // The mode counts the request as finished on every path, a thrown error's included.
-            mixIn.requestStarted(request, server: self)
+            // In progress from here; the mode takes it and finishes it where its work ends, on every path.
+            handedOver = RequestInProgress(request, server: self)
             do {
                 try processRequest(request, clientAddress: clientAddress)
             } catch {
                 reportHandlerError(request, clientAddress: clientAddress, error: error)
                 shutdownRequest(request)
+            }
+            // A processRequest override that served it without the mode: done now that it returned.
+            if let inProgress = handedOver {
+                handedOver = nil
+                inProgress.finish()
             }
         } else {
             metrics.refused.increment()
@@ -479,6 +484,17 @@ open class BaseServer: @unchecked Sendable {
         if allowedClients.contains(where: { $0.contains(clientAddress) }) { return true }
         logger.notice("refused \(clientAddress): not in the allowed ranges")
         return false
+    }
+
+    /// The request the accepting thread is handing to the mode, until the mode takes it.
+    private var handedOver: RequestInProgress?
+
+    /// The mode takes the request being handed to it (on the accepting thread, in its `processRequest`); one
+    /// handed to it some other way is counted in progress from now.
+    func takeRequestInProgress(_ request: Request) -> RequestInProgress {
+        guard let inProgress = handedOver else { return RequestInProgress(request, server: self) }
+        handedOver = nil
+        return inProgress
     }
 
     /// Serves the request according to the mode (``mixIn``): sequentially by default, which calls

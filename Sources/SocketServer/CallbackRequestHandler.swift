@@ -90,8 +90,9 @@ open class CallbackRequestHandler: ConnectionDelegate, DrainableHandler {
         finish(error: hookError ?? error)
         server.metrics.bytesReceived.increment(by: connection.bytesReceived)
         server.metrics.bytesSent.increment(by: connection.bytesSent)
-        // The end of the request, as in every mode: shutdownRequest once, then the count.
+        // The end of the request, as in every mode: shutdownRequest once, then the request in progress (held by the
+        // server's open requests, which end it as they let the closed connection go).
         server.shutdownRequest(.connection(connection))
-        server.mixIn.requestFinished(.connection(connection), server: server)
+        server.openRequests.release(connection)
     }
 }

@@ -20,8 +20,8 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// The children started and not yet reaped.
     public private(set) var activeChildren: Set<pid_t> = []
-    /// The server's metrics, counted as children end.
-    private var metrics: ServerMetrics?
+    /// The request each child serves, finished when the child is reaped.
+    private var requests: [pid_t: RequestInProgress] = [:]
 
     /// A forking mode with Python's defaults: at most 40 children, ``ProcessingMixIn/timeout`` 300 s.
     public override init() {
@@ -36,16 +36,17 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// Forks: the parent records the child and closes its copy of the request; the child serves it and exits.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        let inProgress = server.takeRequestInProgress(request)
         let pid: pid_t
         do {
             pid = try ChildProcess.fork()
         } catch {
-            requestFinished(server.metrics)
+            inProgress.finish()
             throw error
         }
         if pid > 0 {
-            metrics = server.metrics
             activeChildren.insert(pid)
+            requests[pid] = inProgress
             server.closeRequest(request)
             return
         }
@@ -85,13 +86,17 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         case .running:
             return
         case .notAChild:
-            activeChildren.remove(pid)  // not ours to wait for any more: its request is over all the same
-            if let metrics { requestFinished(metrics) }
+            ended(pid)  // not ours to wait for any more: its request is over all the same
         case .ended(let status):
-            activeChildren.remove(pid)
-            if let metrics { requestFinished(metrics) }
+            ended(pid)
             childExited(pid, status: status)
         }
+    }
+
+    /// The child's request is over.
+    private func ended(_ pid: pid_t) {
+        activeChildren.remove(pid)
+        requests.removeValue(forKey: pid)?.finish()
     }
 
     /// A child was reaped. The default logs one that was killed by a signal (a trap, say) at `error`

@@ -39,6 +39,8 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
 
     private struct LoopRequest {
         let connection: Connection
+        /// The request being served on it; `nil` once over (the connection closing) or if it never had one.
+        var inProgress: RequestInProgress?
         var handler: (any DrainableHandler)?
         var task: Task<Void, Never>?
     }
@@ -53,8 +55,8 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
 
     // MARK: Loop connections (loop thread only)
 
-    func add(_ connection: Connection) {
-        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection)
+    func add(_ connection: Connection, _ inProgress: RequestInProgress) {
+        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection, inProgress: inProgress)
     }
 
     func attach(_ handler: any DrainableHandler, to connection: Connection) {
@@ -65,16 +67,19 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         connections[ObjectIdentifier(connection)]?.task = task
     }
 
-    /// The request on `connection` is over, or the connection is closing without one (a sequential request's
-    /// lingering close, a refused reactor connection): forgotten once it has closed; until then kept (as the
-    /// connection's delegate, which hears its close) while its last bytes go out.
+    /// The request on `connection` is over (and ends, ``RequestInProgress/end()``), or the connection is closing
+    /// without one (a sequential request's lingering close, a refused reactor connection): forgotten once it has
+    /// closed; until then kept (as the connection's delegate, which hears its close) while its last bytes go out.
     func release(_ connection: Connection) {
-        guard !connection.isClosed else {
-            connections[ObjectIdentifier(connection)] = nil
-            return
+        let key = ObjectIdentifier(connection)
+        let entry: LoopRequest?
+        if connection.isClosed {
+            entry = connections.removeValue(forKey: key)
+        } else {
+            entry = connections.updateValue(LoopRequest(connection: connection), forKey: key)
+            connection.delegate = self
         }
-        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection)
-        connection.delegate = self
+        entry?.inProgress?.end()
     }
 
     /// Whether any connection is open or closing on the loop.
@@ -104,12 +109,6 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     }
 
     // MARK: Either
-
-    /// Releases `request` (its mode's end of the request): a loop connection. (A blocking socket is forgotten once
-    /// closed, as more are added.)
-    func release(_ request: Request) {
-        if case .connection(let connection) = request { release(connection) }
-    }
 
     /// Runs `loop` on the calling thread (which takes it; it must not be running) until every connection on it has
     /// closed or `limit` has passed, unless `wait` is false, then resets those left: ``BaseServer/serverClose()``'s

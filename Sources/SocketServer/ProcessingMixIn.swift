@@ -55,41 +55,26 @@ open class ProcessingMixIn: @unchecked Sendable {
     /// ``BaseServer/shutdownRequest(_:)`` on the calling thread. A thrown error goes to the server's
     /// ``BaseServer/handleError(_:clientAddress:error:)``, which then shuts the request down.
     ///
-    /// An override must end the request's count exactly once on every path, thrown errors included:
-    /// where the mode's work ends (a thread, a reaped child, a handler's close), or before it throws.
+    /// The request is in progress (``requestsInProgress``) from its accept until the mode's work on it ends; a mode
+    /// that overrides this method without calling `super` has it end when the method returns.
     open func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        defer { requestFinished(request, server: server) }
+        let inProgress = server.takeRequestInProgress(request)
+        defer { inProgress.finish() }
         try server.finishRequest(request, clientAddress: clientAddress)
         server.shutdownRequest(request)
     }
 
-    // The request lifecycle's one count: up when the server hands a request to the mode, down once when
-    // the mode is done with it, wherever that happens (this thread, a request thread, a reaped child, a
-    // handler on the loop). The server's metrics follow it.
+    // The request lifecycle's one count, kept by RequestInProgress: up when the server hands a request to the
+    // mode, down once when the mode is done with it, wherever that happens (this thread, a request thread, a
+    // reaped child, a handler on the loop). The server's metrics follow it.
 
-    /// The server handed `request` to the mode: counted, and where this process serves it, kept in the
-    /// server's open requests for a drain to reach.
-    final func requestStarted(_ request: Request, server: BaseServer) {
+    final func requestStarted() {
         inProgress.add(1, ordering: .acquiringAndReleasing)
-        server.metrics.inProgress.increment()
-        switch request {
-        case .stream(let socket) where servesInThisProcess: server.openRequests.add(socket)
-        case .connection(let connection): server.openRequests.add(connection)
-        default: break
-        }
     }
 
-    /// The mode is done with `request`: it leaves the open requests and the count.
-    final func requestFinished(_ request: Request, server: BaseServer) {
-        server.openRequests.release(request)
-        requestFinished(server.metrics)
-    }
-
-    /// The mode is done with one request served elsewhere (a reaped child).
-    final func requestFinished(_ metrics: ServerMetrics) {
+    final func requestEnded() {
         inProgress.subtract(1, ordering: .acquiringAndReleasing)
         finished.add(1, ordering: .relaxed)
-        metrics.requestFinished()
     }
 
     /// Whether a stream request is served in this process (false in forking mode, where the parent only

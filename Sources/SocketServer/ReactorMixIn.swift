@@ -23,48 +23,46 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// A TLS connection's handler starts once its handshake has completed on the loop; a failed handshake
     /// goes to `handleError` and ends the request.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        var request = request
+        let inProgress = server.takeRequestInProgress(request)
         do {
             if case .stream(let socket) = request {
                 let connection = try Connection(adopting: socket, on: server.loop)
-                server.openRequests.add(connection)
-                request = .connection(connection)
+                inProgress.request = .connection(connection)
+                server.openRequests.add(connection, inProgress)
             }
         } catch {
-            requestFinished(request, server: server)
+            inProgress.finish()
             throw error
         }
+        let request = inProgress.request
         guard case .connection(let connection) = request, !connection.isHandshakeComplete else {
-            return try serve(request, clientAddress: clientAddress, server: server)
+            return try serve(inProgress, clientAddress: clientAddress, server: server)
         }
         connection.whenHandshakeCompletes { [self] error in
-            guard let error else {
-                do {
-                    try serve(request, clientAddress: clientAddress, server: server)
-                } catch {
-                    server.reportHandlerError(request, clientAddress: clientAddress, error: error)
-                    server.shutdownRequest(request)
-                }
-                return
+            do {
+                if let error { throw error }
+                try serve(inProgress, clientAddress: clientAddress, server: server)
+            } catch {
+                server.reportHandlerError(request, clientAddress: clientAddress, error: error)
+                server.shutdownRequest(request)
+                inProgress.finish()
             }
-            server.reportHandlerError(request, clientAddress: clientAddress, error: error)
-            server.shutdownRequest(request)
-            requestFinished(request, server: server)
         }
     }
 
-    /// Runs the handler of a connection ready to serve (its TLS handshake done).
-    private func serve(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
-        do {
-            if case .callback = server.requestHandler {
-                try server.finishRequest(request, clientAddress: clientAddress)
-                return  // CallbackRequestHandler ends the request when its connection closes
+    /// Runs the handler of a connection ready to serve (its TLS handshake done). The request ends where the
+    /// handler does: when its task returns, or (a callback handler) when its connection closes.
+    private func serve(_ inProgress: RequestInProgress, clientAddress: SocketAddress, server: BaseServer) throws {
+        let request = inProgress.request
+        if case .callback = server.requestHandler {
+            do {
+                return try server.finishRequest(request, clientAddress: clientAddress)
+            } catch {
+                inProgress.finish()
+                throw error
             }
-        } catch {
-            requestFinished(request, server: server)
-            throw error
         }
-        let task = server.loop.spawn { [self] in
+        let task = server.loop.spawn {
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
             } catch {
@@ -75,7 +73,7 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 server.metrics.bytesReceived.increment(by: connection.bytesReceived)
                 server.metrics.bytesSent.increment(by: connection.bytesSent)
             }
-            requestFinished(request, server: server)
+            inProgress.finish()
         }
         if case .connection(let connection) = request { server.openRequests.attach(task, to: connection) }
     }

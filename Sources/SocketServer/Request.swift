@@ -1,4 +1,5 @@
 import Reactor
+import Synchronization
 
 /// What ``BaseServer/getRequest()`` returns and every hook after it receives: Python's `request`.
 public enum Request: @unchecked Sendable {
@@ -8,4 +9,54 @@ public enum Request: @unchecked Sendable {
     case connection(Connection)
     /// One datagram, and the server's socket to answer on (which the request does not own).
     case datagram(packet: [UInt8], socket: Socket)
+}
+
+/// A request in progress: made when the server hands an accepted request to its mode, and finished exactly once
+/// where the mode's work on it ends (sequential: ``ProcessingMixIn/processRequest(_:clientAddress:server:)``
+/// returns; threading: its thread ends; forking: its child is reaped; reactor: its async handler returns, or its
+/// callback handler's connection closes). Until then it is counted (``ProcessingMixIn/requestsInProgress``, the
+/// server's ``ServerMetrics``) and, when this process serves it, in the server's open requests, where a drain
+/// reaches it. A second ``finish()`` does nothing; one dropped unfinished stops a debug build.
+final class RequestInProgress: @unchecked Sendable {
+    /// The request; a stream socket adopted by the loop becomes its connection (on the accepting thread, before
+    /// the request is handed on).
+    var request: Request
+    private unowned let server: BaseServer
+    private let finished = Atomic<Bool>(false)
+
+    /// Counts `request` in, and keeps it in the server's open requests where this process serves it.
+    init(_ request: Request, server: BaseServer) {
+        self.request = request
+        self.server = server
+        let mixIn = server.mixIn
+        mixIn.requestStarted()
+        server.metrics.inProgress.increment()
+        switch request {
+        case .stream(let socket) where mixIn.servesInThisProcess: server.openRequests.add(socket)
+        case .connection(let connection): server.openRequests.add(connection, self)
+        default: break
+        }
+    }
+
+    var isFinished: Bool { finished.load(ordering: .acquiring) }
+
+    /// The mode is done with the request: it leaves the open requests (a loop connection once it has closed) and
+    /// the count. Idempotent.
+    func finish() {
+        guard !isFinished else { return }
+        // A loop connection's entry holds this request, which its release ends.
+        if case .connection(let connection) = request { server.openRequests.release(connection) }
+        end()
+    }
+
+    /// Counts the end, once. (``OpenRequests`` calls it as it releases the request's connection.)
+    func end() {
+        guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        server.mixIn.requestEnded()
+        server.metrics.requestFinished()
+    }
+
+    deinit {
+        assert(isFinished, "a request in progress was dropped without being finished: \(request)")
+    }
 }

@@ -38,6 +38,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
         if waitedFor { joinable.enter() }
         running.enter()
         let number = Self.threadsStarted.add(1, ordering: .relaxed).newValue
+        let inProgress = server.takeRequestInProgress(request)
         Thread.detachNewThread { [self] in
             let name = "Thread-\(number)"
             // The kernel's name, set here: Foundation's `Thread.current.name` setter races with the thread's start
@@ -46,7 +47,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
             Self.$requestThreadName.withValue(name) {
                 processRequestThread(request, clientAddress: clientAddress, server: server)
             }
-            requestFinished(request, server: server)
+            inProgress.finish()
             if waitedFor { joinable.leave() }
             running.leave()
         }

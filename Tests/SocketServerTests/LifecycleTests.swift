@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Reactor
 import SocketServer
@@ -80,6 +81,33 @@ final class HookCountingServer: TCPServer, @unchecked Sendable {
         }
     }
 
+    /// A `processRequest` override that serves the request itself, as Python's `BaseServer.process_request` does,
+    /// or a mode of the program's own whose `processRequest` does: the request ends when the override returns (it
+    /// stayed in progress for ever, and a drain waited for it until its grace period ended).
+    @Test(arguments: ["server", "mode"])
+    func anOverrideThatServesItselfEndsItsRequest(overriding: String) throws {
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
+        let server: TCPServer
+        if overriding == "server" {
+            server = try SelfServingServer(
+                address, requestHandler: .blocking(PoisonableHandler.self), mixIn: ThreadingMixIn())
+        } else {
+            server = try TCPServer(address, requestHandler: .blocking(PoisonableHandler.self), mixIn: OwnMode())
+        }
+        let finished = serveInBackground(server, pollInterval: .milliseconds(20))
+        for index in 0..<3 {
+            let client = try connectedClient(server.serverAddress)
+            #expect(try echoes(client, "request \(index)\n"))
+            hangUp(client)
+        }
+        #expect(eventually { server.mixIn.requestsInProgress == 0 }, "\(server.mixIn.requestsInProgress) left")
+        let start = ContinuousClock.now
+        #expect(server.shutdown(gracePeriod: .seconds(5)) == DrainReport(finished: 0, cut: 0))
+        #expect(ContinuousClock.now - start < .seconds(2), "nothing to wait for")
+        #expect(finished.wait(timeout: .now() + 10) == .success)
+        server.serverClose()
+    }
+
     /// A combined class always has its own mode: its mix-in accessor is the server's mix-in.
     @Test func combinedServersHoldTheirMode() throws {
         let address = try SocketAddress(ipv4: "127.0.0.1", port: 0)
@@ -93,5 +121,21 @@ final class HookCountingServer: TCPServer, @unchecked Sendable {
         #expect(forking.forking === forking.mixIn)
         forking.maxChildren = 3
         #expect(forking.forking.maxChildren == 3)
+    }
+}
+
+/// Serves each request on the accepting thread, past its mode: Python's `BaseServer.process_request`.
+final class SelfServingServer: TCPServer, @unchecked Sendable {
+    override func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        try finishRequest(request, clientAddress: clientAddress)
+        shutdownRequest(request)
+    }
+}
+
+/// A mode of the program's own, which serves on the accepting thread without calling `super`.
+final class OwnMode: ProcessingMixIn, @unchecked Sendable {
+    override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
+        try server.finishRequest(request, clientAddress: clientAddress)
+        server.shutdownRequest(request)
     }
 }
