@@ -34,15 +34,14 @@ protocol DrainableHandler: AnyObject {
 final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     /// Blocking sockets being served.
     private let sockets = BlockingSockets()
-    /// Connections served on the loop; touched on the loop thread only.
-    private var connections: [ObjectIdentifier: LoopRequest] = [:]
+    /// Connections on the loop, touched on the loop thread only: each with the request served on it, or closing.
+    private var connections: [ObjectIdentifier: LoopEntry] = [:]
 
-    private struct LoopRequest {
-        let connection: Connection
-        /// The request being served on it; `nil` once over (the connection closing) or if it never had one.
-        var inProgress: RequestInProgress?
-        var handler: (any DrainableHandler)?
-        var task: Task<Void, Never>?
+    private enum LoopEntry {
+        /// Served: its request in progress, which holds the handler and task a drain reaches.
+        case serving(RequestInProgress)
+        /// Sending its last bytes, or lingering, with no request.
+        case closing(Connection)
     }
 
     // MARK: Blocking sockets
@@ -56,15 +55,15 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     // MARK: Loop connections (loop thread only)
 
     func add(_ connection: Connection, _ inProgress: RequestInProgress) {
-        connections[ObjectIdentifier(connection)] = LoopRequest(connection: connection, inProgress: inProgress)
+        connections[ObjectIdentifier(connection)] = .serving(inProgress)
     }
 
     func attach(_ handler: any DrainableHandler, to connection: Connection) {
-        connections[ObjectIdentifier(connection)]?.handler = handler
+        if case .serving(let inProgress)? = connections[ObjectIdentifier(connection)] { inProgress.handler = handler }
     }
 
     func attach(_ task: Task<Void, Never>, to connection: Connection) {
-        connections[ObjectIdentifier(connection)]?.task = task
+        if case .serving(let inProgress)? = connections[ObjectIdentifier(connection)] { inProgress.task = task }
     }
 
     /// The request on `connection` is over (and ends, ``RequestInProgress/end()``), or the connection is closing
@@ -72,14 +71,17 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     /// closed; until then kept (as the connection's delegate, which hears its close) while its last bytes go out.
     func release(_ connection: Connection) {
         let key = ObjectIdentifier(connection)
-        let entry: LoopRequest?
+        let entry: LoopEntry?
         if connection.isClosed {
             entry = connections.removeValue(forKey: key)
         } else {
-            entry = connections.updateValue(LoopRequest(connection: connection), forKey: key)
+            entry = connections.updateValue(.closing(connection), forKey: key)
             connection.delegate = self
         }
-        entry?.inProgress?.end()
+        guard case .serving(let inProgress)? = entry else { return }
+        inProgress.handler = nil
+        inProgress.task = nil
+        inProgress.end()
     }
 
     /// Whether any connection is open or closing on the loop.
@@ -95,16 +97,22 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     /// which is its connection's delegate (found there rather than attached: one dictionary write fewer per
     /// connection).
     func drainConnections() {
-        for request in Array(connections.values) {
-            (request.handler ?? (request.connection.delegate as? any DrainableHandler))?.handleDrain()
+        for case .serving(let inProgress) in Array(connections.values) {
+            guard case .connection(let connection) = inProgress.request else { continue }
+            (inProgress.handler ?? (connection.delegate as? any DrainableHandler))?.handleDrain()
         }
     }
 
     /// Cancels every handler's task and resets every connection still open or closing.
     func cutConnections() {
-        for request in Array(connections.values) {
-            request.task?.cancel()
-            request.connection.reset()
+        for entry in Array(connections.values) {
+            switch entry {
+            case .serving(let inProgress):
+                inProgress.task?.cancel()
+                if case .connection(let connection) = inProgress.request { connection.reset() }
+            case .closing(let connection):
+                connection.reset()
+            }
         }
     }
 

@@ -21,19 +21,28 @@ final class RequestInProgress: @unchecked Sendable {
     /// The request; a stream socket adopted by the loop becomes its connection (on the accepting thread, before
     /// the request is handed on).
     var request: Request
-    private unowned let server: BaseServer
+    // What the end touches, held directly rather than through the server (whose `metrics` is a lazy property);
+    // the registry is the server's own and outlives its requests, so it is not counted.
+    private let mixIn: ProcessingMixIn
+    private let metrics: ServerMetrics
+    private unowned(unsafe) let openRequests: OpenRequests
     private let finished = Atomic<Bool>(false)
+    /// Reactor mode, on the loop thread: the handler a drain tells (an async one; a callback handler is found as its
+    /// connection's delegate) and the task a cut cancels.
+    var handler: (any DrainableHandler)?
+    var task: Task<Void, Never>?
 
     /// Counts `request` in, and keeps it in the server's open requests where this process serves it.
     init(_ request: Request, server: BaseServer) {
         self.request = request
-        self.server = server
-        let mixIn = server.mixIn
+        mixIn = server.mixIn
+        metrics = server.metrics
+        openRequests = server.openRequests
         mixIn.requestStarted()
-        server.metrics.inProgress.increment()
+        metrics.inProgress.increment()
         switch request {
-        case .stream(let socket) where mixIn.servesInThisProcess: server.openRequests.add(socket)
-        case .connection(let connection): server.openRequests.add(connection, self)
+        case .stream(let socket) where mixIn.servesInThisProcess: openRequests.add(socket)
+        case .connection(let connection): openRequests.add(connection, self)
         default: break
         }
     }
@@ -45,15 +54,15 @@ final class RequestInProgress: @unchecked Sendable {
     func finish() {
         guard !isFinished else { return }
         // A loop connection's entry holds this request, which its release ends.
-        if case .connection(let connection) = request { server.openRequests.release(connection) }
+        if case .connection(let connection) = request { openRequests.release(connection) }
         end()
     }
 
     /// Counts the end, once. (``OpenRequests`` calls it as it releases the request's connection.)
     func end() {
         guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        server.mixIn.requestEnded()
-        server.metrics.requestFinished()
+        mixIn.requestEnded()
+        metrics.requestFinished()
     }
 
     deinit {

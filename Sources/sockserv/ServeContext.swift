@@ -46,7 +46,7 @@ extension BaseServer {
 /// The tool's own counts, series of ``SharedMetrics`` (so forked children's count too): what the library's
 /// `ServerMetrics` cannot know (protocol requests, why a connection was refused or closed) and connections as the
 /// tool serves them (after a TLS handshake, refusals not counted). Bytes are the library's.
-final class SharedCounters: Sendable {
+final class SharedCounters: @unchecked Sendable {  // immutable, and its values are atomics
     /// A "request" is one echo line, RESP command, HTTP request or datagram; a connection may carry many.
     enum Counter: Int, CaseIterable {
         case connections, open, requests, errors
@@ -56,6 +56,8 @@ final class SharedCounters: Sendable {
     let metrics: SharedMetrics
     private let counters: [SharedMetrics.Series]
     private let reasons: [SharedMetrics.Series]
+    /// The counters' values, added to directly (the path of every connection and request).
+    private let values: [UnsafeMutablePointer<Atomic<UInt64>>]
 
     /// The `# HELP` text of each family the tool makes.
     static let help: [String: String] = [
@@ -75,7 +77,7 @@ final class SharedCounters: Sendable {
         counters = Counter.allCases.map { counter in
             switch counter {
             case .connections: return metrics.series("sockserv_connections_accepted_total", [], kind: .counter)
-            case .open: return metrics.series("sockserv_connections_open", [], kind: .gauge, isDouble: true)
+            case .open: return metrics.series("sockserv_connections_open", [], kind: .gauge)
             case .requests: return metrics.series("sockserv_requests_total", [], kind: .counter)
             case .errors: return metrics.series("sockserv_handler_errors_total", [], kind: .counter)
             }
@@ -88,14 +90,12 @@ final class SharedCounters: Sendable {
             reasons[reason] = metrics.series(family, [("reason", reason.label)], kind: .counter)
         }
         self.reasons = CloseReason.allCases.map { reasons[$0]! }
+        values = counters.map(\.value)
     }
 
+    /// Adds `amount` (negative for the open connections' gauge, an integer here).
     func add(_ counter: Counter, _ amount: Int = 1) {
-        if counter == .open {
-            counters[counter.rawValue].increment(by: Double(amount))
-        } else {
-            counters[counter.rawValue].increment(by: Int64(amount))
-        }
+        values[counter.rawValue].pointee.wrappingAdd(UInt64(bitPattern: Int64(amount)), ordering: .relaxed)
     }
 
     subscript(_ counter: Counter) -> Int { Int(counters[counter.rawValue].current) }

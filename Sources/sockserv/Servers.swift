@@ -10,12 +10,15 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
     override class var allowReuseAddress: Bool { true }
 
     let context: ServeContext
+    /// Whether the mode is forking (looked up once: a cast per request costs).
+    private let forks: Bool
 
     init(
         _ address: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
         loop: EventLoop
     ) throws {
         self.context = context
+        forks = mixIn is ForkingMixIn
         try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
     }
 
@@ -25,6 +28,7 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         loop: EventLoop
     ) throws {
         self.context = context
+        forks = mixIn is ForkingMixIn
         try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
     }
 
@@ -61,7 +65,7 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
     /// Forking mode: runs in the child, whose loop is its own by now; the child first closes the metrics endpoint's
     /// listening socket.
     override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
-        if mixIn is ForkingMixIn { MetricsEndpoint.closeInForkedChild() }
+        if forks { MetricsEndpoint.closeInForkedChild() }
         try super.finishRequest(request, clientAddress: clientAddress)
     }
 
@@ -70,7 +74,7 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
 
     override func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
         try super.processRequest(request, clientAddress: clientAddress)
-        if mixIn is ForkingMixIn { forked += 1 }  // the parent; the child exits inside
+        if forks { forked += 1 }  // the parent; the child exits inside
     }
 
     /// Connections being served, counted from their accept: the library's count of requests in progress,
@@ -128,12 +132,15 @@ final class SockservDatagramServer: UDPServer, SessionServer, @unchecked Sendabl
     override class var allowReuseAddress: Bool { true }
 
     let context: ServeContext
+    /// Whether the mode is forking (looked up once: a cast per request costs).
+    private let forks: Bool
 
     init(
         _ address: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
         loop: EventLoop
     ) throws {
         self.context = context
+        forks = mixIn is ForkingMixIn
         try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
     }
 
@@ -143,12 +150,13 @@ final class SockservDatagramServer: UDPServer, SessionServer, @unchecked Sendabl
         loop: EventLoop
     ) throws {
         self.context = context
+        forks = mixIn is ForkingMixIn
         try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
     }
 
     /// Forking mode: runs in the child, which first closes the metrics endpoint's listening socket.
     override func finishRequest(_ request: Request, clientAddress: SocketAddress) throws {
-        if mixIn is ForkingMixIn { MetricsEndpoint.closeInForkedChild() }
+        if forks { MetricsEndpoint.closeInForkedChild() }
         try super.finishRequest(request, clientAddress: clientAddress)
     }
 

@@ -13,9 +13,9 @@ import Synchronization
 /// only, so every handler is made before the first fork (the library makes a server's when it starts
 /// serving; the tool makes its own at start).
 ///
-/// Counters hold integers; meters a `Double`; a recorder that does not aggregate is a gauge of its last value;
-/// an aggregating recorder and a timer are a summary without quantiles (a sum and a count). Nothing is
-/// destroyed: a series stays until the process exits.
+/// Counters hold integers; meters a `Double` (a gauge the tool makes itself, an integer); a recorder that does
+/// not aggregate is a gauge of its last value; an aggregating recorder and a timer are a summary without
+/// quantiles (a sum and a count). Nothing is destroyed: a series stays until the process exits.
 final class SharedMetrics: MetricsFactory, @unchecked Sendable {
     /// How a series is exposed.
     enum Kind: String {
@@ -28,7 +28,7 @@ final class SharedMetrics: MetricsFactory, @unchecked Sendable {
         let dimensions: [(String, String)]
         let kind: Kind
         /// The value, or for a summary its sum; integers as their bit pattern, a meter's `Double` as its bits.
-        private let value: UnsafeMutablePointer<Atomic<UInt64>>
+        let value: UnsafeMutablePointer<Atomic<UInt64>>
         /// A summary's count.
         private let count: UnsafeMutablePointer<Atomic<UInt64>>?
         /// Whether the value is a `Double` (meters, recorders) rather than an integer (counters, timers).
