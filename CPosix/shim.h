@@ -40,6 +40,18 @@ static inline int cposix_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
 
+// The processors this process may run on: sched_getaffinity and CPU_COUNT are _GNU_SOURCE's, so the system
+// call (which returns the bytes of the mask it wrote) and the bits counted.
+static inline int cposix_processor_count(void) {
+    unsigned long mask[16] = {0};
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    int count = 0;
+    for (long i = 0; bytes > 0 && i < bytes / (long)sizeof(unsigned long); i++) count += __builtin_popcountl(mask[i]);
+    if (count > 0) return count;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
 // openat2(2) has no glibc wrapper: the system call, with the resolution flags of <linux/openat2.h>.
 static inline int cposix_openat2(int dirfd, const char *path, int flags, unsigned long long resolve) {
     struct open_how how = { .flags = (unsigned long long)flags, .mode = 0, .resolve = resolve };
@@ -67,8 +79,8 @@ extern pid_t _Fork(void);  // glibc 2.34: fork without the atfork handlers, asyn
 
 static inline pid_t cposix_spawn_passing(const char *path, char *const argv[], char *const envp[], char *listen_pid,
                                          const int *fds, int count) {
-    // _Fork, not fork: the program's atfork handlers (one closes a listening socket in forked children) must not
-    // run in a child that only execs.
+    // _Fork, not fork: no atfork handler of the program (a library's, say) has any business in a child that only
+    // execs.
     pid_t pid = _Fork();
     if (pid != 0) return pid;
     int first_free = 3 + count;
