@@ -44,6 +44,8 @@ public final class EventLoop: @unchecked Sendable {
     let base: OpaquePointer
     /// The method libevent chose, e.g. `"epoll"`.
     public let backendName: String
+    /// Where ``runBlocking(_:)`` runs blocking work: the loop's ``LoopGroup``'s pool, or the process's.
+    public let blockingPool: BlockingPool
 
     private let owner: Atomic<UInt>
     private let running = Atomic<Bool>(false)
@@ -79,10 +81,12 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Creates a loop on the calling thread.
-    /// - Parameter backend: the multiplexing method; other methods are avoided through `event_config_avoid_method`.
+    /// - Parameters:
+    ///   - backend: the multiplexing method; other methods are avoided through `event_config_avoid_method`.
+    ///   - blockingPool: where ``runBlocking(_:)`` runs work; by default the process's (``BlockingPool/shared``).
     /// - Throws: ``ReactorError/unsupportedBackend(_:)`` if the method is not available,
     ///   ``ReactorError/libevent(_:)`` if libevent cannot create the base.
-    public init(backend: Backend = .automatic) throws(ReactorError) {
+    public init(backend: Backend = .automatic, blockingPool: BlockingPool = .shared) throws(ReactorError) {
         EventLoop.processSetUp()
         guard let config = event_config_new() else { throw .libevent("event_config_new") }
         defer { event_config_free(config) }
@@ -96,6 +100,7 @@ public final class EventLoop: @unchecked Sendable {
         guard let base = event_base_new_with_config(config) else { throw .libevent("event_base_new_with_config") }
         self.base = base
         self.backendName = String(cString: event_base_get_method(base))
+        self.blockingPool = blockingPool
         self.owner = Atomic(UInt(pthread_self()))
         self.scratch = .allocate(byteCount: EventLoop.scratchSize, alignment: 16)
         // The loop's own events must not keep it alive: they capture it unowned, and deinit frees them.

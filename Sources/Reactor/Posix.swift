@@ -313,6 +313,32 @@ enum Posix {
         _dispatch_main_queue_callback_4CF(nil)
     }
 
+    /// A counting semaphore (POSIX `sem_t`, count 0), for threads that sleep until work arrives; free it with
+    /// ``destroySemaphore(_:)``.
+    static func makeSemaphore() -> UnsafeMutablePointer<sem_t> {
+        let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        sem_init(semaphore, 0, 0)
+        return semaphore
+    }
+
+    /// Waits until the count is above zero and takes one, through signals (`EINTR`).
+    static func semaphoreWait(_ semaphore: UnsafeMutablePointer<sem_t>) {
+        while sem_wait(semaphore) != 0 && errno == EINTR {}
+    }
+
+    static func semaphorePost(_ semaphore: UnsafeMutablePointer<sem_t>) {
+        sem_post(semaphore)
+    }
+
+    static func destroySemaphore(_ semaphore: UnsafeMutablePointer<sem_t>) {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+
+    /// The processors this process may run on (`sched_getaffinity`: a container's or `taskset`'s CPU set, not
+    /// the machine's).
+    static var processorCount: Int { Int(cposix_processor_count()) }
+
     /// Unblocks `signal` in the calling thread (`pthread_sigmask`).
     static func unblockSignal(_ signal: Int32) {
         var set = sigset_t()

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Errors about the state of a Reactor object rather than a failed system call.
 ///
 /// Failed system calls throw ``IOError``. Using a loop-bound object from another thread is a
@@ -24,6 +26,10 @@ public enum ReactorError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedBackend(String)
     /// libevent refused an operation (it reports no errno).
     case libevent(String)
+    /// The system could not start a thread (`pthread_create`'s error number: `EAGAIN` at a thread limit).
+    case threadStart(Int32)
+    /// Work was given to a ``BlockingPool`` that is shut down, or was still queued when it shut down cancelling.
+    case poolShutDown
 
     public var description: String {
         switch self {
@@ -37,6 +43,8 @@ public enum ReactorError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidAddress(let text): return "invalid address: \(text)"
         case .unsupportedBackend(let name): return "event backend not available: \(name)"
         case .libevent(let what): return "libevent: \(what) failed"
+        case .threadStart(let code): return "could not start a thread: \(String(cString: strerror(code)))"
+        case .poolShutDown: return "the blocking pool is shut down"
         }
     }
 }
