@@ -46,7 +46,7 @@ test: deps
 # The style gate: swift-format (the toolchain's, configured by .swift-format: 120 columns) finds nothing,
 # and .ci/house-rules holds (which module imports which, libevent only in the bridge and the loop, errno
 # only in Posix, sockaddr only in SocketAddress). `make format` fixes what swift-format can.
-FORMAT_PATHS = Sources Tests Examples Benchmarks/nio-echo/Sources Benchmarks/hummingbird-files/Sources Fuzz Package.swift
+FORMAT_PATHS = Sources Tests Examples Benchmarks/spread Benchmarks/nio-echo/Sources Benchmarks/hummingbird-files/Sources Fuzz Package.swift
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
 	.ci/house-rules

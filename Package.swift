@@ -72,6 +72,11 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "bench-spread",
+            dependencies: ["Reactor"],
+            path: "Benchmarks/spread"
+        ),
+        .executableTarget(
             name: "reactor-echo",
             dependencies: ["Reactor"],
             path: "Examples/ReactorEcho"

@@ -16,3 +16,9 @@ public final class Daemon: @unchecked Sendable {
     public let loop: EventLoop = standIn()
     public var accepted = 0
 }
+
+/// Embedding the Loop's address to listen on, and the blocking client its handler calls.
+public var address: SocketAddress { standIn() }
+public struct Database: Sendable {
+    public func lookUp(_ key: String) throws -> String { standIn() }
+}
