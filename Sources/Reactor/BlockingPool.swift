@@ -47,12 +47,16 @@ public final class BlockingPool: @unchecked Sendable {
     /// Threads started (at most ``maxThreads``; they stay until shutdown). Readable from any thread.
     public var threadCount: Int { state.withLock { $0.threads.count + $0.starting } }
 
-    /// Queues `job`, starting a thread if none is idle and the bound allows; false if the pool is shut down.
+    /// Queues `job`, starting a thread if the idle ones are fewer than the queued work and the bound allows; false
+    /// if the pool is shut down.
     func enqueue(_ job: any PoolJob) -> Bool {
         let startThread = state.withLock { state -> Bool? in
             guard !state.shutDown else { return nil }
             state.queue.append(job)
-            guard state.idle == 0 && state.threads.count + state.starting < maxThreads else { return false }
+            // An idle thread takes one queued job; it counts as idle until it wakes, so compare with the queue.
+            guard state.idle < state.queue.count && state.threads.count + state.starting < maxThreads else {
+                return false
+            }
             state.starting += 1
             return true
         }

@@ -87,6 +87,24 @@ final class Flag: Sendable {
         try onLoop(loop) { listener.close() }
     }
 
+    /// Work given while a thread is idle but before it has woken: a burst of two on a pool of two with one idle
+    /// thread runs both at once (the idle thread used to count for both, and the second waited for the first).
+    @Test func aBurstUsesTheWholeBound() async throws {
+        let group = try LoopGroup(loops: 1, blockingThreads: 2)
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+        let pool = group.blockingPool
+        _ = try await Task(executorPreference: loop) { try await loop.runBlocking { 1 } }.value
+        #expect(eventually { pool.threadCount == 1 && pool.runningCount == 0 }, "one thread, idle")
+        let gate = Gate()
+        let tasks = (0..<2).map { _ in Task(executorPreference: loop) { try await loop.runBlocking { gate.pass() } } }
+        #expect(
+            eventually { pool.runningCount == 2 }, "both run: \(pool.runningCount) running, \(pool.queuedCount) queued")
+        gate.open(2)
+        for task in tasks { try await task.value }
+        #expect(pool.threadCount == 2)
+    }
+
     /// A task cancelled while its work waits for a thread throws CancellationError and the work never runs; work
     /// already running finishes and its result is returned.
     @Test func cancellationBeforeTheStartSkipsTheWork() async throws {
