@@ -19,8 +19,8 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     public var maxChildren = 40
 
     /// The children started and not yet reaped.
-    public private(set) var activeChildren: Set<pid_t> = []
-    /// The request each child serves, finished when the child is reaped.
+    public var activeChildren: Set<pid_t> { Set(requests.keys) }
+    /// Each child not yet reaped, with the request it serves (finished when the child is reaped).
     private var requests: [pid_t: RequestInProgress] = [:]
 
     /// A forking mode with Python's defaults: at most 40 children, ``ProcessingMixIn/timeout`` 300 s.
@@ -45,7 +45,6 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
             throw error
         }
         if pid > 0 {
-            activeChildren.insert(pid)
             requests[pid] = inProgress
             server.closeRequest(request)
             return
@@ -71,13 +70,13 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Reaps children that have ended; `blocking` waits for all of them. At ``maxChildren``, waits
     /// until one of them ends. Only this server's children are ever waited for (no `waitpid(-1)`).
     public func collectChildren(blocking: Bool = false) {
-        for pid in activeChildren {
+        for pid in Array(requests.keys) {
             reap(pid, blocking: blocking)
         }
         // Whichever child ends first frees a place; polling our own children keeps foreign ones untouched.
-        while activeChildren.count >= maxChildren {
+        while requests.count >= maxChildren {
             usleep(5_000)
-            for pid in activeChildren { reap(pid, blocking: false) }
+            for pid in Array(requests.keys) { reap(pid, blocking: false) }
         }
     }
 
@@ -95,7 +94,6 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// The child's request is over.
     private func ended(_ pid: pid_t) {
-        activeChildren.remove(pid)
         requests.removeValue(forKey: pid)?.finish()
     }
 
@@ -127,13 +125,13 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// A drain asks each child to finish with SIGTERM: its ``BaseServer/isDraining`` turns true, and a handler
     /// that waits for its client's next request (HTTP keep-alive) ends.
     override func beginDrain(_ server: BaseServer) {
-        for child in activeChildren { kill(child, SIGTERM) }
+        for child in requests.keys { kill(child, SIGTERM) }
     }
 
     override func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
         while true {
-            for pid in activeChildren { reap(pid, blocking: false) }
-            if activeChildren.isEmpty { return true }
+            for pid in Array(requests.keys) { reap(pid, blocking: false) }
+            if requests.isEmpty { return true }
             if ContinuousClock.now >= deadline { return false }
             usleep(2_000)
         }
@@ -141,6 +139,6 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
 
     /// The children still running at the end of the grace period are killed (SIGKILL).
     override func cutRequests(_ server: BaseServer) {
-        for child in activeChildren { kill(child, SIGKILL) }
+        for child in requests.keys { kill(child, SIGKILL) }
     }
 }

@@ -54,10 +54,9 @@ final class SharedCounters: @unchecked Sendable {  // immutable, and its values 
 
     /// The backend every count of `serve` is in, the library's included.
     let metrics: SharedMetrics
-    private let counters: [SharedMetrics.Series]
-    private let reasons: [SharedMetrics.Series]
-    /// The counters' values, added to directly (the path of every connection and request).
+    /// The counters' values, added to and read directly (the path of every connection and request).
     private let values: [UnsafeMutablePointer<Atomic<UInt64>>]
+    private let reasons: [SharedMetrics.Series]
 
     /// The `# HELP` text of each family the tool makes.
     static let help: [String: String] = [
@@ -74,14 +73,14 @@ final class SharedCounters: @unchecked Sendable {  // immutable, and its values 
     /// Makes the tool's series in `metrics`, in the order `/metrics` lists them. Call before any child is forked.
     init(metrics: SharedMetrics) {
         self.metrics = metrics
-        counters = Counter.allCases.map { counter in
+        values = Counter.allCases.map { counter in
             switch counter {
             case .connections: return metrics.series("sockserv_connections_accepted_total", [], kind: .counter)
             case .open: return metrics.series("sockserv_connections_open", [], kind: .gauge)
             case .requests: return metrics.series("sockserv_requests_total", [], kind: .counter)
             case .errors: return metrics.series("sockserv_handler_errors_total", [], kind: .counter)
             }
-        }
+        }.map(\.value)
         let refusals = CloseReason.allCases.filter(\.isRefusal)
         let closes = CloseReason.allCases.filter { !$0.isRefusal }
         var reasons: [CloseReason: SharedMetrics.Series] = [:]
@@ -90,7 +89,6 @@ final class SharedCounters: @unchecked Sendable {  // immutable, and its values 
             reasons[reason] = metrics.series(family, [("reason", reason.label)], kind: .counter)
         }
         self.reasons = CloseReason.allCases.map { reasons[$0]! }
-        values = counters.map(\.value)
     }
 
     /// Adds `amount` (negative for the open connections' gauge, an integer here).
@@ -98,7 +96,9 @@ final class SharedCounters: @unchecked Sendable {  // immutable, and its values 
         values[counter.rawValue].pointee.wrappingAdd(UInt64(bitPattern: Int64(amount)), ordering: .relaxed)
     }
 
-    subscript(_ counter: Counter) -> Int { Int(counters[counter.rawValue].current) }
+    subscript(_ counter: Counter) -> Int {
+        Int(Int64(bitPattern: values[counter.rawValue].pointee.load(ordering: .relaxed)))
+    }
 
     /// Counts a connection refused or closed by the server (``closed(_:_:_:)`` also logs it).
     func add(_ reason: CloseReason) {
