@@ -1,6 +1,6 @@
 // Closed-loop echo load generator: one thread, epoll, non-blocking sockets.
 // Usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] [--connect-per-request] [--idle] [--tls]
-//                    [--hold]
+//                    [--hold] [--mixed N]
 //   default                CONNECTIONS persistent connections (all connected first); each sends N requests of BYTES
 //                          (BYTES-1 'x' then '\n') back to back, waits for N*BYTES bytes back, repeats for SECONDS.
 //                          A request's latency runs from sending its batch to the end of its own reply.
@@ -10,6 +10,9 @@
 //                          have passed or stdin reaches EOF, close them, exit 0.
 //   --hold                 persistent mode: once connected, print "connected K" and wait for a line (or EOF) on stdin
 //                          before the run starts, so a caller can read the server's CPU after the handshakes.
+//   --mixed N              persistent mode speaking RESP (pipeline 1): every request is PING (+PONG) but every Nth
+//                          one sent, over all connections, which is DEBUG SLEEP 0.01 (+OK): 10 ms of blocking work.
+//                          Adds "fast_p99_us" (the PINGs), "slow_p50_us" and "slow_requests" to the JSON.
 //   --tls                  speak TLS (OpenSSL, non-blocking): a connection counts as connected once its handshake
 //                          is done; each handshake is a full one (no session is reused) and the server's
 //                          certificate is not verified (the load measures the server, not the client's checks).
@@ -38,7 +41,8 @@
 #define CONNECT_LIMIT 4.0  // seconds allowed for the initial connects of the persistent mode
 
 enum { DEAD, CONNECTING, HANDSHAKING, ACTIVE };
-struct conn { int fd, state; unsigned events; size_t sent, got; double t0; SSL *ssl; };
+struct conn { int fd, state; unsigned events; size_t sent, got; double t0; SSL *ssl;
+               const char *out; size_t out_len, reply_len; int slow; };  // the request in flight (all of req, or --mixed's)
 
 static struct sockaddr_in addr;
 static int ep, nconn, per_request, idle, hold;
@@ -49,6 +53,9 @@ static float *lat; static long lat_cap = LAT_CAP, nlat;
 static long requests, errors, connected;
 static double end;  // end of the measured run
 static SSL_CTX *tls;  // with --tls
+static long mixed, mixed_sent;  // with --mixed N: every Nth request sent is the slow one
+static float *fast_lat, *slow_lat; static long nfast, nslow;  // --mixed's latencies by kind (same cap as lat)
+static const char PING[] = "PING\r\n", SLEEP[] = "DEBUG SLEEP 0.01\r\n";
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 
@@ -87,24 +94,34 @@ static void open_conn(int i) {
 // Write as much of the batch as the socket takes; keep reading meanwhile so big batches cannot deadlock.
 static void do_write(int i) {
   struct conn *x = &c[i];
-  while (x->sent < batch) {
+  while (x->sent < x->out_len) {
     if (x->ssl) {
-      int w = SSL_write(x->ssl, req + x->sent, (int)(batch - x->sent));
+      int w = SSL_write(x->ssl, x->out + x->sent, (int)(x->out_len - x->sent));
       if (w > 0) { x->sent += (size_t)w; continue; }
       int e = SSL_get_error(x->ssl, w);
       if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
       fail(i); return;
     }
-    ssize_t w = send(x->fd, req + x->sent, batch - x->sent, MSG_NOSIGNAL);
+    ssize_t w = send(x->fd, x->out + x->sent, x->out_len - x->sent, MSG_NOSIGNAL);
     if (w > 0) x->sent += (size_t)w;
     else if (w < 0 && errno == EINTR) continue;
     else if (w < 0 && errno == EAGAIN) break;
     else { fail(i); return; }
   }
-  interest(x, i, EPOLLIN | (x->sent < batch ? EPOLLOUT : 0));
+  interest(x, i, EPOLLIN | (x->sent < x->out_len ? EPOLLOUT : 0));
 }
 
-static void send_batch(int i) { c[i].sent = c[i].got = 0; c[i].t0 = now(); do_write(i); }
+static void send_batch(int i) {
+  struct conn *x = &c[i];
+  x->sent = x->got = 0; x->t0 = now();
+  if (mixed) {
+    x->slow = ++mixed_sent % mixed == 0;
+    x->out = x->slow ? SLEEP : PING; x->out_len = strlen(x->out); x->reply_len = x->slow ? 5 : 7;  // +OK, +PONG
+  } else {
+    x->out = req; x->out_len = x->reply_len = batch;
+  }
+  do_write(i);
+}
 
 static void record(double us) { if (nlat < lat_cap) lat[nlat++] = (float)us; requests++; }
 
@@ -130,8 +147,17 @@ static void do_read(int i) {
 
 static void got_bytes(int i, ssize_t r) {
   struct conn *x = &c[i];
-  if (r <= 0 || x->got + (size_t)r > x->sent) { fail(i); return; }  // EOF, error, or more bytes than were sent
+  if (r <= 0 || x->got + (size_t)r > x->reply_len) { fail(i); return; }  // EOF, error, or more than the reply
   double t = now(), us = (t - x->t0) * 1e6;
+  if (mixed) {  // one request in flight: its reply is complete or not
+    x->got += (size_t)r;
+    if (x->got < x->reply_len) return;
+    record(us);
+    if (x->slow) { if (nslow < lat_cap) slow_lat[nslow++] = (float)us; }
+    else if (nfast < lat_cap) fast_lat[nfast++] = (float)us;
+    if (t < end) send_batch(i);
+    return;
+  }
   size_t done = x->got / payload;
   x->got += (size_t)r;
   for (size_t k = x->got / payload; done < k; done++) record(us);  // every request whose reply just completed
@@ -192,7 +218,7 @@ static void loop(double until, int stop_when_connected) {
       if (x->state == HANDSHAKING) { do_handshake(i); if (x->state != HANDSHAKING) pending--; continue; }
       if (x->state != ACTIVE) continue;
       if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) do_read(i);  // read reports EOF and errors
-      if (x->state == ACTIVE && (e & EPOLLOUT) && x->sent < batch) do_write(i);
+      if (x->state == ACTIVE && (e & EPOLLOUT) && x->sent < x->out_len) do_write(i);
     }
   }
 }
@@ -211,23 +237,26 @@ static void select_nth(float *a, long lo, long hi, long k) {
   }
 }
 
-// Nearest-rank percentiles; each selection leaves everything above its rank to the right for the next, higher one.
-static void percentiles(double *out, const double *ps, int n) {
+// Nearest-rank percentiles of a[0..count); each selection leaves everything above its rank to the right for the
+// next, higher one.
+static void percentiles_of(float *a, long count, double *out, const double *ps, int n) {
   long from = 0;
   for (int q = 0; q < n; q++) {
-    if (nlat == 0) { out[q] = 0; continue; }
-    double rank = ps[q] * nlat; long k = (long)rank;  // ceil(rank) - 1, without libm
+    if (count == 0) { out[q] = 0; continue; }
+    double rank = ps[q] * count; long k = (long)rank;  // ceil(rank) - 1, without libm
     if (k < rank) k++;
     k--;
     if (k < from) k = from;
-    if (k >= nlat) k = nlat - 1;
-    select_nth(lat, from, nlat - 1, k); out[q] = lat[k]; from = k;
+    if (k >= count) k = count - 1;
+    select_nth(a, from, count - 1, k); out[q] = a[k]; from = k;
   }
 }
 
+static void percentiles(double *out, const double *ps, int n) { percentiles_of(lat, nlat, out, ps, n); }
+
 static int usage(void) {
   fprintf(stderr, "usage: echo_client PORT CONNECTIONS SECONDS [--payload BYTES] [--pipeline N] "
-                  "[--connect-per-request] [--idle] [--tls] [--hold]\n");
+                  "[--connect-per-request] [--idle] [--tls] [--hold] [--mixed N]\n");
   return 2;
 }
 
@@ -240,6 +269,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[a], "--connect-per-request")) per_request = 1;
     else if (!strcmp(argv[a], "--idle")) idle = 1;
     else if (!strcmp(argv[a], "--hold")) hold = 1;
+    else if (!strcmp(argv[a], "--mixed") && a + 1 < argc) mixed = strtol(argv[++a], NULL, 10);
     else if (!strcmp(argv[a], "--tls")) {
       tls = SSL_CTX_new(TLS_client_method());
       SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -249,6 +279,8 @@ int main(int argc, char **argv) {
   }
   if (nconn < 1 || payload < 1 || pipeline < 1 || seconds <= 0) return usage();
   if (per_request) pipeline = 1;  // one request per connection
+  if (mixed < 0 || (mixed && (per_request || idle || tls))) return usage();
+  if (mixed) pipeline = 1;
 
   signal(SIGPIPE, SIG_IGN);
   struct rlimit rl; if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
@@ -258,6 +290,7 @@ int main(int argc, char **argv) {
   batch = payload * pipeline; req = malloc(batch);
   for (size_t b = 0; b < batch; b++) req[b] = (b % payload == payload - 1) ? '\n' : 'x';
   while (!(lat = malloc(lat_cap * sizeof *lat))) lat_cap /= 2;
+  if (mixed && (!(fast_lat = malloc(lat_cap * sizeof *lat)) || !(slow_lat = malloc(lat_cap * sizeof *lat)))) return 1;
   double start = now();
 
   if (idle) {
@@ -303,7 +336,14 @@ int main(int argc, char **argv) {
   static const double ps[3] = { 0.50, 0.99, 0.999 };
   double pv[3]; percentiles(pv, ps, 3);
   printf("{\"requests\": %ld, \"seconds\": %.3f, \"requests_per_second\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
-         "\"p999_us\": %.1f, \"errors\": %ld, \"connected\": %ld}\n",
+         "\"p999_us\": %.1f, \"errors\": %ld, \"connected\": %ld",
          requests, elapsed, requests / elapsed, pv[0], pv[1], pv[2], errors, connected);
+  if (mixed) {
+    static const double p99[1] = { 0.99 }, p50[1] = { 0.50 };
+    double fast[1], slow[1];
+    percentiles_of(fast_lat, nfast, fast, p99, 1); percentiles_of(slow_lat, nslow, slow, p50, 1);
+    printf(", \"fast_p99_us\": %.1f, \"slow_p50_us\": %.1f, \"slow_requests\": %ld", fast[0], slow[0], nslow);
+  }
+  printf("}\n");
   return 0;
 }

@@ -11,6 +11,27 @@ public protocol Session {
 
     /// Why the session asked to close; `nil` while it has not.
     var closeReason: SessionCloseReason? { get }
+
+    /// The blocking work the last ``consume(_:into:)`` stopped at, once: a request whose reply waits for a call that
+    /// may block. The caller runs it where blocking stalls no one else (the request's own thread, or a loop's
+    /// blocking pool), appends its reply to the output, then consumes on; until then the session consumes nothing.
+    mutating func takeBlockingWork() -> BlockingWork?
+}
+
+extension Session {
+    /// Sessions that never block have none.
+    public mutating func takeBlockingWork() -> BlockingWork? { nil }
+}
+
+/// Work a reply waits for that may block (a call into a library without async I/O, a disk read, Redis's
+/// `DEBUG SLEEP`), handed out by ``Session/takeBlockingWork()``.
+public struct BlockingWork: Sendable {
+    /// Does the work; returns the reply's bytes.
+    public let run: @Sendable () -> [UInt8]
+
+    public init(_ run: @escaping @Sendable () -> [UInt8]) {
+        self.run = run
+    }
 }
 
 /// Why a ``Session`` asked for its connection to be closed.
@@ -75,13 +96,23 @@ public protocol RESPCommandHandler: Sendable {
     /// Executes one command (its name and arguments).
     /// - Returns: the reply, and whether the connection should close after it (QUIT).
     func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool)
+
+    /// The blocking call a command's reply waits for, or `nil` for a command ``execute(_:)`` answers at once.
+    func blockingWork(_ arguments: [[UInt8]]) -> (@Sendable () -> RESP.Reply)?
 }
 
-/// Pipelined RESP2 commands, each answered by the application.
+extension RESPCommandHandler {
+    /// No command blocks.
+    public func blockingWork(_ arguments: [[UInt8]]) -> (@Sendable () -> RESP.Reply)? { nil }
+}
+
+/// Pipelined RESP2 commands, each answered by the application; one that blocks
+/// (``RESPCommandHandler/blockingWork(_:)``) stops the consuming until its reply is in (``takeBlockingWork()``).
 public struct RESPSession<Commands: RESPCommandHandler>: Session {
     public let commands: Commands
     public let limits: Limits
     public private(set) var closeReason: SessionCloseReason?
+    private var pendingWork: BlockingWork?
 
     public init(commands: Commands, limits: Limits = .default) {
         self.commands = commands
@@ -91,6 +122,7 @@ public struct RESPSession<Commands: RESPCommandHandler>: Session {
     public mutating func consume(_ input: UnsafeRawBufferPointer, into output: inout [UInt8])
         -> (consumed: Int, requests: Int, keepOpen: Bool)
     {
+        guard pendingWork == nil else { return (0, 0, true) }  // the reply waiting for its work comes first
         var consumed = 0
         var requests = 0
         while true {
@@ -105,6 +137,14 @@ public struct RESPSession<Commands: RESPCommandHandler>: Session {
             guard let (arguments, length) = parsed else { return (consumed, requests, true) }
             consumed += length
             if arguments.isEmpty { continue }
+            if let work = commands.blockingWork(arguments) {
+                pendingWork = BlockingWork {
+                    var reply: [UInt8] = []
+                    work().encode(into: &reply)
+                    return reply
+                }
+                return (consumed, requests + 1, true)
+            }
             let outcome = commands.execute(arguments)
             outcome.reply.encode(into: &output)
             requests += 1
@@ -113,5 +153,10 @@ public struct RESPSession<Commands: RESPCommandHandler>: Session {
                 return (consumed, requests, false)
             }
         }
+    }
+
+    public mutating func takeBlockingWork() -> BlockingWork? {
+        defer { pendingWork = nil }
+        return pendingWork
     }
 }

@@ -37,6 +37,14 @@ open class BaseServer: @unchecked Sendable {
     public let mixIn: ProcessingMixIn
     /// The loop the server waits on; serving runs it on the calling thread.
     public let loop: EventLoop
+    /// The loops a reactor server serves its connections on, or `nil` to serve them on ``loop``.
+    ///
+    /// With a group, ``loop`` (run by the thread in ``serveForever(pollInterval:)``, as without one) accepts,
+    /// verifies and hands each connection to the group's loops in turn, where its handler runs; ``handleError(_:clientAddress:error:)``,
+    /// ``shutdownRequest(_:)`` and ``closeRequest(_:)`` then run on those loops' threads. ``shutdown(gracePeriod:)``
+    /// and ``serverClose()`` reach the connections on every loop. Shut the group down after the servers on it
+    /// are closed.
+    public let group: LoopGroup?
     /// How long ``handleRequest()`` waits for a request before ``handleTimeout()``; `nil` takes the mode's
     /// ``ProcessingMixIn/timeout`` (`nil` but in forking mode, where it is 300 s as in Python), and `nil` there
     /// waits forever.
@@ -75,8 +83,10 @@ open class BaseServer: @unchecked Sendable {
     }
     private let serveState = Mutex(ServeState())
     private let shutdownRequested = Atomic<Bool>(false)
-    /// The requests in progress a drain reaches.
+    /// The requests in progress a drain reaches: those on ``loop`` (and the blocking sockets served).
     let openRequests = OpenRequests()
+    /// Those on each of the ``group``'s loops, in its order.
+    let groupRequests: [OpenRequests]
     private let draining = Atomic<Bool>(false)
     /// Set when a drain cuts the requests left: what they fail with afterwards is the cut, not a handler's error.
     private let cutting = Atomic<Bool>(false)
@@ -91,20 +101,29 @@ open class BaseServer: @unchecked Sendable {
     ///   - requestHandler: the handler class per request; must suit the mode (async or callback for reactor mode).
     ///   - mixIn: the processing mode; sequential by default.
     ///   - loop: the loop to wait on; a new one by default.
+    ///   - group: the loops to serve connections on (reactor mode); `nil` serves them on `loop`.
     /// - Throws: ``ServerError/handlerDoesNotMatchMode(_:)``, or a `ReactorError` if no loop can be made.
     public init(
         serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn = ProcessingMixIn(),
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         guard requestHandler.runsOnLoop == mixIn.handlesAsync else {
             throw ServerError.handlerDoesNotMatchMode(
                 "\(type(of: mixIn)) needs \(mixIn.handlesAsync ? "an async or callback" : "a blocking") request handler"
             )
         }
+        if group != nil && !(mixIn is ReactorMixIn) {
+            throw ServerError.handlerDoesNotMatchMode("a LoopGroup serves reactor mode, not \(type(of: mixIn))")
+        }
+        if let loop, let group, group.loops.contains(where: { $0 === loop }) {
+            preconditionFailure("a server's loop accepts for its group: pass a loop outside the group")
+        }
         self.serverAddress = serverAddress
         self.requestHandler = requestHandler
         self.mixIn = mixIn
         self.loop = try loop ?? EventLoop()
+        self.group = group
+        groupRequests = group?.loops.map { _ in OpenRequests() } ?? []
         var logger = Logger(label: "SocketServer")
         logger[metadataKey: "server"] = "\(serverAddress)"
         self.logger = logger
@@ -173,10 +192,9 @@ open class BaseServer: @unchecked Sendable {
                 return true
             },
             onPause: { [unowned self] error in acceptingPaused(error) })
-        let metrics = self.metrics
         do {
             serviceTimer = try loop.scheduleRepeating(every: pollInterval) { [unowned self] _ in
-                metrics.reportLoop(loop)
+                reportLoops()
                 serviceActions()
             }
         } catch {
@@ -188,13 +206,22 @@ open class BaseServer: @unchecked Sendable {
     /// Stops waiting for requests on ``loop``; requests being served go on. Outside ``serveForever(pollInterval:)``
     /// it also ends a ``shutdown()`` or ``requestShutdown()``, so that a later ``startServing(pollInterval:)`` serves.
     public func stopServing() {
-        if serviceTimer != nil { metrics.reportLoop(loop) }
+        if serviceTimer != nil { reportLoops() }
         acceptor?.close()
         acceptor = nil
         serviceTimer?.cancel()
         serviceTimer = nil
         serveState.withLock { state in
             if !state.serving { shutdownRequested.store(false, ordering: .releasing) }
+        }
+    }
+
+    /// Counts the callbacks ``loop`` ran, on its thread, and each ``group`` loop's, on theirs.
+    private func reportLoops() {
+        let metrics = self.metrics
+        metrics.reportLoop(loop, since: &openRequests.reportedCallbacks)
+        for (loop, registry) in zip(group?.loops ?? [], groupRequests) {
+            loop.execute { metrics.reportLoop(loop, since: &registry.reportedCallbacks) }
         }
     }
 
@@ -486,6 +513,12 @@ open class BaseServer: @unchecked Sendable {
         return false
     }
 
+    /// The registry of the requests on `loop`: ``loop``'s or a ``group`` loop's.
+    final func openRequests(on loop: EventLoop) -> OpenRequests {
+        if loop === self.loop || groupRequests.isEmpty { return openRequests }
+        return group?.loops.firstIndex { $0 === loop }.map { groupRequests[$0] } ?? openRequests
+    }
+
     /// The request the accepting thread is handing to the mode, until the mode takes it.
     private var handedOver: RequestInProgress?
 
@@ -529,7 +562,9 @@ open class BaseServer: @unchecked Sendable {
             throw ServerError.handlerDoesNotMatchMode("an async finishRequest needs an async handler")
         }
         let handler = try handlerType.init(request: request, clientAddress: clientAddress, server: self)
-        if case .connection(let connection) = request { openRequests.attach(handler, to: connection) }
+        if case .connection(let connection) = request {
+            openRequests(on: connection.loop).attach(handler, to: connection)
+        }
         try await handler.run()
     }
 

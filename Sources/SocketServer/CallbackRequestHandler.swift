@@ -93,6 +93,6 @@ open class CallbackRequestHandler: ConnectionDelegate, DrainableHandler {
         // The end of the request, as in every mode: shutdownRequest once, then the request in progress (held by the
         // server's open requests, which end it as they let the closed connection go).
         server.shutdownRequest(.connection(connection))
-        server.openRequests.release(connection)
+        server.openRequests(on: connection.loop).release(connection)
     }
 }

@@ -160,24 +160,25 @@ open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchec
     }
 }
 
-/// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
+/// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler;
+/// with a `group`, on the group's loops (``BaseServer/group``).
 open class ReactorTCPServer: TCPServer, @unchecked Sendable {
     public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+            loop: loop, group: group)
     }
 
     public init(
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         try super.init(
             address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+            loop: loop, group: group)
     }
 }
 
@@ -193,24 +194,25 @@ open class ReactorUDPServer: UDPServer, @unchecked Sendable {
     }
 }
 
-/// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback handler.
+/// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback
+/// handler; with a `group`, on the group's loops (``BaseServer/group``).
 open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
     public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         try super.init(
             address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+            loop: loop, group: group)
     }
 
     public init(
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         try super.init(
             address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
-            loop: loop)
+            loop: loop, group: group)
     }
 }
 

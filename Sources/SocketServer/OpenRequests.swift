@@ -30,7 +30,8 @@ protocol DrainableHandler: AnyObject {
 /// sequential and threading mode, and the connections on the server's loop, from accept until they have closed
 /// completely: served in reactor mode (each with its handler, told of a drain, and its task, cancelled at the
 /// cut), then closing (sending their last replies, lingering); a sequential request's lingering close joins it
-/// too. Forked children are the ``ForkingMixIn``'s own list.
+/// too. Forked children are the ``ForkingMixIn``'s own list. A server on a ``LoopGroup`` has one more registry per
+/// group loop, for the connections served there (``BaseServer/openRequests(on:)``).
 final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
     /// Blocking sockets being served.
     private let sockets = BlockingSockets()
@@ -43,6 +44,10 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         /// Sending its last bytes, or lingering, with no request.
         case closing(Connection)
     }
+    /// Run once no connection is open or closing (``whenEmpty(_:)``).
+    private var emptyWaiters: [() -> Void] = []
+    /// The loop's callback count at the server's last report of it (``ServerMetrics/reportLoop(_:since:)``).
+    var reportedCallbacks: UInt64 = 0
 
     // MARK: Blocking sockets
 
@@ -74,6 +79,7 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         let entry: LoopEntry?
         if connection.isClosed {
             entry = connections.removeValue(forKey: key)
+            if connections.isEmpty { emptied() }
         } else {
             entry = connections.updateValue(.closing(connection), forKey: key)
             connection.delegate = self
@@ -91,6 +97,20 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
 
     func connection(_ connection: Connection, didCloseWith error: (any Error)?) {
         connections[ObjectIdentifier(connection)] = nil
+        if connections.isEmpty { emptied() }
+    }
+
+    /// Runs `body` once no connection is open or closing on the loop: at once if none is.
+    func whenEmpty(_ body: @escaping () -> Void) {
+        if connections.isEmpty { return body() }
+        emptyWaiters.append(body)
+    }
+
+    private func emptied() {
+        guard !emptyWaiters.isEmpty else { return }
+        let waiters = emptyWaiters
+        emptyWaiters = []
+        for waiter in waiters { waiter() }
     }
 
     /// Tells every handler on the loop that the server drains: an async handler attached, or a callback handler,

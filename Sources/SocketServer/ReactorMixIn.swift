@@ -1,3 +1,4 @@
+import Dispatch
 import Reactor
 import Synchronization
 
@@ -20,20 +21,48 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// once and its request finishes when the connection closes; an async handler runs in a task, after
     /// which the request is shut down.
     ///
+    /// On a ``BaseServer/group`` the accepted socket goes to the group's loops in turn (``connectionsPerLoop``) and
+    /// becomes a `Connection` there, where everything after happens.
+    ///
     /// A TLS connection's handler starts once its handshake has completed on the loop; a failed handshake
     /// goes to `handleError` and ends the request.
     open override func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let inProgress = server.takeRequestInProgress(request)
+        if let group = server.group, case .stream(let socket) = request {
+            if connectionsPerLoop.isEmpty { connectionsPerLoop = Array(repeating: 0, count: group.loops.count) }
+            let loop = group.loops[nextLoop]
+            connectionsPerLoop[nextLoop] += 1
+            nextLoop = (nextLoop + 1) % group.loops.count
+            loop.execute { [self] in
+                do {
+                    inProgress.adopted(as: try Connection(adopting: socket, on: loop), server: server)
+                    try start(inProgress, clientAddress: clientAddress, server: server)
+                } catch {
+                    server.reportHandlerError(inProgress.request, clientAddress: clientAddress, error: error)
+                    server.shutdownRequest(inProgress.request)
+                    inProgress.finish()
+                }
+            }
+            return
+        }
         do {
             if case .stream(let socket) = request {
-                let connection = try Connection(adopting: socket, on: server.loop)
-                inProgress.request = .connection(connection)
-                server.openRequests.add(connection, inProgress)
+                inProgress.adopted(as: try Connection(adopting: socket, on: server.loop), server: server)
             }
         } catch {
             inProgress.finish()
             throw error
         }
+        try start(inProgress, clientAddress: clientAddress, server: server)
+    }
+
+    /// How many connections went to each loop of the server's ``BaseServer/group``, in its order (empty without
+    /// one, or before the first). Read on the serving thread, or once serving has stopped.
+    public private(set) var connectionsPerLoop: [Int] = []
+    private var nextLoop = 0
+
+    /// Serves the request now, or once its TLS handshake has completed.
+    private func start(_ inProgress: RequestInProgress, clientAddress: SocketAddress, server: BaseServer) throws {
         let request = inProgress.request
         guard case .connection(let connection) = request, !connection.isHandshakeComplete else {
             return try serve(inProgress, clientAddress: clientAddress, server: server)
@@ -62,7 +91,9 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
                 throw error
             }
         }
-        let task = server.loop.spawn {
+        let loop: EventLoop
+        if case .connection(let connection) = request { loop = connection.loop } else { loop = server.loop }
+        let task = loop.spawn {
             do {
                 try await server.finishRequest(request, clientAddress: clientAddress)
             } catch {
@@ -75,13 +106,21 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
             }
             inProgress.finish()
         }
-        if case .connection(let connection) = request { server.openRequests.attach(task, to: connection) }
+        if case .connection(let connection) = request {
+            server.openRequests(on: connection.loop).attach(task, to: connection)
+        }
     }
 
     /// Runs the loop until the handlers in progress have finished, unless ``ProcessingMixIn/blockOnClose`` is cleared
     /// (or a drain has waited already); then, unless the loop runs on, until the connections still sending their
-    /// last replies have closed (each within its own timeouts, at most 5 s in all), and resets any left.
+    /// last replies have closed (each within its own timeouts, at most 5 s in all), and resets any left. On a
+    /// ``BaseServer/group`` the same, while the group's threads run its loops.
     open override func serverClose(_ server: BaseServer) {
+        if server.group != nil {
+            if blockOnClose { _ = awaitGroup(server, until: drained ? .now + .seconds(5) : nil) }
+            cutGroup(server)
+            _ = awaitGroup(server, until: .now + .seconds(1))
+        }
         guard !server.loop.isRunning else { return }
         if blockOnClose && !drained && activeRequests > 0 {
             server.loop.takeOwnership()
@@ -93,14 +132,17 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     }
 
     // MARK: The drain
-    /// Each handler on the loop hears of the drain (``CallbackRequestHandler/handleDrain()``,
+    /// Each handler on the loop (or the group's loops) hears of the drain (``CallbackRequestHandler/handleDrain()``,
     /// ``AsyncBaseRequestHandler/handleDrain()``).
     override func beginDrain(_ server: BaseServer) {
         server.openRequests.drainConnections()
+        forEachGroupLoop(server) { $0.drainConnections() }
     }
 
-    /// Runs the loop until every handler has finished, and every connection has closed, or `deadline` passes.
+    /// Runs the loop until every handler has finished, and every connection has closed, or `deadline` passes; on a
+    /// group, waits for its loops to get there.
     override func awaitRequests(_ server: BaseServer, until deadline: ContinuousClock.Instant) -> Bool {
+        if server.group != nil { return awaitGroup(server, until: deadline) }
         while hasRequestsInProgress || server.openRequests.hasConnections {
             let left = deadline - ContinuousClock.now
             if left <= .zero { return false }
@@ -112,5 +154,40 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// Cancels every handler's task and resets every connection still open.
     override func cutRequests(_ server: BaseServer) {
         server.openRequests.cutConnections()
+        cutGroup(server)
+    }
+
+    // MARK: On a group
+
+    /// Runs `body` with each group loop's registry, on that loop's thread.
+    private func forEachGroupLoop(_ server: BaseServer, _ body: @escaping @Sendable (OpenRequests) -> Void) {
+        for (loop, registry) in zip(server.group?.loops ?? [], server.groupRequests) {
+            loop.execute { body(registry) }
+        }
+    }
+
+    private func cutGroup(_ server: BaseServer) {
+        forEachGroupLoop(server) { $0.cutConnections() }
+    }
+
+    /// Waits, on a thread outside the group, until no connection is open or closing on any of its loops (each
+    /// loop's connections handed to it before are there by then: its work runs in order), or `deadline` passes.
+    private func awaitGroup(_ server: BaseServer, until deadline: ContinuousClock.Instant?) -> Bool {
+        guard let group = server.group else { return true }
+        precondition(!group.loops.contains { $0.inEventLoop }, "a server on a LoopGroup closed from one of its loops")
+        let emptied = DispatchSemaphore(value: 0)
+        // A loop stopped already (its group shut down first) runs nothing more: its connections stay as they are.
+        let running = zip(group.loops, server.groupRequests).filter { $0.0.isRunning }
+        for (loop, registry) in running {
+            loop.execute { registry.whenEmpty { emptied.signal() } }
+        }
+        for _ in running {
+            guard let deadline else {
+                emptied.wait()
+                continue
+            }
+            if emptied.wait(timeout: deadline.dispatchTime) == .timedOut { return false }
+        }
+        return true
     }
 }

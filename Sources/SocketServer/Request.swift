@@ -18,14 +18,13 @@ public enum Request: @unchecked Sendable {
 /// server's ``ServerMetrics``) and, when this process serves it, in the server's open requests, where a drain
 /// reaches it. A second ``finish()`` does nothing; one dropped unfinished stops a debug build.
 final class RequestInProgress: @unchecked Sendable {
-    /// The request; a stream socket adopted by the loop becomes its connection (on the accepting thread, before
-    /// the request is handed on).
-    var request: Request
+    /// The request; a stream socket adopted by a loop becomes its connection (``adopted(as:)``).
+    private(set) var request: Request
     // What the end touches, held directly rather than through the server (whose `metrics` is a lazy property);
     // the registry is the server's own and outlives its requests, so it is not counted.
     private let mixIn: ProcessingMixIn
     private let metrics: ServerMetrics
-    private unowned(unsafe) let openRequests: OpenRequests
+    private unowned(unsafe) var openRequests: OpenRequests
     private let finished = Atomic<Bool>(false)
     /// Reactor mode, on the loop thread: the handler a drain tells (an async one; a callback handler is found as its
     /// connection's delegate) and the task a cut cancels.
@@ -42,9 +41,19 @@ final class RequestInProgress: @unchecked Sendable {
         metrics.inProgress.increment()
         switch request {
         case .stream(let socket) where mixIn.servesInThisProcess: openRequests.add(socket)
-        case .connection(let connection): openRequests.add(connection, self)
+        case .connection(let connection):
+            openRequests = server.openRequests(on: connection.loop)
+            openRequests.add(connection, self)
         default: break
         }
+    }
+
+    /// The stream socket became `connection`, on its loop's thread: the request is that connection from now on, in
+    /// the registry of its loop.
+    func adopted(as connection: Connection, server: BaseServer) {
+        request = .connection(connection)
+        openRequests = server.openRequests(on: connection.loop)
+        openRequests.add(connection, self)
     }
 
     var isFinished: Bool { finished.load(ordering: .acquiring) }

@@ -51,9 +51,6 @@ public final class ServerMetrics: @unchecked Sendable {
     let loopCallbacks: Counter
     let drainFinished: Counter
     let drainCut: Counter
-    /// The loop's callback count at the last report.
-    var reportedCallbacks: UInt64 = 0
-
     /// Metrics with `dimensions`, made by `factory` (by default the bootstrapped one).
     public init(dimensions: [(String, String)], factory: any MetricsFactory = MetricsSystem.factory) {
         func counter(_ name: String) -> Counter {
@@ -86,10 +83,10 @@ public final class ServerMetrics: @unchecked Sendable {
         finished.increment()
     }
 
-    /// Adds the callbacks `loop` ran since the last report. Call on the loop thread.
-    func reportLoop(_ loop: EventLoop) {
+    /// Adds the callbacks `loop` ran since the last report, whose count is `reported`. Call on the loop thread.
+    func reportLoop(_ loop: EventLoop, since reported: inout UInt64) {
         let now = loop.callbacksRun
-        if now > reportedCallbacks { loopCallbacks.increment(by: now - reportedCallbacks) }
-        reportedCallbacks = now
+        if now > reported { loopCallbacks.increment(by: now - reported) }
+        reported = now
     }
 }

@@ -77,12 +77,13 @@ open class TCPServer: BaseServer, @unchecked Sendable {
             bindAndActivate: bindAndActivate, loop: loop)
     }
 
-    /// A server in any mode.
+    /// A server in any mode; in reactor mode, with `group`, its connections are served on the group's loops
+    /// (``BaseServer/group``).
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, ``ServerError/handlerDoesNotMatchMode(_:)``, or the
     ///   `IOError` of a failed bind or listen (the socket is then closed).
     public init(
         _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
-        bindAndActivate: Bool = true, loop: EventLoop? = nil
+        bindAndActivate: Bool = true, loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
         guard Self.addressFamilies.contains(serverAddress.family) else {
             throw ServerError.wrongAddressFamily("\(Self.self) serves \(Self.addressFamilies), not \(serverAddress)")
@@ -91,7 +92,8 @@ open class TCPServer: BaseServer, @unchecked Sendable {
             throw ServerError.handlerDoesNotMatchMode("\(Self.self): \(mismatch)")
         }
         socket = try Socket(family: serverAddress.family, kind: Self.socketKind, nonBlocking: true)
-        try super.init(serverAddress: serverAddress, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        try super.init(
+            serverAddress: serverAddress, requestHandler: requestHandler, mixIn: mixIn, loop: loop, group: group)
         requestQueueSize = Self.requestQueueSize
         allowReuseAddress = Self.allowReuseAddress
         allowReusePort = Self.allowReusePort
@@ -115,10 +117,9 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// - Throws: ``ServerError/wrongAddressFamily(_:)``, ``ServerError/handlerDoesNotMatchMode(_:)``, or an
     ///   `IOError` when the socket has no address.
     public init(
-        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, loop: EventLoop? = nil
-    )
-        throws
-    {
+        adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, loop: EventLoop? = nil,
+        group: LoopGroup? = nil
+    ) throws {
         guard let address = socket.localAddress else {
             throw IOError(errnoCode: ENOTCONN, operation: "getsockname of the adopted socket")
         }
@@ -129,7 +130,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
             throw ServerError.handlerDoesNotMatchMode("\(Self.self): \(mismatch)")
         }
         self.socket = socket
-        try super.init(serverAddress: address, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        try super.init(serverAddress: address, requestHandler: requestHandler, mixIn: mixIn, loop: loop, group: group)
         requestQueueSize = Self.requestQueueSize
         allowReuseAddress = Self.allowReuseAddress
         allowReusePort = Self.allowReusePort
@@ -175,14 +176,15 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     }
 
     /// Accepts one connection: a blocking socket for the blocking modes, straight into a loop `Connection`
-    /// for the reactor. With ``tls``, TLS is started on it; its handshake runs later (see the class).
+    /// for the reactor (on a ``BaseServer/group``, a non-blocking socket the mode hands to a loop of the group).
+    /// With ``tls``, TLS is started on it; its handshake runs later (see the class).
     open override func getRequest() throws -> (Request, SocketAddress)? {
         let tls = self.tls
-        if mixIn.handlesAsync {
+        if mixIn.handlesAsync && group == nil {
             guard let (connection, address) = try socket.acceptConnection(on: loop, tls: tls) else { return nil }
             return (.connection(connection), address ?? .unnamedUnix)
         }
-        guard let (connection, address) = try socket.accept(nonBlocking: false) else { return nil }
+        guard let (connection, address) = try socket.accept(nonBlocking: group != nil) else { return nil }
         if let tls {
             do {
                 try connection.startTLS(tls)
@@ -236,7 +238,7 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         case .connection(let connection):
             connection.close()
             // Until its last bytes are sent (a refused one's, say); a callback handler's is closed already here.
-            if !connection.isClosed { openRequests.release(connection) }
+            if !connection.isClosed { openRequests(on: connection.loop).release(connection) }
         case .datagram: break
         }
     }

@@ -19,7 +19,7 @@ open class UDPServer: TCPServer, @unchecked Sendable {
             bindAndActivate: bindAndActivate, loop: loop)
     }
 
-    public override init(
+    public init(
         _ serverAddress: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn,
         bindAndActivate: Bool = true, loop: EventLoop? = nil
     ) throws {
@@ -29,7 +29,7 @@ open class UDPServer: TCPServer, @unchecked Sendable {
     }
 
     /// A server on a datagram socket that is already bound (systemd's socket activation, a parent process).
-    public override init(
+    public init(
         adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, loop: EventLoop? = nil
     ) throws {
         try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)

@@ -25,35 +25,38 @@ open class HTTPServer: TCPServer, HTTPServing, @unchecked Sendable {
     /// - Throws: `ServerError/wrongAddressFamily(_:)`, or the `IOError` of a failed bind or listen.
     public init(
         _ address: SocketAddress, mixIn: ProcessingMixIn = ProcessingMixIn(), bindAndActivate: Bool = true,
-        loop: EventLoop? = nil, handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
-    ) throws {
-        http = HTTPService(makeHandler: makeHandler)
-        try super.init(
-            address, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn,
-            bindAndActivate: bindAndActivate, loop: loop)
-    }
-
-    /// A server on a socket already bound and listening: one passed by systemd's socket activation or by the
-    /// process this one replaces (see `TCPServer.init(adopting:requestHandler:mixIn:loop:)`).
-    /// - Throws: `ServerError/wrongAddressFamily(_:)`, or an `IOError` when the socket has no address.
-    public init(
-        adopting socket: Socket, mixIn: ProcessingMixIn = ProcessingMixIn(), loop: EventLoop? = nil,
+        loop: EventLoop? = nil, group: LoopGroup? = nil,
         handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
     ) throws {
         http = HTTPService(makeHandler: makeHandler)
         try super.init(
-            adopting: socket, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn, loop: loop)
+            address, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn,
+            bindAndActivate: bindAndActivate, loop: loop, group: group)
+    }
+
+    /// A server on a socket already bound and listening: one passed by systemd's socket activation or by the
+    /// process this one replaces (see `TCPServer.init(adopting:requestHandler:mixIn:loop:group:)`).
+    /// - Throws: `ServerError/wrongAddressFamily(_:)`, or an `IOError` when the socket has no address.
+    public init(
+        adopting socket: Socket, mixIn: ProcessingMixIn = ProcessingMixIn(), loop: EventLoop? = nil,
+        group: LoopGroup? = nil, handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
+    ) throws {
+        http = HTTPService(makeHandler: makeHandler)
+        try super.init(
+            adopting: socket, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn, loop: loop,
+            group: group)
     }
 
     /// A server with the HTTP configuration `http`, whatever kind of handler it makes (the reactor server's
     /// async handlers come through here).
     init(
-        _ address: SocketAddress, mixIn: ProcessingMixIn, bindAndActivate: Bool, loop: EventLoop?, http: HTTPService
+        _ address: SocketAddress, mixIn: ProcessingMixIn, bindAndActivate: Bool, loop: EventLoop?,
+        group: LoopGroup? = nil, http: HTTPService
     ) throws {
         self.http = http
         try super.init(
             address, requestHandler: HTTPService.requestHandler(for: mixIn), mixIn: mixIn,
-            bindAndActivate: bindAndActivate, loop: loop)
+            bindAndActivate: bindAndActivate, loop: loop, group: group)
     }
 
     /// A server in the mode of `mixIn` (sequential by default) serving each connection with a new `handler`.
@@ -123,37 +126,38 @@ open class ReactorHTTPServer: HTTPServer, @unchecked Sendable {
     public let reactor: ReactorMixIn
 
     public init(
-        _ address: SocketAddress, bindAndActivate: Bool = true, loop: EventLoop? = nil,
+        _ address: SocketAddress, bindAndActivate: Bool = true, loop: EventLoop? = nil, group: LoopGroup? = nil,
         handler makeHandler: @escaping @Sendable () -> BaseHTTPRequestHandler
     ) throws {
         reactor = ReactorMixIn()
-        try super.init(address, mixIn: reactor, bindAndActivate: bindAndActivate, loop: loop, handler: makeHandler)
+        try super.init(
+            address, mixIn: reactor, bindAndActivate: bindAndActivate, loop: loop, group: group, handler: makeHandler)
     }
 
     public convenience init(
         _ address: SocketAddress, handler: BaseHTTPRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
-        try self.init(address, bindAndActivate: bindAndActivate, loop: loop) { handler.init() }
+        try self.init(address, bindAndActivate: bindAndActivate, loop: loop, group: group) { handler.init() }
     }
 
     /// A server whose handlers' `do` methods may await (``AsyncHTTPRequestHandler``): each request's runs in
     /// a task on the loop while the loop serves other connections.
     public init(
-        _ address: SocketAddress, bindAndActivate: Bool = true, loop: EventLoop? = nil,
+        _ address: SocketAddress, bindAndActivate: Bool = true, loop: EventLoop? = nil, group: LoopGroup? = nil,
         handler makeHandler: @escaping @Sendable () -> AsyncHTTPRequestHandler
     ) throws {
         reactor = ReactorMixIn()
         try super.init(
-            address, mixIn: reactor, bindAndActivate: bindAndActivate, loop: loop,
+            address, mixIn: reactor, bindAndActivate: bindAndActivate, loop: loop, group: group,
             http: HTTPService(makeHandler: makeHandler))
     }
 
     /// A server of `AsyncHTTPRequestHandler`s of type `handler`.
     public convenience init(
         _ address: SocketAddress, handler: AsyncHTTPRequestHandler.Type, bindAndActivate: Bool = true,
-        loop: EventLoop? = nil
+        loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
-        try self.init(address, bindAndActivate: bindAndActivate, loop: loop) { handler.init() }
+        try self.init(address, bindAndActivate: bindAndActivate, loop: loop, group: group) { handler.init() }
     }
 }

@@ -39,7 +39,10 @@ final class BlockingSessionHandler: StreamRequestHandler {
             idleSince = .now
             metrics.countReceived(chunk.count)  // read past rfile, which would count it
             input.append(chunk)
-            let (requests, keepOpen) = session.consume(&input, into: &output)
+            let (requests, keepOpen) = try session.consumeBlocking(&input, into: &output) { output in
+                try wfile.write(output)
+                output.removeAll(keepingCapacity: true)
+            }
             stats.add(.requests, requests)
             if !output.isEmpty {
                 try wfile.write(output)
@@ -87,7 +90,18 @@ final class AsyncSessionHandler: AsyncStreamRequestHandler {
             }
             if chunk.isEmpty { return }
             input.append(chunk)
-            let (requests, keepOpen) = session.consume(&input, into: &output)
+            var (requests, keepOpen) = session.consume(&input, into: &output)
+            while keepOpen, let work = session.takeBlockingWork() {
+                // The replies before it go out first; the loop serves its other clients while the pool works.
+                if !output.isEmpty {
+                    try await wfile.write(output)
+                    output.removeAll(keepingCapacity: true)
+                }
+                output += context.blockingWorkOnLoop ? work.run() : try await connection.loop.runBlocking(work.run)
+                let more = session.consume(&input, into: &output)
+                requests += more.requests
+                keepOpen = more.keepOpen
+            }
             stats.add(.requests, requests)
             if !output.isEmpty {
                 try await wfile.write(output)
@@ -108,6 +122,10 @@ final class CallbackSessionHandler: CallbackRequestHandler {
     private let context: ServeContext
     private var session: any Session
     private var output: [UInt8] = []
+    /// Blocking work of the session's runs on the loop's pool: input arriving meanwhile waits for its reply.
+    private var waiting = false
+    private var waitingInput = ByteBuffer()
+    private var inputEnded = false
 
     required init(connection: Connection, clientAddress: SocketAddress, server: BaseServer) {
         context = server.sessionContext
@@ -122,20 +140,60 @@ final class CallbackSessionHandler: CallbackRequestHandler {
     }
 
     override func handle(_ buffer: inout ByteBuffer) {
+        guard !waiting else {  // kept in order behind the blocking work's reply, within the connection's input limit
+            buffer.withUnsafeReadableBytes { waitingInput.append($0) }
+            buffer.clear()
+            if waitingInput.readableBytes > connection.inputLimit {
+                context.stats.closed(
+                    clientAddress, .inputLimit, "over \(connection.inputLimit) bytes behind blocking work")
+                connection.close()
+            }
+            return
+        }
+        serve(&buffer)
+    }
+
+    private func serve(_ input: inout ByteBuffer) {
         let stats = context.stats
-        let (requests, keepOpen) = session.consume(&buffer, into: &output)
+        var (requests, keepOpen) =
+            context.blockingWorkOnLoop
+            ? session.consumeBlocking(&input, into: &output) { [connection] output in
+                connection.write(output)
+                output.removeAll(keepingCapacity: true)
+            } : session.consume(&input, into: &output)
         stats.add(.requests, requests)
+        if keepOpen, let work = session.takeBlockingWork() {  // on the pool: the replies before it go out now
+            waiting = true
+            input.withUnsafeReadableBytes { waitingInput.append($0) }
+            input.clear()
+            connection.loop.runBlocking(work.run) { [self] result in
+                waiting = false
+                guard connection.isOpen, case .success(let reply) = result else { return connection.close() }
+                output += reply
+                var rest = ByteBuffer()
+                swap(&rest, &waitingInput)
+                serve(&rest)
+                if inputEnded && !waiting { connection.close() }
+            }
+            keepOpen = true
+        }
         if !output.isEmpty {
             connection.write(output)
             output.removeAll(keepingCapacity: true)
         }
         if !keepOpen { stats.closed(clientAddress, session) }
-        if !keepOpen || server.isDraining { connection.close() }
+        if !waiting && (!keepOpen || server.isDraining) { connection.close() }
     }
 
-    /// A drain closes the connection once what was written is sent: every request read has its reply.
+    /// A drain closes the connection once what was written is sent: every request read has its reply (one
+    /// waiting for blocking work is written first).
     override func handleDrain() {
-        connection.close()
+        if !waiting { connection.close() }
+    }
+
+    /// The client's end of input closes once every request read has its reply (those behind blocking work too).
+    override func handleEndOfInput() {
+        if waiting { inputEnded = true } else { connection.close() }
     }
 
     override func finish(error: (any Error)?) {

@@ -1,8 +1,10 @@
+import Glibc
 import Protocols
 import Synchronization
 
 /// A key-value store that executes the commands of a small Redis: PING, ECHO, SET (EX/PX), GET, DEL,
-/// EXISTS, INCR, DECR, DBSIZE, FLUSHALL, COMMAND, CONFIG GET, QUIT. Thread-safe; keys expire lazily.
+/// EXISTS, INCR, DECR, DBSIZE, FLUSHALL, COMMAND, CONFIG GET, QUIT, and DEBUG SLEEP (a blocking call, handed out by
+/// ``blockingWork(_:)``). Thread-safe; keys expire lazily.
 public final class RedisStore: Sendable {
     private struct Entry {
         var value: [UInt8]
@@ -89,12 +91,38 @@ public final class RedisStore: Sendable {
         case "flushall":
             entries.withLock { $0.removeAll() }
             return reply(.ok)
+        case "debug":  // a valid DEBUG SLEEP is blocking work (blockingWork), never executed here
+            guard let subcommand = args.first, Self.commandName(subcommand) == "sleep" else {
+                return reply(.error("ERR DEBUG supports only SLEEP seconds"))
+            }
+            if let error = arity(args.count == 2) { return reply(error) }
+            return reply(.error("ERR DEBUG SLEEP takes 0 to \(Int(Self.longestSleep)) seconds"))
         default:
             let preview = args.prefix(3).map { "'\(String(decoding: $0, as: UTF8.self))'" }.joined(separator: " ")
             return reply(
                 .error(
                     "ERR unknown command '\(String(decoding: first, as: UTF8.self))', with args beginning with: \(preview)"
                 ))
+        }
+    }
+
+    /// The longest `DEBUG SLEEP`, in seconds: a client cannot hold a thread longer.
+    public static let longestSleep = 10.0
+
+    /// `DEBUG SLEEP seconds` (0 to ``longestSleep``, fractions allowed, as Redis's): the calling thread sleeps, then
+    /// the reply is `+OK`. A blocking call as real handlers make, for a workload that mixes them in. Anything else,
+    /// a malformed DEBUG included, is `nil`: ``execute(_:now:)`` answers it.
+    public func blockingWork(_ arguments: [[UInt8]]) -> (@Sendable () -> RESP.Reply)? {
+        guard arguments.count == 3, Self.commandName(arguments[0]) == "debug",
+            Self.commandName(arguments[1]) == "sleep",
+            let seconds = Double(String(decoding: arguments[2], as: UTF8.self)),
+            (0...Self.longestSleep).contains(seconds)
+        else { return nil }
+        return {
+            var asked = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+            var left = timespec()
+            while nanosleep(&asked, &left) != 0 && errno == EINTR { asked = left }
+            return .ok
         }
     }
 

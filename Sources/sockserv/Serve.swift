@@ -51,6 +51,11 @@ enum LogLevel: String, CaseIterable, ExpressibleByArgument {
 }
 
 /// `--backend`'s values, one spelling each.
+/// Where reactor mode runs a session's blocking work (`--blocking-work`).
+enum BlockingWorkOption: String, CaseIterable, ExpressibleByArgument {
+    case pool, loop
+}
+
 enum BackendOption: String, CaseIterable, ExpressibleByArgument {
     case auto, epoll, poll, select
 
@@ -116,10 +121,17 @@ struct Serve: ParsableCommand {
     @Option(
         name: .customLong("loops"), parsing: .unconditional,
         help: ArgumentHelp(
-            "Reactor mode over TCP: this many loops (1-64, default 1), each on its own thread with its own SO_REUSEPORT listener; refuses a port another socket listens on.",
+            "Reactor mode over streams: serve the connections on a group of this many loops (1-64, default 1), each on a thread of its own; the main thread's loop accepts and hands each connection to them in turn.",
             valueName: "loops"))
     var loopsOption: Int?
     var loops: Int { loopsOption ?? 1 }
+
+    @Option(
+        name: .customLong("blocking-work"),
+        help: ArgumentHelp(
+            "Reactor mode: where a blocking call (resp's DEBUG SLEEP) runs: pool (the loop's blocking pool, the default) or loop (on the loop thread, stalling its other clients: for comparison).",
+            valueName: "where"))
+    var blockingWork: BlockingWorkOption?
 
     @Option(help: "The address to listen on: a name, an IPv4 address or an IPv6 address (brackets optional).")
     var host = "127.0.0.1"
@@ -310,14 +322,17 @@ struct Serve: ParsableCommand {
             throw ValidationError(
                 "--handler is for echo and resp over streams in reactor mode (the mode is \(mode.rawValue))")
         }
-        if loopsOption != nil && (mode != .reactor || udp || unix != nil) {
-            throw ValidationError("--loops is for reactor mode over TCP")
+        if loopsOption != nil && (mode != .reactor || udp) {
+            throw ValidationError("--loops is for reactor mode over streams")
+        }
+        if blockingWork != nil && mode != .reactor {
+            throw ValidationError(
+                "--blocking-work is for reactor mode (the other modes block their own thread or child)")
         }
         if unixMode != nil && unix == nil { throw ValidationError("--unix-mode is for --unix sockets") }
         if Systemd.wasPassedSockets && !Restart.isReplacement {
             for (name, given) in [
                 ("--host", host != "127.0.0.1"), ("--port", port != 0), ("--unix", unix != nil),
-                ("--loops", loopsOption != nil),
             ] where given {
                 throw ValidationError("\(name) does not apply: systemd passed the sockets to serve (LISTEN_FDS)")
             }
@@ -394,6 +409,18 @@ struct Serve: ParsableCommand {
         var passedMetrics: Systemd.PassedSocket?
         let makeSession = sessionMaker()
         let idle = idleTimeout.map { Duration.milliseconds(Int($0 * 1000)) }
+        // One loop accepts (the main thread's); with --loops, a group's loops serve the connections.
+        let loop: EventLoop
+        let group: LoopGroup?
+        do {
+            loop = try EventLoop(backend: backend.backend)
+            group = loops > 1 ? try LoopGroup(loops: loops, backend: backend.backend) : nil
+        } catch {
+            writeToStandardError("sockserv: \(error)\n")
+            throw ExitCode(1)
+        }
+        let context = ServeContext(
+            makeSession: makeSession, idleTimeout: idle, stats: stats, blockingWorkOnLoop: blockingWork == .loop)
         var servers: [TCPServer] = []
         do {
             let allPassed = Systemd.passedSockets()
@@ -402,26 +429,15 @@ struct Serve: ParsableCommand {
             passedMetrics = allPassed.first { $0.name == "metrics" }
             let passed = allPassed.filter { $0.name != "metrics" }
             if !passed.isEmpty {
-                for socket in passed {  // one loop and thread each, as --loops
-                    servers.append(
-                        try adoptServer(
-                            socket, loop: try EventLoop(backend: backend.backend),
-                            context: ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)))
+                for socket in passed {
+                    servers.append(try adoptServer(socket, loop: loop, group: group, context: context))
                 }
             } else {
-                let address = try listenAddress()
-                if loops > 1 && address.port != 0 { try refuseSharedPort(address) }
-                for index in 0..<loops {
-                    // Loops after the first bind the port the first one got, side by side (SO_REUSEPORT).
-                    servers.append(
-                        try makeServer(
-                            index == 0 ? address : servers[0].serverAddress,
-                            loop: try EventLoop(backend: backend.backend),
-                            context: ServeContext(makeSession: makeSession, idleTimeout: idle, stats: stats)))
-                }
+                servers.append(try makeServer(try listenAddress(), loop: loop, group: group, context: context))
             }
         } catch {
             for server in servers { server.serverClose() }
+            group?.shutdown()
             writeToStandardError("sockserv: \(error)\n")
             throw ExitCode(1)
         }
@@ -438,10 +454,11 @@ struct Serve: ParsableCommand {
                 let socket = try passedMetrics.map { try Socket(adoptingBound: $0.fileDescriptor, kind: .stream) }
                 return try MetricsEndpoint(
                     address, adopting: socket, stats: stats, startTime: startTime,
-                    on: mode == .forking ? servers[0].loop : nil)
+                    on: mode == .forking ? loop : nil)
             }
         } catch {
             for server in servers { server.serverClose() }
+            group?.shutdown()
             writeToStandardError("sockserv: --metrics-address: \(error)\n")
             throw ExitCode(1)
         }
@@ -456,14 +473,14 @@ struct Serve: ParsableCommand {
         notifier?.notify("\(mainPID)READY=1\nSTATUS=listening on \(listening.joined(separator: ", "))")
         Restart.signalReady()
         let watchdog = try notifier?.watchdogInterval.map { interval in
-            try servers[0].loop.scheduleRepeating(every: interval) { _ in notifier?.notify("WATCHDOG=1") }
+            try loop.scheduleRepeating(every: interval) { _ in notifier?.notify("WATCHDOG=1") }
         }
-        let restart = Restart(loop: servers[0].loop) { _ in
+        let restart = Restart(loop: loop) { _ in
             // The new process serves on the same sockets: this one's closing must not remove a Unix socket's file.
             for server in servers { server.socket.keepUnixSocketFile() }
             for server in servers { server.requestShutdown() }
         }
-        let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: servers[0].loop) { _ in
+        let stopWatcher = try IOWatcher(fileDescriptor: wake, events: .readable, on: loop) { _ in
             var byte: UInt8 = 0
             var stop = false
             var dump = false
@@ -488,43 +505,30 @@ struct Serve: ParsableCommand {
                         + (metricsEndpoint.map { [(name: "metrics", descriptor: $0.socket.fileDescriptor)] } ?? []))
             }
         }
-        let cutOff = CutOffCount()
-        let others = DispatchGroup()
-        for server in servers.dropFirst() {
-            others.enter()
-            Thread.detachNewThread {
-                defer { others.leave() }
-                do { try serve(server, cutOff: cutOff) } catch { writeToStandardError("sockserv: \(error)\n") }
+        // The first server's serveForever runs the loop; the others (more sockets systemd passed) accept on it too.
+        loop.takeOwnership()
+        for server in servers.dropFirst() { try server.startServing(pollInterval: .milliseconds(250)) }
+        try servers[0].serveForever(pollInterval: .milliseconds(250))
+        for server in servers.dropFirst() { server.stopServing() }
+        // The library's drain, every server side by side, then the close.
+        let reports = BaseServer.shutdown(servers, gracePeriod: .milliseconds(Int(grace * 1000)))
+        for server in servers { server.serverClose() }
+        let perLoop = servers.compactMap { ($0.mixIn as? ReactorMixIn)?.connectionsPerLoop }
+            .reduce(into: [Int](repeating: 0, count: loops)) { sums, counts in
+                for (index, count) in counts.enumerated() { sums[index] += count }
             }
-        }
-        try serve(servers[0], cutOff: cutOff)
+        group?.shutdown()
         watchdog?.cancel()
         stopWatcher.cancel()
-        others.wait()
         metricsEndpoint?.stop()
-        let left = cutOff.requests.load(ordering: .relaxed)
+        let left = reports.reduce(0) { $0 + $1.cut }
         for _ in 0..<left { stats.add(.gracePeriod) }
         let cpu = CPUTime.ofThisProcess()
-        writeToStandardError("sockserv: \(stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\n")
+        let spread = group == nil ? "" : ", connections per loop: \(perLoop.map(String.init).joined(separator: " "))"
+        writeToStandardError("sockserv: \(stats.summary), \(String(format: "%.3f", cpu.total)) s CPU\(spread)\n")
         if left > 0 {
             writeToStandardError("sockserv: cut off \(left) requests in progress after the \(grace) s grace period\n")
             throw ExitCode(1)
-        }
-    }
-
-    /// With `--loops`: SO_REUSEPORT would let this server share the port with another that set it too, and
-    /// take half its connections. A bind without it fails while any socket listens on the address.
-    private func refuseSharedPort(_ address: SocketAddress) throws {
-        do throws(IOError) {
-            let probe = try Socket(binding: address, kind: .stream, reuseAddress: true, reusePort: false)
-            probe.close()
-        } catch {
-            guard error.errnoCode == EADDRINUSE else { throw error }
-            throw IOError(
-                errnoCode: EADDRINUSE,
-                operation:
-                    "--loops \(loops): another socket already listens on \(address), and SO_REUSEPORT would share its connections"
-            )
         }
     }
 
@@ -541,31 +545,17 @@ struct Serve: ParsableCommand {
         }
     }
 
-    /// Requests cut off at the end of the grace period, over all loops.
-    private final class CutOffCount: Sendable {
-        let requests = Atomic<Int>(0)
-    }
-
-    /// Serves until stopped, lets requests in progress finish (the library's drain), closes. Runs on the
-    /// server's loop thread.
-    private func serve(_ server: TCPServer, cutOff: CutOffCount) throws {
-        try server.serveForever(pollInterval: .milliseconds(250))
-        let report = server.shutdown(gracePeriod: .milliseconds(Int(grace * 1000)))
-        cutOff.requests.add(report.cut, ordering: .relaxed)
-        server.serverClose()
-    }
-
     /// A server bound to `address` and listening.
-    private func makeServer(_ address: SocketAddress, loop: EventLoop, context: ServeContext) throws -> TCPServer {
+    private func makeServer(_ address: SocketAddress, loop: EventLoop, group: LoopGroup?, context: ServeContext) throws
+        -> TCPServer
+    {
         let server = try makeServer(loop: loop, context: context) { requestHandler, mixIn in
             if udp {
                 return try SockservDatagramServer(
                     address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
             }
-            let stream = try SockservStreamServer(
-                address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
-            stream.allowReusePort = loops > 1
-            return stream
+            return try SockservStreamServer(
+                address, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop, group: group)
         }
         do {
             try server.serverBind()
@@ -578,7 +568,8 @@ struct Serve: ParsableCommand {
     }
 
     /// A server on a socket systemd passed: a listening stream socket, or with `--udp` a datagram socket.
-    private func adoptServer(_ passed: Systemd.PassedSocket, loop: EventLoop, context: ServeContext) throws
+    private func adoptServer(_ passed: Systemd.PassedSocket, loop: EventLoop, group: LoopGroup?, context: ServeContext)
+        throws
         -> TCPServer
     {
         let socket = try adopt(passed)
@@ -588,7 +579,8 @@ struct Serve: ParsableCommand {
                     adopting: socket, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
             }
             return try SockservStreamServer(
-                adopting: socket, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop)
+                adopting: socket, requestHandler: requestHandler, mixIn: mixIn, context: context, loop: loop,
+                group: group)
         }
     }
 

@@ -11,13 +11,20 @@ final class ServeContext: Sendable {
     let makeSession: @Sendable () -> any Session
     /// Close connections idle this long; `nil` never.
     let idleTimeout: Duration?
-    /// Counters shared with forked children (and with the other loops' servers).
+    /// Counters shared with forked children (and with the group's loops).
     let stats: SharedCounters
+    /// Reactor mode: run a session's blocking work on the loop thread itself (`--blocking-work loop`, stalling the
+    /// loop's other clients, for comparison) rather than on the loop's blocking pool.
+    let blockingWorkOnLoop: Bool
 
-    init(makeSession: @escaping @Sendable () -> any Session, idleTimeout: Duration?, stats: SharedCounters) {
+    init(
+        makeSession: @escaping @Sendable () -> any Session, idleTimeout: Duration?, stats: SharedCounters,
+        blockingWorkOnLoop: Bool = false
+    ) {
         self.makeSession = makeSession
         self.idleTimeout = idleTimeout
         self.stats = stats
+        self.blockingWorkOnLoop = blockingWorkOnLoop
     }
 }
 

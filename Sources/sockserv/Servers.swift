@@ -15,21 +15,22 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
 
     init(
         _ address: SocketAddress, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
-        loop: EventLoop
+        loop: EventLoop, group: LoopGroup?
     ) throws {
         self.context = context
         forks = mixIn is ForkingMixIn
-        try super.init(address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop)
+        try super.init(
+            address, requestHandler: requestHandler, mixIn: mixIn, bindAndActivate: false, loop: loop, group: group)
     }
 
     /// A server on a socket passed by systemd's socket activation.
     init(
         adopting socket: Socket, requestHandler: RequestHandlerType, mixIn: ProcessingMixIn, context: ServeContext,
-        loop: EventLoop
+        loop: EventLoop, group: LoopGroup?
     ) throws {
         self.context = context
         forks = mixIn is ForkingMixIn
-        try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop)
+        try super.init(adopting: socket, requestHandler: requestHandler, mixIn: mixIn, loop: loop, group: group)
     }
 
     /// `serve http`'s configuration; `nil` for the other services.

@@ -13,6 +13,25 @@ extension Session {
     }
 }
 
+extension Session {
+    /// ``consume(_:into:)``, running any blocking work the session hands out right here, on the calling thread (the
+    /// blocking modes' request thread or child, or a loop told to: `--blocking-work loop`); the replies before the
+    /// work go to `flush` first.
+    mutating func consumeBlocking(
+        _ input: inout ByteBuffer, into output: inout [UInt8], flush: (inout [UInt8]) throws -> Void
+    ) rethrows -> (requests: Int, keepOpen: Bool) {
+        var (requests, keepOpen) = consume(&input, into: &output)
+        while keepOpen, let work = takeBlockingWork() {
+            if !output.isEmpty { try flush(&output) }
+            output += work.run()
+            let more = consume(&input, into: &output)
+            requests += more.requests
+            keepOpen = more.keepOpen
+        }
+        return (requests, keepOpen)
+    }
+}
+
 extension RedisStore: RESPCommandHandler {
     public func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool) {
         let outcome = execute(arguments, now: monotonicMilliseconds())

@@ -69,3 +69,35 @@ import Testing
         #expect(echo.closeReason == .inputLimit("a line longer than 8 bytes"))
     }
 }
+
+/// A command set whose `SLOW` is blocking work.
+private struct SlowCommands: RESPCommandHandler {
+    func execute(_ arguments: [[UInt8]]) -> (reply: RESP.Reply, close: Bool) { (.simple("FAST"), false) }
+
+    func blockingWork(_ arguments: [[UInt8]]) -> (@Sendable () -> RESP.Reply)? {
+        guard arguments.first == Array("SLOW".utf8) else { return nil }
+        return { .simple("SLOW DONE") }
+    }
+}
+
+@Suite struct BlockingWorkSessionTests {
+    /// The session stops at blocking work, hands it out once, consumes nothing until then, and goes on after.
+    @Test func aSessionStopsAtBlockingWorkAndGoesOnAfter() {
+        var session = RESPSession(commands: SlowCommands())
+        let input = Array("A\r\nSLOW\r\nB\r\n".utf8)
+        var output: [UInt8] = []
+        let first = input.withUnsafeBytes { session.consume($0, into: &output) }
+        #expect(first.consumed == 9 && first.requests == 2 && first.keepOpen)
+        #expect(output == Array("+FAST\r\n".utf8))
+        let stalled = input[9...].withUnsafeBytes { session.consume($0, into: &output) }
+        #expect(stalled.consumed == 0 && stalled.requests == 0, "nothing passes the work's reply")
+        let work = session.takeBlockingWork()
+        #expect(session.takeBlockingWork() == nil, "handed out once")
+        output += work?.run() ?? []
+        let rest = input[9...].withUnsafeBytes { session.consume($0, into: &output) }
+        #expect(rest.consumed == 3 && rest.requests == 1)
+        #expect(output == Array("+FAST\r\n+SLOW DONE\r\n+FAST\r\n".utf8))
+        var echo = EchoSession()
+        #expect(echo.takeBlockingWork() == nil)
+    }
+}

@@ -60,18 +60,20 @@ final class DrainCallbackHandler: CallbackRequestHandler {
 /// `shutdown(gracePeriod:)` in every mode: requests that finish within the grace period are answered, longer ones
 /// are cut when it ends, it returns soon after, and no descriptor is left.
 @Suite(.serialized) struct DrainTests {
-    static let modes = poisonableModes
+    static let modes = poisonableModes + ["reactor group async", "reactor group callback"]
 
     static func server(_ name: String) throws -> TCPServer {
         let (handler, mixIn): (RequestHandlerType, ProcessingMixIn) =
             switch name {
             case "threading": (.blocking(DrainBlockingHandler.self), ThreadingMixIn())
             case "forking": (.blocking(DrainBlockingHandler.self), ForkingMixIn())
-            case "reactor async": (.async(DrainAsyncHandler.self), ReactorMixIn())
-            case "reactor callback": (.callback(DrainCallbackHandler.self), ReactorMixIn())
+            case "reactor async", "reactor group async": (.async(DrainAsyncHandler.self), ReactorMixIn())
+            case "reactor callback", "reactor group callback": (.callback(DrainCallbackHandler.self), ReactorMixIn())
             default: (.blocking(DrainBlockingHandler.self), ProcessingMixIn())
             }
-        let server = try TCPServer(try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn)
+        let server = try TCPServer(
+            try SocketAddress(ipv4: "127.0.0.1", port: 0), requestHandler: handler, mixIn: mixIn,
+            group: name.contains("group") ? testGroup : nil)
         server.logger = Logger(label: "quiet") { _ in SwiftLogNoOpLogHandler() }
         return server
     }
@@ -86,6 +88,7 @@ final class DrainCallbackHandler: CallbackRequestHandler {
             slept.signal()
         }
         slept.wait()
+        _ = testGroup  // the group's loops are the process's, made before counting
         let descriptors = openDescriptorCount()
         try body(try server(name))
         #expect(eventually { openDescriptorCount() == descriptors }, "\(name): no descriptor left")
@@ -167,7 +170,9 @@ final class DrainCallbackHandler: CallbackRequestHandler {
 
     /// Called after `serveForever` returned (a `requestShutdown()` from a handler or a signal), the drain runs on
     /// the calling thread: a reactor server's loop runs there until its requests finish.
-    @Test(arguments: ["threading", "reactor async", "reactor callback"])
+    @Test(arguments: [
+        "threading", "reactor async", "reactor callback", "reactor group async", "reactor group callback",
+    ])
     func aDrainAfterServingStopped(name: String) throws {
         let server = try Self.server(name)
         let finished = serveInBackground(server, pollInterval: .milliseconds(20))

@@ -31,8 +31,8 @@ private var surface: [String: Any] {
         "SocketWriter": SocketWriter.self,
         "EventLoop": EventLoop.self,
         // BaseServer
-        "BaseServer/init(serverAddress:requestHandler:mixIn:loop:)": BaseServer.init(
-            serverAddress:requestHandler:mixIn:loop:),
+        "BaseServer/init(serverAddress:requestHandler:mixIn:loop:group:)": BaseServer.init(
+            serverAddress:requestHandler:mixIn:loop:group:),
         "BaseServer/serverAddress": \BaseServer.serverAddress,
         "BaseServer/requestHandler": \BaseServer.requestHandler,
         "BaseServer/timeout": \BaseServer.timeout,
@@ -73,8 +73,8 @@ private var surface: [String: Any] {
         "BaseServer/metrics": \BaseServer.metrics,
         // TCPServer, UDPServer and the Unix servers
         "TCPServer/init(_:handler:bindAndActivate:loop:)": TCPServer.init(_:handler:bindAndActivate:loop:),
-        "TCPServer/init(_:requestHandler:mixIn:bindAndActivate:loop:)": TCPServer.init(
-            _:requestHandler:mixIn:bindAndActivate:loop:),
+        "TCPServer/init(_:requestHandler:mixIn:bindAndActivate:loop:group:)": TCPServer.init(
+            _:requestHandler:mixIn:bindAndActivate:loop:group:),
         "TCPServer/addressFamily": \TCPServer.addressFamily,
         "TCPServer/addressFamilies": TCPServer.addressFamilies,
         "TCPServer/ipv6Only": \TCPServer.ipv6Only,

@@ -37,7 +37,7 @@ final class CallbackSubjectEchoHandler: CallbackRequestHandler {
 
 /// The modes TLS is tested in: Python's three and the reactor with each handler style.
 enum TLSMode: String, CaseIterable, CustomStringConvertible {
-    case sequential, threading, forking, reactorAsync, reactorCallback
+    case sequential, threading, forking, reactorAsync, reactorCallback, reactorGroup
     var description: String { rawValue }
     var testable: Bool { self != .forking || forkingIsTestable }
 
@@ -46,14 +46,14 @@ enum TLSMode: String, CaseIterable, CustomStringConvertible {
         case .sequential: return ProcessingMixIn()
         case .threading: return ThreadingMixIn()
         case .forking: return ForkingMixIn()
-        case .reactorAsync, .reactorCallback: return ReactorMixIn()
+        case .reactorAsync, .reactorCallback, .reactorGroup: return ReactorMixIn()
         }
     }
 
     var handler: RequestHandlerType {
         switch self {
         case .sequential, .threading, .forking: return .blocking(SubjectEchoHandler.self)
-        case .reactorAsync: return .async(AsyncSubjectEchoHandler.self)
+        case .reactorAsync, .reactorGroup: return .async(AsyncSubjectEchoHandler.self)
         case .reactorCallback: return .callback(CallbackSubjectEchoHandler.self)
         }
     }
@@ -76,7 +76,8 @@ final class RecordingTLSServer: TCPServer, @unchecked Sendable {
     ) throws -> RecordingTLSServer {
         let address =
             unix ? try SocketAddress(unixPath: temporaryPath()) : try SocketAddress(ipv4: "127.0.0.1", port: 0)
-        let server = try RecordingTLSServer(address, requestHandler: mode.handler, mixIn: mode.mixIn())
+        let server = try RecordingTLSServer(
+            address, requestHandler: mode.handler, mixIn: mode.mixIn(), group: mode == .reactorGroup ? testGroup : nil)
         server.tls = try TestCertificates.serverContext(configure)
         return server
     }
@@ -142,7 +143,7 @@ final class RecordingTLSServer: TCPServer, @unchecked Sendable {
 
     /// The handshake runs in the request's thread, child or on the loop, never in the accept loop: a
     /// client that stalls its handshake does not hold up the next one, and is closed by the timeout.
-    @Test(arguments: [TLSMode.threading, .forking, .reactorAsync, .reactorCallback])
+    @Test(arguments: [TLSMode.threading, .forking, .reactorAsync, .reactorCallback, .reactorGroup])
     func aStalledHandshakeDoesNotHoldUpTheAcceptLoop(mode: TLSMode) throws {
         guard mode.testable else { return }
         let server = try makeServer(mode) { $0.handshakeTimeout = .seconds(1) }

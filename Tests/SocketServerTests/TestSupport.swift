@@ -135,3 +135,27 @@ func datagramExchange(_ address: SocketAddress, _ bytes: [UInt8] = testLine) thr
     try client.send(bytes, to: address)  // Python's sock.sendto(data, address)
     return try client.receive(maxCount: 65536)
 }
+
+/// The loop group the tests serve on: two loops, made on first use and kept for the process (as a daemon's).
+/// Each loop has run a task that slept, so what a loop makes on first use (the process's timer descriptor) is there
+/// before a test counts descriptors.
+let testGroup: LoopGroup = {
+    let group: LoopGroup
+    do { group = try LoopGroup(loops: 2, blockingThreads: 2) } catch { fatalError("LoopGroup: \(error)") }
+    let slept = DispatchSemaphore(value: 0)
+    for loop in group.loops {
+        loop.execute {
+            loop.spawn {
+                try? await Task.sleep(for: .milliseconds(1))
+                slept.signal()
+            }
+        }
+    }
+    for _ in group.loops { slept.wait() }
+    return group
+}()
+
+/// The name of the calling thread (`loop-1` on a group's first loop).
+func currentThreadName() -> String {
+    (fileText("/proc/thread-self/comm") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+}
