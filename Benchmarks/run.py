@@ -2,7 +2,8 @@
 """make bench: the same echo workload against every server a user might pick, side by side, then the mini
 Redis against redis-server, then memory per idle connection, then HTTP file serving (sockserv serve http
 against nginx, Hummingbird and Python's http.server, driven by wrk), then TLS (sockserv against libevent's
-bufferevent_openssl echo server and nginx over HTTPS).
+bufferevent_openssl echo server and nginx over HTTPS), then a mixed workload (1 request in 100 blocks for 10 ms)
+in every mode, and the reactor on 1 and 2 loops.
 
 Every server runs as a child process on 127.0.0.1 and is driven by the closed-loop C client
 (baselines/echo_client.c). Server CPU time comes from /proc (the process and its children), which is the
@@ -10,7 +11,7 @@ figure that survives a noisy machine; every row is run ROUNDS times, servers int
 reported with ratios against libevent's bufferevent echo server. Writes results/latest.json and
 results/latest.md and prints the Markdown.
 
-Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http|tls]
+Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http|tls|mixed|loops]
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,6 +32,7 @@ BENCH = os.path.join(ROOT, ".build", "bench")
 NIO = os.path.join(ROOT, ".build-nio", "release", "nio-echo")
 SOCKSERV = os.path.join(RELEASE, "sockserv")
 CLIENT = os.path.join(BENCH, "echo_client")
+SPREAD = os.path.join(RELEASE, "bench-spread")
 BASELINE = "C libevent bufferevent"
 EPOLL = "C epoll"
 
@@ -121,9 +124,10 @@ def memory_bytes(pid):
 
 
 class Server:
-    def __init__(self, command):
+    def __init__(self, command, keep_output=False):
+        self.errors = tempfile.TemporaryFile(mode="w+") if keep_output else subprocess.DEVNULL
         self.process = subprocess.Popen([part.replace("{port}", "0") for part in command],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                        stdout=subprocess.PIPE, stderr=self.errors, text=True)
         line = self.process.stdout.readline()
         match = re.search(r":(\d+)(?: \(tls\))?\s*$", line)
         if not match:
@@ -144,6 +148,14 @@ class Server:
                     except OSError:
                         pass
                 self.process.wait()
+
+    def output(self):
+        """After stop(): what the server printed after its first line, and on standard error (keep_output)."""
+        text = self.process.stdout.read()
+        if self.errors is not subprocess.DEVNULL:
+            self.errors.seek(0)
+            text += self.errors.read()
+        return text
 
 
 def run_echo(command, connections, pipeline, per_request, seconds):
@@ -166,6 +178,131 @@ def run_echo(command, connections, pipeline, per_request, seconds):
         "cpu_us_per_request": (after - before) * 1e6 / requests if requests else None,
         "memory": memory, "errors": result["errors"],
     }
+
+
+# The mixed workload: resp, every MIXED_EVERY-th request a 10 ms blocking call (DEBUG SLEEP 0.01), the rest PING.
+MIXED_EVERY = 100
+MIXED_ROWS = [("10 connections", 10), ("100 connections", 100)]
+MIXED_BASELINE = "sockserv threading"
+
+
+def mixed_servers():
+    resp = [SOCKSERV, "serve", "resp", "--port", "{port}", "--mode"]
+    return {
+        MIXED_BASELINE: resp + ["threading"],
+        "sockserv forking": resp + ["forking"],
+        "sockserv reactor, blocking call on the loop": resp + ["reactor", "--blocking-work", "loop"],
+        "sockserv reactor with pool (default: a thread per core)": resp + ["reactor"],
+        "sockserv reactor with pool of 32": resp + ["reactor", "--blocking-threads", "32"],
+        "sockserv reactor with pool of 32, 2 loops": resp + ["reactor", "--blocking-threads", "32", "--loops", "2"],
+    }
+
+
+def run_mixed(command, connections, seconds):
+    server = Server(command)
+    try:
+        before = cpu_seconds(server.pid)
+        load = subprocess.run([CLIENT, str(server.port), str(connections), str(seconds), "--mixed", str(MIXED_EVERY)],
+                              capture_output=True, text=True, timeout=seconds + 60)
+        after = cpu_seconds(server.pid)
+    finally:
+        server.stop()
+    result = json.loads(load.stdout.strip().splitlines()[-1])
+    requests = result["requests"]
+    return {
+        "requests_per_second": result["requests_per_second"], "p50_us": result["p50_us"],
+        "p99_us": result["p99_us"], "p999_us": result["p999_us"], "fast_p99_us": result["fast_p99_us"],
+        "slow_p50_us": result["slow_p50_us"],
+        "cpu_us_per_request": (after - before) * 1e6 / requests if requests else None, "errors": result["errors"],
+    }
+
+
+def mixed_table(rounds, seconds):
+    table = mixed_servers()
+    samples = {}
+    for round_number in range(rounds):
+        for label, connections in MIXED_ROWS:
+            for name, command in table.items():
+                progress(f"mixed round {round_number + 1}/{rounds}: {label}: {name}")
+                try:
+                    samples.setdefault((label, name), []).append(run_mixed(command, connections, seconds))
+                except Exception as error:
+                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    results = []
+    for label, _ in MIXED_ROWS:
+        base = samples.get((label, MIXED_BASELINE), [])
+        for name in table:
+            runs = samples[(label, name)]
+            row = summarize(label, name, runs, ("requests_per_second", "p50_us", "p99_us", "p999_us", "fast_p99_us",
+                                                "slow_p50_us", "cpu_us_per_request", "errors"))
+            row["p99_vs_threading"] = paired_ratio(runs, base, "p99_us")
+            row["cpu_vs_threading"] = paired_ratio(runs, base, "cpu_us_per_request")
+            results.append(row)
+    return results
+
+
+# Reactor on 1 and 2 loops: sockserv's LoopGroup (one acceptor handing connections to the loops), and bench-spread's
+# two ways of spreading one port's connections, side by side; every 2-loop row's CPU per request against 1 loop's.
+LOOP_ROWS = [("100 connections", 100, False), ("100 clients, connect per request", 100, True)]
+LOOP_BASELINE = "sockserv reactor, 1 loop"
+
+
+def loop_servers():
+    echo = [SOCKSERV, "serve", "echo", "--port", "{port}"]
+    table = {
+        LOOP_BASELINE: echo,
+        "sockserv reactor, 2 loops (LoopGroup)": echo + ["--loops", "2"],
+        "bench-spread: 2 loops, one acceptor hands off": [SPREAD, "handoff", "2", "{port}"],
+        "bench-spread: 2 loops, SO_REUSEPORT listener each": [SPREAD, "reuseport", "2", "{port}"],
+    }
+    return {name: command for name, command in table.items() if os.path.exists(command[0])}
+
+
+def run_loops(command, connections, per_request, seconds):
+    server = Server(command, keep_output=True)
+    try:
+        before = cpu_seconds(server.pid)
+        arguments = [CLIENT, str(server.port), str(connections), str(seconds)]
+        if per_request:
+            arguments.append("--connect-per-request")
+        load = subprocess.run(arguments, capture_output=True, text=True, timeout=seconds + 60)
+        after = cpu_seconds(server.pid)
+    finally:
+        server.stop()
+    output = server.output()
+    result = json.loads(load.stdout.strip().splitlines()[-1])
+    requests = result["requests"]
+    per_loop = re.search(r"(?:connections|served) per loop: ([\d ]+)", output)
+    return {
+        "requests_per_second": result["requests_per_second"], "p99_us": result["p99_us"],
+        "cpu_us_per_request": (after - before) * 1e6 / requests if requests else None, "errors": result["errors"],
+        "per_loop": [int(n) for n in per_loop.group(1).split()] if per_loop else None,
+        "connected": result["connected"],
+    }
+
+
+def loops_table(rounds, seconds):
+    table = loop_servers()
+    samples = {}
+    for round_number in range(rounds):
+        for label, connections, per_request in LOOP_ROWS:
+            for name, command in table.items():
+                progress(f"loops round {round_number + 1}/{rounds}: {label}: {name}")
+                try:
+                    samples.setdefault((label, name), []).append(run_loops(command, connections, per_request, seconds))
+                except Exception as error:
+                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    results = []
+    for label, *_ in LOOP_ROWS:
+        base = samples.get((label, LOOP_BASELINE), [])
+        for name in table:
+            runs = samples[(label, name)]
+            row = summarize(label, name, runs, ("requests_per_second", "p99_us", "cpu_us_per_request", "errors"))
+            row["cpu_vs_one_loop"] = paired_ratio(runs, base, "cpu_us_per_request")
+            last = [run for run in runs if run.get("per_loop")]
+            row["per_loop"] = last[-1]["per_loop"] if last else None
+            results.append(row)
+    return results
 
 
 def summarize(label, name, runs, keys):
@@ -736,6 +873,48 @@ def markdown(document):
         out += [f"tls: skipped, {document['tls_skipped']}", ""]
     if document["idle"]:
         out += idle_markdown("### Memory per idle connection", document["idle"])
+    dates = document.get("dates", {})
+    if document.get("mixed"):
+        out += [f"### Mixed workload: 1 request in {MIXED_EVERY} blocks for 10 ms ({dates.get('mixed', document['date'])})", "",
+                "sockserv serve resp driven by echo_client --mixed: PING, and every 100th request sent DEBUG SLEEP "
+                "0.01 (a blocking call: its thread sleeps). Threading and forking block their own thread or child; "
+                "reactor mode runs it on the loop (stalling every client of the loop) or on the loop's blocking pool "
+                "(one thread per core by default, or 32: about 1 in 100 of 100,000 requests/s for 10 ms each keeps 10 "
+                "threads busy). p99 is over all requests (the slow ones are 1%, so it sits at their edge); "
+                "fast p99 over the PINGs only; ratios against threading within each round.", ""]
+        for label, _ in MIXED_ROWS:
+            out += [f"#### {label}", "",
+                    "| server | requests/s | p50 us | p99 us | p999 us | fast p99 us | slow p50 us | CPU us/request | p99 vs threading | CPU vs threading | errors |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for row in document["mixed"]:
+                if row["row"] != label:
+                    continue
+                out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | "
+                           f"{fmt(row['p50_us'], '.0f')} | {fmt(row['p99_us'], '.0f')} | {fmt(row['p999_us'], '.0f')} | "
+                           f"{fmt(row['fast_p99_us'], '.0f')} | {fmt(row['slow_p50_us'], '.0f')} | "
+                           f"{fmt(row['cpu_us_per_request'], '.1f')} | {fmt(row['p99_vs_threading'], '.2f')} | "
+                           f"{fmt(row['cpu_vs_threading'], '.2f')} | {fmt(row['errors'], '.0f')} |")
+            out.append("")
+    if document.get("loops"):
+        out += [f"### Reactor on 1 and 2 loops ({dates.get('loops', document['date'])})", "",
+                "Echo, 32-byte requests. sockserv --loops 2 is the library's LoopGroup: the main thread's loop "
+                "accepts and hands each connection to the two loops in turn. bench-spread (Benchmarks/spread) "
+                "spreads one port's connections over a LoopGroup either that way or with a SO_REUSEPORT listener "
+                "per loop. The load generator shares the two cores with the server, so 2 loops cannot add "
+                "throughput here; the column to read is CPU per request against one loop's (same round). "
+                "Connections per loop: the server's own count, from its last round.", ""]
+        for label, *_ in LOOP_ROWS:
+            out += [f"#### {label}", "",
+                    "| server | requests/s | p99 us | CPU us/request | CPU vs 1 loop | connections per loop | errors |",
+                    "|---|---:|---:|---:|---:|---|---:|"]
+            for row in document["loops"]:
+                if row["row"] != label:
+                    continue
+                spread = " / ".join(str(n) for n in row["per_loop"]) if row.get("per_loop") else "-"
+                out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | "
+                           f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
+                           f"{fmt(row['cpu_vs_one_loop'], '.2f')} | {spread} | {fmt(row['errors'], '.0f')} |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -754,19 +933,39 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--idle", type=int, default=9000)
     parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis, idle or http run")
-    parser.add_argument("--only", choices=["echo", "redis", "idle", "http", "tls"], help="one table only")
+    parser.add_argument("--only", choices=["echo", "redis", "idle", "http", "tls", "mixed", "loops"],
+                        help="one table only; the other tables of results/latest.json are kept")
     parser.add_argument("--tls-idle", type=int, default=2000)
     parser.add_argument("--http-seconds", type=float, default=3)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
-    wanted = {args.only} if args.only else ({"echo"} if args.quick else {"echo", "redis", "idle", "http", "tls"})
+    everything = {"echo", "redis", "idle", "http", "tls", "mixed", "loops"}
+    wanted = {args.only} if args.only else ({"echo"} if args.quick else everything)
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     document = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": now, "dates": {table: now for table in wanted},
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         "rounds": rounds, "seconds": args.seconds,
         "echo": echo_table(rounds, args.seconds, args.quick) if "echo" in wanted else [],
-        "redis": [], "idle": [], "http": [], "tls": {},
+        "redis": [], "idle": [], "http": [], "tls": {}, "mixed": [], "loops": [],
     }
+    latest = os.path.join(HERE, "results", "latest.json")
+    if args.only and os.path.exists(latest):  # one table: the others stay as the last full run left them
+        with open(latest) as f:
+            previous = json.load(f)
+        for key in ("date", "rounds", "seconds"):
+            document[key] = previous.get(key, document[key])
+        document["dates"] = previous.get("dates", {table: previous.get("date") for table in everything})
+        document["dates"][args.only] = now
+        for table in everything - wanted:
+            document[table] = previous.get(table, document[table])
+            for extra in (f"{table}_skipped",):
+                if extra in previous:
+                    document[extra] = previous[extra]
+    if "mixed" in wanted:
+        document["mixed"] = mixed_table(rounds, args.seconds)
+    if "loops" in wanted:
+        document["loops"] = loops_table(rounds, args.seconds)
     if "redis" in wanted:
         document["redis"], document["redis_skipped"] = redis_table(rounds)
     if "idle" in wanted:

@@ -20,5 +20,6 @@ public final class Daemon: @unchecked Sendable {
 /// Embedding the Loop's address to listen on, and the blocking client its handler calls.
 public var address: SocketAddress { standIn() }
 public struct Database: Sendable {
+    public init() {}
     public func lookUp(_ key: String) throws -> String { standIn() }
 }

@@ -163,12 +163,16 @@ open class ForkingUnixDatagramServer: UnixDatagramServer, ForkingServer, @unchec
 /// A TCP server that serves every connection on its loop thread, concurrently, with an async or a callback handler;
 /// with a `group`, on the group's loops (``BaseServer/group``).
 open class ReactorTCPServer: TCPServer, @unchecked Sendable {
+    /// The server's mode, the same object as its ``BaseServer/mixIn``.
+    public let reactor: ReactorMixIn
+
     public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .async(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop, group: group)
     }
 
@@ -176,20 +180,25 @@ open class ReactorTCPServer: TCPServer, @unchecked Sendable {
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .callback(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop, group: group)
     }
 }
 
 /// A UDP server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUDPServer: UDPServer, @unchecked Sendable {
+    /// The server's mode, the same object as its ``BaseServer/mixIn``.
+    public let reactor: ReactorMixIn
+
     public init(
         _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .async(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop)
     }
 }
@@ -197,12 +206,16 @@ open class ReactorUDPServer: UDPServer, @unchecked Sendable {
 /// A Unix stream server that serves every connection on its loop thread, concurrently, with an async or a callback
 /// handler; with a `group`, on the group's loops (``BaseServer/group``).
 open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
+    /// The server's mode, the same object as its ``BaseServer/mixIn``.
+    public let reactor: ReactorMixIn
+
     public init(
         _ address: SocketAddress, handler: AsyncStreamRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .async(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop, group: group)
     }
 
@@ -210,20 +223,25 @@ open class ReactorUnixStreamServer: UnixStreamServer, @unchecked Sendable {
         _ address: SocketAddress, handler: CallbackRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil, group: LoopGroup? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .callback(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .callback(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop, group: group)
     }
 }
 
 /// A Unix datagram server that serves every packet on its loop thread, concurrently, with an async handler.
 open class ReactorUnixDatagramServer: UnixDatagramServer, @unchecked Sendable {
+    /// The server's mode, the same object as its ``BaseServer/mixIn``.
+    public let reactor: ReactorMixIn
+
     public init(
         _ address: SocketAddress, handler: AsyncDatagramRequestHandler.Type, bindAndActivate: Bool = true,
         loop: EventLoop? = nil
     ) throws {
+        reactor = ReactorMixIn()
         try super.init(
-            address, requestHandler: .async(handler), mixIn: ReactorMixIn(), bindAndActivate: bindAndActivate,
+            address, requestHandler: .async(handler), mixIn: reactor, bindAndActivate: bindAndActivate,
             loop: loop)
     }
 }

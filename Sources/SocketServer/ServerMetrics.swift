@@ -36,7 +36,8 @@ public final class ServerMetrics: @unchecked Sendable {
         "socketserver_handler_errors_total": "Errors passed to handleError.",
         "socketserver_bytes_received_total": "Bytes read by handlers.",
         "socketserver_bytes_sent_total": "Bytes written by handlers.",
-        "socketserver_loop_callbacks_total": "Callbacks the server's loop ran: readiness, timers, wake-ups.",
+        "socketserver_loop_callbacks_total":
+            "Callbacks the server's loops ran (its group's too): readiness, timers, wake-ups.",
         "socketserver_drain_finished_total": "Requests that finished within a drain's grace period.",
         "socketserver_drain_cut_total": "Requests cut off at the end of a drain's grace period.",
     ]

@@ -37,8 +37,22 @@ struct Bench: ParsableCommand {
         help: "Open a new connection for every request (the accept-heavy workload).")
     var connectPerRequest = false
 
-    @Option(help: "Comma-separated modes: sequential, threading, forking, reactor.")
+    @Option(
+        help:
+            "Comma-separated modes: sequential, threading, forking, reactor, and reactor-pool (reactor mode with a blocking pool of --blocking-threads; with --mixed, plain reactor runs the blocking call on its loop)."
+    )
     var modes = "sequential,threading,forking,reactor"
+
+    @Option(
+        help: ArgumentHelp(
+            "resp only: every Nth request a connection sends (2 to 1000000) is DEBUG SLEEP 0.01, 10 ms of blocking work; the rest PING.",
+            valueName: "N"))
+    var mixed: Int?
+
+    @Option(
+        name: .customLong("blocking-threads"),
+        help: "reactor-pool's blocking threads, 1 to 1024 (default 32: sized for --mixed's sleeps, not for the cores).")
+    var blockingThreads = 32
 
     @Option(name: .customLong("protocol"), help: "echo, resp or http.")
     var service: Service = .echo
@@ -64,8 +78,20 @@ struct Bench: ParsableCommand {
                 "--connections takes counts from 1 to \(Self.maximumConnections), e.g. 1,10,100 (got '\(connections)')")
         }
         for name in modes.split(separator: ",", omittingEmptySubsequences: false)
-        where Mode(rawValue: name.trimmingCharacters(in: .whitespaces)) == nil {
-            throw ValidationError("--modes takes sequential, threading, forking and reactor (got '\(name)')")
+        where server(String(name.trimmingCharacters(in: .whitespaces))) == nil {
+            throw ValidationError(
+                "--modes takes sequential, threading, forking, reactor and reactor-pool (got '\(name)')")
+        }
+        if let mixed {
+            guard (2...1_000_000).contains(mixed) else {
+                throw ValidationError("--mixed must be 2 to 1000000 (got \(mixed))")
+            }
+            guard service == .resp, pipeline == 1, !connectPerRequest else {
+                throw ValidationError("--mixed is for --protocol resp, one request per round trip, connections kept")
+            }
+        }
+        guard (1...1024).contains(blockingThreads) else {
+            throw ValidationError("--blocking-threads must be 1 to 1024 (got \(blockingThreads))")
         }
         guard duration > 0, duration <= Self.maximumDuration else {
             throw ValidationError(
@@ -82,8 +108,25 @@ struct Bench: ParsableCommand {
     var connectionCounts: [Int] {
         connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
-    var modeList: [Mode] {
-        modes.split(separator: ",").compactMap { Mode(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+    var modeList: [BenchServer] {
+        modes.split(separator: ",").compactMap { server(String($0.trimmingCharacters(in: .whitespaces))) }
+    }
+
+    /// What a run serves with: a mode, and for the reactor where its blocking work runs.
+    struct BenchServer {
+        let name: String
+        let mode: Mode
+        let arguments: [String]
+    }
+
+    /// The server `name` stands for in `--modes`; `nil` for no mode.
+    func server(_ name: String) -> BenchServer? {
+        if name == "reactor-pool" {
+            return BenchServer(name: name, mode: .reactor, arguments: ["--blocking-threads", "\(blockingThreads)"])
+        }
+        guard let mode = Mode(rawValue: name) else { return nil }
+        let onTheLoop = mode == .reactor && mixed != nil
+        return BenchServer(name: name, mode: mode, arguments: onTheLoop ? ["--blocking-work", "loop"] : [])
     }
 
     /// What a run sends, for the report's header.
@@ -91,7 +134,7 @@ struct Bench: ParsableCommand {
         let request: String
         switch service {
         case .echo: request = "\(payload)-byte lines"
-        case .resp: request = "PING"
+        case .resp: request = mixed.map { "PING, every \($0)th request DEBUG SLEEP 0.01" } ?? "PING"
         case .http: request = "GET /"
         }
         let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
@@ -123,7 +166,7 @@ struct Bench: ParsableCommand {
         let runs = modeList.flatMap { mode in connectionCounts.map { (mode, $0) } }
         let progress = Progress(total: runs.count, duration: duration)
         for (index, (mode, count)) in runs.enumerated() {
-            progress.begin(run: index, label: "\(mode.rawValue), \(BenchReport.connections(count))")
+            progress.begin(run: index, label: "\(mode.name), \(BenchReport.connections(count))")
             let result = try measure(
                 mode: mode, connections: count, loop: loop, certificate: certificate, progress: progress,
                 interruption: interruption)
@@ -169,12 +212,14 @@ struct Bench: ParsableCommand {
     /// One mode at one connection count: start the server, load it, sample it, stop it. `nil` when a signal
     /// came before any load ran.
     private func measure(
-        mode: Mode, connections: Int, loop: EventLoop, certificate: BenchCertificate?, progress: Progress,
+        mode: BenchServer, connections: Int, loop: EventLoop, certificate: BenchCertificate?, progress: Progress,
         interruption: Interruption
     ) throws -> BenchResult? {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Bench.executablePath)
-        server.arguments = ["serve", service.rawValue, "--mode", mode.rawValue] + (certificate?.serverArguments ?? [])
+        server.arguments =
+            ["serve", service.rawValue, "--mode", mode.mode.rawValue] + mode.arguments
+            + (certificate?.serverArguments ?? [])
         let stdout = Pipe()
         server.standardOutput = stdout
         // Its summary, read after it exits, is an independent count of requests and CPU.
@@ -183,13 +228,14 @@ struct Bench: ParsableCommand {
         try server.run()
         defer { Bench.stopAndReap(server) }
         guard let port = Bench.readPort(stdout.fileHandleForReading.fileDescriptor) else {
-            throw BenchError.serverDidNotStart(mode.rawValue)
+            throw BenchError.serverDidNotStart(mode.name)
         }
         let pid = server.processIdentifier
-        let workload = LoadGenerator.Workload(
+        var workload = LoadGenerator.Workload(
             address: try SocketAddress(ipv4: "127.0.0.1", port: port), request: request, framer: framer,
             connections: connections, pipeline: pipeline, connectPerRequest: connectPerRequest, tls: certificate?.client
         )
+        if let mixed { workload.slow = (Array("*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$4\r\n0.01\r\n".utf8), mixed) }
         let generator = LoadGenerator(loop: loop, workload: workload)
         let sampler = PeakSampler(pid: pid)
         let cpuBefore = ProcessSample.read(pid).cpuSeconds
@@ -215,7 +261,7 @@ struct Bench: ParsableCommand {
         let histogram = generator.histogram
         let requests = generator.completed
         return BenchResult(
-            mode: mode.rawValue, connections: connections, seconds: seconds, requests: requests,
+            mode: mode.name, connections: connections, seconds: seconds, requests: requests,
             requestsPerSecond: Double(requests) / seconds,
             connectionsOpened: generator.opened, connectionsAnswered: generator.answeredClients,
             p50: Double(histogram.valueAtPercentile(50)) / 1000,

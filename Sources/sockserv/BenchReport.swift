@@ -198,7 +198,10 @@ struct BenchReport {
     /// Four panels against connections (log scale), a line per mode: requests/s, p99 latency (log scale),
     /// the share of connections answered, and peak memory.
     func svg() -> String {
-        let colors = ["sequential": "#8c8c8c", "threading": "#1f77b4", "forking": "#d62728", "reactor": "#2ca02c"]
+        let colors = [
+            "sequential": "#8c8c8c", "threading": "#1f77b4", "forking": "#d62728", "reactor": "#2ca02c",
+            "reactor-pool": "#9467bd",
+        ]
         let modes = results.map(\.mode).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let counts = Set(results.map(\.connections)).sorted()
         let panelWidth = 400.0

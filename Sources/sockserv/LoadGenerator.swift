@@ -66,6 +66,8 @@ final class LoadGenerator {
         var connectPerRequest: Bool
         /// TLS for every connection (its handshake counts in the first request's latency); `nil` for plain TCP.
         var tls: TLSContext? = nil
+        /// A second request, sent instead of `request` every `every`th time any client sends (pipeline 1).
+        var slow: (request: [UInt8], every: Int)? = nil
     }
 
     let loop: EventLoop
@@ -86,6 +88,8 @@ final class LoadGenerator {
     /// a connection still unanswered when the run ended counts as waiting until then.
     private(set) var slowestFirstReply: UInt64 = 0
     private var running = true
+    /// Requests sent by every client, for the workload's `slow` cadence (spread over the clients, not in step).
+    fileprivate var sent = 0
     private var clients: [ObjectIdentifier: Client] = [:]
     private let batch: [UInt8]
 
@@ -210,7 +214,12 @@ final class LoadGenerator {
             guard generator.running, let connection else { return }
             if !generator.workload.connectPerRequest { sentAt = LoadGenerator.now() }
             outstanding = generator.workload.pipeline
-            connection.write(generator.batch)
+            generator.sent += 1
+            if let slow = generator.workload.slow, generator.sent % slow.every == 0 {
+                connection.write(slow.request)
+            } else {
+                connection.write(generator.batch)
+            }
         }
 
         func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {

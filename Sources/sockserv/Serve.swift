@@ -133,6 +133,13 @@ struct Serve: ParsableCommand {
             valueName: "where"))
     var blockingWork: BlockingWorkOption?
 
+    @Option(
+        name: .customLong("blocking-threads"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Reactor mode: the blocking pool's threads (1-1024, default one per core). Size it for the blocking calls: about their rate times their duration, plus headroom.",
+            valueName: "threads"))
+    var blockingThreads: Int?
+
     @Option(help: "The address to listen on: a name, an IPv4 address or an IPv6 address (brackets optional).")
     var host = "127.0.0.1"
 
@@ -325,6 +332,10 @@ struct Serve: ParsableCommand {
         if loopsOption != nil && (mode != .reactor || udp) {
             throw ValidationError("--loops is for reactor mode over streams")
         }
+        if let blockingThreads {
+            try Self.range("--blocking-threads", blockingThreads, "1-1024", (1...1024).contains(blockingThreads))
+            if mode != .reactor { throw ValidationError("--blocking-threads is for reactor mode") }
+        }
         if blockingWork != nil && mode != .reactor {
             throw ValidationError(
                 "--blocking-work is for reactor mode (the other modes block their own thread or child)")
@@ -413,8 +424,15 @@ struct Serve: ParsableCommand {
         let loop: EventLoop
         let group: LoopGroup?
         do {
-            loop = try EventLoop(backend: backend.backend)
-            group = loops > 1 ? try LoopGroup(loops: loops, backend: backend.backend) : nil
+            let threads = blockingThreads ?? BlockingPool.defaultThreadCount
+            if loops > 1 {
+                loop = try EventLoop(backend: backend.backend)
+                group = try LoopGroup(loops: loops, backend: backend.backend, blockingThreads: threads)
+            } else {
+                let pool = blockingThreads.map { BlockingPool(threads: $0, name: "pool") } ?? .shared
+                loop = try EventLoop(backend: backend.backend, blockingPool: pool)
+                group = nil
+            }
         } catch {
             writeToStandardError("sockserv: \(error)\n")
             throw ExitCode(1)

@@ -113,6 +113,32 @@ import Testing
         }
     }
 
+    /// `--mixed`: every 20th request sleeps 10 ms. The figures agree with the servers' counts; plain reactor runs the
+    /// sleep on its loop, which then answers at most 100 sleeps a second and so at most 20 times as many requests,
+    /// while reactor-pool runs it on its pool.
+    @Test func mixedRunsAgreeWithTheServersAndOnTheLoopTheSleepsBound() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bench = try SockservProcess([
+            "bench", "--protocol", "resp", "--mixed", "20", "--modes", "reactor,reactor-pool,threading",
+            "--connections", "10", "--duration", "1", "--output", directory,
+        ])
+        while bench.readLine(timeout: .seconds(60)) != nil {}
+        #expect(bench.waitForExit() == 0)
+        let document = try Self.results(in: directory)
+        #expect(document.workload.hasPrefix("resp: PING, every 20th request DEBUG SLEEP 0.01"), "\(document.workload)")
+        #expect(document.results.map(\.mode) == ["reactor", "reactor-pool", "threading"])
+        for result in document.results {
+            let label = "\(result.mode): \(result)"
+            #expect(result.requests > 40 && result.errors == 0, "\(label)")
+            let served = try #require(result.serverRequests, "\(label)")
+            #expect(served >= result.requests && served <= result.requests + result.connections, "\(label)")
+        }
+        let onTheLoop = document.results[0]
+        let sleeps = Int(onTheLoop.seconds / 0.01) + 1
+        #expect(onTheLoop.requests <= sleeps * 20 + onTheLoop.connections, "\(onTheLoop)")
+    }
+
     /// SIGTERM or SIGINT mid-run: the load stops, the server is stopped and reaped (no process left behind),
     /// the runs measured so far are written, and the exit status is 128 + the signal.
     @Test(arguments: [SIGTERM, SIGINT])
@@ -165,7 +191,10 @@ import Testing
     @Test(arguments: [
         (["--duration", "0"], "--duration must be more than 0 and at most 600 seconds"),
         (["--connections", "10,6000"], "--connections takes counts from 1 to 5000"),
-        (["--modes", "reactor,bogus"], "--modes takes sequential, threading, forking and reactor"),
+        (["--modes", "reactor,bogus"], "--modes takes sequential, threading, forking, reactor and reactor-pool"),
+        (["--protocol", "resp", "--mixed", "1"], "--mixed must be 2 to 1000000"),
+        (["--mixed", "100"], "--mixed is for --protocol resp"),
+        (["--blocking-threads", "0"], "--blocking-threads must be 1 to 1024"),
         (["--pipeline", "0"], "--pipeline must be 1 to 1024"),
     ])
     func badArgumentsNameTheRealRange(arguments: [String], message: String) throws {
