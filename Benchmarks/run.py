@@ -219,15 +219,7 @@ def run_mixed(command, connections, seconds):
 
 def mixed_table(rounds, seconds):
     table = mixed_servers()
-    samples = {}
-    for round_number in range(rounds):
-        for label, connections in MIXED_ROWS:
-            for name, command in table.items():
-                progress(f"mixed round {round_number + 1}/{rounds}: {label}: {name}")
-                try:
-                    samples.setdefault((label, name), []).append(run_mixed(command, connections, seconds))
-                except Exception as error:
-                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    samples = interleaved("mixed", rounds, MIXED_ROWS, table, lambda command, row: run_mixed(command, row[1], seconds))
     results = []
     for label, _ in MIXED_ROWS:
         base = samples.get((label, MIXED_BASELINE), [])
@@ -283,15 +275,8 @@ def run_loops(command, connections, per_request, seconds):
 
 def loops_table(rounds, seconds):
     table = loop_servers()
-    samples = {}
-    for round_number in range(rounds):
-        for label, connections, per_request in LOOP_ROWS:
-            for name, command in table.items():
-                progress(f"loops round {round_number + 1}/{rounds}: {label}: {name}")
-                try:
-                    samples.setdefault((label, name), []).append(run_loops(command, connections, per_request, seconds))
-                except Exception as error:
-                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    samples = interleaved("loops", rounds, LOOP_ROWS, table,
+                          lambda command, row: run_loops(command, row[1], row[2], seconds))
     results = []
     for label, *_ in LOOP_ROWS:
         base = samples.get((label, LOOP_BASELINE), [])
@@ -303,6 +288,22 @@ def loops_table(rounds, seconds):
             row["per_loop"] = last[-1]["per_loop"] if last else None
             results.append(row)
     return results
+
+
+def interleaved(kind, rounds, rows, table, measure):
+    """Every server of `table` on every row, `rounds` times, servers interleaved within a round: samples by (row
+    label, server). `measure(command, row)` makes one; a row is a tuple whose first item is its label. A run that
+    fails is a sample too (a server that cannot keep up is reported, not waited for)."""
+    samples = {}
+    for round_number in range(rounds):
+        for row in rows:
+            for name, command in table.items():
+                progress(f"{kind} round {round_number + 1}/{rounds}: {row[0]}: {name}")
+                try:
+                    samples.setdefault((row[0], name), []).append(measure(command, row))
+                except Exception as error:
+                    samples.setdefault((row[0], name), []).append({"failed": str(error)[:120]})
+    return samples
 
 
 def summarize(label, name, runs, keys):
@@ -337,16 +338,8 @@ def median(values):
 def echo_table(rounds, seconds, quick):
     table = servers()
     rows = ROWS[:3] if quick else ROWS
-    samples = {}
-    for round_number in range(rounds):
-        for label, connections, pipeline, per_request in rows:
-            for name, command in table.items():
-                progress(f"echo round {round_number + 1}/{rounds}: {label}: {name}")
-                try:
-                    samples.setdefault((label, name), []).append(
-                        run_echo(command, connections, pipeline, per_request, seconds))
-                except Exception as error:  # a server that cannot keep up is reported, not waited for
-                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    samples = interleaved("echo", rounds, rows, table,
+                          lambda command, row: run_echo(command, *row[1:], seconds))
     results = []
     for label, *_ in rows:
         base = samples.get((label, BASELINE), [])
@@ -588,15 +581,7 @@ def http_table(rounds, seconds):
         return [], "wrk is not installed (apt-get install wrk)"
     http_site()
     table = http_servers()
-    samples = {}
-    for round_number in range(rounds):
-        for label, path, connections in HTTP_ROWS:
-            for name, make in table.items():
-                progress(f"http round {round_number + 1}/{rounds}: {label}: {name}")
-                try:
-                    samples.setdefault((label, name), []).append(run_http(make, path, connections, seconds))
-                except Exception as error:
-                    samples.setdefault((label, name), []).append({"failed": str(error)[:120]})
+    samples = interleaved("http", rounds, HTTP_ROWS, table, lambda make, row: run_http(make, row[1], row[2], seconds))
     results = []
     for label, path, connections in HTTP_ROWS:
         base = samples.get((label, HTTP_BASELINE), [])
