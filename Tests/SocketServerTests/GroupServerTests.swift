@@ -59,7 +59,7 @@ final class CallbackThreadNameHandler: CallbackRequestHandler {
         }
         #expect(names.sorted() == ["loop-1", "loop-1", "loop-1", "loop-2", "loop-2", "loop-2"], "\(names)")
         #expect(perLoop == [3, 3])
-        #expect(eventually { openDescriptorCount() == descriptors }, "no descriptor left")
+        #expect(eventually { openDescriptorCount() <= descriptors }, "no descriptor left")
     }
 
     /// `serverClose()` waits for the handlers still running on the group's loops, as it does on one loop.
