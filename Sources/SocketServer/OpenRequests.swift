@@ -79,15 +79,17 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         let entry: LoopEntry?
         if connection.isClosed {
             entry = connections.removeValue(forKey: key)
-            if connections.isEmpty { emptied() }
         } else {
             entry = connections.updateValue(.closing(connection), forKey: key)
             connection.delegate = self
         }
-        guard case .serving(let inProgress)? = entry else { return }
-        inProgress.handler = nil
-        inProgress.task = nil
-        inProgress.end()
+        if case .serving(let inProgress)? = entry {
+            inProgress.handler = nil
+            inProgress.task = nil
+            inProgress.end()
+        }
+        // After the end: a drain woken here counts the request finished (it read 0 finished, 0 cut before).
+        if connections.isEmpty { emptied() }
     }
 
     /// Whether any connection is open or closing on the loop.
@@ -100,7 +102,8 @@ final class OpenRequests: ConnectionDelegate, @unchecked Sendable {
         if connections.isEmpty { emptied() }
     }
 
-    /// Runs `body` once no connection is open or closing on the loop: at once if none is.
+    /// Runs `body` once no connection is open or closing on the loop, and the requests served on them have ended (a
+    /// drain woken by it reads them finished): at once if none is.
     func whenEmpty(_ body: @escaping () -> Void) {
         if connections.isEmpty { return body() }
         emptyWaiters.append(body)
