@@ -87,12 +87,12 @@ check-sanitizers: deps clients
 		SWIFT_BACKTRACE=enable=no \
 		$(SWIFT) test --no-parallel --sanitize=thread --scratch-path .build-tsan
 
-# libFuzzer on the RESP, HTTP and line parsers, FUZZ_SECONDS each (default 60), from the seed corpora
+# libFuzzer on the RESP, HTTP, line and PROXY header parsers, FUZZ_SECONDS each (default 60), from the seed corpora
 # in Fuzz/corpus. A crash leaves its input in Fuzz/crashes/ and fails; make it a regression test.
 # (`-sanitize=fuzzer` would link libFuzzer's `main`, which collides with the one SwiftPM gives every
 # executable: the same instrumentation is asked for by name and libFuzzer linked without its `main`.)
 FUZZ_SECONDS ?= 60
-FUZZERS = resp http lines
+FUZZERS = resp http lines proxy
 FUZZER_LIB = $(firstword $(wildcard $(dir $(realpath $(shell command -v $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
 fuzz: deps
 	@[ -n "$(FUZZER_LIB)" ] || { echo "libFuzzer (libclang_rt.fuzzer_no_main) not found next to $(SWIFT)"; exit 1; }

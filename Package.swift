@@ -150,5 +150,6 @@ if ProcessInfo.processInfo.environment["SOCKETSERVER_FUZZ"] != nil {
         .executableTarget(name: "fuzz-resp", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/RESP"),
         .executableTarget(name: "fuzz-http", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/HTTP"),
         .executableTarget(name: "fuzz-lines", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/Lines"),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["FuzzDriver", "Protocols"], path: "Fuzz/Proxy"),
     ]
 }
