@@ -147,7 +147,8 @@ static void do_read(int i) {
 
 static void got_bytes(int i, ssize_t r) {
   struct conn *x = &c[i];
-  if (r <= 0 || x->got + (size_t)r > x->reply_len) { fail(i); return; }  // EOF, error, or more than the reply
+  // EOF, error, or more than the reply (an echo: than was sent so far)
+  if (r <= 0 || x->got + (size_t)r > (mixed ? x->reply_len : x->sent)) { fail(i); return; }
   double t = now(), us = (t - x->t0) * 1e6;
   if (mixed) {  // one request in flight: its reply is complete or not
     x->got += (size_t)r;

@@ -116,10 +116,11 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
     /// last replies have closed (each within its own timeouts, at most 5 s in all), and resets any left. On a
     /// ``BaseServer/group`` the same, while the group's threads run its loops.
     open override func serverClose(_ server: BaseServer) {
-        if server.group != nil {
+        if server.group != nil {  // the connections are all on the group's loops: the server's own has none
             if blockOnClose { _ = awaitGroup(server, until: drained ? .now + .seconds(5) : nil) }
             cutGroup(server)
             _ = awaitGroup(server, until: .now + .seconds(1))
+            return
         }
         guard !server.loop.isRunning else { return }
         if blockOnClose && !drained && activeRequests > 0 {
