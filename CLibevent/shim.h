@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#include <event2/dns.h>
 
 // Function-like macros Swift cannot import.
 
@@ -36,5 +37,7 @@ static inline struct event *clibevent_evsignal_new(struct event_base *base, int 
 static inline struct event *clibevent_evuser_new(struct event_base *base, event_callback_fn cb, void *arg) {
     return event_new(base, -1, 0, cb, arg);
 }
+
+static const int clibevent_dns_options_all = DNS_OPTIONS_ALL;
 
 #endif

@@ -55,6 +55,8 @@ public final class EventLoop: @unchecked Sendable {
     private var runOnceTimer: LoopEvent?
     /// While the loop runs on the main thread, the main dispatch queue's work (main-actor jobs) runs from it.
     private var mainQueueEvent: LoopEvent?
+    /// The system resolver's `evdns_base`, created by the first ``resolver`` asked for.
+    private var dnsBase: OpaquePointer?
     /// Whether the owner thread is the main thread (``mainQueueEvent`` is set then).
     var ownedByMainThread: Bool { mainQueueEvent != nil }
 
@@ -110,6 +112,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        if let dnsBase { evdns_base_free(dnsBase, 0) }  // no lookup is in flight: each keeps the loop alive
         wakeEvent?.free()
         runOnceTimer?.free()
         mainQueueEvent?.free()
@@ -336,6 +339,20 @@ public final class EventLoop: @unchecked Sendable {
             return Self.claimWake(&queue)
         }
         if needsWake { wakeEvent?.activate([]) }
+    }
+
+    /// The `evdns_base` of ``resolver``: `/etc/resolv.conf` and `/etc/hosts` as the C library reads them (a
+    /// missing file or one with no nameserver leaves `127.0.0.1`, as glibc does). Queries wait at most 5 s, twice,
+    /// unless `resolv.conf` says otherwise. It does not keep a loop with nothing else to do from returning.
+    func systemDNSBase() -> OpaquePointer {
+        if let dnsBase { return dnsBase }
+        guard let created = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE) else {
+            fatalError("evdns_base_new: out of memory")
+        }
+        try? Resolver.configure(created, queryTimeout: .seconds(5), attempts: 2)
+        _ = evdns_base_resolv_conf_parse(created, clibevent_dns_options_all, "/etc/resolv.conf")
+        dnsBase = created
+        return created
     }
 
     // MARK: Accept back-off
