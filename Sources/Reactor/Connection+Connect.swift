@@ -68,27 +68,75 @@ extension Connection {
     }
 }
 
-/// One non-blocking `connect` in flight; its event keeps it alive until it completes.
+/// One non-blocking `connect` in flight, then the connection (with TLS, after its handshake).
 private final class PendingConnect {
-    let address: SocketAddress
     let loop: EventLoop
-    let timeout: Duration?
     let tls: (context: TLSContext, serverName: String?)?
-    var completion: ((Result<Connection, any Error>) -> Void)?
-    var fd: Int32 = -1
-    var event: LoopEvent?
-    var failure: (any Error)?
+    let completion: (Result<Connection, any Error>) -> Void
+    var attempt: ConnectAttempt?
 
     init(
         address: SocketAddress, loop: EventLoop, timeout: Duration?, tls: (TLSContext, String?)?,
         completion: @escaping (Result<Connection, any Error>) -> Void
     ) {
+        self.loop = loop
+        self.tls = tls
+        self.completion = completion
+        attempt = ConnectAttempt(address: address, loop: loop, timeout: timeout) { [self] result in
+            attempt = nil
+            switch result {
+            case .success(let fd): Connection.open(fd, on: loop, tls: self.tls, completion)
+            case .failure(let error): completion(.failure(error))
+            }
+        }
+    }
+
+    func start() { attempt?.start() }
+}
+
+extension Connection {
+    /// Makes a connected socket a connection and, with TLS, completes the handshake before `completion`.
+    static func open(
+        _ fd: Int32, on loop: EventLoop, tls: (context: TLSContext, serverName: String?)?,
+        _ completion: @escaping (Result<Connection, any Error>) -> Void
+    ) {
+        guard let tls else { return completion(Result { try Connection(adopting: fd, on: loop, nonBlocking: true) }) }
+        let connection: Connection
+        do {
+            connection = try Connection(
+                adopting: fd, on: loop, nonBlocking: true, tls: tls.context, serverName: tls.serverName)
+        } catch {
+            return completion(.failure(error))  // the failed init closed the descriptor
+        }
+        connection.whenHandshakeCompletes { error in
+            completion(error.map { .failure($0) } ?? .success(connection))
+        }
+    }
+}
+
+/// One non-blocking `connect(2)` to one address; loop-bound. Its event keeps it alive until it completes or is
+/// cancelled. The completion gets the connected descriptor (its owner's from then on) or why it failed, always
+/// from the loop, on a later pass.
+final class ConnectAttempt {
+    let address: SocketAddress
+    let loop: EventLoop
+    let timeout: Duration?
+    private var completion: ((Result<Int32, any Error>) -> Void)?
+    private var fd: Int32 = -1
+    private var event: LoopEvent?
+    private var failure: (any Error)?
+
+    init(
+        address: SocketAddress, loop: EventLoop, timeout: Duration?,
+        completion: @escaping (Result<Int32, any Error>) -> Void
+    ) {
         self.address = address
         self.loop = loop
         self.timeout = timeout
-        self.tls = tls
         self.completion = completion
     }
+
+    var isPending: Bool { completion != nil }
 
     func start() {
         do {
@@ -106,6 +154,7 @@ private final class PendingConnect {
             ) { [self] fired in finish(timedOut: fired.contains(.timeout)) }
         } catch {
             if fd >= 0 { Posix.close(fd) }
+            fd = -1
             let completion = LoopBound(value: self.completion)
             self.completion = nil
             return loop.execute { completion.value?(.failure(error)) }
@@ -118,7 +167,16 @@ private final class PendingConnect {
         }
     }
 
-    func finish(timedOut: Bool) {
+    /// Abandons the attempt: closes its socket; the completion never runs.
+    func cancel() {
+        event?.free()
+        event = nil
+        completion = nil
+        if fd >= 0 { Posix.close(fd) }
+        fd = -1
+    }
+
+    private func finish(timedOut: Bool) {
         event?.free()
         event = nil
         if failure == nil {
@@ -135,22 +193,15 @@ private final class PendingConnect {
         }
         let completion = self.completion
         self.completion = nil
+        let fd = self.fd
+        self.fd = -1
         if let failure {
             if fd >= 0 { Posix.close(fd) }
             completion?(.failure(failure))
-        } else if let tls, let completion {
-            let connection: Connection
-            do {
-                connection = try Connection(
-                    adopting: fd, on: loop, nonBlocking: true, tls: tls.context, serverName: tls.serverName)
-            } catch {
-                return completion(.failure(error))  // the failed init closed the descriptor
-            }
-            connection.whenHandshakeCompletes { error in
-                completion(error.map { .failure($0) } ?? .success(connection))
-            }
+        } else if let completion {
+            completion(.success(fd))
         } else {
-            completion?(Result { try Connection(adopting: fd, on: loop, nonBlocking: true) })
+            Posix.close(fd)
         }
     }
 }

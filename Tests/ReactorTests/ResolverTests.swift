@@ -208,8 +208,7 @@ func hostsFile(_ lines: String) throws -> String {
                     let task = Task(executorPreference: loop) {
                         try await box.value!.resolve(host: "silent.test", port: 80)
                     }
-                    try await Task.sleep(for: .milliseconds(50))
-                    task.cancel()
+                    try loop.schedule(after: .milliseconds(50)) { task.cancel() }
                     await #expect(throws: CancellationError.self) { try await task.value }
                 }
             }
