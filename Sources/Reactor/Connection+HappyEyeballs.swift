@@ -30,7 +30,7 @@ extension Connection {
         loop.preconditionInEventLoop()
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         let request = ConnectRequest(
-            host: bare, port: port, loop: loop, resolver: resolver ?? loop.resolver,
+            host: bare, port: port, loop: loop, resolver: resolver,
             tls: tls.map { ($0, serverName ?? bare) }, completion: completion)
         request.start(timeout: timeout)
         return request
@@ -102,7 +102,8 @@ public final class ConnectRequest {
     public let host: String
     let port: Int
     let loop: EventLoop
-    let resolver: Resolver
+    /// The resolver asked for, or `nil` for the loop's, fetched only for a name (an IP literal needs none).
+    let resolver: Resolver?
     let tls: (context: TLSContext, serverName: String?)?
     private var completion: ((Result<Connection, any Error>) -> Void)?
     private var starting = true
@@ -120,7 +121,7 @@ public final class ConnectRequest {
     private var deadline: LoopTimer?
 
     init(
-        host: String, port: Int, loop: EventLoop, resolver: Resolver, tls: (TLSContext, String?)?,
+        host: String, port: Int, loop: EventLoop, resolver: Resolver?, tls: (TLSContext, String?)?,
         completion: @escaping (Result<Connection, any Error>) -> Void
     ) {
         self.host = host
@@ -149,7 +150,10 @@ public final class ConnectRequest {
                 deliver(.failure(connectError(timedOut: true)))
             }
         }
-        let lookups = DNSLookup.lookUpBoth(host: host, port: port, resolver: resolver) { [self] family, result in
+        let lookups = DNSLookup.lookUpBoth(
+            host: host, port: port, resolver: { [loop, resolver] in resolver ?? loop.resolver }
+        ) {
+            [self] family, result in
             resolved(family, result)
         }
         if isPending { self.lookups = lookups } else { for lookup in lookups { lookup.cancel() } }

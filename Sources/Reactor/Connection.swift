@@ -78,6 +78,7 @@ public final class Connection {
     @exclusivity(unchecked) private(set) var reading = false
     @exclusivity(unchecked) private var writing = false
     @exclusivity(unchecked) private var pausedForOutput = false
+    @exclusivity(unchecked) private var pausedByOwner = false
     /// Closing: everything was sent, the FIN too; reading only to discard until the peer closes.
     @exclusivity(unchecked) private var lingering = false
     @exclusivity(unchecked) private var lingerDeadline: UInt64?
@@ -337,9 +338,30 @@ public final class Connection {
     /// for bytes gets them while another task's write waits, or a full-duplex peer (an echo server, say)
     /// and this connection would each wait for the other to read.
     var wantsInput: Bool {
-        state == .open && !inputClosed && (!pausedForOutput || reader != nil)
+        state == .open && !inputClosed && !pausedByOwner && (!pausedForOutput || reader != nil)
             && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
     }
+
+    /// Stops reading from the socket until ``resumeReading()``: what the peer sends waits in the kernel, whose
+    /// buffers fill until TCP tells the peer to wait. This is backpressure from elsewhere, e.g. a proxy whose other
+    /// side reads slowly. Bytes already received stay for later; the end of input is seen after the resume. A read
+    /// the async face is waiting in waits too. The TLS handshake still reads.
+    public func pauseReading() {
+        loop.preconditionInEventLoop()
+        pausedByOwner = true
+        updateReading()
+    }
+
+    /// Reads again after ``pauseReading()``; bytes that arrived meanwhile are delivered on the loop's next pass.
+    public func resumeReading() {
+        loop.preconditionInEventLoop()
+        guard pausedByOwner else { return }
+        pausedByOwner = false
+        updateReading()
+    }
+
+    /// Whether ``pauseReading()`` is in force.
+    public var isReadingPaused: Bool { pausedByOwner }
 
     /// Reads while input is wanted, to discard while lingering, and with TLS while the handshake runs
     /// or a write waits for the socket to be readable.

@@ -197,7 +197,7 @@ public final class ResolveRequest {
     func start(timeout: Duration?) {
         defer { starting = false }
         var waiting = 2
-        lookups = DNSLookup.lookUpBoth(host: host, port: port, resolver: resolver) { [self] family, result in
+        lookups = DNSLookup.lookUpBoth(host: host, port: port, resolver: { resolver }) { [self] family, result in
             switch result {
             case .success(let addresses): answers[family] = addresses
             case .failure(let error): errors.append(error)
@@ -276,7 +276,7 @@ final class DNSLookup {
     /// lists is answered from it for both families (with nothing for a family it lacks there).
     /// - Returns: the lookups still to cancel if the answers are no longer wanted.
     static func lookUpBoth(
-        host: String, port: Int, resolver: Resolver,
+        host: String, port: Int, resolver makeResolver: () -> Resolver,
         _ answer: @escaping (SocketAddress.Family, Result<[SocketAddress], ResolutionError>) -> Void
     ) -> [DNSLookup] {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
@@ -285,6 +285,7 @@ final class DNSLookup {
             answer(.ipv4, .success(literal.family == .ipv4 ? [literal] : []))
             return []
         }
+        let resolver = makeResolver()  // only now: the system resolver's first use opens its nameservers' sockets
         let v6 = DNSLookup(host: host, family: .ipv6, resolver: resolver) { answer(.ipv6, $0) }
         v6.start(port: port)
         let v4 = DNSLookup(host: host, family: .ipv4, resolver: resolver) { answer(.ipv4, $0) }

@@ -54,7 +54,11 @@ struct Bench: ParsableCommand {
         help: "reactor-pool's blocking threads, 1 to 1024 (default 32: sized for --mixed's sleeps, not for the cores).")
     var blockingThreads = 32
 
-    @Option(name: .customLong("protocol"), help: "echo, resp or http.")
+    @Option(
+        name: .customLong("protocol"),
+        help:
+            "echo, resp, http, or proxy (echo through `serve proxy` in each mode to a reactor echo server started for each run; the upstream's count of lines is the served count, the CPU is the proxy's)."
+    )
     var service: Service = .echo
 
     @Option(help: "Directory for results.json and chart.svg, created if missing and checked before the first run.")
@@ -136,6 +140,7 @@ struct Bench: ParsableCommand {
         case .echo: request = "\(payload)-byte lines"
         case .resp: request = mixed.map { "PING, every \($0)th request DEBUG SLEEP 0.01" } ?? "PING"
         case .http: request = "GET /"
+        case .proxy: request = "\(payload)-byte lines through the proxy to a reactor echo server"
         }
         let perTrip = pipeline == 1 ? "one request per round trip" : "\(pipeline) requests pipelined per round trip"
         let connecting = connectPerRequest ? ", a new connection per request" : ""
@@ -215,10 +220,29 @@ struct Bench: ParsableCommand {
         mode: BenchServer, connections: Int, loop: EventLoop, certificate: BenchCertificate?, progress: Progress,
         interruption: Interruption
     ) throws -> BenchResult? {
+        // proxy: the upstream first, an echo server of its own for the run, whose count of lines is the served count.
+        var upstream: (process: Process, log: ServerLog, port: Int)?
+        if service == .proxy {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Bench.executablePath)
+            process.arguments = ["serve", "echo", "--mode", "reactor"]
+            let stdout = Pipe()
+            process.standardOutput = stdout
+            let log = try ServerLog()
+            process.standardError = log.handle
+            try process.run()
+            guard let port = Bench.readPort(stdout.fileHandleForReading.fileDescriptor) else {
+                Bench.stopAndReap(process)
+                throw BenchError.serverDidNotStart("the proxy's upstream")
+            }
+            upstream = (process, log, port)
+        }
+        defer { if let upstream { Bench.stopAndReap(upstream.process) } }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Bench.executablePath)
         server.arguments =
             ["serve", service.rawValue, "--mode", mode.mode.rawValue] + mode.arguments
+            + (upstream.map { ["--upstream", "127.0.0.1:\($0.port)"] } ?? [])
             + (certificate?.serverArguments ?? [])
         let stdout = Pipe()
         server.standardOutput = stdout
@@ -256,6 +280,11 @@ struct Bench: ParsableCommand {
         let peaks = sampler.stop()
         Bench.stopAndReap(server)
         let summary = log.summary()
+        var served = summary.requests
+        if let upstream {
+            Bench.stopAndReap(upstream.process)
+            served = upstream.log.summary().requests
+        }
         let seconds = Double(end - started) / 1e9
         if interruption.signal != nil && generator.completed == 0 { return nil }
         let histogram = generator.histogram
@@ -272,20 +301,20 @@ struct Bench: ParsableCommand {
             cpuMicrosecondsPerRequest: requests > 0 ? (cpuAfter - cpuBefore) * 1e6 / Double(requests) : nil,
             peakMemory: peaks.memory, threads: peaks.threads, processes: peaks.processes,
             errors: generator.errors, interrupted: interruption.signal != nil,
-            serverRequests: summary.requests, serverLifetimeCPUSeconds: summary.cpuSeconds)
+            serverRequests: served, serverLifetimeCPUSeconds: summary.cpuSeconds)
     }
 
     private var request: [UInt8] {
         switch service {
-        case .echo: return [UInt8](repeating: UInt8(ascii: "x"), count: payload - 1) + [10]
         case .resp: return Array("*1\r\n$4\r\nPING\r\n".utf8)
         case .http: return Array("GET / HTTP/1.1\r\nHost: bench\r\n\r\n".utf8)
+        case .echo, .proxy: return [UInt8](repeating: UInt8(ascii: "x"), count: payload - 1) + [10]
         }
     }
 
     private var framer: ReplyFramer {
         switch service {
-        case .echo: return .fixed(payload)
+        case .echo, .proxy: return .fixed(payload)
         case .resp: return .line
         case .http: return .http
         }

@@ -20,6 +20,8 @@ enum CloseReason: Int, CaseIterable {
     case tlsHandshake
     /// Still busy at the end of the `--grace` period after SIGINT or SIGTERM.
     case gracePeriod
+    /// proxy: the upstream did not resolve, refused, timed out, or reset the connection.
+    case upstream
     /// Any other error in serving it.
     case error
 
@@ -33,6 +35,7 @@ enum CloseReason: Int, CaseIterable {
         case .protocolError: return "protocol_error"
         case .tlsHandshake: return "tls_handshake"
         case .gracePeriod: return "grace_period"
+        case .upstream: return "upstream"
         case .error: return "error"
         }
     }
@@ -49,7 +52,7 @@ enum CloseReason: Int, CaseIterable {
         switch self {
         case .idleTimeout: return .info
         case .allowList: return .notice
-        case .connectionLimit, .inputLimit, .protocolError, .gracePeriod: return .warning
+        case .connectionLimit, .inputLimit, .protocolError, .gracePeriod, .upstream: return .warning
         case .tlsHandshake, .error: return .error
         }
     }

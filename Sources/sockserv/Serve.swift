@@ -40,7 +40,14 @@ enum HandlerStyle: String, CaseIterable, ExpressibleByArgument {
 
 /// The protocols `serve` speaks.
 enum Service: String, CaseIterable, ExpressibleByArgument {
-    case echo, resp, http
+    case echo, resp, http, proxy
+}
+
+/// `--send-proxy`'s values.
+enum ProxyVersion: String, CaseIterable, ExpressibleByArgument {
+    case v1, v2
+
+    var number: Int { self == .v1 ? 1 : 2 }
 }
 
 /// `--log-level`'s values: swift-log's levels.
@@ -106,7 +113,7 @@ struct Serve: ParsableCommand {
             """
     )
 
-    @Argument(help: "The protocol: echo, resp or http.")
+    @Argument(help: "The protocol: echo, resp, http, or proxy (bytes both ways to --upstream).")
     var service: Service
 
     @Option(help: "How requests are processed: sequential, threading, forking or reactor.")
@@ -262,6 +269,37 @@ struct Serve: ParsableCommand {
             valueName: "bytes"))
     var maxRequest: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "proxy: where to pass each connection, HOST:PORT (a name, resolved per connection, or an IP address).",
+            valueName: "host:port"))
+    var upstream: String?
+
+    @Option(
+        name: .customLong("upstream-timeout"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "proxy: how long reaching the upstream may take, resolution and every address included, in seconds (default 5).",
+            valueName: "seconds"))
+    var upstreamTimeout: Double?
+
+    @Option(
+        name: .customLong("send-proxy"),
+        help: ArgumentHelp(
+            "proxy: send the client's address upstream first in a PROXY protocol header, version v1 (text) or v2 (binary), as haproxy's send-proxy does.",
+            valueName: "version"))
+    var sendProxy: ProxyVersion?
+
+    /// `--upstream` and its options; `nil` for the other protocols.
+    func proxyConfiguration() throws -> ProxyConfiguration? {
+        guard service == .proxy, let upstream else { return nil }
+        guard case .success(let (host, port)) = HostPort.hostAndPort(upstream, option: "--upstream") else {
+            throw ValidationError("--upstream must be HOST:PORT, got \(upstream)")
+        }
+        return ProxyConfiguration(
+            host: host, port: port, connectTimeout: .milliseconds(Int((upstreamTimeout ?? 5) * 1000)),
+            sendProxy: sendProxy?.number)
+    }
+
     func validate() throws {
         try Self.range("--port", port, "0-65535", (0...65535).contains(port))
         if let loopsOption { try Self.range("--loops", loopsOption, "1-64", (1...64).contains(loopsOption)) }
@@ -293,6 +331,24 @@ struct Serve: ParsableCommand {
 
         // Options that do not apply to the protocol, the mode or the transport chosen.
         if udp && service != .echo { throw ValidationError("--udp serves echo only") }
+        if service == .proxy {
+            guard let upstream else { throw ValidationError("proxy needs --upstream HOST:PORT") }
+            if case .failure(let error) = HostPort.hostAndPort(upstream, option: "--upstream") {
+                throw ValidationError(error.description)
+            }
+            if let upstreamTimeout {
+                try Self.range(
+                    "--upstream-timeout", upstreamTimeout, "more than 0 and at most 3600 seconds",
+                    upstreamTimeout > 0 && upstreamTimeout <= 3600)
+            }
+        } else {
+            for (name, given) in [
+                ("--upstream", upstream != nil), ("--upstream-timeout", upstreamTimeout != nil),
+                ("--send-proxy", sendProxy != nil),
+            ] where given {
+                throw ValidationError("\(name) is for proxy only")
+            }
+        }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil {
             throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
@@ -324,6 +380,14 @@ struct Serve: ParsableCommand {
         if maxBulk != nil && service != .resp { throw ValidationError("--max-bulk is for resp only") }
         if maxRequest != nil && service == .echo {
             throw ValidationError("--max-request is for resp and http (echo has --max-line)")
+        }
+        if service == .proxy {
+            for (name, given) in [
+                ("--max-line", maxLine != nil), ("--max-bulk", maxBulk != nil), ("--max-request", maxRequest != nil),
+                ("--blocking-work", blockingWork != nil), ("--handler", handler != nil),
+            ] where given {
+                throw ValidationError("\(name) does not apply to proxy: it passes bytes, whatever they say")
+            }
         }
         if handler != nil && (service == .http || mode != .reactor || udp) {
             throw ValidationError(
@@ -438,7 +502,8 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         let context = ServeContext(
-            makeSession: makeSession, idleTimeout: idle, stats: stats, blockingWorkOnLoop: blockingWork == .loop)
+            makeSession: makeSession, idleTimeout: idle, stats: stats, blockingWorkOnLoop: blockingWork == .loop,
+            proxy: try proxyConfiguration())
         var servers: [TCPServer] = []
         do {
             let allPassed = Systemd.passedSockets()
@@ -629,6 +694,9 @@ struct Serve: ParsableCommand {
             requestHandler =
                 mode == .reactor ? .async(AsyncEchoDatagramHandler.self) : .blocking(EchoDatagramHandler.self)
         case _ where service == .http: requestHandler = HTTPService.requestHandler(for: mixIn)
+        case _ where service == .proxy:
+            requestHandler =
+                mode == .reactor ? .callback(CallbackProxyHandler.self) : .blocking(BlockingProxyHandler.self)
         case (.reactor, .callback): requestHandler = .callback(CallbackSessionHandler.self)
         case (.reactor, .async): requestHandler = .async(AsyncSessionHandler.self)
         default: requestHandler = .blocking(BlockingSessionHandler.self)
@@ -668,8 +736,8 @@ struct Serve: ParsableCommand {
         case .resp:
             let store = RedisStore()
             return { RESPSession(commands: store, limits: limits) }
-        case .http:
-            return { EchoSession(limits: limits) }  // not used: http is served by SocketServerHTTP
+        case .http, .proxy:
+            return { EchoSession(limits: limits) }  // not used: http and proxy have handlers of their own
         }
     }
 }

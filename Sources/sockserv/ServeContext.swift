@@ -16,15 +16,18 @@ final class ServeContext: Sendable {
     /// Reactor mode: run a session's blocking work on the loop thread itself (`--blocking-work loop`, stalling the
     /// loop's other clients, for comparison) rather than on the loop's blocking pool.
     let blockingWorkOnLoop: Bool
+    /// `serve proxy`'s upstream; `nil` for the other protocols.
+    let proxy: ProxyConfiguration?
 
     init(
         makeSession: @escaping @Sendable () -> any Session, idleTimeout: Duration?, stats: SharedCounters,
-        blockingWorkOnLoop: Bool = false
+        blockingWorkOnLoop: Bool = false, proxy: ProxyConfiguration? = nil
     ) {
         self.makeSession = makeSession
         self.idleTimeout = idleTimeout
         self.stats = stats
         self.blockingWorkOnLoop = blockingWorkOnLoop
+        self.proxy = proxy
     }
 }
 
@@ -73,7 +76,8 @@ final class SharedCounters: @unchecked Sendable {  // immutable, and its values 
             "Connections refused before serving, by reason: --max-connections reached or not in an --allow range.",
         "sockserv_connections_closed_total":
             "Connections the server closed, by reason (closes by the client are not counted).",
-        "sockserv_requests_total": "Requests answered: echo lines, RESP commands, HTTP requests or datagrams.",
+        "sockserv_requests_total":
+            "Requests answered: echo lines, RESP commands, HTTP requests or datagrams; proxy: connections passed upstream.",
         "sockserv_handler_errors_total": "Errors that ended a connection (a client's failed TLS handshake is not one).",
     ]
 

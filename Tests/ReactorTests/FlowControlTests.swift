@@ -5,6 +5,44 @@ import Testing
 
 /// Backpressure, line limits and timeouts.
 @Suite struct FlowControlTests {
+    /// pauseReading() leaves what the peer sends in the kernel, its end included, until resumeReading().
+    @Test func pausedReadingDeliversNothingUntilResumed() throws {
+        final class Recorder: ConnectionDelegate {
+            var received: [UInt8] = []
+            var ended = false
+            func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
+                received += buffer.readAll()
+            }
+            func connectionDidReachEnd(_ connection: Connection) {
+                ended = true
+                connection.close()
+                connection.loop.stop()
+            }
+        }
+        let recorder = Recorder()
+        var whilePaused: (count: Int, ended: Bool)?
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                connection.pauseReading()
+                #expect(connection.isReadingPaused)
+                connection.delegate = recorder
+                // The peer's bytes and end are in this side's kernel buffer by the time the timer fires.
+                try! loop.schedule(after: .milliseconds(100)) {
+                    whilePaused = (recorder.received.count, recorder.ended)
+                    connection.resumeReading()
+                }
+            }
+            Connection.connect(to: listener.localAddress, on: loop) { result in
+                listener.close()
+                guard case .success(let client) = result else { return loop.stop() }
+                client.write("held back\n")
+                client.shutdownOutput()
+            }
+        }
+        #expect(whilePaused?.count == 0 && whilePaused?.ended == false, "\(String(describing: whilePaused))")
+        #expect(recorder.received == Array("held back\n".utf8) && recorder.ended)
+    }
+
     @Test(arguments: Face.allCases)
     func aPeerThatNeverReadsDoesNotGrowTheServersBuffer(face: Face) throws {
         var serverSide: Connection?
