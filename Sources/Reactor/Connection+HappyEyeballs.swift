@@ -151,11 +151,8 @@ public final class ConnectRequest {
             }
         }
         let lookups = DNSLookup.lookUpBoth(
-            host: host, port: port, resolver: { [loop, resolver] in resolver ?? loop.resolver }
-        ) {
-            [self] family, result in
-            resolved(family, result)
-        }
+            host: host, port: port, resolver: { [loop, resolver] in resolver ?? loop.resolver },
+            answer: { [self] family, result in resolved(family, result) })
         if isPending { self.lookups = lookups } else { for lookup in lookups { lookup.cancel() } }
         starting = false
     }

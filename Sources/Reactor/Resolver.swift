@@ -197,7 +197,8 @@ public final class ResolveRequest {
     func start(timeout: Duration?) {
         defer { starting = false }
         var waiting = 2
-        lookups = DNSLookup.lookUpBoth(host: host, port: port, resolver: { resolver }) { [self] family, result in
+        let resolver = self.resolver
+        let answer = { [self] (family: SocketAddress.Family, result: Result<[SocketAddress], ResolutionError>) in
             switch result {
             case .success(let addresses): answers[family] = addresses
             case .failure(let error): errors.append(error)
@@ -205,6 +206,7 @@ public final class ResolveRequest {
             waiting -= 1
             if waiting == 0 { finish() }
         }
+        lookups = DNSLookup.lookUpBoth(host: host, port: port, resolver: { resolver }, answer: answer)
         if let timeout, isPending {
             deadline = try? resolver.loop.schedule(after: timeout) { [self] in finish(timedOut: true) }
         }
@@ -277,7 +279,7 @@ final class DNSLookup {
     /// - Returns: the lookups still to cancel if the answers are no longer wanted.
     static func lookUpBoth(
         host: String, port: Int, resolver makeResolver: () -> Resolver,
-        _ answer: @escaping (SocketAddress.Family, Result<[SocketAddress], ResolutionError>) -> Void
+        answer: @escaping (SocketAddress.Family, Result<[SocketAddress], ResolutionError>) -> Void
     ) -> [DNSLookup] {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         if let literal = (try? SocketAddress(ipv6: bare, port: port)) ?? (try? SocketAddress(ipv4: bare, port: port)) {
