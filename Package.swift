@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "SocketServer",
             dependencies: [
-                "Reactor",
+                "Reactor", "Protocols",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "SocketServerTests",
             dependencies: [
-                "SocketServer", "Reactor", "TestSupport",
+                "SocketServer", "Reactor", "Protocols", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

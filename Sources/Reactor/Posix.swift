@@ -109,6 +109,16 @@ enum Posix {
         try nonBlocking("recv", { recv(fd, buffer, count, dontWait ? Int32(MSG_DONTWAIT) : 0) })
     }
 
+    /// Receives without waiting (`MSG_DONTWAIT`), with `MSG_PEEK` leaving the bytes to be read again; `nil` when
+    /// nothing is waiting, 0 at end of input.
+    static func receiveNow(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, peek: Bool) throws(IOError)
+        -> Int?
+    {
+        try nonBlocking(
+            peek ? "recv MSG_PEEK" : "recv",
+            { recv(fd, buffer, count, Int32(MSG_DONTWAIT) | (peek ? Int32(MSG_PEEK) : 0)) })
+    }
+
     /// Waits until `deadline` (`nil`: forever) for `fd` to be readable, input or the peer's end (or writable)
     /// (`poll`); true if it is. Past the deadline it still looks once. A signal does not stretch the wait: the
     /// retry after `EINTR` waits for what is left.

@@ -232,6 +232,20 @@ public final class Socket: @unchecked Sendable {
         return received.map { _ in bytes }
     }
 
+    /// Receives up to `maxCount` bytes from the socket itself, below any TLS, if some are waiting, without blocking
+    /// (`MSG_DONTWAIT`); with `peek` they stay to be read again (`MSG_PEEK`). For what a peer sends before a TLS
+    /// handshake, such as a PROXY protocol header: read exactly the header's bytes, and the handshake reads the rest.
+    /// - Returns: `nil` when nothing is waiting; empty at end of input.
+    public func receiveBelowTLS(maxCount: Int, peek: Bool = false) throws(IOError) -> [UInt8]? {
+        let fd = fileDescriptor
+        var received: Int?
+        let bytes = try [UInt8](unsafeUninitializedCapacity: maxCount) { (buffer, count) throws(IOError) in
+            received = try Posix.receiveNow(fd, buffer.baseAddress, maxCount, peek: peek)
+            count = received ?? 0
+        }
+        return received.map { _ in bytes }
+    }
+
     /// Receives up to `maxCount` bytes of one datagram, with its sender.
     /// - Returns: `nil` when nothing is waiting on a non-blocking socket.
     public func receiveFrom(maxCount: Int) throws(IOError) -> (bytes: [UInt8], sender: SocketAddress?)? {

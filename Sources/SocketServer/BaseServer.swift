@@ -67,6 +67,17 @@ open class BaseServer: @unchecked Sendable {
     /// these ranges and refuses (and logs at `notice`) the rest; Unix clients, which have no IP
     /// address, are accepted (the socket file's permissions guard them). `nil` accepts everyone.
     public var allowedClients: [AddressRange]?
+    /// Whether each stream connection starts with a PROXY protocol header (version 1 or 2, as haproxy, nginx and
+    /// cloud balancers send with `send-proxy`): the server reads it first, below any TLS, and the client it names is
+    /// the client address from then on, for ``verifyRequest(_:clientAddress:)`` (so ``allowedClients``), the logs
+    /// and the handler. `verifyRequest` then runs after the header, where the mode serves the request (the request's
+    /// thread or child, or the loop), not when it is accepted; a LOCAL header (the balancer's health check) leaves
+    /// the socket's peer. A connection whose header is malformed or not whole within ``proxyHeaderTimeout`` goes to
+    /// ``handleError(_:clientAddress:error:)`` as ``ServerError/proxyHeader(_:)`` and is closed. Default `false`:
+    /// a server that trusts headers must be reachable only by the balancer.
+    public var proxyProtocol = false
+    /// How long a connection has to send its whole PROXY protocol header (``proxyProtocol``). Default 3 s.
+    public var proxyHeaderTimeout: Duration = .seconds(3)
     /// How long the requests in progress may take to finish when the server runs as a `ServiceLifecycle` service
     /// (``run()``) and the group shuts down: ``shutdown(gracePeriod:)`` with it before ``serverClose()``. `nil` (the
     /// default) waits for them, as ``serverClose()`` does.
@@ -459,7 +470,10 @@ open class BaseServer: @unchecked Sendable {
         guard let (request, clientAddress) = accepted else { return false }
         metrics.accepted.increment()
         if case .datagram(let packet, _) = request { metrics.bytesReceived.increment(by: packet.count) }
-        if verifyRequest(request, clientAddress: clientAddress) {
+        // With a PROXY protocol header to read, the client is known only once the mode has read it: verified then.
+        let verifiedLater: Bool
+        if proxyProtocol, case .stream = request { verifiedLater = true } else { verifiedLater = false }
+        if verifiedLater || verifyRequest(request, clientAddress: clientAddress) {
             // In progress from here; the mode takes it and finishes it where its work ends, on every path.
             handedOver = RequestInProgress(request, server: self)
             do {

@@ -57,7 +57,7 @@ open class ForkingMixIn: ProcessingMixIn, @unchecked Sendable {
         if case .datagram = request {} else { Glibc.close(server.fileno) }
         var status: Int32 = 1
         do {
-            try server.finishRequest(request, clientAddress: clientAddress)
+            try server.finishAccepted(request, clientAddress: clientAddress)
             status = 0
         } catch {
             server.reportHandlerError(request, clientAddress: clientAddress, error: error)

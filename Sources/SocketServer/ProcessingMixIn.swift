@@ -60,7 +60,7 @@ open class ProcessingMixIn: @unchecked Sendable {
     open func processRequest(_ request: Request, clientAddress: SocketAddress, server: BaseServer) throws {
         let inProgress = server.takeRequestInProgress(request)
         defer { inProgress.finish() }
-        try server.finishRequest(request, clientAddress: clientAddress)
+        try server.finishAccepted(request, clientAddress: clientAddress)
         server.shutdownRequest(request)
     }
 

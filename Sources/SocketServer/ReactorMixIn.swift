@@ -34,26 +34,47 @@ open class ReactorMixIn: ProcessingMixIn, @unchecked Sendable {
             connectionsPerLoop[nextLoop] += 1
             nextLoop = (nextLoop + 1) % group.loops.count
             loop.execute { [self] in
-                do {
-                    inProgress.adopted(as: try Connection(adopting: socket, on: loop), server: server)
-                    try start(inProgress, clientAddress: clientAddress, server: server)
-                } catch {
-                    server.reportHandlerError(inProgress.request, clientAddress: clientAddress, error: error)
-                    server.shutdownRequest(inProgress.request)
-                    inProgress.finish()
-                }
+                adopt(socket, on: loop, inProgress, clientAddress: clientAddress, server: server)
             }
             return
         }
-        do {
-            if case .stream(let socket) = request {
-                inProgress.adopted(as: try Connection(adopting: socket, on: server.loop), server: server)
-            }
-        } catch {
-            inProgress.finish()
-            throw error
+        guard case .stream(let socket) = request else {
+            return try start(inProgress, clientAddress: clientAddress, server: server)
         }
-        try start(inProgress, clientAddress: clientAddress, server: server)
+        adopt(socket, on: server.loop, inProgress, clientAddress: clientAddress, server: server)
+    }
+
+    /// Makes the accepted socket a `Connection` on `loop` and serves it; with ``BaseServer/proxyProtocol``, once its
+    /// header has been read there and the client it names verified.
+    private func adopt(
+        _ socket: Socket, on loop: EventLoop, _ inProgress: RequestInProgress, clientAddress: SocketAddress,
+        server: BaseServer
+    ) {
+        let serve = { [self] (clientAddress: SocketAddress) in
+            do {
+                inProgress.adopted(as: try Connection(adopting: socket, on: loop), server: server)
+                try start(inProgress, clientAddress: clientAddress, server: server)
+            } catch {
+                server.reportHandlerError(inProgress.request, clientAddress: clientAddress, error: error)
+                server.shutdownRequest(inProgress.request)
+                inProgress.finish()
+            }
+        }
+        guard server.proxyProtocol else { return serve(clientAddress) }
+        ProxyHeaderReader.read(socket, peer: clientAddress, timeout: server.proxyHeaderTimeout, on: loop) { result in
+            switch result {
+            case .success(let client) where server.verifyRequest(inProgress.request, clientAddress: client):
+                serve(client)
+            case .success:
+                server.metrics.refused.increment()
+                server.shutdownRequest(inProgress.request)
+                inProgress.finish()
+            case .failure(let error):
+                server.reportHandlerError(inProgress.request, clientAddress: clientAddress, error: error)
+                server.shutdownRequest(inProgress.request)
+                inProgress.finish()
+            }
+        }
     }
 
     /// How many connections went to each loop of the server's ``BaseServer/group``, in its order (empty without

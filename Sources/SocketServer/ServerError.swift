@@ -12,6 +12,9 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The server was closed (``BaseServer/serverClose()``): it has no socket to serve on. Python raises
     /// `ValueError: Invalid file descriptor: -1` for the same call.
     case serverClosed(String)
+    /// A server with ``BaseServer/proxyProtocol`` got no valid PROXY protocol header: bytes that are not one, an end
+    /// of input before it ended, or nothing within ``BaseServer/proxyHeaderTimeout``. The connection is closed.
+    case proxyHeader(String)
 
     public var description: String {
         switch self {
@@ -20,6 +23,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .wrongRequestKind: return "the request is not of the kind this handler serves"
         case .invalidAddressRange(let detail): return "invalid address range: \(detail)"
         case .serverClosed(let detail): return "the server is closed: \(detail)"
+        case .proxyHeader(let detail): return "no valid PROXY protocol header: \(detail)"
         }
     }
 }

@@ -180,11 +180,12 @@ open class TCPServer: BaseServer, @unchecked Sendable {
     /// With ``tls``, TLS is started on it; its handshake runs later (see the class).
     open override func getRequest() throws -> (Request, SocketAddress)? {
         let tls = self.tls
-        if mixIn.handlesAsync && group == nil {
+        // A PROXY protocol header is read from the socket before it becomes a loop connection (which reads at once).
+        if mixIn.handlesAsync && group == nil && !proxyProtocol {
             guard let (connection, address) = try socket.acceptConnection(on: loop, tls: tls) else { return nil }
             return (.connection(connection), address ?? .unnamedUnix)
         }
-        guard let (connection, address) = try socket.accept(nonBlocking: group != nil) else { return nil }
+        guard let (connection, address) = try socket.accept(nonBlocking: mixIn.handlesAsync) else { return nil }
         if let tls {
             do {
                 try connection.startTLS(tls)

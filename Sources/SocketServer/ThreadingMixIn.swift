@@ -61,7 +61,7 @@ open class ThreadingMixIn: ProcessingMixIn, @unchecked Sendable {
     /// May be overridden.
     open func processRequestThread(_ request: Request, clientAddress: SocketAddress, server: BaseServer) {
         do {
-            try server.finishRequest(request, clientAddress: clientAddress)
+            try server.finishAccepted(request, clientAddress: clientAddress)
         } catch {
             server.reportHandlerError(request, clientAddress: clientAddress, error: error)
         }

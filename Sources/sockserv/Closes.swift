@@ -1,6 +1,7 @@
 import Logging
 import Protocols
 import Reactor
+import SocketServer
 import SocketServerHTTP
 
 /// Why the server refused or closed a connection. Each one is logged once, at its ``level``, and
@@ -22,6 +23,8 @@ enum CloseReason: Int, CaseIterable {
     case gracePeriod
     /// proxy: the upstream did not resolve, refused, timed out, or reset the connection.
     case upstream
+    /// `--proxy-protocol`: no valid PROXY protocol header (malformed, cut short, or not within its timeout).
+    case proxyHeader
     /// Any other error in serving it.
     case error
 
@@ -36,6 +39,7 @@ enum CloseReason: Int, CaseIterable {
         case .tlsHandshake: return "tls_handshake"
         case .gracePeriod: return "grace_period"
         case .upstream: return "upstream"
+        case .proxyHeader: return "proxy_header"
         case .error: return "error"
         }
     }
@@ -52,7 +56,7 @@ enum CloseReason: Int, CaseIterable {
         switch self {
         case .idleTimeout: return .info
         case .allowList: return .notice
-        case .connectionLimit, .inputLimit, .protocolError, .gracePeriod, .upstream: return .warning
+        case .connectionLimit, .inputLimit, .protocolError, .gracePeriod, .upstream, .proxyHeader: return .warning
         case .tlsHandshake, .error: return .error
         }
     }
@@ -83,6 +87,7 @@ enum CloseReason: Int, CaseIterable {
             default: self = .error
             }
         case ReactorError.timedOut: self = .idleTimeout
+        case ServerError.proxyHeader: self = .proxyHeader
         default: self = .error
         }
     }

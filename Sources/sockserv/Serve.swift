@@ -289,6 +289,13 @@ struct Serve: ParsableCommand {
             valueName: "version"))
     var sendProxy: ProxyVersion?
 
+    @Flag(
+        name: .customLong("proxy-protocol"),
+        help: ArgumentHelp(
+            "Streams: read a PROXY protocol header (v1 or v2, as haproxy's send-proxy writes) at the start of each connection; the client it names is the one logged, checked by --allow and seen by the handler. A connection without a valid header within 3 s is closed and counted (proxy_header). Only for a server reachable by the balancer alone."
+        ))
+    var proxyProtocol = false
+
     /// `--upstream` and its options; `nil` for the other protocols.
     func proxyConfiguration() throws -> ProxyConfiguration? {
         guard service == .proxy, let upstream else { return nil }
@@ -356,6 +363,7 @@ struct Serve: ParsableCommand {
         if tlsHandshakeTimeoutOption != nil && tlsCert == nil {
             throw ValidationError("--tls-handshake-timeout needs --tls-cert")
         }
+        if udp && proxyProtocol { throw ValidationError("--proxy-protocol is for stream servers (not --udp)") }
         if udp && tlsCert != nil {
             throw ValidationError(
                 "--tls-cert is for stream servers: TLS over UDP would be DTLS, which sockserv does not speak")
@@ -715,6 +723,7 @@ struct Serve: ParsableCommand {
         }
         server.unixSocketPermissions = unixPermissions
         server.allowedClients = try allowedRanges()
+        server.proxyProtocol = proxyProtocol
         return server
     }
 

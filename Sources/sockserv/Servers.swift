@@ -111,6 +111,9 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
         if let error = error as? TLSError, error == .closedDuringHandshake || error == .plainHTTPRequest {
             return context.stats.closed(clientAddress, .tlsHandshake, error, level: .info)
         }
+        if case ServerError.proxyHeader = error {  // the balancer's or a stray client's fault: not a handler error
+            return context.stats.closed(clientAddress, .proxyHeader, error)
+        }
         context.stats.add(.errors)
         context.stats.closed(clientAddress, CloseReason(error), error)
     }

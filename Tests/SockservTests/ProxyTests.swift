@@ -282,4 +282,33 @@ private func readUntilClosed(_ socket: Socket) -> (bytes: [UInt8], closed: Bool)
             #expect(process.standardError.contains(message), "\(arguments): \(process.standardError)")
         }
     }
+
+    /// --send-proxy into --proxy-protocol: the http server behind the proxy logs the real client (its port is the
+    /// client's own), and a connection without a header is closed and counted.
+    @Test(arguments: ["v1", "v2"])
+    func proxyProtocolCarriesTheClientThrough(version: String) throws {
+        let http = try SockservProcess(["serve", "http", "--proxy-protocol"])
+        _ = http.readFirstLine()
+        let httpPort = try #require(http.port)
+        // The client comes over IPv6, the proxy goes on over IPv4: only the header can tell the server "::1".
+        let proxy = try SockservProcess(
+            ["serve", "proxy", "--host", "::1", "--upstream", "127.0.0.1:\(httpPort)", "--send-proxy", version])
+        _ = proxy.readFirstLine()
+        let client = try connectedClient(try SocketAddress(ipv6: "::1", port: try #require(proxy.port)))
+        try client.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+        let (reply, closed) = readUntilClosed(client)
+        #expect(closed && String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        client.close()
+        // Straight to the http server, without a header: refused as such.
+        let bare = try connectedClient(try SocketAddress(ipv4: "127.0.0.1", port: httpPort))
+        try bare.sendAll(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(readUntilClosed(bare) == ([], true))
+        bare.close()
+        #expect(proxy.stop() == 0)
+        #expect(http.stop() == 0)
+        let log = http.standardError
+        #expect(log.contains("] ::1 - - ["), "the access log names the client behind the proxy: \(log)")
+        #expect(log.contains("proxy header: no valid PROXY protocol header"), "\(log)")
+        #expect(log.contains("(1 proxy header)"), "\(log)")
+    }
 }
