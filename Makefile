@@ -118,11 +118,13 @@ soak: deps build
 
 # The main job: every concurrency mode side by side, about a minute and a half on two cores; then the mixed
 # workload (1 request in 100 blocks for 10 ms): threading, forking, the reactor blocking its loop, and the reactor
-# with a blocking pool.
+# with a blocking pool; then a proxy workload (echo through sockserv serve proxy, in each mode, to an echo server).
 demo: release
 	.build/release/sockserv bench --connections 1,10,100,1000 --duration 2 --output bench-results
 	.build/release/sockserv bench --protocol resp --mixed 100 --modes threading,forking,reactor,reactor-pool \
 		--connections 10,100 --duration 2 --output bench-results/mixed
+	.build/release/sockserv bench --protocol proxy --modes threading,forking,reactor \
+		--connections 10,100 --duration 2 --output bench-results/proxy
 
 # Side by side on this machine (about 20 minutes): sockserv in each mode, C libevent and epoll echo servers,
 # SwiftNIO on one loop, Python's socketserver and asyncio; sockserv resp against redis-server; idle memory;

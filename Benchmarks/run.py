@@ -3,7 +3,7 @@
 Redis against redis-server, then memory per idle connection, then HTTP file serving (sockserv serve http
 against nginx, Hummingbird and Python's http.server, driven by wrk), then TLS (sockserv against libevent's
 bufferevent_openssl echo server and nginx over HTTPS), then a mixed workload (1 request in 100 blocks for 10 ms)
-in every mode, and the reactor on 1 and 2 loops.
+in every mode, the reactor on 1 and 2 loops, and sockserv serve proxy in front of redis-server against haproxy.
 
 Every server runs as a child process on 127.0.0.1 and is driven by the closed-loop C client
 (baselines/echo_client.c). Server CPU time comes from /proc (the process and its children), which is the
@@ -11,7 +11,7 @@ figure that survives a noisy machine; every row is run ROUNDS times, servers int
 reported with ratios against libevent's bufferevent echo server. Writes results/latest.json and
 results/latest.md and prints the Markdown.
 
-Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http|tls|mixed|loops]
+Usage: run.py [--rounds N] [--seconds S] [--quick] [--only echo|redis|idle|http|tls|mixed|loops|proxy]
 """
 import argparse
 import json
@@ -288,6 +288,155 @@ def loops_table(rounds, seconds):
             row["per_loop"] = last[-1]["per_loop"] if last else None
             results.append(row)
     return results
+
+
+# A TCP proxy in front of redis-server: redis-benchmark -c 50 GET through sockserv serve proxy in each mode, against
+# haproxy in TCP mode with one thread, and straight to redis-server for reference. CPU per request is the proxy's
+# (its children's included) from /proc over the benchmark; the idle row holds PROXY_IDLE client connections through
+# each proxy (each one a pair: the client's and the upstream's) and reads the proxy's memory (PSS) before and while.
+PROXY_BASELINE = "haproxy 2.6, 1 thread, mode tcp"
+PROXY_REQUESTS = 200000
+PROXY_IDLE = 9000  # pairs: 10,000 would need 20,000 descriptors and more, past this machine's hard limit of 20,000
+HAPROXY = "/usr/sbin/haproxy"
+
+
+def haproxy_command(upstream_port):
+    """haproxy's command, as a function of the port to listen on (it writes the configuration for that port)."""
+    def command(port):
+        config = os.path.join(BENCH, f"haproxy-{port}.cfg")
+        with open(config, "w") as f:
+            f.write(f"""global
+    nbthread 1
+    maxconn 9500
+defaults
+    mode tcp
+    maxconn 9500
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend proxy
+    bind 127.0.0.1:{port}
+    default_backend upstream
+backend upstream
+    server up 127.0.0.1:{upstream_port}
+""")
+        return [HAPROXY, "-db", "-f", config]
+    return command
+
+
+def proxy_servers(upstream_port):
+    proxy = [SOCKSERV, "serve", "proxy", "--port", "{port}", "--upstream", f"127.0.0.1:{upstream_port}", "--mode"]
+    table = {
+        PROXY_BASELINE: haproxy_command(upstream_port),
+        "sockserv proxy, reactor": proxy + ["reactor"],
+        "sockserv proxy, threading": proxy + ["threading"],
+        "sockserv proxy, forking": proxy + ["forking"],
+    }
+    return {name: command for name, command in table.items() if name != PROXY_BASELINE or os.path.exists(HAPROXY)}
+
+
+def start_on_free_port(command):
+    port = free_port()
+    arguments = command(port) if callable(command) else [part.replace("{port}", str(port)) for part in command]
+    process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process, port
+
+
+def stop_process(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_proxy(command, upstream_port):
+    """One redis-benchmark GET run through `command` (None: straight to redis-server)."""
+    process, port = start_on_free_port(command) if command else (None, upstream_port)
+    try:
+        before = cpu_seconds(process.pid) if process else 0
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "get", "-c", "50", "-n", str(PROXY_REQUESTS),
+                              "--csv"], capture_output=True, text=True, timeout=300).stdout
+        after = cpu_seconds(process.pid) if process else 0
+    finally:
+        if process:
+            stop_process(process)
+    rows = [[f.strip('"') for f in line.split(",")] for line in out.splitlines()]
+    rps = next((float(r[1]) for r in rows if len(r) > 1 and r[0] == "GET"), None)
+    if rps is None:
+        raise RuntimeError(f"redis-benchmark printed {out[:80]!r}")
+    return {"requests_per_second": rps,
+            "cpu_us_per_request": (after - before) * 1e6 / PROXY_REQUESTS if process else None}
+
+
+def proxy_idle(command, connections, upstream_port):
+    """The proxy's memory (PSS) before and while `connections` idle clients are held through it, and its descriptors."""
+    process, port = start_on_free_port(command)
+    try:
+        time.sleep(0.2)
+        before = memory_bytes(process.pid)
+        base_descriptors = len(os.listdir(f"/proc/{process.pid}/fd"))
+        holder = subprocess.Popen([CLIENT, str(port), str(connections), "60", "--idle"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = holder.stdout.readline()
+        held = int(line.split()[1]) if line.startswith("connected") else 0
+        # The clients are connected once the kernel has them; the proxy accepts them and connects upstream after.
+        # Wait until it holds a descriptor for both ends of every pair (or its count stops growing for 2 s).
+        deadline, last, steady = time.time() + 30, -1, 0
+        while time.time() < deadline and steady < 4:
+            time.sleep(0.5)
+            descriptors = len(os.listdir(f"/proc/{process.pid}/fd"))
+            if descriptors >= base_descriptors + 2 * held:
+                break
+            steady = steady + 1 if descriptors == last else 0
+            last = descriptors
+        time.sleep(0.5)
+        after = memory_bytes(process.pid)
+        descriptors = len(os.listdir(f"/proc/{process.pid}/fd"))
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    finally:
+        stop_process(process)
+    pairs = min(held, (descriptors - base_descriptors) // 2)  # the pairs the proxy holds both ends of
+    return {"connections": held, "pairs": pairs, "memory_before": before, "memory_after": after,
+            "descriptors": descriptors, "bytes_per_pair": (after - before) / pairs if pairs > 0 else None}
+
+
+def proxy_table(rounds, idle_connections):
+    if not (os.path.exists("/usr/bin/redis-server") and os.path.exists("/usr/bin/redis-benchmark")):
+        return {}, "redis-server or redis-benchmark is not installed (apt-get install redis-server redis-tools)"
+    redis, redis_port = start_on_free_port(["/usr/bin/redis-server", "--port", "{port}", "--save", "",
+                                            "--appendonly", "no"])
+    try:
+        subprocess.run(["redis-cli", "-p", str(redis_port), "set", "key:__rand_int__", "x"], capture_output=True)
+        table = proxy_servers(redis_port)
+        table_with_direct = {"redis-server directly (no proxy)": None, **table}
+        samples = interleaved("proxy", rounds, [("redis-benchmark -c 50 GET",)], table_with_direct,
+                              lambda command, row: run_proxy(command, redis_port))
+    finally:
+        stop_process(redis)
+    rows = []
+    base = samples.get(("redis-benchmark -c 50 GET", PROXY_BASELINE), [])
+    for name in table_with_direct:
+        runs = samples[("redis-benchmark -c 50 GET", name)]
+        row = summarize("redis-benchmark -c 50 GET", name, runs, ("requests_per_second", "cpu_us_per_request"))
+        row["cpu_vs_haproxy"] = paired_ratio(runs, base, "cpu_us_per_request") if table_with_direct[name] else None
+        rows.append(row)
+    # Idle pairs: the upstream is a reactor echo server (cheap, and with no client limit below 10,000).
+    upstream = Server([SOCKSERV, "serve", "echo", "--port", "{port}"])
+    idle = []
+    try:
+        for name in (PROXY_BASELINE, "sockserv proxy, reactor"):
+            if name in table:
+                progress(f"proxy idle: {idle_connections} pairs: {name}")
+                command = proxy_servers(upstream.port)[name]
+                idle.append({"server": name, **proxy_idle(command, idle_connections, upstream.port)})
+    finally:
+        upstream.stop()
+    return {"rows": rows, "idle": idle}, None
 
 
 def interleaved(kind, rounds, rows, table, measure):
@@ -900,6 +1049,25 @@ def markdown(document):
                            f"{fmt(row['p99_us'], '.0f')} | {fmt(row['cpu_us_per_request'], '.1f')} | "
                            f"{fmt(row['cpu_vs_one_loop'], '.2f')} | {spread} | {fmt(row['errors'], '.0f')} |")
             out.append("")
+    if document.get("proxy"):
+        proxy = document["proxy"]
+        out += [f"### A TCP proxy in front of redis-server ({dates.get('proxy', document['date'])})", "",
+                f"redis-benchmark -c 50 -n {PROXY_REQUESTS} -t get through each proxy to one redis-server; CPU is the "
+                "proxy's (its children's included) over the run, against haproxy's in the same round. haproxy runs "
+                "with nbthread 1 in mode tcp (Benchmarks/run.py writes its configuration).", "",
+                "| proxy | requests/s | CPU us/request | CPU vs haproxy |", "|---|---:|---:|---:|"]
+        for row in proxy["rows"]:
+            out.append(f"| {row['server']}{failed_note(row)} | {fmt(row['requests_per_second'], '.0f')} | "
+                       f"{fmt(row['cpu_us_per_request'], '.2f')} | {fmt(row['cpu_vs_haproxy'], '.2f')} |")
+        out += ["", f"Idle pairs: clients held open through the proxy (each a client and an upstream connection, to a "
+                "reactor echo server); memory is the proxy's PSS, descriptors its count while they are held.", "",
+                "| proxy | clients held | pairs (descriptors / 2) | memory before MiB | while held MiB | bytes per pair |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for row in proxy["idle"]:
+            out.append(f"| {row['server']} | {row['connections']} | {row.get('pairs', '-')} | "
+                       f"{row['memory_before'] / 1048576:.1f} | {row['memory_after'] / 1048576:.1f} | "
+                       f"{fmt(row['bytes_per_pair'], '.0f')} |")
+        out.append("")
     return "\n".join(out)
 
 
@@ -918,13 +1086,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--idle", type=int, default=9000)
     parser.add_argument("--quick", action="store_true", help="three rows, one round, no redis, idle or http run")
-    parser.add_argument("--only", choices=["echo", "redis", "idle", "http", "tls", "mixed", "loops"],
+    parser.add_argument("--only", choices=["echo", "redis", "idle", "http", "tls", "mixed", "loops", "proxy"],
                         help="one table only; the other tables of results/latest.json are kept")
     parser.add_argument("--tls-idle", type=int, default=2000)
+    parser.add_argument("--proxy-idle", type=int, default=PROXY_IDLE)
     parser.add_argument("--http-seconds", type=float, default=3)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
-    everything = {"echo", "redis", "idle", "http", "tls", "mixed", "loops"}
+    everything = {"echo", "redis", "idle", "http", "tls", "mixed", "loops", "proxy"}
     wanted = {args.only} if args.only else ({"echo"} if args.quick else everything)
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     document = {
@@ -932,7 +1101,7 @@ def main():
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         "rounds": rounds, "seconds": args.seconds,
         "echo": echo_table(rounds, args.seconds, args.quick) if "echo" in wanted else [],
-        "redis": [], "idle": [], "http": [], "tls": {}, "mixed": [], "loops": [],
+        "redis": [], "idle": [], "http": [], "tls": {}, "mixed": [], "loops": [], "proxy": {},
     }
     latest = os.path.join(HERE, "results", "latest.json")
     if args.only and os.path.exists(latest):  # one table: the others stay as the last full run left them
@@ -951,6 +1120,8 @@ def main():
         document["mixed"] = mixed_table(rounds, args.seconds)
     if "loops" in wanted:
         document["loops"] = loops_table(rounds, args.seconds)
+    if "proxy" in wanted:
+        document["proxy"], document["proxy_skipped"] = proxy_table(rounds, args.proxy_idle)
     if "redis" in wanted:
         document["redis"], document["redis_skipped"] = redis_table(rounds)
     if "idle" in wanted:

@@ -300,7 +300,6 @@ final class DNSLookup {
         var hints = addrinfo()  // evutil_addrinfo is the system's addrinfo here
         hints.ai_family = family == .ipv6 ? PF_INET6 : PF_INET
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_protocol = Int32(IPPROTO_TCP)
         let context = Unmanaged.passRetained(self).toOpaque()
         starting = true
         request = evdns_getaddrinfo(resolver.base, host, String(port), &hints, DNSLookup.callback, context)

@@ -108,6 +108,35 @@ private func readUntilClosed(_ socket: Socket) -> (bytes: [UInt8], closed: Bool)
         #expect(total == 3 * 18_000)
     }
 
+    /// The upstream half-closes first: its end reaches the client, which goes on sending; the upstream reads that
+    /// after its own end, and its close ends the client's connection.
+    @Test(arguments: proxyModes)
+    func upstreamHalfCloseFirst(mode: [String]) throws {
+        let heard = Mutex<[UInt8]>([])
+        let upstream = try TestUpstream { socket in
+            socket.timeout = .seconds(10)
+            try? socket.sendAll(Array("bye\n".utf8))
+            try? socket.shutdown(.write)
+            while let chunk = try? socket.receive(maxCount: 4096), !chunk.isEmpty {
+                heard.withLock { $0 += chunk }
+            }
+            socket.close()
+        }
+        defer { upstream.close() }
+        let (proxy, address) = try startProxy(mode + ["--upstream", "127.0.0.1:\(upstream.port)"])
+        let client = try connectedClient(address)
+        var got: [UInt8] = []
+        while let chunk = try? client.receive(maxCount: 100), !chunk.isEmpty { got += chunk }
+        #expect(got == Array("bye\n".utf8), "the upstream's reply, then its end")
+        try client.sendAll(Array("still here\n".utf8))
+        try client.shutdown(.write)
+        #expect(readUntilClosed(client).closed)
+        // The proxy may close the client as soon as both ends have ended, while the upstream's thread still reads.
+        #expect(eventually(within: .seconds(5)) { heard.withLock { $0 } == Array("still here\n".utf8) })
+        client.close()
+        #expect(proxy.stop() == 0)
+    }
+
     /// An upstream that refuses, a name that does not resolve, and an address that never answers: the client is
     /// closed, the reason logged and counted, and the proxy serves the next client.
     @Test(arguments: proxyModes)
