@@ -34,6 +34,7 @@ public final class Resolver {
     /// A resolver that asks `nameservers` (in turn, as `resolv.conf`'s are asked) instead of the system's.
     ///
     /// - Parameters:
+    ///   - loop: the loop the queries run on.
     ///   - nameservers: IPv4 or IPv6 addresses with ports (`127.0.0.1:53`).
     ///   - hostsFile: a hosts file read first; `nil` knows only `localhost`.
     ///   - queryTimeout: how long one query waits for its answer before it is sent again.
@@ -53,8 +54,10 @@ public final class Resolver {
         self.ownsBase = true
         for nameserver in nameservers {
             guard nameserver.family != .unix else { throw .invalidAddress("a nameserver must be IP: \(nameserver)") }
-            let added = nameserver.withSockAddr { evdns_base_nameserver_sockaddr_add(base, $0, $1, 0) }
-            guard added == 0 else { throw .libevent("evdns_base_nameserver_sockaddr_add(\(nameserver))") }
+            // By its text ("127.0.0.1:53", "[::1]:53"): this file names no socket type (see the shim).
+            guard evdns_base_nameserver_ip_add(base, nameserver.description) == 0 else {
+                throw .libevent("evdns_base_nameserver_sockaddr_add(\(nameserver))")
+            }
         }
         guard evdns_base_load_hosts(base, hostsFile) == 0 else { throw .libevent("evdns_base_load_hosts") }
         try Self.configure(base, queryTimeout: queryTimeout, attempts: attempts)
@@ -75,6 +78,8 @@ public final class Resolver {
     /// Resolves `host` to its addresses, IPv6 ones first, each with `port`. Call on the loop thread.
     ///
     /// - Parameters:
+    ///   - host: a host name, or an IPv4 or IPv6 literal (brackets allowed), answered at once.
+    ///   - port: the port each address gets.
     ///   - timeout: fail with ``ResolutionError/Reason/timedOut`` if no family has answered by then; when one has
     ///     and the other has not, its addresses are the answer.
     ///   - completion: called once, on the loop thread, on a later pass of the loop (never before this returns):
@@ -161,8 +166,8 @@ public struct ResolutionError: Error, Equatable, Sendable, CustomStringConvertib
     init(host: String, code: Int32) {
         self.host = host
         switch code {
-        case EVUTIL_EAI_NONAME: reason = .nameNotFound
-        case EVUTIL_EAI_NODATA, EVUTIL_EAI_ADDRFAMILY: reason = .noAddress
+        case clibevent_eai_noname: reason = .nameNotFound
+        case clibevent_eai_nodata, clibevent_eai_addrfamily: reason = .noAddress
         default: reason = .failed(String(cString: evutil_gai_strerror(code)))
         }
     }
@@ -297,12 +302,10 @@ final class DNSLookup {
     }
 
     func start(port: Int) {
-        var hints = addrinfo()  // evutil_addrinfo is the system's addrinfo here
-        hints.ai_family = family == .ipv6 ? PF_INET6 : PF_INET
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         let context = Unmanaged.passRetained(self).toOpaque()
         starting = true
-        request = evdns_getaddrinfo(resolver.base, host, String(port), &hints, DNSLookup.callback, context)
+        request = clibevent_dns_lookup(
+            resolver.base, host, String(port), family == .ipv6 ? 1 : 0, DNSLookup.callback, context)
         starting = false
     }
 
@@ -318,22 +321,22 @@ final class DNSLookup {
         }
     }
 
-    private static let callback: evdns_getaddrinfo_cb = { code, list, context in
+    private static let callback: clibevent_resolved_cb = { code, list, context in
         let lookup = Unmanaged<DNSLookup>.fromOpaque(context!).takeRetainedValue()
-        defer { if let list { evutil_freeaddrinfo(list) } }
+        defer { clibevent_addresses_free(list) }
         lookup.request = nil
-        guard code != EVUTIL_EAI_CANCEL, let completion = lookup.completion else { return }
+        guard code != clibevent_eai_cancel, let completion = lookup.completion else { return }
         lookup.completion = nil
         var addresses: [SocketAddress] = []
-        var node = list
-        while let entry = node {
-            if let address = entry.pointee.ai_addr,
-                let parsed = SocketAddress(address, length: entry.pointee.ai_addrlen),
-                !addresses.contains(parsed)
+        var entry = list
+        while let current = entry {
+            var length: Int32 = 0
+            if let raw = clibevent_addresses_address(current, &length),
+                let address = SocketAddress(raw: raw, length: Int(length)), !addresses.contains(address)
             {
-                addresses.append(parsed)
+                addresses.append(address)
             }
-            node = entry.pointee.ai_next
+            entry = clibevent_addresses_next(current)
         }
         if code == 0 && lookup.starting { lookup.answeredLocally = true }
         // A name the hosts file lists answers 0 with no address of a family it lacks there.

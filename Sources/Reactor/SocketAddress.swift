@@ -146,6 +146,11 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return results
     }
 
+    /// A `sockaddr` given as raw memory (the resolver's, from libevent), `length` bytes of it.
+    init?(raw: UnsafeRawPointer, length: Int) {
+        self.init(raw.assumingMemoryBound(to: sockaddr.self), length: socklen_t(length))
+    }
+
     /// Reads a kernel-filled `sockaddr`; `nil` for families other than IPv4, IPv6 and Unix.
     init?(_ address: UnsafePointer<sockaddr>, length: socklen_t) {
         switch Int32(address.pointee.sa_family) {
