@@ -30,6 +30,29 @@ import Testing
         return try JSONDecoder().decode(Document.self, from: data)
     }
 
+    /// --protocol proxy: the lines the upstream echo server answered are the served count (every one the load counted,
+    /// at most those in flight more), and the CPU is the proxy's own, within its lifetime's.
+    @Test func proxyFiguresAgreeWithTheUpstreamAndTheProxy() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bench = try SockservProcess([
+            "bench", "--protocol", "proxy", "--modes", "threading,reactor", "--connections", "3", "--duration", "1",
+            "--output", directory,
+        ])
+        #expect(bench.waitForExit() == 0, "\(bench.standardError)")
+        let document = try Self.results(in: directory)
+        #expect(document.workload.hasPrefix("proxy: 32-byte lines through the proxy to a reactor echo server"))
+        #expect(document.results.map(\.mode) == ["threading", "reactor"])
+        for result in document.results {
+            let label = "\(result.mode): \(result)"
+            #expect(result.requests > 100 && result.errors == 0, "\(label)")
+            let served = try #require(result.serverRequests, "\(label)")
+            #expect(served >= result.requests && served <= result.requests + result.connections, "\(label)")
+            let lifetime = try #require(result.serverLifetimeCPUSeconds, "\(label)")
+            #expect(result.cpuSeconds > 0.02 && result.cpuSeconds <= lifetime + 0.02, "\(label)")
+        }
+    }
+
     /// Each figure against what the server says of itself on exit (requests answered, CPU over its life), and
     /// a sequential server's starved connections in the answered count, the first-reply column and p99.
     @Test func figuresAgreeWithTheServersAndStarvationShows() throws {
