@@ -203,6 +203,7 @@ public final class ConnectRequest {
     private func startNextAttempt() {
         attemptTimer?.cancel()
         attemptTimer = nil
+        guard isPending else { return }
         guard let target = nextTarget() else { return endIfExhausted() }
         let attempt = ConnectAttempt(address: target, loop: loop, timeout: nil) { [self] result in
             attemptEnded(target, result)
@@ -222,6 +223,7 @@ public final class ConnectRequest {
             guard isPending else { return Posix.close(fd) }
             won(fd)
         case .failure(let error):
+            guard isPending else { return }  // an attempt whose failure was already on its way when this ended
             failures.append(.init(address: target, error: error))
             if attempts.isEmpty { startNextAttempt() }  // none pending: the next need not wait its turn
         }

@@ -338,8 +338,18 @@ public final class Connection {
     /// for bytes gets them while another task's write waits, or a full-duplex peer (an echo server, say)
     /// and this connection would each wait for the other to read.
     var wantsInput: Bool {
-        state == .open && !inputClosed && !pausedByOwner && (!pausedForOutput || reader != nil)
+        state == .open && !inputClosed && !pausedByOwner
+            && (!pausedForOutput || reader != nil || !pausesReadingForOutput)
             && (delegate != nil || reader != nil || input.readableBytes < inputLimit)
+    }
+
+    /// Whether a delegate's reading pauses while this connection's own output is above ``highWatermark`` (default
+    /// true: a peer that sends without reading cannot grow the output without bound). A proxy turns it off on both
+    /// of its connections and pauses each by the other's output instead (``pauseReading()``): paused by its own
+    /// output too, a side would stop reading the very peer that waits for it to read, and neither would move.
+    /// ``ConnectionDelegate/connectionDidBecomeWritable(_:)`` is called either way.
+    @exclusivity(unchecked) public var pausesReadingForOutput = true {
+        didSet { updateReading() }
     }
 
     /// Stops reading from the socket until ``resumeReading()``: what the peer sends waits in the kernel, whose

@@ -74,7 +74,9 @@ open class BaseServer: @unchecked Sendable {
     /// thread or child, or the loop), not when it is accepted; a LOCAL header (the balancer's health check) leaves
     /// the socket's peer. A connection whose header is malformed or not whole within ``proxyHeaderTimeout`` goes to
     /// ``handleError(_:clientAddress:error:)`` as ``ServerError/proxyHeader(_:)`` and is closed. Default `false`:
-    /// a server that trusts headers must be reachable only by the balancer.
+    /// a server that trusts headers must be reachable only by the balancer. The modes read the header in their
+    /// `processRequest`; an override that calls `finishRequest(_:clientAddress:)` itself reads none (and verifies
+    /// nothing). `verifyRequest` may then run on request threads, in children and on a group's loops.
     public var proxyProtocol = false
     /// How long a connection has to send its whole PROXY protocol header (``proxyProtocol``). Default 3 s.
     public var proxyHeaderTimeout: Duration = .seconds(3)

@@ -212,9 +212,11 @@ open class TCPServer: BaseServer, @unchecked Sendable {
         switch request {
         case .stream(let socket):
             try? socket.shutdown(.write)
-            if mixIn.lingersOnTheLoop && loop.inEventLoop {
-                if let closing = socket.closeLingering(on: loop, timeout: lingerTimeout) {
-                    openRequests.release(closing)
+            // On a loop thread (the server's, or a group's, where a PROXY header was refused), linger on that loop.
+            let current = loop.inEventLoop ? loop : group?.loops.first { $0.inEventLoop }
+            if mixIn.lingersOnTheLoop, let current {
+                if let closing = socket.closeLingering(on: current, timeout: lingerTimeout) {
+                    openRequests(on: current).release(closing)
                 }
             } else {
                 socket.lingerBeforeClose(timeout: lingerTimeout)

@@ -75,6 +75,9 @@ final class CallbackProxyHandler: CallbackRequestHandler {
         context.stats.add(.connections)
         context.stats.add(.open)
         if let idle = context.idleTimeout { connection.idleTimeout = idle }  // bytes either way are activity
+        // Each side's reading follows the other side's output (below), not its own: paused for its own output too, a
+        // side would stop reading the peer that is waiting for it to read (an echo upstream), and neither would move.
+        connection.pausesReadingForOutput = false
         connection.pauseReading()  // until the upstream is there: its bytes wait in the kernel
         connecting = Connection.connect(
             host: proxy.host, port: proxy.port, on: connection.loop, timeout: proxy.connectTimeout
@@ -90,6 +93,7 @@ final class CallbackProxyHandler: CallbackRequestHandler {
         case .success(let upstream):
             guard connection.isOpen else { return upstream.close() }
             self.upstream = upstream
+            upstream.pausesReadingForOutput = false
             let side = UpstreamSide(handler: self)
             upstreamSide = side
             upstream.delegate = side
@@ -187,9 +191,11 @@ final class CallbackProxyHandler: CallbackRequestHandler {
     }
 }
 
-/// The upstream connection's delegate: hands every event to the client's handler, which owns the pair.
+/// The upstream connection's delegate: hands every event to the client's handler, which owns the pair. It holds the
+/// handler strongly: the client's connection may close (and its request end) while the upstream still sends what it
+/// was given; the upstream's close drops its delegate, and with it the handler.
 private final class UpstreamSide: ConnectionDelegate {
-    unowned let handler: CallbackProxyHandler
+    let handler: CallbackProxyHandler
 
     init(handler: CallbackProxyHandler) {
         self.handler = handler
@@ -316,6 +322,9 @@ final class BlockingProxyHandler: StreamRequestHandler {
                         | Int16(toUpstream.isEmpty ? 0 : POLLOUT),
                     revents: 0),
             ]
+            // A side with nothing asked of it is left out (a negative descriptor): poll would report its hang-up or
+            // error at once on every pass, and spin. Its end shows when it is next read or written.
+            for index in entries.indices where entries[index].events == 0 { entries[index].fd = -1 }
             let ready = clientReady ? 0 : poll(&entries, 2, BlockingSessionHandler.pollInterval)
             if ready < 0 && errno != EINTR { throw IOError(errnoCode: errno, operation: "poll") }
             if ready <= 0 && !clientReady {

@@ -278,7 +278,7 @@ struct Serve: ParsableCommand {
     @Option(
         name: .customLong("upstream-timeout"), parsing: .unconditional,
         help: ArgumentHelp(
-            "proxy: how long reaching the upstream may take, resolution and every address included, in seconds (default 5).",
+            "proxy: how long reaching the upstream may take, in seconds (default 5): in reactor mode resolution and every address together, in the blocking modes each address's connect.",
             valueName: "seconds"))
     var upstreamTimeout: Double?
 

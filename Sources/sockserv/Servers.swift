@@ -56,8 +56,18 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
             context.stats.closed(clientAddress, .allowList)
             return false
         }
+        // With --proxy-protocol this runs after the header, where the request is counted in progress already: the
+        // limit was checked as it was accepted (processRequest), on the accepting thread.
+        return proxyProtocol || withinConnectionLimit(request, clientAddress: clientAddress, alreadyCounted: 0)
+    }
+
+    /// Whether another connection may be served under `--max-connections`; refuses it (counted, logged, told) if not.
+    /// `alreadyCounted` is 1 when the request is among the requests in progress already.
+    private func withinConnectionLimit(_ request: Request, clientAddress: SocketAddress, alreadyCounted: Int) -> Bool {
         guard let maxConnections else { return true }
-        guard connectionsInProgress() >= maxConnections else { return true }
+        guard connectionsInProgress(alreadyCounted: alreadyCounted) - alreadyCounted >= maxConnections else {
+            return true
+        }
         context.stats.closed(clientAddress, .connectionLimit, "--max-connections \(maxConnections) reached")
         if let refusal { tell(request, refusal) }
         return false
@@ -74,6 +84,11 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
     private var forked = 0
 
     override func processRequest(_ request: Request, clientAddress: SocketAddress) throws {
+        // --proxy-protocol: the limit as the connection is accepted (its header, and verifyRequest, come later), by the
+        // balancer's address; the request is in progress already.
+        if proxyProtocol && !withinConnectionLimit(request, clientAddress: clientAddress, alreadyCounted: 1) {
+            return shutdownRequest(request)
+        }
         try super.processRequest(request, clientAddress: clientAddress)
         if forks { forked += 1 }  // the parent; the child exits inside
     }
@@ -84,13 +99,14 @@ final class SockservStreamServer: TCPServer, SessionServer, HTTPServing, @unchec
     /// counts that each may only be too high: the library's, children not yet reaped (one that has finished may
     /// not have exited yet), and the children forked less the connections the children have finished (one
     /// forked a moment ago has not counted itself yet, and one whose TLS handshake failed never counts itself).
-    private func connectionsInProgress() -> Int {
+    private func connectionsInProgress(alreadyCounted: Int = 0) -> Int {
         guard let forking = mixIn as? ForkingMixIn else { return mixIn.requestsInProgress }
         forking.collectChildren()
         let stats = context.stats
         let started = stats[.connections]  // read before open: a child starting in between makes this high, not low
         let finished = started - stats[.open]
-        return min(forking.requestsInProgress, forked - finished)
+        // The request being accepted is in the library's count, not yet among the children forked: add it there.
+        return min(forking.requestsInProgress, forked - finished + alreadyCounted)
     }
 
     /// Sends a short refusal without waiting: it fits an empty socket buffer, and is dropped if not.

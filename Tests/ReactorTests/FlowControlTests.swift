@@ -5,6 +5,39 @@ import Testing
 
 /// Backpressure, line limits and timeouts.
 @Suite struct FlowControlTests {
+    /// With pausesReadingForOutput off, a connection whose own output is far above its high watermark still reads
+    /// (a proxy's side, paused by the other side's output instead).
+    @Test func readingNeedNotPauseForOwnOutput() throws {
+        final class Recorder: ConnectionDelegate {
+            var received: [UInt8] = []
+            func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
+                received += buffer.readAll()
+                if received.last == 10 { connection.loop.stop() }
+            }
+        }
+        let recorder = Recorder()
+        var backlog = 0
+        var peer: Connection?
+        try runLoop { loop in
+            let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
+                connection.pausesReadingForOutput = false
+                connection.delegate = recorder
+                // 8 MiB to a peer that reads nothing: most of it stays queued here, far above the high watermark.
+                connection.write([UInt8](repeating: 0x61, count: 8 << 20))
+                backlog = connection.bufferedOutputBytes  // before this side reads anything: the line waits
+            }
+            Connection.connect(to: listener.localAddress, on: loop) { result in
+                listener.close()
+                peer = try? result.get()
+                peer?.pauseReading()  // never reads what the server sends
+                peer?.write("still heard\n")
+            }
+        }
+        peer?.close()
+        #expect(backlog > 64 * 1024, "the output was above the high watermark: \(backlog)")
+        #expect(recorder.received == Array("still heard\n".utf8))
+    }
+
     /// pauseReading() leaves what the peer sends in the kernel, its end included, until resumeReading().
     @Test func pausedReadingDeliversNothingUntilResumed() throws {
         final class Recorder: ConnectionDelegate {

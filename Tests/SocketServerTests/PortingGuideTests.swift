@@ -70,6 +70,15 @@ private var surface: [String: Any] {
         "BaseServer/stopServing()": BaseServer.stopServing,
         "BaseServer/logger": \BaseServer.logger,
         "BaseServer/allowedClients": \BaseServer.allowedClients,
+        "BaseServer/proxyProtocol": \BaseServer.proxyProtocol,
+        "BaseServer/proxyHeaderTimeout": \BaseServer.proxyHeaderTimeout,
+        // Handlers that connect elsewhere
+        "SocketAddress.resolve(host:port:)": SocketAddress.resolve(host:port:),
+        "Socket(family:kind:)": { try Socket(family: .ipv4, kind: .stream) },
+        "Socket.timeout": \Socket.timeout,
+        "Socket.connect(to:)": Socket.connect(to:),
+        "Connection.connect(host:port:on:timeout:tls:serverName:resolver:)":
+            Connection.connect(host:port:on:timeout:tls:serverName:resolver:),
         "BaseServer/metrics": \BaseServer.metrics,
         // TCPServer, UDPServer and the Unix servers
         "TCPServer/init(_:handler:bindAndActivate:loop:)": TCPServer.init(_:handler:bindAndActivate:loop:),

@@ -137,6 +137,48 @@ private func readUntilClosed(_ socket: Socket) -> (bytes: [UInt8], closed: Bool)
         #expect(proxy.stop() == 0)
     }
 
+    /// A client that half-closes and then resets while the upstream is silent: the relay idles (poll would report
+    /// the reset on every pass of a socket it no longer reads, and spin, were that socket not left out).
+    @Test(arguments: [["--mode", "threading"], ["--mode", "reactor"]])
+    func resetAfterHalfCloseDoesNotSpin(mode: [String]) throws {
+        let ended = Mutex(false)
+        let upstream = try TestUpstream { socket in
+            socket.timeout = .seconds(10)
+            while let chunk = try? socket.receive(maxCount: 4096), !chunk.isEmpty {}
+            ended.withLock { $0 = true }
+        }
+        defer { upstream.close() }
+        let (proxy, address) = try startProxy(mode + ["--upstream", "127.0.0.1:\(upstream.port)"])
+        let client = try connectedClient(address)
+        try client.sendAll(Array("hello\n".utf8))
+        try client.shutdown(.write)
+        #expect(eventually(within: .seconds(5)) { ended.withLock { $0 } }, "the half-close reached the upstream")
+        reset(client)
+        let before = proxy.cpuSeconds
+        usleep(1_000_000)  // a measurement window, not a synchronization
+        #expect(proxy.cpuSeconds - before < 0.3, "the proxy idles once the client is gone")
+        #expect(proxy.stop() == 0)
+    }
+
+    /// --max-connections with --proxy-protocol: checked as each connection is accepted, so N are served at once.
+    @Test(arguments: [["--mode", "reactor"], ["--mode", "threading"], ["--mode", "forking"]])
+    func connectionLimitCountsRightWithProxyProtocol(mode: [String]) throws {
+        let server = try SockservProcess(["serve", "echo", "--proxy-protocol", "--max-connections", "1"] + mode)
+        _ = server.readFirstLine()
+        let address = try SocketAddress(ipv4: "127.0.0.1", port: try #require(server.port))
+        let header = Array("PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n".utf8)
+        let first = try connectedClient(address)
+        try first.sendAll(header + Array("one\n".utf8))
+        #expect(try first.receive(maxCount: 100) == Array("one\n".utf8), "the one connection allowed is served")
+        let second = try connectedClient(address)
+        try? second.sendAll(header + Array("two\n".utf8))
+        #expect(readUntilClosed(second) == ([], true), "a second one, while the first is open, is refused")
+        second.close()
+        first.close()
+        #expect(server.stop() == 0)
+        #expect(server.standardError.contains("(1 connection limit)"), "\(server.standardError)")
+    }
+
     /// An upstream that refuses, a name that does not resolve, and an address that never answers: the client is
     /// closed, the reason logged and counted, and the proxy serves the next client.
     @Test(arguments: proxyModes)
