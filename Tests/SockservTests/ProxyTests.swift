@@ -333,6 +333,8 @@ private func readUntilClosed(_ socket: Socket) -> (bytes: [UInt8], closed: Bool)
         }
         reader.close()
         writer.close()
+        // The upstream first: the proxy's connection to it still holds what the writer sent, unread; closed, it ends.
+        upstream.close()
         #expect(proxy.stop() == 0)
     }
 
