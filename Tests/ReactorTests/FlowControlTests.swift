@@ -10,14 +10,17 @@ import Testing
     @Test func readingNeedNotPauseForOwnOutput() throws {
         final class Recorder: ConnectionDelegate {
             var received: [UInt8] = []
+            var peer: Connection?
             func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
                 received += buffer.readAll()
-                if received.last == 10 { connection.loop.stop() }
+                guard received.last == 10 else { return }
+                connection.reset()  // both ends at once: an open connection would outlive the test
+                peer?.reset()
+                connection.loop.stop()
             }
         }
         let recorder = Recorder()
         var backlog = 0
-        var peer: Connection?
         try runLoop { loop in
             let listener = try Listener(address: try Family.ipv4.listenAddress(), on: loop) { connection in
                 connection.pausesReadingForOutput = false
@@ -28,12 +31,13 @@ import Testing
             }
             Connection.connect(to: listener.localAddress, on: loop) { result in
                 listener.close()
-                peer = try? result.get()
+                let peer = try? result.get()
+                recorder.peer = peer
                 peer?.pauseReading()  // never reads what the server sends
                 peer?.write("still heard\n")
             }
         }
-        peer?.close()
+        recorder.peer = nil
         #expect(backlog > 64 * 1024, "the output was above the high watermark: \(backlog)")
         #expect(recorder.received == Array("still heard\n".utf8))
     }
@@ -43,12 +47,15 @@ import Testing
         final class Recorder: ConnectionDelegate {
             var received: [UInt8] = []
             var ended = false
+            var client: Connection?
             func connection(_ connection: Connection, didReceive buffer: inout ByteBuffer) {
                 received += buffer.readAll()
             }
             func connectionDidReachEnd(_ connection: Connection) {
                 ended = true
                 connection.close()
+                client?.reset()  // it has no delegate to close it on the end this side sends
+                client = nil
                 connection.loop.stop()
             }
         }
@@ -68,6 +75,7 @@ import Testing
             Connection.connect(to: listener.localAddress, on: loop) { result in
                 listener.close()
                 guard case .success(let client) = result else { return loop.stop() }
+                recorder.client = client
                 client.write("held back\n")
                 client.shutdownOutput()
             }
