@@ -715,12 +715,7 @@ def syscalls_per_request(make, path, connections, seconds):
         tracer.send_signal(signal.SIGINT)
         tracer.wait(timeout=30)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     total = re.search(r"^\S+\s+\S+\s+\S+\s+(\d+)\s+(?:\d+\s+)?total$", open(report).read(), re.M)
     return int(total.group(1)) / count if total and count else None
 
