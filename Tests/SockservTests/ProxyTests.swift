@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Glibc
 import Protocols
@@ -13,11 +14,13 @@ let proxyModes: [[String]] = [
 ]
 
 /// An upstream the test controls: a listening socket on 127.0.0.1 whose accepted connections `serve` runs on a
-/// thread each.
+/// thread each. ``close()`` waits for those threads before it closes their sockets (a socket closed by two threads at
+/// once is a data race).
 final class TestUpstream: @unchecked Sendable {
     let listener: Socket
     let port: Int
     private let accepted = Mutex<[Socket]>([])
+    private let serving = DispatchGroup()
 
     init(_ serve: @escaping @Sendable (Socket) -> Void) throws {
         listener = try Socket(
@@ -27,14 +30,20 @@ final class TestUpstream: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             while let (socket, _) = try? listener.accept() {
                 accepted.withLock { $0.append(socket) }
-                Thread.detachNewThread { serve(socket) }
+                serving.enter()
+                Thread.detachNewThread { [serving] in
+                    serve(socket)
+                    serving.leave()
+                }
             }
         }
     }
 
-    /// Stops accepting (the accept thread ends) and closes what was accepted.
+    /// Stops accepting (the accept thread ends), waits (15 s at most) for the connections' threads, and closes what
+    /// was accepted.
     func close() {
         listener.interrupt()
+        _ = serving.wait(timeout: .now() + 15)
         for socket in accepted.withLock({ $0 }) { socket.close() }
     }
 }
@@ -120,7 +129,6 @@ private func readUntilClosed(_ socket: Socket) -> (bytes: [UInt8], closed: Bool)
             while let chunk = try? socket.receive(maxCount: 4096), !chunk.isEmpty {
                 heard.withLock { $0 += chunk }
             }
-            socket.close()
         }
         defer { upstream.close() }
         let (proxy, address) = try startProxy(mode + ["--upstream", "127.0.0.1:\(upstream.port)"])
