@@ -262,8 +262,6 @@ final class DNSLookup {
     let resolver: Resolver
     private var request: OpaquePointer?
     private var completion: ((Result<[SocketAddress], ResolutionError>) -> Void)?
-    /// Whether the answer came inside ``start(port:)``: from the hosts file, not a nameserver.
-    private(set) var answeredLocally = false
     private var starting = false
 
     init(
@@ -295,9 +293,10 @@ final class DNSLookup {
         let resolver = makeResolver()  // only now: the system resolver's first use opens its nameservers' sockets
         let v6 = DNSLookup(host: host, family: .ipv6, resolver: resolver) { answer(.ipv6, $0) }
         v6.start(port: port)
+        // A name the hosts file lists is answered from it for both families (evdns answers 0, empty, for a family
+        // the file lacks), so neither lookup then asks a nameserver: nothing to cancel here.
         let v4 = DNSLookup(host: host, family: .ipv4, resolver: resolver) { answer(.ipv4, $0) }
         v4.start(port: port)
-        if v4.answeredLocally { v6.cancel(quietly: true) }
         return [v6, v4]
     }
 
@@ -310,11 +309,9 @@ final class DNSLookup {
     }
 
     /// Stops the lookup; its completion never runs. libevent calls back once more, later, and that frees it.
-    /// `quietly` marks a family not asked for because the hosts file answered the other: it completes empty.
-    func cancel(quietly: Bool = false) {
-        guard let completion else { return }
-        self.completion = nil
-        if quietly { completion(.success([])) }
+    func cancel() {
+        guard completion != nil else { return }
+        completion = nil
         if let request {
             self.request = nil
             evdns_getaddrinfo_cancel(request)
@@ -338,7 +335,6 @@ final class DNSLookup {
             }
             entry = clibevent_addresses_next(current)
         }
-        if code == 0 && lookup.starting { lookup.answeredLocally = true }
         // A name the hosts file lists answers 0 with no address of a family it lacks there.
         let result: Result<[SocketAddress], ResolutionError> =
             code == 0 ? .success(addresses) : .failure(ResolutionError(host: lookup.host, code: code))
